@@ -1,0 +1,39 @@
+/** The `nudge` command line: one file per command, parsing only. */
+import { readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
+import { Command } from 'commander';
+import { registerExplain } from './explain.ts';
+import { registerMigrate } from './migrate.ts';
+import { registerSeed } from './seed.ts';
+import { registerStart } from './start.ts';
+import { registerTemplates } from './templates.ts';
+import { registerTick } from './tick.ts';
+import { registerWork } from './work.ts';
+
+export async function main(argv: string[]): Promise<void> {
+  loadDotEnv();
+  const program = new Command('nudge')
+    .description('Journey emails for CRM sales opportunities, driven by closing dates and stages, exactly once.')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  for (const register of [registerMigrate, registerSeed, registerStart, registerTick, registerWork, registerExplain, registerTemplates]) {
+    register(program);
+  }
+  program.exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? 0 : 1);
+  });
+  await program.parseAsync(argv);
+}
+
+/** A `.env` file in the working directory, when there is one; real environment variables win. */
+function loadDotEnv(): void {
+  let text: string;
+  try {
+    text = readFileSync('.env', 'utf8');
+  } catch {
+    return; // No .env: the environment alone configures Nudge.
+  }
+  for (const [key, value] of Object.entries(parseEnv(text))) {
+    if (process.env[key] === undefined) process.env[key] = value;
+  }
+}

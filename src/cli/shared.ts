@@ -1,0 +1,67 @@
+/** What every command does the same way: configuration, the runtime, exit codes. */
+import { fixedClock, systemClock, type Clock } from '../clock.ts';
+import { ConfigError, loadConfig } from '../config.ts';
+import { createLogger } from '../logger.ts';
+import { InvalidContentError, Runtime } from '../runtime.ts';
+
+/** Exit codes: 0 done; 1 invalid content or input; 2 configuration; 3 PostgreSQL or Redis failed. */
+export const EXIT = { ok: 0, invalid: 1, config: 2, infrastructure: 3 } as const;
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export function clockFrom(now: string | undefined): Clock {
+  if (now === undefined) return systemClock;
+  try {
+    return fixedClock(now);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** Runs `fn` with a Runtime, closes it, and turns known failures into a message and an exit code. */
+export async function withRuntime(fn: (rt: Runtime) => Promise<number | void>, options: { logLevel?: string } = {}): Promise<void> {
+  let rt: Runtime | null = null;
+  let code: number = EXIT.ok;
+  try {
+    const config = loadConfig();
+    rt = new Runtime(config, createLogger({ level: process.env.LOG_LEVEL ?? options.logLevel ?? 'warn' }));
+    code = (await fn(rt)) ?? EXIT.ok;
+  } catch (error) {
+    code = report(error);
+  } finally {
+    await rt?.close().catch(() => {});
+  }
+  process.exitCode = code;
+}
+
+export function report(error: unknown): number {
+  if (error instanceof ConfigError) {
+    console.error(`nudge: configuration error: ${error.message}`);
+    return EXIT.config;
+  }
+  if (error instanceof InvalidContentError) {
+    console.error(`nudge: ${error.problems.length} problem${error.problems.length === 1 ? '' : 's'} in the journey file or templates; nothing was sent:`);
+    for (const p of error.problems) console.error(p);
+    return EXIT.invalid;
+  }
+  if (error instanceof UsageError) {
+    console.error(`nudge: ${error.message}`);
+    return EXIT.invalid;
+  }
+  const e = error as { code?: string; message?: string };
+  console.error(`nudge: ${infrastructureHint(e)}${e.message ?? String(error)}`);
+  return EXIT.infrastructure;
+}
+
+function infrastructureHint(e: { code?: string; message?: string }): string {
+  if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(e.message ?? '')) return 'cannot connect (is PostgreSQL/Redis running? check DATABASE_URL and REDIS_URL): ';
+  if (e.code === '42P01') return 'the schema is missing (run `nudge migrate`): ';
+  return '';
+}
+
+export function parseId(text: string, what: string): number {
+  if (!/^\d{1,15}$/.test(text)) throw new UsageError(`${what} must be a whole number, got ${JSON.stringify(text)}`);
+  return Number(text);
+}

@@ -1,0 +1,133 @@
+/**
+ * The environment, read once, validated and frozen. A bad value stops the process with the
+ * variable's name and what is wrong, before anything is sent.
+ */
+import path from 'node:path';
+
+export interface Config {
+  /** PostgreSQL connection URL. Required. */
+  databaseUrl: string;
+  /** Redis URL. @defaultValue redis://127.0.0.1:6379 */
+  redisUrl: string;
+  /** nodemailer SMTP URL; null: emails are written as .eml files to `outboxDir` (not in production). */
+  smtpUrl: string | null;
+  /** Where .eml files go when `smtpUrl` is null. @defaultValue ./outbox */
+  outboxDir: string;
+  /** The From header. @defaultValue Nudge <nudge@localhost> */
+  mailFrom: string;
+  /** The templates folder. @defaultValue ./templates */
+  templatesDir: string;
+  /** The journey file. @defaultValue <templatesDir>/journeys.yaml */
+  journeysFile: string;
+  /** Prefix of every Redis key; lets installations and test runs share one Redis. @defaultValue nudge */
+  queuePrefix: string;
+  /** Base URL of the HTTP server as customers reach it (unsubscribe links). @defaultValue http://localhost:<port> */
+  publicUrl: string;
+  /** HMAC key for unsubscribe tokens. No default in production. */
+  secret: string;
+  /** HTTP port of the daemon (health, readiness, unsubscribe). @defaultValue 3000 */
+  port: number;
+  production: boolean;
+  /** Milliseconds before the first retry of a transient SMTP failure; doubles each time. @defaultValue 30000 */
+  retryBaseMs: number;
+  /** Attempts of a delivery job before it is dropped (the next scan enqueues it again). @defaultValue 8 */
+  attempts: number;
+  /** Concurrent delivery jobs per worker process. @defaultValue 8 */
+  concurrency: number;
+  /** Milliseconds between scans of the daemon. @defaultValue 60000 */
+  scanEveryMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const DEV_SECRET = 'nudge-development-secret-not-for-production';
+const PREFIX = /^[A-Za-z0-9._-]{1,64}$/;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const production = env.NODE_ENV === 'production';
+  const port = integer(env, 'PORT', 3000, 0, 65535);
+  const smtpUrl = optionalUrl(env, 'SMTP_URL', ['smtp:', 'smtps:']);
+  if (production && !smtpUrl) {
+    throw new ConfigError('SMTP_URL', 'is required when NODE_ENV=production (writing emails to ./outbox/ is for development)');
+  }
+  const templatesDir = path.resolve(env.NUDGE_TEMPLATES_DIR?.trim() || 'templates');
+  const queuePrefix = env.NUDGE_QUEUE_PREFIX?.trim() || 'nudge';
+  if (!PREFIX.test(queuePrefix)) throw new ConfigError('NUDGE_QUEUE_PREFIX', `must match ${PREFIX.source}, got ${JSON.stringify(queuePrefix)}`);
+  return Object.freeze({
+    databaseUrl: requiredUrl(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    redisUrl: optionalUrl(env, 'REDIS_URL', ['redis:', 'rediss:']) ?? 'redis://127.0.0.1:6379',
+    smtpUrl,
+    outboxDir: path.resolve(env.NUDGE_OUTBOX_DIR?.trim() || 'outbox'),
+    mailFrom: mailFrom(env),
+    templatesDir,
+    journeysFile: path.resolve(env.NUDGE_JOURNEYS?.trim() || path.join(templatesDir, 'journeys.yaml')),
+    queuePrefix,
+    publicUrl: (optionalUrl(env, 'PUBLIC_URL', ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, ''),
+    secret: secret(env, production),
+    port,
+    production,
+    retryBaseMs: integer(env, 'NUDGE_RETRY_BASE_MS', 30_000, 1, 86_400_000),
+    attempts: integer(env, 'NUDGE_ATTEMPTS', 8, 1, 100),
+    concurrency: integer(env, 'NUDGE_CONCURRENCY', 8, 1, 256),
+    scanEveryMs: integer(env, 'NUDGE_SCAN_EVERY_MS', 60_000, 1_000, 86_400_000),
+  });
+}
+
+function requiredUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string {
+  const url = optionalUrl(env, name, protocols);
+  if (!url) throw new ConfigError(name, `is not set (expected a ${protocols.join(' or ')}// URL)`);
+  return url;
+}
+
+function optionalUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string | null {
+  const raw = env[name]?.trim();
+  if (!raw) return null;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'is not a valid URL');
+  }
+  if (!protocols.includes(url.protocol)) {
+    throw new ConfigError(name, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}, got ${url.protocol}//`);
+  }
+  return raw;
+}
+
+function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim();
+  if (!raw) return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+function mailFrom(env: NodeJS.ProcessEnv): string {
+  const raw = env.MAIL_FROM?.trim() || 'Nudge <nudge@localhost>';
+  if (/[\r\n]/.test(raw) || !/@/.test(raw)) throw new ConfigError('MAIL_FROM', `must be an address such as "Sales <sales@example.com>", got ${JSON.stringify(raw)}`);
+  return raw;
+}
+
+function secret(env: NodeJS.ProcessEnv, production: boolean): string {
+  const raw = env.NUDGE_SECRET ?? '';
+  if (!raw) {
+    if (production) throw new ConfigError('NUDGE_SECRET', 'is required when NODE_ENV=production (it signs unsubscribe links)');
+    return DEV_SECRET;
+  }
+  if (raw.length < 16) throw new ConfigError('NUDGE_SECRET', 'must be at least 16 characters');
+  if (production && raw === DEV_SECRET) throw new ConfigError('NUDGE_SECRET', 'is the development default; set a secret of your own');
+  return raw;
+}
+
+/** Whether the configuration uses development fallbacks worth a warning at start. */
+export function configWarnings(config: Config): string[] {
+  const out: string[] = [];
+  if (!config.smtpUrl) out.push(`SMTP_URL is not set: emails are written as .eml files to ${config.outboxDir} (development only)`);
+  if (config.secret === DEV_SECRET) out.push('NUDGE_SECRET is not set: unsubscribe links are signed with the development secret');
+  return out;
+}

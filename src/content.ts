@@ -1,0 +1,106 @@
+/**
+ * What marketers edit: the journey file and the templates, loaded and validated together.
+ * `LiveContent` keeps the last good version while the daemon runs: an edit that breaks either
+ * is reported and ignored until it is fixed.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { checkTemplates, formatProblem, loadTemplates, type Templates } from './email/templates.ts';
+import { formatJourneyProblem, loadJourneysFile, type UnsupportedFeature } from './journey/load-journeys.ts';
+import type { Journey, Stage } from './journey/types.ts';
+import type { Logger } from './logger.ts';
+
+/** Journey features not built yet: refused when a journey file uses them. */
+export const UNSUPPORTED: ReadonlySet<UnsupportedFeature> = new Set<UnsupportedFeature>([
+  'quietHours', 'skipWeekends', 'frequencyCap', 'skipIfRecentActivity', 'repeat', 'toRole',
+]);
+
+export interface Content {
+  journey: Journey;
+  templates: Templates;
+}
+
+export interface ContentSource {
+  journeysFile: string;
+  templatesDir: string;
+}
+
+/** Loads and checks both; returns every problem as `file:line:column: message` lines. */
+export function loadContent(source: ContentSource, stages: readonly Stage[] | null): { content: Content | null; problems: string[] } {
+  const { templates, problems: templateProblems } = loadTemplates(source.templatesDir);
+  const { journey, problems: journeyProblems } = loadJourneysFile(source.journeysFile, {
+    stages: stages && stages.map((s) => ({ key: s.key, outcome: s.outcome })),
+    templateExists: (name) => templates.has(name),
+    unsupported: UNSUPPORTED,
+  });
+  const problems = [
+    ...journeyProblems.map(formatJourneyProblem),
+    ...templateProblems.map((p) => formatProblem(p)),
+  ];
+  if (journey) {
+    const usages = journey.steps.map((s) => ({ template: s.template, stepId: s.id, audience: s.to.kind === 'owner' ? 'owner' as const : 'customer' as const }));
+    problems.push(...checkTemplates(templates, usages).map((p) => formatProblem(p)));
+  }
+  const unique = [...new Set(problems)];
+  return { content: journey && unique.length === 0 ? { journey, templates } : null, problems: unique };
+}
+
+/** Content that reloads itself when a file changes, keeping the last good version. */
+export class LiveContent {
+  private fingerprint: string;
+  private lastProblems = '';
+
+  constructor(
+    private current: Content,
+    private readonly source: ContentSource,
+    private readonly stages: () => Promise<readonly Stage[]>,
+    private readonly logger: Logger,
+  ) {
+    this.fingerprint = fingerprintOf(source);
+  }
+
+  get journey(): Journey {
+    return this.current.journey;
+  }
+
+  get templates(): Templates {
+    return this.current.templates;
+  }
+
+  /** Re-reads the files when any changed since the last look. Never throws for bad content. */
+  async refresh(): Promise<void> {
+    const fingerprint = fingerprintOf(this.source);
+    if (fingerprint === this.fingerprint) return;
+    this.fingerprint = fingerprint;
+    const { content, problems } = loadContent(this.source, await this.stages());
+    if (content) {
+      this.current = content;
+      this.lastProblems = '';
+      this.logger.info({ steps: content.journey.steps.length }, 'journey and templates reloaded');
+      return;
+    }
+    const text = problems.join('\n');
+    if (text !== this.lastProblems) this.logger.error({ problems }, 'edited journey or templates are invalid; keeping the last good version');
+    this.lastProblems = text;
+  }
+}
+
+/** Names, sizes and modification times of every file involved: cheap to compute every few seconds. */
+function fingerprintOf(source: ContentSource): string {
+  const parts: string[] = [];
+  const visit = (file: string) => {
+    try {
+      const st = statSync(file);
+      if (st.isDirectory()) {
+        for (const name of readdirSync(file).sort()) visit(path.join(file, name));
+      } else {
+        parts.push(`${file}:${st.size}:${st.mtimeMs}`);
+      }
+    } catch {
+      parts.push(`${file}:missing`);
+    }
+  };
+  visit(source.journeysFile);
+  visit(source.templatesDir);
+  return parts.join('|');
+}

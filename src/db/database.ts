@@ -1,0 +1,49 @@
+import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
+import type { Database } from './schema.ts';
+
+export type Db = Kysely<Database>;
+
+// A SQL `date` is a calendar day: keep it as the string PostgreSQL sends, never a local-midnight
+// Date (which shifts the day when TZ is not UTC).
+const DATE_OID = 1082;
+const INT8_OID = 20;
+
+function parseInt8(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) throw new RangeError(`bigint ${text} does not fit a JavaScript number`);
+  return n;
+}
+
+export const typeParsers = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === DATE_OID) return (text: string) => text;
+    if (oid === INT8_OID) return parseInt8;
+    return pg.types.getTypeParser(oid, format);
+  },
+};
+
+export interface DbOptions {
+  /** Connections in the pool. @defaultValue 10 */
+  max?: number;
+  /** Label shown in pg_stat_activity. */
+  applicationName?: string;
+}
+
+export function createPool(url: string, options: DbOptions = {}): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    application_name: options.applicationName ?? 'nudge',
+    types: typeParsers,
+    connectionTimeoutMillis: 10_000,
+  });
+  // An idle client losing its connection (PostgreSQL restarted) must not crash the process.
+  pool.on('error', () => {});
+  return pool;
+}
+
+export function createDb(url: string, options: DbOptions = {}): { db: Db; pool: pg.Pool } {
+  const pool = createPool(url, options);
+  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
+}

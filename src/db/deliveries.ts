@@ -1,0 +1,51 @@
+/**
+ * The decision log. Every write here is idempotent: the unique indexes of the initial migration
+ * (`deliveries_spent`, `deliveries_once_per_reason`) turn a second identical decision into a
+ * no-op, whatever the queue did.
+ */
+import type { Db } from './database.ts';
+import type { DeliveriesTable } from './schema.ts';
+import type { Insertable, Selectable } from 'kysely';
+
+export type DeliveryRow = Selectable<DeliveriesTable>;
+export type NewDelivery = Insertable<DeliveriesTable>;
+
+/** Writes a suppression or a failure that spends nothing. Returns false when it was already written. */
+export async function recordDecision(db: Db, row: NewDelivery): Promise<boolean> {
+  const inserted = await db.insertInto('deliveries').values(row)
+    .onConflict((oc) => oc.doNothing()).returning('id').executeTakeFirst();
+  return inserted !== undefined;
+}
+
+/**
+ * Claims a send before it is handed to SMTP: a row with status `unknown`. Returns its id, or null
+ * when the step is already spent for this recipient (another worker, a re-run, a duplicate job).
+ * A process that dies after this leaves `unknown`, never a second email.
+ */
+export async function claimSend(db: Db, row: Omit<NewDelivery, 'status' | 'reason'>): Promise<number | null> {
+  const inserted = await db.insertInto('deliveries').values({ ...row, status: 'unknown', reason: null })
+    .onConflict((oc) => oc.doNothing()).returning('id').executeTakeFirst();
+  return inserted?.id ?? null;
+}
+
+export async function markSent(db: Db, id: number, detail: string | null): Promise<void> {
+  await db.updateTable('deliveries').set({ status: 'sent', reason: null, detail }).where('id', '=', id).execute();
+}
+
+export async function markRejected(db: Db, id: number, detail: string): Promise<void> {
+  await db.updateTable('deliveries').set({ status: 'failed', reason: 'smtp_rejected', detail }).where('id', '=', id).execute();
+}
+
+/** The outcome is not known (connection lost after the message was handed over): keep `unknown`. */
+export async function markUnknown(db: Db, id: number, detail: string): Promise<void> {
+  await db.updateTable('deliveries').set({ detail }).where('id', '=', id).where('status', '=', 'unknown').execute();
+}
+
+/** The server refused for now (4xx, connection refused): nothing was accepted, the claim goes. */
+export async function releaseClaim(db: Db, id: number): Promise<void> {
+  await db.deleteFrom('deliveries').where('id', '=', id).where('status', '=', 'unknown').execute();
+}
+
+export async function listDeliveries(db: Db, opportunityId: number): Promise<DeliveryRow[]> {
+  return db.selectFrom('deliveries').selectAll().where('opportunity_id', '=', opportunityId).orderBy('id').execute();
+}

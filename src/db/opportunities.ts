@@ -1,0 +1,98 @@
+/**
+ * Reading opportunities: the scan's keyset pages and single loads. Every query takes `db` first;
+ * `toOpportunity` is the one place a row becomes a domain object.
+ */
+import { sql } from 'kysely';
+import type { Db } from './database.ts';
+import type { IsoDate, Opportunity, Outcome, Stage } from '../journey/types.ts';
+
+export interface OpportunityRow {
+  id: number;
+  title: string;
+  amount: string | null;
+  currency: string;
+  closing_date: string | null;
+  stage: string;
+  primary_contact_id: number | null;
+  owner_email: string | null;
+  stage_entered_at: Date;
+  created_at: Date;
+  updated_at: Date;
+  stage_label: string;
+  stage_probability: number;
+  stage_outcome: Outcome;
+  stage_position: number;
+}
+
+export function toOpportunity(row: OpportunityRow): Opportunity {
+  const stage: Stage = {
+    key: row.stage, label: row.stage_label, probability: row.stage_probability,
+    outcome: row.stage_outcome, position: row.stage_position,
+  };
+  return {
+    id: row.id, title: row.title, amount: row.amount, currency: row.currency.trim(),
+    closingDate: row.closing_date, stage, primaryContactId: row.primary_contact_id,
+    ownerEmail: row.owner_email, stageEnteredAt: row.stage_entered_at,
+    createdAt: row.created_at, updatedAt: row.updated_at,
+  };
+}
+
+function selectOpportunities(db: Db) {
+  return db.selectFrom('opportunities as o')
+    .innerJoin('stages as s', 's.key', 'o.stage')
+    .select([
+      'o.id', 'o.title', 'o.amount', 'o.currency', 'o.closing_date', 'o.stage', 'o.primary_contact_id',
+      'o.owner_email', 'o.stage_entered_at', 'o.created_at', 'o.updated_at',
+      's.label as stage_label', 's.probability as stage_probability', 's.outcome as stage_outcome',
+      's.position as stage_position',
+    ]);
+}
+
+export interface ClosingDateCursor {
+  closingDate: IsoDate;
+  id: number;
+}
+
+/**
+ * One keyset page of open opportunities whose closing date is in [from, to], after `after`, in
+ * (closing_date, id) order. The row-value comparison lets PostgreSQL start the index scan at the
+ * cursor; the OR/AND spelling of the same condition measured ten times slower.
+ */
+export async function closingDatePage(
+  db: Db, range: { from: IsoDate; to: IsoDate }, after: ClosingDateCursor | null, limit: number,
+): Promise<OpportunityRow[]> {
+  let q = selectOpportunities(db)
+    .where('s.outcome', '=', 'open')
+    .where('o.closing_date', '>=', range.from)
+    .where('o.closing_date', '<=', range.to);
+  if (after) q = q.where(sql<boolean>`(o.closing_date, o.id) > (${after.closingDate}::date, ${after.id}::bigint)`);
+  return (await q.orderBy('o.closing_date').orderBy('o.id').limit(limit).execute()) as OpportunityRow[];
+}
+
+export interface StageEnteredCursor {
+  stageEnteredAt: Date;
+  id: number;
+}
+
+/** One keyset page of opportunities in `stage` that entered it within [from, to]. */
+export async function stageEnteredPage(
+  db: Db, stage: string, range: { from: Date; to: Date }, after: StageEnteredCursor | null, limit: number,
+): Promise<OpportunityRow[]> {
+  let q = selectOpportunities(db)
+    .where('o.stage', '=', stage)
+    .where('o.stage_entered_at', '>=', range.from)
+    .where('o.stage_entered_at', '<=', range.to);
+  if (after) q = q.where(sql<boolean>`(o.stage_entered_at, o.id) > (${after.stageEnteredAt}::timestamptz, ${after.id}::bigint)`);
+  return (await q.orderBy('o.stage_entered_at').orderBy('o.id').limit(limit).execute()) as OpportunityRow[];
+}
+
+/** One opportunity; with `lock`, its row is share-locked until the transaction ends. */
+export async function findOpportunity(db: Db, id: number, lock = false): Promise<OpportunityRow | null> {
+  let q = selectOpportunities(db).where('o.id', '=', id);
+  if (lock) q = q.forShare('o');
+  return ((await q.executeTakeFirst()) as OpportunityRow | undefined) ?? null;
+}
+
+export async function listStages(db: Db): Promise<Stage[]> {
+  return db.selectFrom('stages').selectAll().orderBy('position').orderBy('key').execute();
+}

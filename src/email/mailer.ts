@@ -1,0 +1,127 @@
+/**
+ * Mail transport behind one small interface. SMTP (pooled) when SMTP_URL is set; otherwise .eml
+ * files in ./outbox/ for development, which the configuration refuses in production.
+ *
+ * Every outcome is classified, because the worker's record depends on it:
+ * - accepted: the server said 2xx after the message.
+ * - rejected: a permanent 5xx (failed, smtp_rejected, never retried).
+ * - deferred: nothing was accepted (4xx, connection refused, timeout before the message was
+ *   handed over): safe to retry.
+ * - unknown: the connection was lost after the whole message was handed over and before the
+ *   server's reply. The server may have accepted it; resending could mean a second email.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import nodemailer from 'nodemailer';
+import MailComposer from 'nodemailer/lib/mail-composer';
+
+export interface OutgoingEmail {
+  from: string;
+  to: string;
+  subject: string;
+  html: string;
+  text: string;
+  /** Extra headers (List-Unsubscribe, X-Nudge-*). */
+  headers: Record<string, string>;
+  /** Message-ID, with angle brackets. */
+  messageId: string;
+}
+
+export type SendOutcome =
+  | { kind: 'accepted'; response: string }
+  | { kind: 'rejected'; code: number; response: string }
+  | { kind: 'deferred'; reason: string }
+  | { kind: 'unknown'; reason: string };
+
+export interface Mailer {
+  readonly transport: 'smtp' | 'outbox';
+  send(email: OutgoingEmail): Promise<SendOutcome>;
+  close(): Promise<void>;
+}
+
+export async function buildMessage(email: OutgoingEmail): Promise<Buffer> {
+  const composer = new MailComposer({
+    from: email.from, to: email.to, subject: email.subject, html: email.html, text: email.text,
+    headers: email.headers, messageId: email.messageId, date: new Date(),
+  });
+  return composer.compile().build();
+}
+
+export interface SmtpOptions {
+  /** Pooled connections. @defaultValue 5 */
+  maxConnections?: number;
+  /** Milliseconds to wait for a connection, the greeting, and any reply. @defaultValue 10000 / 10000 / 30000 */
+  connectionTimeout?: number;
+  greetingTimeout?: number;
+  socketTimeout?: number;
+}
+
+export function smtpMailer(url: string, options: SmtpOptions = {}): Mailer {
+  const transport = nodemailer.createTransport({
+    url, pool: true, maxConnections: options.maxConnections ?? 5,
+    connectionTimeout: options.connectionTimeout ?? 10_000,
+    greetingTimeout: options.greetingTimeout ?? 10_000,
+    socketTimeout: options.socketTimeout ?? 30_000,
+  });
+  return {
+    transport: 'smtp',
+    async send(email) {
+      const raw = await buildMessage(email);
+      let handedOver = false;
+      const stream = Readable.from([raw]);
+      stream.on('end', () => { handedOver = true; });
+      try {
+        const info = await transport.sendMail({ envelope: { from: envelopeAddress(email.from), to: [email.to] }, raw: stream });
+        return { kind: 'accepted', response: String((info as { response?: string }).response ?? '') };
+      } catch (error) {
+        return classify(error as SmtpError, handedOver);
+      }
+    },
+    async close() {
+      transport.close();
+    },
+  };
+}
+
+interface SmtpError extends Error {
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  command?: string;
+}
+
+/** nodemailer reports a 421 and a 550 alike as EENVELOPE: classify by the reply code. */
+export function classify(error: SmtpError, handedOver: boolean): SendOutcome {
+  const code = error.responseCode;
+  const text = error.response || error.message;
+  if (code && code >= 500) return { kind: 'rejected', code, response: text };
+  if (code && code >= 400) return { kind: 'deferred', reason: text.startsWith(String(code)) ? text : `${code} ${text}` };
+  if (handedOver) return { kind: 'unknown', reason: `${error.code ?? 'error'}: ${error.message} (after the message was handed over)` };
+  return { kind: 'deferred', reason: `${error.code ?? 'error'}: ${error.message}` };
+}
+
+function envelopeAddress(from: string): string {
+  const m = /<([^>]+)>/.exec(from);
+  return (m ? m[1]! : from).trim();
+}
+
+/** Development transport: each email becomes a .eml file; nothing leaves the machine. */
+export function outboxMailer(dir: string): Mailer {
+  return {
+    transport: 'outbox',
+    async send(email) {
+      await fs.mkdir(dir, { recursive: true });
+      const raw = await buildMessage(email);
+      const name = email.messageId.replace(/[<>]/g, '').replace(/[^A-Za-z0-9._-]/g, '_');
+      const file = path.join(dir, `${name}.eml`);
+      await fs.writeFile(file, raw);
+      return { kind: 'accepted', response: `written to ${file}` };
+    },
+    async close() {},
+  };
+}
+
+export function createMailer(config: { smtpUrl: string | null; outboxDir: string }): Mailer {
+  return config.smtpUrl ? smtpMailer(config.smtpUrl) : outboxMailer(config.outboxDir);
+}

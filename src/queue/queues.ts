@@ -1,0 +1,56 @@
+/**
+ * Queue names, job payloads, deterministic job ids and connections. Queue keys are hash-tagged
+ * (`{<prefix>.<queue>}`) so that each queue lives in one Redis Cluster slot.
+ */
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { DeliveryRequest } from '../journey/decide-job.ts';
+
+export const DELIVER_QUEUE = 'deliver';
+export const SCAN_QUEUE = 'scan';
+
+export type DeliverJob = DeliveryRequest;
+
+/** The key prefix of one queue: a hash tag, so all of the queue's keys share one slot. */
+export function queuePrefix(prefix: string, queue: string): string {
+  return `{${prefix}.${queue}}`;
+}
+
+/**
+ * One id per (opportunity, step, closing date, occurrence): a scan that runs twice while the job
+ * waits adds nothing. It only saves work: the database refuses a second send on its own.
+ * BullMQ ids may not contain ':'; step ids are [a-z0-9_-].
+ */
+export function deliverJobId(job: DeliverJob): string {
+  return `o${job.opportunityId}.${job.stepId}.${job.closingDate ?? 'none'}.${job.occurrence || 'once'}`;
+}
+
+/** A connection for BullMQ: commands wait for Redis to come back instead of failing. */
+export function redisConnection(url: string): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
+}
+
+export interface QueueSettings {
+  prefix: string;
+  attempts: number;
+  retryBaseMs: number;
+}
+
+export function deliverJobOptions(settings: QueueSettings): JobsOptions {
+  return {
+    attempts: settings.attempts,
+    backoff: { type: 'exponential', delay: settings.retryBaseMs },
+    // Finished jobs go at once: a kept job would make a later, legitimate enqueue of the same id
+    // a no-op (the contact re-subscribed, the step came due again).
+    removeOnComplete: true,
+    removeOnFail: true,
+  };
+}
+
+export function deliverQueue(connection: ConnectionOptions, prefix: string): Queue<DeliverJob> {
+  return new Queue<DeliverJob>(DELIVER_QUEUE, { connection, prefix: queuePrefix(prefix, DELIVER_QUEUE) });
+}
+
+export function scanQueue(connection: ConnectionOptions, prefix: string): Queue {
+  return new Queue(SCAN_QUEUE, { connection, prefix: queuePrefix(prefix, SCAN_QUEUE) });
+}

@@ -1,0 +1,88 @@
+/**
+ * Builds what the commands and workers share from one Config: the database, Redis, the queues,
+ * the mailer and the validated content. Each piece is opened only when asked for.
+ */
+import type { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import type { Config } from './config.ts';
+import { loadContent, LiveContent, type Content } from './content.ts';
+import { createDb, type Db } from './db/database.ts';
+import { listStages } from './db/opportunities.ts';
+import { createMailer, type Mailer } from './email/mailer.ts';
+import type { Logger } from './logger.ts';
+import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob } from './queue/queues.ts';
+import type { ScanDeps } from './scan.ts';
+
+export class InvalidContentError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid journey or templates:\n${problems.join('\n')}`);
+    this.name = 'InvalidContentError';
+  }
+}
+
+export class Runtime {
+  private closers: (() => Promise<unknown>)[] = [];
+  private _db: Db | null = null;
+  private _redis: Redis | null = null;
+  private _queue: Queue<DeliverJob> | null = null;
+
+  constructor(readonly config: Readonly<Config>, readonly logger: Logger) {}
+
+  get db(): Db {
+    if (!this._db) {
+      const { db } = createDb(this.config.databaseUrl, { max: this.config.concurrency + 4 });
+      this._db = db;
+      this.closers.push(() => db.destroy());
+    }
+    return this._db;
+  }
+
+  get redis(): Redis {
+    if (!this._redis) {
+      const redis = redisConnection(this.config.redisUrl);
+      redis.on('error', (err) => this.logger.warn({ err: err.message }, 'redis connection error'));
+      this._redis = redis;
+      this.closers.push(() => redis.quit().catch(() => redis.disconnect()));
+    }
+    return this._redis;
+  }
+
+  get queue(): Queue<DeliverJob> {
+    if (!this._queue) {
+      const queue = deliverQueue(this.redis, this.config.queuePrefix);
+      this._queue = queue;
+      this.closers.unshift(() => queue.close());
+    }
+    return this._queue;
+  }
+
+  mailer(): Mailer {
+    const mailer = createMailer(this.config);
+    this.closers.unshift(() => mailer.close());
+    return mailer;
+  }
+
+  /** The journey and templates, validated against the stages in the database; throws when invalid. */
+  async content(): Promise<Content> {
+    const { content, problems } = loadContent(this.config, await listStages(this.db));
+    if (!content) throw new InvalidContentError(problems);
+    return content;
+  }
+
+  async liveContent(): Promise<LiveContent> {
+    return new LiveContent(await this.content(), this.config, () => listStages(this.db), this.logger);
+  }
+
+  enqueuer(): ScanDeps['enqueue'] {
+    const options = deliverJobOptions({ prefix: this.config.queuePrefix, attempts: this.config.attempts, retryBaseMs: this.config.retryBaseMs });
+    return async (jobs) => {
+      for (let i = 0; i < jobs.length; i += 1000) {
+        await this.queue.addBulk(jobs.slice(i, i + 1000).map((j) => ({ name: 'deliver', data: j.data, opts: { ...options, jobId: j.id } })));
+      }
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const close of this.closers.splice(0)) await close().catch((err) => this.logger.warn({ err }, 'error while closing'));
+  }
+}

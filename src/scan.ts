@@ -1,0 +1,172 @@
+/**
+ * One scheduler pass: stream open opportunities in keyset pages, evaluate their steps at `now`,
+ * write the suppressions, enqueue the sends. Memory holds one page at a time.
+ */
+import { sql } from 'kysely';
+import type { Db } from './db/database.ts';
+import type { NewDelivery } from './db/deliveries.ts';
+import { closingDatePage, stageEnteredPage, type OpportunityRow } from './db/opportunities.ts';
+import { loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
+import { evaluate, type StepEvaluation } from './journey/decide.ts';
+import { addDays } from './journey/time.ts';
+import type { Journey, Snapshot, Step } from './journey/types.ts';
+import type { Logger } from './logger.ts';
+import { deliverJobId, type DeliverJob } from './queue/queues.ts';
+
+export interface ScanDeps {
+  db: Db;
+  journey: Journey;
+  /** Adds the jobs (with their deterministic ids); a job id already waiting is not added twice. */
+  enqueue(jobs: { id: string; data: DeliverJob }[]): Promise<void>;
+  logger: Logger;
+}
+
+export interface ScanOptions {
+  /** Opportunities per keyset page. @defaultValue 500 */
+  pageSize?: number;
+  /** Wait for a scan running elsewhere to finish (true), or skip this pass (false). @defaultValue true */
+  waitForLock?: boolean;
+}
+
+export interface ScanSummary {
+  scanned: number;
+  enqueued: number;
+  suppressed: number;
+  errors: number;
+  skipped: boolean;
+  ms: number;
+}
+
+const DAY = 86_400_000;
+const SCAN_LOCK = 'nudge.scan';
+
+export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = {}): Promise<ScanSummary> {
+  const started = performance.now();
+  const summary: ScanSummary = { scanned: 0, enqueued: 0, suppressed: 0, errors: 0, skipped: false, ms: 0 };
+  // One scan at a time per database, however many processes: the lock is held on one pinned
+  // connection and released when the pass ends (or the connection dies).
+  await deps.db.connection().execute(async (conn) => {
+    const wait = options.waitForLock ?? true;
+    const fn = wait ? sql`pg_advisory_lock` : sql`pg_try_advisory_lock`;
+    const { rows } = await sql<{ ok: boolean | null }>`select ${fn}(hashtextextended(${SCAN_LOCK}, 0)) is not false as ok`.execute(conn);
+    if (!rows[0]?.ok) {
+      summary.skipped = true;
+      return;
+    }
+    try {
+      await scanPasses(deps, now, options.pageSize ?? 500, summary);
+    } finally {
+      await sql`select pg_advisory_unlock(hashtextextended(${SCAN_LOCK}, 0))`.execute(conn);
+    }
+  });
+  summary.ms = Math.round(performance.now() - started);
+  return summary;
+}
+
+async function scanPasses(deps: ScanDeps, now: Date, pageSize: number, summary: ScanSummary): Promise<void> {
+  const { journey } = deps;
+  const lookback = lookbackDays(journey);
+  const closingSteps = journey.steps.filter((s) => s.trigger.kind === 'closingDate');
+  if (closingSteps.length > 0) {
+    const offsets = closingSteps.map((s) => (s.trigger.kind === 'closingDate' ? s.trigger.offsetDays : 0));
+    const today = now.toISOString().slice(0, 10);
+    // The due day is closing date + offset; it lies within [today - lookback, today + 2].
+    const range = { from: addDays(today, -lookback - Math.max(...offsets)), to: addDays(today, 2 - Math.min(...offsets)) };
+    const sub = { ...journey, steps: closingSteps };
+    let after = null;
+    for (;;) {
+      const rows = await closingDatePage(deps.db, range, after, pageSize);
+      await processPage(deps, sub, rows, now, summary);
+      if (rows.length < pageSize) break;
+      const last = rows[rows.length - 1]!;
+      after = { closingDate: last.closing_date!, id: last.id };
+    }
+  }
+  for (const [stage, steps] of stageEnteredSteps(journey)) {
+    const maxDays = Math.max(...steps.map((s) => (s.trigger.kind === 'stageEntered' ? s.trigger.daysAfter : 0)));
+    const range = { from: new Date(now.getTime() - (maxDays + lookback + 1) * DAY), to: new Date(now.getTime() + DAY) };
+    const sub = { ...journey, steps };
+    let after = null;
+    for (;;) {
+      const rows = await stageEnteredPage(deps.db, stage, range, after, pageSize);
+      await processPage(deps, sub, rows, now, summary);
+      if (rows.length < pageSize) break;
+      const last = rows[rows.length - 1]!;
+      after = { stageEnteredAt: last.stage_entered_at, id: last.id };
+    }
+  }
+}
+
+/** Days a step can stay undecided past its due day: the longest window, weekends, time zones. */
+function lookbackDays(journey: Journey): number {
+  const longest = Math.max(0, ...journey.steps.map((s) => s.timing.windowMinutes));
+  return Math.ceil(longest / 1440) + 3;
+}
+
+function stageEnteredSteps(journey: Journey): Map<string, Step[]> {
+  const out = new Map<string, Step[]>();
+  for (const s of journey.steps) {
+    if (s.trigger.kind !== 'stageEntered') continue;
+    out.set(s.trigger.stage, [...(out.get(s.trigger.stage) ?? []), s]);
+  }
+  return out;
+}
+
+export function snapshotNeeds(journey: Journey, now: Date): SnapshotNeeds {
+  const cap = journey.defaults.frequencyCap;
+  return {
+    activities: journey.steps.some((s) => s.skipIfRecentActivityMinutes !== null),
+    sentSince: cap ? new Date(now.getTime() - cap.perDays * DAY) : null,
+  };
+}
+
+async function processPage(deps: ScanDeps, journey: Journey, rows: OpportunityRow[], now: Date, summary: ScanSummary): Promise<void> {
+  if (rows.length === 0) return;
+  summary.scanned += rows.length;
+  const snapshots = await loadSnapshots(deps.db, rows, snapshotNeeds(journey, now));
+  const suppressions: NewDelivery[] = [];
+  const jobs = new Map<string, DeliverJob>();
+  for (const snapshot of snapshots) {
+    let evaluations: StepEvaluation[];
+    try {
+      evaluations = evaluate(snapshot, journey, now);
+    } catch (error) {
+      // A bad row must not stop the pass for every other opportunity.
+      summary.errors += 1;
+      deps.logger.error({ opportunityId: snapshot.opportunity.id, err: error }, 'scan: cannot evaluate opportunity');
+      continue;
+    }
+    for (const e of evaluations) collect(deps, snapshot, e, now, suppressions, jobs);
+  }
+  if (suppressions.length > 0) {
+    const inserted = await deps.db.insertInto('deliveries').values(suppressions)
+      .onConflict((oc) => oc.doNothing()).returning('id').execute();
+    summary.suppressed += inserted.length;
+  }
+  if (jobs.size > 0) {
+    await deps.enqueue([...jobs].map(([id, data]) => ({ id, data })));
+    summary.enqueued += jobs.size;
+  }
+}
+
+function collect(
+  deps: ScanDeps, snapshot: Snapshot, e: StepEvaluation, now: Date,
+  suppressions: NewDelivery[], jobs: Map<string, DeliverJob>,
+): void {
+  const opportunityId = snapshot.opportunity.id;
+  if (e.recipient?.unknownZone) {
+    deps.logger.warn({ opportunityId, contactId: e.recipient.contact?.id }, 'unknown time zone on contact; using defaults.timeZone');
+  }
+  if (e.verdict.kind === 'send') {
+    const data: DeliverJob = { opportunityId, stepId: e.step.id, closingDate: e.closingDate, occurrence: e.occurrence };
+    jobs.set(deliverJobId(data), data);
+  } else if (e.verdict.kind === 'suppress' && e.record) {
+    suppressions.push({
+      opportunity_id: opportunityId, step_id: e.step.id, contact_id: e.recipient?.contact?.id ?? null,
+      recipient: e.recipient?.address ?? '', status: 'suppressed', reason: e.verdict.reason,
+      due_at: e.due?.dueAt ?? null, decided_at: now, closing_date: e.closingDate, occurrence: e.occurrence,
+      detail: e.verdict.detail,
+    });
+    deps.logger.info({ opportunityId, stepId: e.step.id, reason: e.verdict.reason }, 'suppressed');
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * A real SMTP server on loopback (smtp-server, STARTTLS disabled) that keeps what it receives,
+ * parsed by mailparser, and can be told to refuse: per recipient, or for everything for a while.
+ */
+import type { AddressInfo } from 'node:net';
+import { simpleParser, type ParsedMail } from 'mailparser';
+import { SMTPServer } from 'smtp-server';
+
+export interface ReceivedEmail {
+  envelopeTo: string[];
+  raw: string;
+  parsed: ParsedMail;
+}
+
+export interface SmtpSink {
+  url: string;
+  port: number;
+  received: ReceivedEmail[];
+  /** Reply to RCPT TO with this code and text for matching recipients (e.g. 550), or to everything. */
+  refuse(rule: { code: number; message: string; recipient?: (address: string) => boolean } | null): void;
+  close(): Promise<void>;
+}
+
+export async function startSmtpSink(): Promise<SmtpSink> {
+  const received: ReceivedEmail[] = [];
+  let rule: Parameters<SmtpSink['refuse']>[0] = null;
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
+    onRcptTo(address, _session, callback) {
+      if (rule && (!rule.recipient || rule.recipient(address.address))) {
+        const error = Object.assign(new Error(rule.message), { responseCode: rule.code });
+        return callback(error);
+      }
+      callback();
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        simpleParser(raw).then((parsed) => {
+          received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), raw, parsed });
+          callback();
+        }, callback);
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.server.address() as AddressInfo).port;
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    port,
+    received,
+    refuse(r) {
+      rule = r;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * `nudge start`: scheduler, delivery workers and the HTTP server in one process, each optional.
+ * SIGTERM/SIGINT stop taking jobs, let active ones finish within the grace period, then close.
+ */
+import type { Worker } from 'bullmq';
+import { systemClock } from '../src/clock.ts';
+import { configWarnings } from '../src/config.ts';
+import type { Runtime } from '../src/runtime.ts';
+import { startDeliverWorker } from './deliver-worker.ts';
+import { startHttpServer, type HttpServer } from './http-server.ts';
+import { startScheduler } from './scheduler.ts';
+
+export interface DaemonOptions {
+  scheduler: boolean;
+  worker: boolean;
+  /** Milliseconds active jobs get to finish after SIGTERM. @defaultValue 20000 */
+  graceMs?: number;
+}
+
+export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<void> {
+  for (const w of configWarnings(rt.config)) rt.logger.warn(w);
+  const content = await rt.liveContent();
+  const http: HttpServer = await startHttpServer(rt, rt.config.port);
+  const scheduler = options.scheduler ? await startScheduler(rt, content, systemClock) : null;
+  const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock: systemClock, content, mailer: rt.mailer() }) : null;
+  rt.logger.info({ port: http.port, scheduler: options.scheduler, worker: options.worker }, 'nudge started');
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      rt.logger.info({ signal }, 'stopping: finishing active jobs');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+
+  const grace = options.graceMs ?? 20_000;
+  const timer = setTimeout(() => {
+    rt.logger.error({ graceMs: grace }, 'grace period over; exiting with jobs still active (BullMQ returns them to the queue)');
+    process.exit(1);
+  }, grace);
+  timer.unref();
+  await Promise.all([worker?.close(), scheduler?.close()]);
+  await http.close();
+  await rt.close();
+  clearTimeout(timer);
+  rt.logger.info('stopped');
+}

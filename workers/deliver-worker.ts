@@ -1,0 +1,50 @@
+/** Process wiring for delivery: a BullMQ Worker whose processor is `deliver`. */
+import { Worker } from 'bullmq';
+import type { Clock } from '../src/clock.ts';
+import type { LiveContent } from '../src/content.ts';
+import { deliver, type DeliverDeps, type DeliverResult } from '../src/deliver.ts';
+import type { Mailer } from '../src/email/mailer.ts';
+import { DELIVER_QUEUE, queuePrefix, type DeliverJob } from '../src/queue/queues.ts';
+import type { Runtime } from '../src/runtime.ts';
+
+export interface DeliverWorkerOptions {
+  clock: Clock;
+  content: LiveContent;
+  mailer: Mailer;
+  /** Start taking jobs at once. @defaultValue true */
+  autorun?: boolean;
+}
+
+export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): DeliverDeps {
+  return {
+    db: rt.db,
+    mailer,
+    templates: () => content.templates,
+    journey: () => content.journey,
+    compose: { mailFrom: rt.config.mailFrom, publicUrl: rt.config.publicUrl, secret: rt.config.secret },
+    logger: rt.logger,
+  };
+}
+
+export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): Worker<DeliverJob, DeliverResult> {
+  const deps = deliverDeps(rt, options.content, options.mailer);
+  let lastRefresh = 0;
+  const worker = new Worker<DeliverJob, DeliverResult>(DELIVER_QUEUE, async (job) => {
+    // Edits to templates and the journey reach workers within a few seconds.
+    if (Date.now() - lastRefresh > 5_000) {
+      lastRefresh = Date.now();
+      await options.content.refresh();
+    }
+    return deliver(deps, job.data, options.clock.now());
+  }, {
+    connection: rt.redis,
+    prefix: queuePrefix(rt.config.queuePrefix, DELIVER_QUEUE),
+    concurrency: rt.config.concurrency,
+    autorun: options.autorun ?? true,
+  });
+  worker.on('failed', (job, err) => {
+    rt.logger.warn({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, 'delivery job failed; BullMQ retries it with backoff');
+  });
+  worker.on('error', (err) => rt.logger.error({ err: err.message }, 'delivery worker error'));
+  return worker;
+}

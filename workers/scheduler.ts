@@ -1,0 +1,35 @@
+/**
+ * Process wiring for the scan: a BullMQ job scheduler adds one scan job per interval, however many
+ * processes run it; a Worker on that queue runs the pass. A PostgreSQL advisory lock inside
+ * `runScan` keeps passes from overlapping if one runs longer than the interval.
+ */
+import { Worker } from 'bullmq';
+import type { Clock } from '../src/clock.ts';
+import type { LiveContent } from '../src/content.ts';
+import { runScan, type ScanSummary } from '../src/scan.ts';
+import { SCAN_QUEUE, queuePrefix, scanQueue } from '../src/queue/queues.ts';
+import type { Runtime } from '../src/runtime.ts';
+
+export const SCAN_SCHEDULER_ID = 'scan-every-interval';
+
+export async function startScheduler(rt: Runtime, content: LiveContent, clock: Clock): Promise<{ close(): Promise<void> }> {
+  const queue = scanQueue(rt.redis, rt.config.queuePrefix);
+  await queue.upsertJobScheduler(SCAN_SCHEDULER_ID, { every: rt.config.scanEveryMs }, {
+    name: 'scan', data: {}, opts: { removeOnComplete: 100, removeOnFail: 100 },
+  });
+  const enqueue = rt.enqueuer();
+  const worker = new Worker<object, ScanSummary>(SCAN_QUEUE, async () => {
+    await content.refresh();
+    const summary = await runScan({ db: rt.db, journey: content.journey, enqueue, logger: rt.logger }, clock.now(), { waitForLock: false });
+    rt.logger.info(summary, summary.skipped ? 'scan skipped: another pass is running' : 'scan done');
+    return summary;
+  }, { connection: rt.redis, prefix: queuePrefix(rt.config.queuePrefix, SCAN_QUEUE), concurrency: 1 });
+  worker.on('error', (err) => rt.logger.error({ err: err.message }, 'scan worker error'));
+  worker.on('failed', (_job, err) => rt.logger.error({ err: err.message }, 'scan failed; the next interval tries again'));
+  return {
+    async close() {
+      await worker.close();
+      await queue.close();
+    },
+  };
+}
