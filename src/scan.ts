@@ -46,9 +46,10 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
   // One scan at a time per database, however many processes: the lock is held on one pinned
   // connection and released when the pass ends (or the connection dies).
   await deps.db.connection().execute(async (conn) => {
-    const wait = options.waitForLock ?? true;
-    const fn = wait ? sql`pg_advisory_lock` : sql`pg_try_advisory_lock`;
-    const { rows } = await sql<{ ok: boolean | null }>`select ${fn}(hashtextextended(${SCAN_LOCK}, 0)) is not false as ok`.execute(conn);
+    const key = sql`hashtextextended(${SCAN_LOCK}, 0)`;
+    const { rows } = options.waitForLock ?? true
+      ? await sql<{ ok: boolean }>`select true as ok from (select pg_advisory_lock(${key})) as locked`.execute(conn)
+      : await sql<{ ok: boolean }>`select pg_try_advisory_lock(${key}) as ok`.execute(conn);
     if (!rows[0]?.ok) {
       summary.skipped = true;
       return;

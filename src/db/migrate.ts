@@ -1,17 +1,33 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { FileMigrationProvider, Migrator, type MigrationResultSet } from 'kysely';
+import { Migrator, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
 import type { Db } from './database.ts';
 
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
+
+/**
+ * The migration files, imported from here rather than from inside kysely, so that the loader that
+ * runs this module (tsx for the CLI, vitest in tests) also compiles the TypeScript migrations.
+ */
+const migrationFiles: MigrationProvider = {
+  async getMigrations() {
+    const migrations: Record<string, Migration> = {};
+    for (const file of (await fs.readdir(MIGRATIONS_DIR)).sort()) {
+      if (!/\.(ts|js)$/.test(file) || file.endsWith('.d.ts')) continue;
+      const module = (await import(pathToFileURL(path.join(MIGRATIONS_DIR, file)).href)) as Migration;
+      migrations[file.replace(/\.(ts|js)$/, '')] = { up: module.up, down: module.down };
+    }
+    return migrations;
+  },
+};
 
 /** Brings the schema up to date; safe to run again. Throws with the failing migration's name. */
 export async function migrateToLatest(db: Db): Promise<MigrationResultSet> {
   const migrator = new Migrator({
     db,
-    provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_DIR }),
+    provider: migrationFiles,
     migrationTableName: 'nudge_migrations',
     migrationLockTableName: 'nudge_migrations_lock',
   });

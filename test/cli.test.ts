@@ -1,0 +1,156 @@
+/**
+ * The command line as users and their scripts meet it: separate processes, exit codes, the JSON
+ * summary on the last line, and several processes at once on one database and Redis.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runNudge } from './helpers/cli.ts';
+import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
+import { createWorld, type World } from './helpers/world.ts';
+
+let world: World;
+let cwd: string;
+
+beforeAll(async () => {
+  world = await createWorld();
+  cwd = mkdtempSync(path.join(os.tmpdir(), 'nudge-cwd-'));
+});
+
+afterAll(async () => {
+  await world?.close();
+  rmSync(cwd, { recursive: true, force: true });
+});
+
+const nudge = (args: string[], env: Record<string, string | undefined> = {}) => runNudge(args, { ...world.env, ...env }, cwd);
+
+describe('configuration', () => {
+  it.each([
+    [{ DATABASE_URL: undefined }, /DATABASE_URL: is not set/],
+    [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL: must start with postgres:\/\/ or postgresql:\/\//],
+    [{ NUDGE_QUEUE_PREFIX: 'bad prefix!' }, /NUDGE_QUEUE_PREFIX: must match/],
+    [{ NODE_ENV: 'production', NUDGE_SECRET: undefined }, /NUDGE_SECRET: is required when NODE_ENV=production/],
+    [{ NODE_ENV: 'production', SMTP_URL: undefined }, /SMTP_URL: is required when NODE_ENV=production/],
+    [{ PORT: 'eighty' }, /PORT: must be a whole number/],
+  ])('%o stops the process naming the variable', async (env, message) => {
+    const r = await nudge(['tick', '--now', '2026-12-01T09:00:00Z'], { DATABASE_URL: world.env.DATABASE_URL, ...env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(world.smtp.received).toHaveLength(0);
+  });
+
+  it('refuses a --now without an offset', async () => {
+    const r = await nudge(['tick', '--now', '2026-12-01 09:00']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--now must be an ISO instant with an offset/);
+  });
+});
+
+describe('migrate', () => {
+  it('is safe to run again', async () => {
+    const r = await nudge(['migrate']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/schema was already up to date/);
+  });
+});
+
+describe('an invalid journey file', () => {
+  it('stops tick with file:line before anything is sent', async () => {
+    const journeys = path.join(cwd, 'broken.yaml');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(journeys, 'steps:\n  - id: a\n    template: closing-soon\n    trigger: { closingDate: { daysBefor: 3 } }\n');
+    const r = await nudge(['tick', '--now', '2026-12-01T09:00:00Z'], { NUDGE_JOURNEYS: journeys });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${journeys}:4:`);
+    expect(r.stderr).toMatch(/daysBefor/);
+    const check = await nudge(['templates', 'check'], { NUDGE_JOURNEYS: journeys });
+    expect(check.code).toBe(1);
+    expect(check.stdout).toContain(`${journeys}:4:`);
+  });
+
+  it('templates check passes on the shipped templates', async () => {
+    const r = await nudge(['templates', 'check']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ok: 5 steps/m);
+  });
+});
+
+describe('tick, work --drain and explain', () => {
+  it('send the due step, print JSON summaries last, and explain the decision', async () => {
+    const contact = await insertContact(world.database.db, { email: 'lea@customer.test', locale: 'de', time_zone: 'Europe/Berlin' });
+    const id = await insertOpportunity(world.database.db, {
+      title: 'Sprachkurs in Australien', closing_date: '2026-12-17', stage: 'proposal', primary_contact_id: contact,
+      stage_entered_at: new Date('2026-11-01T10:00:00Z'),
+    });
+    // 7 days before 2026-12-17 at 09:00 Berlin (CET, +1) = 2026-12-10T08:00:00Z.
+    const tick = await nudge(['tick', '--now', '2026-12-10T08:00:00Z']);
+    expect(tick.code).toBe(0);
+    // The 14-day step (due 2026-12-03) was never sent: it is recorded as expired.
+    expect(tick.summary).toMatchObject({ scanned: 1, enqueued: 1, suppressed: 1 });
+    const work = await nudge(['work', '--drain', '--now', '2026-12-10T08:00:00Z']);
+    expect(work.code).toBe(0);
+    expect(work.summary).toMatchObject({ sent: 1 });
+    expect(world.smtp.received.map((m) => m.envelopeTo[0])).toEqual(['lea@customer.test']);
+    expect(world.smtp.received[0]!.parsed.subject).toContain('Sprachkurs in Australien');
+
+    const explain = await nudge(['explain', String(id), '--now', '2026-12-10T08:05:00Z', '--json']);
+    expect(explain.code).toBe(0);
+    const json = JSON.parse(explain.stdout) as { opportunityId: number; steps: { stepId: string; verdict: string; dueAt: string | null; reason: string | null }[]; deliveries: { status: string; step_id: string }[] };
+    expect(json.opportunityId).toBe(id);
+    const byStep = Object.fromEntries(json.steps.map((s) => [s.stepId, s]));
+    expect(byStep['closing-in-7-days']).toMatchObject({ verdict: 'sent', dueAt: '2026-12-10T08:00:00.000Z' });
+    expect(byStep['closing-in-3-days']).toMatchObject({ verdict: 'scheduled', dueAt: '2026-12-14T08:00:00.000Z' });
+    expect(byStep['closing-in-14-days']).toMatchObject({ verdict: 'suppressed', reason: 'expired' });
+    expect(byStep['update-closing-date']).toMatchObject({ verdict: 'scheduled' });
+    expect(json.deliveries.map((d) => [d.step_id, d.status])).toContainEqual(['closing-in-7-days', 'sent']);
+
+    const human = await nudge(['explain', String(id), '--now', '2026-12-10T08:05:00Z']);
+    expect(human.stdout).toMatch(/closing-in-3-days\s+2026-12-14T08:00:00.000Z\s+scheduled/);
+  });
+
+  it('explain names a missing opportunity and exits 1', async () => {
+    const r = await nudge(['explain', '999999', '--json']);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ opportunityId: 999999, steps: [], deliveries: [] });
+  });
+});
+
+describe('several processes at once', () => {
+  it('three ticks and three work processes send each due email exactly once', async () => {
+    world.smtp.received.length = 0;
+    const ids: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const c = await insertContact(world.database.db, { email: `many-${i}@customer.test`, time_zone: 'UTC' });
+      ids.push(await insertOpportunity(world.database.db, { title: `Deal ${i}`, closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: c }));
+    }
+    const now = '2027-01-14T09:00:00Z';
+    const ticks = await Promise.all([1, 2, 3].map(() => nudge(['tick', '--now', now])));
+    expect(ticks.map((t) => t.code)).toEqual([0, 0, 0]);
+    // The same sends enqueued again under other job ids: only the database can stop them now.
+    await world.rt.queue.addBulk(ids.map((opportunityId) => ({
+      name: 'deliver', data: { opportunityId, stepId: 'closing-in-3-days', closingDate: '2027-01-17', occurrence: '' },
+      opts: { jobId: `again-${opportunityId}` },
+    })));
+    const works = await Promise.all([1, 2, 3].map(() => nudge(['work', '--drain', '--now', now])));
+    expect(works.map((w) => w.code)).toEqual([0, 0, 0]);
+    const sent = world.smtp.received.filter((m) => m.envelopeTo[0]!.startsWith('many-'));
+    expect(sent).toHaveLength(30);
+    expect(new Set(sent.map((m) => m.envelopeTo[0])).size).toBe(30);
+    const rows = (await deliveries(world.database.db)).filter((r) => ids.includes(r.opportunity_id));
+    expect(rows.filter((r) => r.status === 'sent')).toHaveLength(30);
+    expect(works.reduce((n, w) => n + Number(w.summary?.sent ?? 0), 0)).toBe(30);
+  });
+});
+
+describe('the process time zone changes nothing', () => {
+  it.each(['Pacific/Kiritimati', 'America/Los_Angeles'])('TZ=%s computes the same due instant', async (tz) => {
+    const c = await insertContact(world.database.db, { email: `tz-${tz.replace('/', '-').toLowerCase()}@customer.test`, time_zone: 'Asia/Tokyo' });
+    const id = await insertOpportunity(world.database.db, { closing_date: '2027-03-04', stage: 'qualification', primary_contact_id: c });
+    // 14 days before 2027-03-04 is 2027-02-18; 09:00 in Tokyo (+9) is 2027-02-18T00:00:00Z.
+    const r = await nudge(['explain', String(id), '--now', '2027-02-18T00:00:00Z', '--json'], { TZ: tz });
+    const steps = (JSON.parse(r.stdout) as { steps: { stepId: string; dueAt: string; verdict: string }[] }).steps;
+    expect(steps.find((s) => s.stepId === 'closing-in-14-days')).toMatchObject({ dueAt: '2027-02-18T00:00:00.000Z', verdict: 'due' });
+  });
+});

@@ -1,0 +1,247 @@
+/**
+ * End to end against the real services: rows written through the SQL contract, `tick` then
+ * `drain` as of an instant, and what arrived at a real SMTP server and what `deliveries` says.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { createWorld, type World } from './helpers/world.ts';
+import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
+
+const JOURNEY = `
+defaults:
+  timeZone: UTC
+steps:
+  - id: closing-in-3-days
+    template: reminder
+    trigger: { closingDate: { daysBefore: 3 } }
+    stages: [qualification, proposal]
+    minAmount: 100
+`;
+
+const REMINDER = `---
+subject: "Your request {{reference}}: 3 days left"
+---
+<p>Hello {{contact.firstName}},</p>
+<p>About <b>{{reference}}</b>{{#if opportunity.amount}} ({{formatMoney opportunity.amount opportunity.currency}}){{/if}}.</p>
+<p>Closing {{formatDate opportunity.closingDate}}.</p>
+`;
+
+// Closing 2026-12-10; 3 days before at 09:00 Brussels (CET, +1) is 2026-12-07T08:00:00Z.
+const DUE = '2026-12-07T08:00:00Z';
+
+let world: World;
+
+beforeAll(async () => {
+  world = await createWorld({ shippedTemplates: false });
+  world.write('journeys.yaml', JOURNEY);
+  world.write('reminder.hbs', REMINDER);
+});
+
+afterAll(async () => {
+  await world?.close();
+});
+
+beforeEach(async () => {
+  world.smtp.received.length = 0;
+  world.smtp.refuse(null);
+  await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
+  await world.rt.queue.obliterate({ force: true });
+});
+
+async function dueOpportunity(overrides: { title?: string; amount?: string | null } = {}) {
+  const contactId = await insertContact(world.database.db, { email: 'ada@customer.test', first_name: 'Ada', time_zone: 'Europe/Brussels' });
+  const opportunityId = await insertOpportunity(world.database.db, {
+    title: overrides.title ?? 'Trip to the USA', amount: overrides.amount === undefined ? '12000.00' : overrides.amount,
+    closing_date: '2026-12-10', stage: 'qualification', primary_contact_id: contactId,
+  });
+  return { contactId, opportunityId };
+}
+
+describe('a due step', () => {
+  it('is not enqueued a minute before its due time, and is sent once at it', async () => {
+    const { opportunityId } = await dueOpportunity();
+    expect((await world.tick('2026-12-07T07:59:00Z')).enqueued).toBe(0);
+    expect((await world.tick(DUE)).enqueued).toBe(1);
+    const totals = await world.drain('2026-12-07T08:00:30Z');
+    expect(totals.sent).toBe(1);
+    expect(world.smtp.received).toHaveLength(1);
+    const mail = world.smtp.received[0]!;
+    expect(mail.envelopeTo).toEqual(['ada@customer.test']);
+    expect(mail.parsed.subject).toBe('Your request Trip to the USA: 3 days left');
+    expect(mail.parsed.headers.get('x-nudge-opportunity')).toBe(String(opportunityId));
+    expect(mail.parsed.headers.get('x-nudge-step')).toBe('closing-in-3-days');
+    expect(mail.parsed.messageId).toMatch(new RegExp(`^<[0-9a-f]{32}\\.${opportunityId}@acme\\.test>$`));
+    expect(mail.raw).toMatch(/^List-Unsubscribe-Post: List-Unsubscribe=One-Click\r?$/m);
+    const headers = mail.raw.split('\r\n\r\n')[0]!.replace(/\r\n[ \t]+/g, ' ');
+    expect(headers).toMatch(/List-Unsubscribe: <https:\/\/nudge\.acme\.test\/unsubscribe\/c\d+\.[A-Za-z0-9_-]{43}>/);
+    expect(mail.parsed.text).toContain('About Trip to the USA');
+    expect(mail.parsed.html).toContain('December 10, 2026');
+
+    const rows = await deliveries(world.database.db);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      opportunity_id: opportunityId, step_id: 'closing-in-3-days', recipient: 'ada@customer.test', status: 'sent',
+      reason: null, closing_date: '2026-12-10', occurrence: '', transport: 'smtp', message_id: mail.parsed.messageId,
+    });
+    expect(rows[0]!.due_at!.toISOString()).toBe('2026-12-07T08:00:00.000Z');
+    expect(rows[0]!.decided_at.toISOString()).toBe('2026-12-07T08:00:30.000Z');
+  });
+
+  it('is not sent again by later ticks, and re-scanning unchanged data adds no rows', async () => {
+    await dueOpportunity();
+    await world.tick(DUE);
+    await world.drain(DUE);
+    for (const at of ['2026-12-07T08:01:00Z', '2026-12-07T12:00:00Z', '2026-12-08T07:59:00Z']) {
+      expect((await world.tick(at)).enqueued).toBe(0);
+      await world.drain(at);
+    }
+    expect(world.smtp.received).toHaveLength(1);
+    expect(await deliveries(world.database.db)).toHaveLength(1);
+  });
+
+  it('escapes a hostile title in HTML and strips CR/LF from the subject', async () => {
+    await dueOpportunity({ title: 'Trip <script>alert(1)</script> & "co"\r\nBcc: victim@evil.test' });
+    await world.tick(DUE);
+    await world.drain(DUE);
+    const mail = world.smtp.received[0]!;
+    expect(mail.parsed.subject).toBe('Your request Trip <script>alert(1)</script> & "co" Bcc: victim@evil.test: 3 days left');
+    expect(mail.parsed.headers.get('bcc')).toBeUndefined();
+    expect(mail.envelopeTo).toEqual(['ada@customer.test']);
+    expect(mail.parsed.html).toContain('Trip &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;co&quot;');
+    expect(mail.parsed.html).not.toContain('<script>');
+  });
+
+  it('renders a blank amount as nothing', async () => {
+    const contactId = await insertContact(world.database.db, { email: 'bo@customer.test' });
+    // No minimum on this journey, so the blank amount is eligible.
+    world.write('journeys.yaml', JOURNEY.replace('    minAmount: 100\n', ''));
+    try {
+      await insertOpportunity(world.database.db, { amount: null, closing_date: '2026-12-10', primary_contact_id: contactId });
+      await world.tick('2026-12-07T09:00:00Z');
+      await world.drain('2026-12-07T09:00:00Z');
+      const html = world.smtp.received[0]!.parsed.html as string;
+      expect(html).toContain('About <b>Trip to the USA</b>.');
+      for (const bad of ['NaN', 'null', 'undefined', '€0', '0.00']) expect(html).not.toContain(bad);
+    } finally {
+      world.write('journeys.yaml', JOURNEY);
+    }
+  });
+});
+
+describe('changes between tick and work are honoured at send time', () => {
+  const cases: [string, (ids: { contactId: number; opportunityId: number }) => Promise<unknown>, string][] = [
+    ['the opportunity is won', ({ opportunityId }) => world.database.db.updateTable('opportunities').set({ stage: 'won' }).where('id', '=', opportunityId).execute(), 'opportunity_closed'],
+    ['the opportunity is lost', ({ opportunityId }) => world.database.db.updateTable('opportunities').set({ stage: 'lost' }).where('id', '=', opportunityId).execute(), 'opportunity_closed'],
+    ['the closing date moved', ({ opportunityId }) => world.database.db.updateTable('opportunities').set({ closing_date: '2026-12-20' }).where('id', '=', opportunityId).execute(), 'closing_date_changed'],
+    ['the stage left the step\'s stages', ({ opportunityId }) => world.database.db.updateTable('opportunities').set({ stage: 'negotiation' }).where('id', '=', opportunityId).execute(), 'stage_not_eligible'],
+    ['the amount was blanked under a minimum', ({ opportunityId }) => world.database.db.updateTable('opportunities').set({ amount: null }).where('id', '=', opportunityId).execute(), 'stage_not_eligible'],
+    ['the primary contact was removed', ({ opportunityId }) => world.database.db.updateTable('opportunities').set({ primary_contact_id: null }).where('id', '=', opportunityId).execute(), 'no_contact'],
+    ['the contact lost its address', ({ contactId }) => world.database.db.updateTable('contacts').set({ email: null }).where('id', '=', contactId).execute(), 'invalid_email'],
+    ['the address became invalid', ({ contactId }) => world.database.db.updateTable('contacts').set({ email: 'ada at customer' }).where('id', '=', contactId).execute(), 'invalid_email'],
+    ['the contact unsubscribed', ({ contactId }) => world.database.db.updateTable('contacts').set({ unsubscribed_at: new Date('2026-12-07T07:00:00Z') }).where('id', '=', contactId).execute(), 'unsubscribed'],
+    ['the contact bounced', ({ contactId }) => world.database.db.updateTable('contacts').set({ bounced_at: new Date('2026-12-07T07:00:00Z') }).where('id', '=', contactId).execute(), 'bounced'],
+    ['the opportunity was deleted', ({ opportunityId }) => world.database.db.deleteFrom('opportunities').where('id', '=', opportunityId).execute(), 'opportunity_deleted'],
+  ];
+
+  it.each(cases)('%s', async (_what, change, reason) => {
+    const ids = await dueOpportunity();
+    expect((await world.tick(DUE)).enqueued).toBe(1);
+    await change(ids);
+    // 09:00Z: due both in Brussels (08:00Z) and in defaults.timeZone (UTC), used when nobody is left.
+    const totals = await world.drain('2026-12-07T09:00:00Z');
+    expect(world.smtp.received).toHaveLength(0);
+    expect(totals.sent).toBe(0);
+    const rows = await deliveries(world.database.db);
+    expect(rows.map((r) => [r.status, r.reason])).toEqual([['suppressed', reason]]);
+    expect(rows[0]!.decided_at.toISOString()).toBe('2026-12-07T09:00:00.000Z');
+  });
+
+  it('a job that finds its window closed records expired', async () => {
+    await dueOpportunity();
+    await world.tick(DUE);
+    await world.drain('2026-12-08T08:00:00Z');
+    expect(world.smtp.received).toHaveLength(0);
+    expect((await deliveries(world.database.db)).map((r) => r.reason)).toEqual(['expired']);
+  });
+});
+
+describe('exactly once', () => {
+  it('one email when the same send is enqueued twice under different job ids and three workers drain at once', async () => {
+    const { opportunityId } = await dueOpportunity();
+    const data = { opportunityId, stepId: 'closing-in-3-days', closingDate: '2026-12-10', occurrence: '' };
+    for (let i = 0; i < 6; i++) await world.rt.queue.add('deliver', data, { jobId: `duplicate-${i}` });
+    const results = await Promise.all([world.drain(DUE), world.drain(DUE), world.drain(DUE)]);
+    expect(results.reduce((n, r) => n + r.sent, 0)).toBe(1);
+    expect(world.smtp.received).toHaveLength(1);
+    const rows = await deliveries(world.database.db);
+    expect(rows.map((r) => r.status)).toEqual(['sent']);
+  });
+
+  it('the database refuses a second spending row whatever the queue does', async () => {
+    const { opportunityId } = await dueOpportunity();
+    const row = {
+      opportunity_id: opportunityId, step_id: 's', recipient: 'ada@customer.test', status: 'sent' as const,
+      decided_at: new Date(), occurrence: '',
+    };
+    await world.database.db.insertInto('deliveries').values(row).execute();
+    await expect(world.database.db.insertInto('deliveries').values(row).execute()).rejects.toThrow(/deliveries_spent/);
+    await expect(world.database.db.insertInto('deliveries').values({ ...row, status: 'unknown' }).execute()).rejects.toThrow(/deliveries_spent/);
+  });
+});
+
+describe('SMTP failures', () => {
+  it('a permanent 550 becomes failed with the server text, once, and is not retried', async () => {
+    await dueOpportunity();
+    world.smtp.refuse({ code: 550, message: 'mailbox ada unavailable' });
+    await world.tick(DUE);
+    const totals = await world.drain(DUE);
+    expect(totals).toMatchObject({ failed: 1, sent: 0, retrying: 0 });
+    world.smtp.refuse(null);
+    expect((await world.tick('2026-12-07T08:05:00Z')).enqueued).toBe(0);
+    await world.drain('2026-12-07T08:05:00Z');
+    const rows = await deliveries(world.database.db);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ status: 'failed', reason: 'smtp_rejected' });
+    expect(rows[0]!.detail).toContain('mailbox ada unavailable');
+    expect(world.smtp.received).toHaveLength(0);
+  });
+
+  it('a transient 421 is retried with backoff and sent once the server recovers', async () => {
+    await dueOpportunity();
+    world.smtp.refuse({ code: 421, message: 'try again later' });
+    await world.tick(DUE);
+    const first = await world.drain(DUE);
+    expect(first).toMatchObject({ sent: 0, retrying: 1 });
+    expect(await deliveries(world.database.db)).toHaveLength(0);
+    world.smtp.refuse(null);
+    // The retry waits in BullMQ's delayed set (200 ms in tests); a later drain takes it.
+    await new Promise((r) => setTimeout(r, 600));
+    const second = await world.drain(DUE);
+    expect(second.sent).toBe(1);
+    expect(world.smtp.received).toHaveLength(1);
+    expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
+  });
+});
+
+describe('a template that cannot render', () => {
+  it('is recorded as failed without spending the step; once fixed, the step fires in its window', async () => {
+    const { opportunityId } = await dueOpportunity();
+    // The CRM wrote a currency Intl cannot format: formatMoney throws for this row only.
+    await sql`update opportunities set currency = '€€€' where id = ${opportunityId}`.execute(world.database.db);
+    await world.tick(DUE);
+    const worker = await world.drain(DUE);
+    expect(worker.failed).toBe(1);
+    const rows = await deliveries(world.database.db);
+    expect(rows.map((r) => [r.status, r.reason])).toEqual([['failed', 'template_error']]);
+    expect(rows[0]!.detail).toMatch(/reminder\.hbs/);
+    // A second pass over the same failure adds no second row.
+    await world.tick('2026-12-07T08:30:00Z');
+    await world.drain('2026-12-07T08:30:00Z');
+    expect(await deliveries(world.database.db)).toHaveLength(1);
+    await sql`update opportunities set currency = 'EUR' where id = ${opportunityId}`.execute(world.database.db);
+    expect((await world.tick('2026-12-07T09:00:00Z')).enqueued).toBe(1);
+    await world.drain('2026-12-07T09:00:00Z');
+    expect(world.smtp.received).toHaveLength(1);
+    expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['failed', 'sent']);
+  });
+});

@@ -1,0 +1,121 @@
+/**
+ * The scheduler pass over real rows with the shipped journey (14, 7 and 3 days before the closing
+ * date, a proposal follow-up, an owner reminder the day after a missed date).
+ */
+import { sql } from 'kysely';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runScan } from '../src/scan.ts';
+import { silentLogger } from '../src/logger.ts';
+import type { DeliverJob } from '../src/queue/queues.ts';
+import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
+import { createWorld, type World } from './helpers/world.ts';
+
+let world: World;
+
+beforeAll(async () => {
+  world = await createWorld();
+});
+
+afterAll(async () => {
+  await world?.close();
+});
+
+beforeEach(async () => {
+  world.smtp.received.length = 0;
+  await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
+  await world.rt.queue.obliterate({ force: true });
+});
+
+const db = () => world.database.db;
+
+describe('keyset pages', () => {
+  it('visit every open opportunity once whatever the page size, and skip closed ones', async () => {
+    const ids: number[] = [];
+    for (let i = 0; i < 9; i++) {
+      const c = await insertContact(db(), { time_zone: 'UTC' });
+      // Several opportunities share a closing date, so the id half of the cursor matters.
+      ids.push(await insertOpportunity(db(), { closing_date: i < 5 ? '2027-01-17' : '2027-01-24', stage: 'proposal', primary_contact_id: c }));
+    }
+    await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'won' });
+    const jobs: DeliverJob[] = [];
+    const summary = await runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
+      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); } }, new Date('2027-01-14T09:00:00Z'), { pageSize: 2 });
+    expect(summary.scanned).toBe(9);
+    // 2027-01-17 - 3 days and 2027-01-24 - 10 days: only the first five are due (3 days before).
+    expect(jobs.map((j) => j.opportunityId).sort((a, b) => a - b)).toEqual(ids.slice(0, 5));
+    expect(jobs.every((j) => j.stepId === 'closing-in-3-days' && j.closingDate === '2027-01-17')).toBe(true);
+  });
+});
+
+describe('catch-up', () => {
+  it('an opportunity created three days before its closing date gets only the 3-day email; the others are expired', async () => {
+    const c = await insertContact(db(), { email: 'late@customer.test', time_zone: 'UTC' });
+    const id = await insertOpportunity(db(), { closing_date: '2027-02-10', stage: 'negotiation', primary_contact_id: c });
+    await world.tick('2027-02-07T10:00:00Z');
+    await world.drain('2027-02-07T10:00:00Z');
+    expect(world.smtp.received.map((m) => m.parsed.headers.get('x-nudge-step'))).toEqual(['closing-in-3-days']);
+    const rows = await deliveries(db(), id);
+    expect(rows.map((r) => [r.step_id, r.status, r.reason]).sort()).toEqual([
+      ['closing-in-14-days', 'suppressed', 'expired'],
+      ['closing-in-3-days', 'sent', null],
+      ['closing-in-7-days', 'suppressed', 'expired'],
+    ]);
+    // The next scans add nothing.
+    await world.tick('2027-02-07T10:01:00Z');
+    await world.tick('2027-02-08T10:00:00Z');
+    expect(await deliveries(db(), id)).toHaveLength(3);
+  });
+});
+
+describe('a stale opportunity', () => {
+  it('gets no customer email; its owner is asked to update the date the day after', async () => {
+    const c = await insertContact(db(), { email: 'stale@customer.test', time_zone: 'UTC' });
+    const id = await insertOpportunity(db(), { closing_date: '2027-03-01', stage: 'proposal', primary_contact_id: c, owner_email: 'rep@acme.test' });
+    // The owner step is due 2027-03-02 09:00 in defaults.timeZone (Europe/Brussels, CET +1) = 08:00Z.
+    expect((await world.tick('2027-03-02T07:59:00Z')).enqueued).toBe(0);
+    expect((await world.tick('2027-03-02T08:00:00Z')).enqueued).toBe(1);
+    await world.drain('2027-03-02T08:00:00Z');
+    expect(world.smtp.received.map((m) => m.envelopeTo[0])).toEqual(['rep@acme.test']);
+    const owner = world.smtp.received[0]!;
+    expect(owner.raw).not.toMatch(/^List-Unsubscribe/im);
+    expect(owner.parsed.subject).toContain('Trip to the USA');
+    const rows = await deliveries(db(), id);
+    expect(rows.filter((r) => r.step_id === 'update-closing-date').map((r) => [r.status, r.contact_id])).toEqual([['sent', null]]);
+    expect(rows.filter((r) => r.recipient === 'stale@customer.test' && r.status === 'sent')).toEqual([]);
+  });
+});
+
+describe('the proposal follow-up', () => {
+  it('falls due two days after the stage was entered, in the contact\'s time zone', async () => {
+    const c = await insertContact(db(), { email: 'ny@customer.test', time_zone: 'America/New_York' });
+    await insertOpportunity(db(), { closing_date: '2027-06-30', stage: 'proposal', primary_contact_id: c, stage_entered_at: new Date('2027-04-05T20:00:00Z') });
+    // Entered 2027-04-05 16:00 EDT; two days later, 2027-04-07 09:00 EDT (-4) = 13:00Z.
+    expect((await world.tick('2027-04-07T12:59:00Z')).enqueued).toBe(0);
+    expect((await world.tick('2027-04-07T13:00:00Z')).enqueued).toBe(1);
+    await world.drain('2027-04-07T13:00:00Z');
+    expect(world.smtp.received.map((m) => m.parsed.headers.get('x-nudge-step'))).toEqual(['proposal-follow-up']);
+  });
+});
+
+describe('bad rows', () => {
+  it('are suppressed with a reason while the pass goes on for everyone else', async () => {
+    const good = await insertContact(db(), { email: 'good@customer.test', time_zone: 'UTC' });
+    const noEmail = await insertContact(db(), { email: null, time_zone: 'UTC' });
+    const badEmail = await insertContact(db(), { email: 'not an address', time_zone: 'UTC' });
+    const mars = await insertContact(db(), { email: 'mars@customer.test', time_zone: 'Mars/Olympus' });
+    const opp = (contact: number | null) => insertOpportunity(db(), { closing_date: '2027-05-20', stage: 'proposal', primary_contact_id: contact });
+    const ids = { good: await opp(good), noEmail: await opp(noEmail), badEmail: await opp(badEmail), none: await opp(null), mars: await opp(mars) };
+    // 3 days before 2027-05-20 at 09:00 UTC; Mars/Olympus falls back to Europe/Brussels (CEST +2) = 07:00Z.
+    const summary = await world.tick('2027-05-17T09:00:00Z');
+    // 3 suppressions for the 3-day step, and the 14- and 7-day steps of all five long expired.
+    expect(summary).toMatchObject({ scanned: 5, enqueued: 2, suppressed: 3 + 10, errors: 0 });
+    await world.drain('2027-05-17T09:00:00Z');
+    expect(world.smtp.received.map((m) => m.envelopeTo[0]).sort()).toEqual(['good@customer.test', 'mars@customer.test']);
+    const reasons = async (id: number) => (await deliveries(db(), id)).filter((r) => r.step_id === 'closing-in-3-days').map((r) => r.reason ?? r.status);
+    expect(await reasons(ids.noEmail)).toEqual(['invalid_email']);
+    expect(await reasons(ids.badEmail)).toEqual(['invalid_email']);
+    expect(await reasons(ids.none)).toEqual(['no_contact']);
+    const marsRow = (await deliveries(db(), ids.mars)).find((r) => r.step_id === 'closing-in-3-days')!;
+    expect(marsRow.due_at!.toISOString()).toBe('2027-05-17T07:00:00.000Z');
+  });
+});

@@ -1,0 +1,38 @@
+/**
+ * `work --drain`: process every delivery job that is ready, then stop once nothing is waiting or
+ * active. Jobs delayed for a retry are left for later.
+ */
+import type { Clock } from '../src/clock.ts';
+import type { LiveContent } from '../src/content.ts';
+import type { DeliverResult } from '../src/deliver.ts';
+import type { Mailer } from '../src/email/mailer.ts';
+import type { Runtime } from '../src/runtime.ts';
+import { startDeliverWorker } from './deliver-worker.ts';
+
+export interface DrainTotals extends DeliverResult {
+  jobs: number;
+  /** Jobs that failed this time (SMTP deferred, database down) and wait for a retry. */
+  retrying: number;
+}
+
+export async function drain(rt: Runtime, options: { clock: Clock; content: LiveContent; mailer: Mailer }): Promise<DrainTotals> {
+  const totals: DrainTotals = { jobs: 0, sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0, retrying: 0 };
+  const worker = startDeliverWorker(rt, options);
+  worker.on('completed', (_job, r: DeliverResult) => {
+    totals.jobs += 1;
+    for (const k of ['sent', 'suppressed', 'failed', 'unknown', 'skipped'] as const) totals[k] += r[k];
+  });
+  worker.on('failed', () => {
+    totals.jobs += 1;
+    totals.retrying += 1;
+  });
+  // Two quiet looks in a row: a job moving from waiting to active is never seen as "nothing left".
+  let quiet = 0;
+  while (quiet < 2) {
+    await new Promise((r) => setTimeout(r, 50));
+    const c = await rt.queue.getJobCounts('waiting', 'active', 'prioritized', 'paused');
+    quiet = (c.waiting ?? 0) + (c.active ?? 0) + (c.prioritized ?? 0) + (c.paused ?? 0) === 0 ? quiet + 1 : 0;
+  }
+  await worker.close();
+  return totals;
+}
