@@ -127,6 +127,7 @@ async function processPage(deps: ScanDeps, journey: Journey, rows: OpportunityRo
   const snapshots = await loadSnapshots(deps.db, rows, snapshotNeeds(journey, now));
   const suppressions: NewDelivery[] = [];
   const jobs = new Map<string, DeliverJob>();
+  const warned = new Set<number>();
   for (const snapshot of snapshots) {
     let evaluations: StepEvaluation[];
     try {
@@ -137,7 +138,14 @@ async function processPage(deps: ScanDeps, journey: Journey, rows: OpportunityRo
       deps.logger.error({ opportunityId: snapshot.opportunity.id, err: error }, 'scan: cannot evaluate opportunity');
       continue;
     }
-    for (const e of evaluations) collect(deps, snapshot, e, now, suppressions, jobs);
+    for (const e of evaluations) {
+      const contactId = e.recipient?.contact?.id;
+      if (e.recipient?.unknownZone && contactId !== undefined && !warned.has(contactId)) {
+        warned.add(contactId);
+        deps.logger.warn({ opportunityId: snapshot.opportunity.id, contactId }, 'unknown time zone on contact; using defaults.timeZone');
+      }
+      collect(deps, snapshot, e, now, suppressions, jobs);
+    }
   }
   if (suppressions.length > 0) {
     const inserted = await deps.db.insertInto('deliveries').values(suppressions)
@@ -155,9 +163,6 @@ function collect(
   suppressions: NewDelivery[], jobs: Map<string, DeliverJob>,
 ): void {
   const opportunityId = snapshot.opportunity.id;
-  if (e.recipient?.unknownZone) {
-    deps.logger.warn({ opportunityId, contactId: e.recipient.contact?.id }, 'unknown time zone on contact; using defaults.timeZone');
-  }
   if (e.verdict.kind === 'send') {
     const data: DeliverJob = { opportunityId, stepId: e.step.id, closingDate: e.closingDate, occurrence: e.occurrence };
     jobs.set(deliverJobId(data), data);

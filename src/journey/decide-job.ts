@@ -32,8 +32,9 @@ export function decideJob(snapshot: Snapshot | null, journey: Journey, job: Deli
   const evaluations = evaluate(snapshot, journey, now).filter((e) => e.step.id === step.id);
   const changed = closingDateChanged(snapshot, step, job);
   if (changed && snapshot.opportunity.stage.outcome === 'open') {
-    return evaluations.map((e) => ({ kind: 'suppress', reason: 'closing_date_changed', detail: changed,
-      recipient: e.recipient, dueAt: null, ...common }));
+    return evaluations.map((e): JobAction => (e.verdict.kind === 'spent'
+      ? { kind: 'skip', why: `already ${e.verdict.status}`, recipient: e.recipient }
+      : { kind: 'suppress', reason: 'closing_date_changed', detail: changed, recipient: e.recipient, dueAt: null, ...common }));
   }
   return evaluations.map((e) => actionFor(e));
 }

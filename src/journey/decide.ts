@@ -49,7 +49,7 @@ export function occurrenceOf(step: Step, closingDate: IsoDate | null): string {
 /** Every (step, recipient) of one opportunity, judged at `now`. */
 export function evaluate(snapshot: Snapshot, journey: Journey, now: Date): StepEvaluation[] {
   const firstPass = journey.steps.flatMap((step) => evaluateStep(snapshot, journey, step, now));
-  return firstPass.map((e) => applyCatchUp(e, firstPass, now));
+  return firstPass.map((e) => applyCatchUp(e, firstPass, snapshot.history, now));
 }
 
 function evaluateStep(snapshot: Snapshot, journey: Journey, step: Step, now: Date): StepEvaluation[] {
@@ -178,7 +178,7 @@ function capReached(snapshot: Snapshot, journey: Journey, recipient: Recipient, 
  * Catch-up: when several closingDate steps for the same recipient are inside their windows at
  * once, only the one nearest the closing date is sent; the others are superseded.
  */
-function applyCatchUp(e: StepEvaluation, all: readonly StepEvaluation[], now: Date): StepEvaluation {
+function applyCatchUp(e: StepEvaluation, all: readonly StepEvaluation[], history: readonly PastDecision[], now: Date): StepEvaluation {
   const offset = closingOffset(e);
   if (offset === null || !inWindow(e, now)) return e;
   if (e.verdict.kind !== 'send' && !(e.verdict.kind === 'suppress' && isRecipientReason(e.verdict.reason))) return e;
@@ -191,7 +191,8 @@ function applyCatchUp(e: StepEvaluation, all: readonly StepEvaluation[], now: Da
   });
   if (!nearer) return e;
   const verdict: Verdict = { kind: 'suppress', reason: 'superseded', detail: `step ${nearer.step.id} is nearer the closing date` };
-  return { ...e, verdict, record: true };
+  const superseded = { ...e, verdict };
+  return { ...superseded, record: shouldRecord(superseded, history, now) };
 }
 
 function closingOffset(e: StepEvaluation): number | null {

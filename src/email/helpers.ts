@@ -1,0 +1,366 @@
+/**
+ * The template language Nudge offers marketers, and a reader that checks templates against it.
+ *
+ * Helpers: only `formatMoney` and `formatDate` (contract), in an isolated Handlebars environment.
+ * Templates are semi-trusted input, so nothing here reaches the file system or the network, and
+ * nothing is read from module state: the recipient's locale and time zone arrive with each
+ * render, in `options.data`.
+ *
+ * Reading: `staticProblems` walks a template's AST for unknown variables, helpers and partials,
+ * so a misspelling in a branch no sample render takes is still found.
+ */
+import Handlebars from 'handlebars';
+import type { CompiledPart, CompiledTemplate, SourcePlace, TemplateProblem } from './render.ts';
+
+/** What every render passes as Handlebars `data`: `{{@locale}}` and `{{@timeZone}}` in templates. */
+export interface RenderData {
+  /** BCP 47 tag of the recipient, e.g. `de-AT`. */
+  locale: string;
+  /** IANA zone of the recipient, e.g. `Europe/Vienna`. */
+  timeZone: string;
+}
+
+export type HandlebarsEnv = typeof Handlebars;
+
+/** Names templates may call as helpers (the built-in block helpers plus ours). */
+export function knownHelpers(hb: HandlebarsEnv): ReadonlySet<string> {
+  // helperMissing/blockHelperMissing are Handlebars internals, not something a template calls.
+  return new Set(Object.keys(hb.helpers).filter((name) => !name.endsWith('Missing')));
+}
+
+/** A fresh environment: built-ins if/unless/each/with/lookup, plus formatMoney and formatDate. */
+export function createEnvironment(): HandlebarsEnv {
+  const hb = Handlebars.create();
+  // `log` writes whatever it is given to the console: titles and addresses must not reach logs.
+  hb.unregisterHelper('log');
+  hb.registerHelper('formatMoney', function formatMoneyHelper(...args: unknown[]) {
+    const options = args.pop() as Handlebars.HelperOptions;
+    if (args.length !== 2) throw new Error('formatMoney needs an amount and a currency: {{formatMoney opportunity.amount opportunity.currency}}');
+    rejectHash('formatMoney', options, []);
+    return formatMoney(args[0], args[1], dataOf(options).locale);
+  });
+  hb.registerHelper('formatDate', function formatDateHelper(...args: unknown[]) {
+    const options = args.pop() as Handlebars.HelperOptions;
+    if (args.length !== 1) throw new Error('formatDate needs one date: {{formatDate opportunity.closingDate}}');
+    rejectHash('formatDate', options, ['style', 'time']);
+    const { style, time } = options.hash as { style?: unknown; time?: unknown };
+    return formatDate(args[0], { ...dataOf(options), style: style ?? 'long', time: time ?? null });
+  });
+  return hb;
+}
+
+function dataOf(options: Handlebars.HelperOptions): RenderData {
+  const data = (options.data ?? {}) as Partial<RenderData>;
+  return { locale: data.locale ?? 'en', timeZone: data.timeZone ?? 'UTC' };
+}
+
+function rejectHash(helper: string, options: Handlebars.HelperOptions, allowed: readonly string[]): void {
+  for (const key of Object.keys(options.hash ?? {})) {
+    if (!allowed.includes(key)) {
+      const hint = allowed.length ? ` (allowed: ${allowed.join(', ')})` : '';
+      throw new Error(`${helper}: unknown option "${key}"${hint}`);
+    }
+  }
+}
+
+const DECIMAL = /^[-+]?\d+(\.\d+)?$/;
+
+/**
+ * An amount in the recipient's locale, e.g. `12.000,50 €`. A blank amount (null, undefined, '')
+ * gives '' so a sentence can be wrapped in `{{#if opportunity.amount}}`; whole amounts drop `.00`.
+ */
+export function formatMoney(amount: unknown, currency: unknown, locale: string): string {
+  if (amount === null || amount === undefined) return '';
+  const text = typeof amount === 'number' ? String(amount) : typeof amount === 'string' ? amount.trim() : null;
+  if (text === '') return '';
+  // Strings keep every digit: Intl formats a decimal string exactly, a float would round.
+  if (text === null || !DECIMAL.test(text)) throw new Error(`formatMoney: the amount ${JSON.stringify(amount)} is not a decimal number`);
+  const code = typeof currency === 'string' ? currency.trim().toUpperCase() : '';
+  if (!/^[A-Z]{3}$/.test(code)) throw new Error(`formatMoney: ${JSON.stringify(currency ?? null)} is not a currency code such as EUR`);
+  const format = new Intl.NumberFormat(safeLocale(locale), { style: 'currency', currency: code, trailingZeroDisplay: 'stripIfInteger' });
+  return format.format(text as `${number}`);
+}
+
+type DateStyle = 'short' | 'medium' | 'long' | 'full';
+const STYLES: readonly string[] = ['short', 'medium', 'long', 'full'];
+
+export interface DateFormat extends RenderData {
+  /** `dateStyle` of Intl.DateTimeFormat. @defaultValue 'long' */
+  style: unknown;
+  /** `timeStyle` for instants; null: the date only. @defaultValue null */
+  time: unknown;
+}
+
+/**
+ * A `YYYY-MM-DD` calendar day is formatted as that very day, whatever the process or recipient
+ * zone (a day has no zone: it is formatted in UTC, where it was built). A `Date` or an ISO
+ * instant is an instant: it is shown in the recipient's zone. Blank gives ''.
+ */
+export function formatDate(value: unknown, f: DateFormat): string {
+  if (value === null || value === undefined || (typeof value === 'string' && value.trim() === '')) return '';
+  const dateStyle = checkStyle('style', f.style);
+  const timeStyle = f.time === null ? undefined : checkStyle('time', f.time);
+  const locale = safeLocale(f.locale);
+  const day = typeof value === 'string' ? calendarDay(value.trim()) : null;
+  if (day) return new Intl.DateTimeFormat(locale, { dateStyle, timeZone: 'UTC' }).format(day);
+  const instant = toInstant(value);
+  if (!instant) throw new Error(`formatDate: ${JSON.stringify(value)} is not a date (YYYY-MM-DD) or an instant`);
+  return new Intl.DateTimeFormat(locale, { dateStyle, timeStyle, timeZone: safeTimeZone(f.timeZone) }).format(instant);
+}
+
+function checkStyle(option: string, style: unknown): DateStyle {
+  if (typeof style === 'string' && STYLES.includes(style)) return style as DateStyle;
+  throw new Error(`formatDate: ${option}="${String(style)}" is not one of ${STYLES.join(', ')}`);
+}
+
+/** Midnight UTC of a real calendar day, or null when the text is not `YYYY-MM-DD`. */
+function calendarDay(text: string): Date | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  if (!m) return null;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) throw new Error(`formatDate: ${text} is not a calendar day`);
+  return date;
+}
+
+function toInstant(value: unknown): Date | null {
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value;
+  // Only full ISO instants: `Date.parse` would accept "March 1" and guess a zone.
+  if (typeof value !== 'string' || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(value.trim())) return null;
+  const date = new Date(value.trim());
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+/** A CRM locale may be malformed (`de_AT`, `german`): format in English rather than fail the send. */
+export function safeLocale(locale: string): string {
+  try {
+    return Intl.getCanonicalLocales(locale.replace(/_/g, '-'))[0] ?? 'en';
+  } catch {
+    return 'en';
+  }
+}
+
+function safeTimeZone(timeZone: string): string {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone });
+    return timeZone;
+  } catch {
+    return 'UTC';
+  }
+}
+
+/**
+ * Header-safe plain text: CR, LF and every other control character become a space (a title like
+ * "Trip\r\nBcc: x" must not add a header), then whitespace is collapsed.
+ */
+export function plainHeaderText(text: string): string {
+  return text.replace(/[\u0000-\u001F\u007F-\u009F]/g, ' ').replace(/\s+/g, ' ').trim();
+}
+
+// Reading templates without rendering them: which variables, helpers and partials they use.
+
+/** What the static check needs from a loaded templates folder. */
+export interface TemplateSet {
+  layouts: Map<string, CompiledPart | TemplateProblem>;
+  partials: Map<string, CompiledPart | TemplateProblem>;
+  /** Helper names templates may call. */
+  helpers: ReadonlySet<string>;
+}
+
+/** The properties of a context value; null: a value that is printed, not read into. */
+type Shape = { readonly [key: string]: Shape | null };
+
+const CONTEXT: Shape = {
+  opportunity: {
+    id: null, title: null, amount: null, currency: null, closingDate: null, expectedRevenue: null,
+    stage: { key: null, label: null, probability: null },
+  },
+  contact: { firstName: null, lastName: null, email: null, locale: null },
+  owner: { email: null },
+  reference: null,
+  unsubscribeUrl: null,
+};
+const LAYOUT_CONTEXT: Shape = { ...CONTEXT, body: null, subject: null, preheader: null };
+const DATA_VARIABLES = new Set(['root', 'index', 'key', 'first', 'last', 'locale', 'timeZone']);
+
+interface Walk {
+  set: TemplateSet;
+  place: SourcePlace;
+  /** What `@root` is: the email's context, or a layout's. */
+  root: Shape;
+  /** What the depth-0 context is: `root`, plus a partial's hash arguments. */
+  shape: Shape;
+  inline: ReadonlySet<string>;
+  problems: TemplateProblem[];
+  visited: Set<string>;
+  placedBody: { value: boolean };
+}
+
+/**
+ * Every unknown variable, helper and partial of a template (subject, preheader, body, its layout
+ * and the partials they include), whether or not a sample render takes that branch. Inside
+ * `#each`/`#with` the context is no longer the email's, so only `@root.` and `../` paths are read.
+ */
+export function staticProblems(set: TemplateSet, t: CompiledTemplate): TemplateProblem[] {
+  const base = { set, problems: [] as TemplateProblem[], visited: new Set<string>(), placedBody: { value: false } };
+  const walk = (part: CompiledPart, root: Shape) => walkPart(part, { ...base, place: part.place, root, shape: root, inline: new Set() });
+  walk(t.subject, CONTEXT);
+  if (t.preheader) walk(t.preheader, CONTEXT);
+  walk(t.body, CONTEXT);
+  const layout = t.layout ? set.layouts.get(t.layout.name) : undefined;
+  if (layout && !('message' in layout)) {
+    walk(layout, LAYOUT_CONTEXT);
+    if (!base.placedBody.value) base.problems.push({ file: layout.place.file, line: 0, message: 'the layout never places the body: add {{{body}}} where the email content goes' });
+  }
+  return base.problems;
+}
+
+function walkPart(part: CompiledPart, w: Walk): void {
+  const inline = new Set<string>();
+  findNode(part.ast, (n) => {
+    const b = n as hbs.AST.BlockStatement;
+    if (n.type === 'DecoratorBlock' && b.path.original === 'inline' && b.params[0]?.type === 'StringLiteral') inline.add((b.params[0] as hbs.AST.StringLiteral).value);
+    return false;
+  });
+  walkProgram(part.ast, 0, { ...w, place: part.place, inline });
+}
+
+function walkProgram(program: hbs.AST.Program, depth: number, w: Walk): void {
+  for (const node of program.body) {
+    if (node.type === 'MustacheStatement') checkCall(node as hbs.AST.MustacheStatement, depth, w);
+    if (node.type === 'PartialStatement' || node.type === 'PartialBlockStatement') checkPartial(node as hbs.AST.PartialBlockStatement, depth, w);
+    if (node.type === 'BlockStatement' || node.type === 'DecoratorBlock') {
+      const block = node as hbs.AST.BlockStatement;
+      if (node.type === 'BlockStatement') checkCall(block, depth, w);
+      if (block.program) walkProgram(block.program, node.type === 'BlockStatement' && changesContext(block, w) ? depth + 1 : depth, w);
+      // `{{else}}` of #each/#with runs in the outer context.
+      if (block.inverse) walkProgram(block.inverse, depth, w);
+    }
+  }
+}
+
+function changesContext(block: hbs.AST.BlockStatement, w: Walk): boolean {
+  const name = block.path.original;
+  return !isHelperCall(block.path, w) || name === 'each' || name === 'with';
+}
+
+function isHelperCall(path: hbs.AST.PathExpression, w: Walk): boolean {
+  return !path.data && path.depth === 0 && path.parts.length === 1 && !/^(this\b|\.)/.test(path.original) && w.set.helpers.has(path.original);
+}
+
+type Call = Pick<hbs.AST.MustacheStatement, 'params' | 'hash'> & { path: hbs.AST.Node };
+
+function checkArguments(node: Pick<Call, 'params' | 'hash'>, depth: number, w: Walk): void {
+  for (const e of [...node.params, ...(node.hash?.pairs.map((p) => p.value) ?? [])]) {
+    if (e.type === 'PathExpression') checkPath(e as hbs.AST.PathExpression, depth, w);
+    if (e.type === 'SubExpression') checkCall(e as hbs.AST.SubExpression, depth, w);
+  }
+}
+
+function checkCall(node: Call, depth: number, w: Walk): void {
+  checkArguments(node, depth, w);
+  if (node.path.type !== 'PathExpression') return;
+  const path = node.path as hbs.AST.PathExpression;
+  if (isHelperCall(path, w)) {
+    const literal = node.params.find((p) => p.type === 'StringLiteral' && isPrototypeName((p as hbs.AST.StringLiteral).value));
+    if (literal) report(w, literal, `${path.original} of a JavaScript internal is not allowed`);
+    return;
+  }
+  if (node.params.length || node.hash?.pairs.length) return report(w, path, `unknown helper "${path.original}" (available: ${[...w.set.helpers].sort().join(', ')})`);
+  checkPath(path, depth, w);
+}
+
+function checkPath(path: hbs.AST.PathExpression, depth: number, w: Walk): void {
+  const internal = path.parts.find(isPrototypeName);
+  if (internal !== undefined) return report(w, path, `"${path.original}" reaches into JavaScript internals ("${internal}"): not allowed`);
+  if (path.data) {
+    const [head, ...rest] = path.parts;
+    if (head === 'root') return checkShape(path, rest, w.root, w);
+    if (!DATA_VARIABLES.has(head ?? '')) report(w, path, `unknown data variable "@${head}"`);
+    return;
+  }
+  if (depth - path.depth > 0) return;
+  checkShape(path, path.parts, w.shape, w);
+}
+
+function checkShape(path: hbs.AST.PathExpression, parts: string[], shape: Shape, w: Walk): void {
+  let current: Shape | null = shape;
+  for (const [i, part] of parts.entries()) {
+    if (current === null) return report(w, path, `"${path.original}": ${parts.slice(0, i).join('.')} has no "${part}"`);
+    if (!Object.hasOwn(current, part)) return report(w, path, `unknown variable "${path.original}"${suggestion(part, Object.keys(current))}`);
+    current = current[part] ?? null;
+  }
+  if (parts[0] === 'body') w.placedBody.value = true;
+}
+
+function checkPartial(node: hbs.AST.PartialBlockStatement, depth: number, w: Walk): void {
+  checkArguments(node, depth, w);
+  if (node.program) walkProgram(node.program, depth, w);
+  const name = pathName(node.name);
+  if (name === null) return checkCall(node.name as hbs.AST.SubExpression, depth, w);
+  if (name.startsWith('@') || w.inline.has(name)) return;
+  const part = w.set.partials.get(name);
+  if (!part) return report(w, node, `unknown partial "${name}" (expected partials/${name}.hbs)`);
+  // A broken partial is its own problem; one given another context is not read as the email's.
+  if ('message' in part || node.params.length > 0 || depth > 0) return;
+  const keys = node.hash?.pairs.map((p) => p.key) ?? [];
+  const id = `${name}|${keys.join(',')}|${w.root === LAYOUT_CONTEXT}`;
+  if (w.visited.has(id)) return;
+  w.visited.add(id);
+  walkPart(part, { ...w, shape: { ...w.shape, ...Object.fromEntries(keys.map((k) => [k, null])) } });
+}
+
+function report(w: Walk, node: hbs.AST.Node, message: string): void {
+  w.problems.push(problemAt(w.place, node.loc.start.line, node.loc.start.column, message));
+}
+
+/** A Handlebars position (1-based line, 0-based column, within `place`) as a file position. */
+export function problemAt(place: SourcePlace, line: number, column: number | undefined, message: string): TemplateProblem {
+  const problem: TemplateProblem = { file: place.file, line: place.line + line - 1, message };
+  if (column !== undefined) problem.column = (line === 1 ? place.column : 0) + column + 1;
+  return problem;
+}
+
+/** `__proto__`, `constructor`, `toString`...: nothing a template has a reason to read. */
+function isPrototypeName(name: string): boolean {
+  return name === 'prototype' || Object.hasOwn(Object.prototype, name);
+}
+
+function suggestion(word: string, candidates: string[]): string {
+  const near = candidates.find((c) => distance(word.toLowerCase(), c.toLowerCase()) <= 2);
+  return near ? ` (did you mean "${near}"?)` : '';
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+export function pathName(node: hbs.AST.Node): string | null {
+  return node.type === 'PathExpression' ? (node as hbs.AST.PathExpression).original : null;
+}
+
+/** Depth-first search over every statement and expression of a Handlebars AST. */
+export function findNode(node: hbs.AST.Node, match: (n: hbs.AST.Node) => boolean): hbs.AST.Node | null {
+  if (match(node)) return node;
+  const n = node as {
+    body?: hbs.AST.Node[]; path?: hbs.AST.Node; name?: hbs.AST.Node; params?: hbs.AST.Node[];
+    hash?: hbs.AST.Hash; program?: hbs.AST.Program; inverse?: hbs.AST.Program;
+  };
+  const children: (hbs.AST.Node | undefined)[] = [
+    ...(n.body ?? []), n.path, n.name && typeof n.name === 'object' ? n.name : undefined, ...(n.params ?? []),
+    ...(n.hash?.pairs.map((p) => p.value) ?? []), n.program, n.inverse,
+  ];
+  for (const child of children) {
+    const found = child ? findNode(child, match) : null;
+    if (found) return found;
+  }
+  return null;
+}
