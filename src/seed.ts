@@ -5,7 +5,7 @@
  * demo contacts and changes nothing.
  */
 import type { Db } from './db/database.ts';
-import { addDays, localDate, localMinuteOfDay } from './journey/time.ts';
+import { addDays, isValidTimeZone, localDate, localMinuteOfDay } from './journey/time.ts';
 
 interface DemoContact {
   key: string;
@@ -75,7 +75,9 @@ export async function seedDemo(db: Db, now: Date, ownerEmail = 'sales@example.co
       await trx.insertInto('opportunities').values({
         title: o.title, amount: o.amount, currency: o.currency, stage: o.stage,
         primary_contact_id: contact ? ids.get(contact.key)! : null, owner_email: ownerEmail,
-        closing_date: o.closingIn === null ? null : addDays(dueDay(now, contact?.zone ?? 'Europe/Brussels'), o.closingIn),
+        // Steps after the closing date go to the owner, timed in the journey's default zone.
+        closing_date: o.closingIn === null ? null
+          : addDays(dueDay(now, o.closingIn < 0 ? 'Europe/Brussels' : contact?.zone ?? 'Europe/Brussels'), o.closingIn),
         stage_entered_at: new Date(now.getTime() - (o.enteredDaysAgo ?? 30) * 86_400_000),
       }).execute();
     }
@@ -88,7 +90,7 @@ export async function seedDemo(db: Db, now: Date, ownerEmail = 'sales@example.co
  * 24-hour window right now, whatever the hour of the demo.
  */
 function dueDay(now: Date, zone: string): string {
-  const safeZone = zone === 'Mars/Olympus' ? 'Europe/Brussels' : zone;
+  const safeZone = isValidTimeZone(zone) ? zone : 'Europe/Brussels';
   const today = localDate(now, safeZone);
   return localMinuteOfDay(now, safeZone) >= 9 * 60 ? today : addDays(today, -1);
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { Command } from 'commander';
 import { registerExplain } from './explain.ts';
+import { registerForecast } from './forecast.ts';
 import { registerMigrate } from './migrate.ts';
 import { registerSeed } from './seed.ts';
 import { registerStart } from './start.ts';
@@ -16,7 +17,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('Journey emails for CRM sales opportunities, driven by closing dates and stages, exactly once.')
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const register of [registerMigrate, registerSeed, registerStart, registerTick, registerWork, registerExplain, registerTemplates]) {
+  for (const register of [registerMigrate, registerSeed, registerStart, registerTick, registerWork, registerExplain, registerForecast, registerTemplates]) {
     register(program);
   }
   program.exitOverride((err) => {

@@ -22,11 +22,17 @@ export function isDecimal(text: string): boolean {
   return DECIMAL.test(text.trim());
 }
 
-/** Formats a scaled integer with 2 decimals, rounding half up (away from zero). */
-export function formatCents(scaled: bigint): string {
+/**
+ * Formats a scaled integer divided by `divisor` with 2 decimals, rounding half up (away from zero)
+ * once, on the exact quotient: `formatCents(Σ amount × percent, 100n)` is the exact Σ of
+ * amount × percent / 100, never a sum of rounded terms. @defaultValue divisor 1n
+ */
+export function formatCents(scaled: bigint, divisor = 1n): string {
+  if (divisor <= 0n) throw new RangeError(`divisor must be positive, got ${divisor}`);
   const negative = scaled < 0n;
   const abs = negative ? -scaled : scaled;
-  const unit = FACTOR / 100n;
+  // Even (FACTOR / 100 is), so unit / 2 is exactly half a cent.
+  const unit = (FACTOR / 100n) * divisor;
   const cents = (abs + unit / 2n) / unit;
   const text = `${cents / 100n}.${String(cents % 100n).padStart(2, '0')}`;
   return negative && cents !== 0n ? `-${text}` : text;

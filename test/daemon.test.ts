@@ -1,0 +1,168 @@
+/**
+ * `nudge start` as an operator runs it: two processes on one database and Redis, the real clock,
+ * a scan every second; health, readiness, unsubscribe, and a clean stop on SIGTERM.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnNudge, runNudge } from './helpers/cli.ts';
+import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
+import { createWorld, type World } from './helpers/world.ts';
+import { addDays } from '../src/journey/time.ts';
+import { signUnsubscribeToken } from '../src/unsubscribe-token.ts';
+
+// Due at 00:00 UTC on closing date − 3 days with a 24-hour window: whenever the test runs, a
+// closing date three days after today (UTC) is inside its window.
+const JOURNEY = `
+defaults:
+  timeZone: UTC
+  sendAt: "00:00"
+  window: 24h
+steps:
+  - id: closing-in-3-days
+    template: reminder
+    trigger: { closingDate: { daysBefore: 3 } }
+`;
+const TEMPLATE = `---
+subject: "{{reference}}: three days left"
+---
+<p>Hello {{contact.firstName}}, about {{reference}}.</p>
+{{#if unsubscribeUrl}}<a href="{{unsubscribeUrl}}">Unsubscribe</a>{{/if}}
+`;
+
+interface Daemon {
+  child: ChildProcess;
+  port: Promise<number>;
+  logs: Record<string, unknown>[];
+  exited: Promise<number | null>;
+}
+
+function startDaemon(env: Record<string, string>, args: string[] = []): Daemon {
+  const child = spawnNudge(['start', ...args], { ...env, PORT: '0', LOG_LEVEL: 'info', NUDGE_SCAN_EVERY_MS: '1000' });
+  const logs: Record<string, unknown>[] = [];
+  let resolvePort!: (p: number) => void;
+  const port = new Promise<number>((r) => { resolvePort = r; });
+  let buffer = '';
+  child.stderr!.on('data', (d) => {
+    buffer += d;
+    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
+      const line = buffer.slice(0, i);
+      buffer = buffer.slice(i + 1);
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === 'nudge started') resolvePort(entry.port as number);
+      } catch {
+        logs.push({ msg: line });
+      }
+    }
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, port, logs, exited };
+}
+
+async function until(what: string, check: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+let world: World;
+const daemons: Daemon[] = [];
+
+beforeAll(async () => {
+  world = await createWorld({ shippedTemplates: false });
+  world.write('journeys.yaml', JOURNEY);
+  world.write('reminder.hbs', TEMPLATE);
+});
+
+afterAll(async () => {
+  for (const d of daemons) if (d.child.exitCode === null) d.child.kill('SIGKILL');
+  await world?.close();
+});
+
+describe('two daemons on one database and Redis', () => {
+  it('send the due email once, answer health and readiness, and stop cleanly on SIGTERM', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const contact = await insertContact(world.database.db, { email: 'daemon@customer.test', time_zone: 'UTC', first_name: 'Dee' });
+    const id = await insertOpportunity(world.database.db, { title: 'Trip to the USA', closing_date: addDays(today, 3), stage: 'proposal', primary_contact_id: contact });
+
+    daemons.push(startDaemon(world.env), startDaemon(world.env));
+    const ports = await Promise.all(daemons.map((d) => d.port));
+    const started = Date.now();
+
+    await until('the email', () => world.smtp.received.length > 0);
+    for (const port of ports) {
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      expect(health.status).toBe(200);
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toEqual({ ok: true, checks: { postgres: 'ok', redis: 'ok' } });
+    }
+    // Let several intervals pass: more scans must not mean more emails.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(world.smtp.received).toHaveLength(1);
+    expect((await deliveries(world.database.db, id)).map((r) => r.status)).toEqual(['sent']);
+
+    // One scan per interval for both processes together, not one each.
+    const elapsed = (Date.now() - started) / 1000;
+    const scans = daemons.flatMap((d) => d.logs).filter((l) => l.msg === 'scan done').length;
+    expect(scans).toBeGreaterThan(0);
+    expect(scans).toBeLessThanOrEqual(Math.ceil(elapsed) + 2);
+
+    for (const d of daemons) d.child.kill('SIGTERM');
+    const codes = await Promise.all(daemons.map((d) => d.exited));
+    expect(codes).toEqual([0, 0]);
+    for (const d of daemons) expect(d.logs.map((l) => l.msg)).toContain('stopped');
+
+    // Logs carry ids, never the address or the title.
+    const text = JSON.stringify(daemons.flatMap((d) => d.logs));
+    expect(text).not.toContain('daemon@customer.test');
+    expect(text).not.toContain('Trip to the USA');
+  });
+});
+
+describe('unsubscribe', () => {
+  it('a link shows a confirmation, the one-click POST unsubscribes, a forged token changes nothing', async () => {
+    const contact = await insertContact(world.database.db, { email: 'leave@customer.test' });
+    const daemon = startDaemon(world.env, ['--no-scheduler', '--no-worker']);
+    daemons.push(daemon);
+    const base = `http://127.0.0.1:${await daemon.port}`;
+    const token = signUnsubscribeToken(contact, world.env.NUDGE_SECRET!);
+    const unsubscribedAt = async () => (await world.database.db.selectFrom('contacts').select('unsubscribed_at').where('id', '=', contact).executeTakeFirstOrThrow()).unsubscribed_at;
+
+    const page = await fetch(`${base}/unsubscribe/${token}`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<form method="post">');
+    expect(await unsubscribedAt()).toBeNull();
+
+    const forged = signUnsubscribeToken(contact, 'another-secret-0123456789');
+    const altered = token.replace(/^c\d+/, `c${contact + 1}`);
+    for (const bad of [forged, altered, 'c1.short', 'garbage']) {
+      const r = await fetch(`${base}/unsubscribe/${bad}`, { method: 'POST', body: 'List-Unsubscribe=One-Click' });
+      expect(r.status).toBe(400);
+    }
+    expect(await unsubscribedAt()).toBeNull();
+
+    const post = await fetch(`${base}/unsubscribe/${token}`, { method: 'POST', body: 'List-Unsubscribe=One-Click', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(post.status).toBe(200);
+    expect(await unsubscribedAt()).toBeInstanceOf(Date);
+
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+  });
+});
+
+describe('an invalid journey file', () => {
+  it('stops start before anything runs, naming the file and line', async () => {
+    world.write('journeys.yaml', JOURNEY.replace('template: reminder', 'template: reminder\n    sendAt: "9am"'));
+    try {
+      const r = await runNudge(['start'], { ...world.env, PORT: '0' });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/journeys\.yaml:9:13: steps\[0\]\.sendAt: expected a time of day/);
+    } finally {
+      world.write('journeys.yaml', JOURNEY);
+    }
+  });
+});
