@@ -10,10 +10,8 @@ import { formatJourneyProblem, loadJourneysFile, type UnsupportedFeature } from 
 import type { Journey, Stage } from './journey/types.ts';
 import type { Logger } from './logger.ts';
 
-/** Journey features not built yet: refused when a journey file uses them. */
-export const UNSUPPORTED: ReadonlySet<UnsupportedFeature> = new Set<UnsupportedFeature>([
-  'quietHours', 'skipWeekends', 'frequencyCap', 'skipIfRecentActivity', 'repeat', 'toRole',
-]);
+/** Journey features not built yet: refused when a journey file uses them (none at the moment). */
+export const UNSUPPORTED: ReadonlySet<UnsupportedFeature> = new Set<UnsupportedFeature>([]);
 
 export interface Content {
   journey: Journey;

@@ -2,7 +2,7 @@
  * `explain`: what the engine thinks of each step of one opportunity at `now`, and why. It reads
  * the same `evaluate` as the scan and the worker; past decisions come from the log.
  */
-import { evaluate, type StepEvaluation } from './journey/decide.ts';
+import { evaluate, type RuleCheck, type StepEvaluation } from './journey/decide.ts';
 import type { Journey, PastDecision, Snapshot } from './journey/types.ts';
 
 export type ExplainVerdict = 'sent' | 'suppressed' | 'failed' | 'unknown' | 'due' | 'scheduled' | 'not_eligible';
@@ -18,16 +18,19 @@ export interface StepExplanation {
   reason: string | null;
   /** The rule's values, in words. */
   detail: string | null;
+  /** Every rule checked, in order, passed or failed, with its values. */
+  checks: RuleCheck[];
 }
 
 export function explainOpportunity(snapshot: Snapshot, journey: Journey, now: Date): StepExplanation[] {
-  return evaluate(snapshot, journey, now).map((e) => explainOne(e, snapshot.history, now));
+  return evaluate(snapshot, journey, now, { explain: true }).map((e) => explainOne(e, snapshot.history, now));
 }
 
 function explainOne(e: StepEvaluation, history: readonly PastDecision[], now: Date): StepExplanation {
   const base = {
     stepId: e.step.id, recipient: e.recipient?.address || null, contactId: e.recipient?.contact?.id ?? null,
     dueAt: e.due?.dueAt.toISOString() ?? null, windowEndsAt: e.due?.windowEndsAt.toISOString() ?? null,
+    checks: e.checks,
   };
   const v = e.verdict;
   switch (v.kind) {

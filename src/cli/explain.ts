@@ -35,7 +35,8 @@ function printTable(id: number, missing: boolean, now: Date, steps: StepExplanat
   console.log(missing ? `opportunity ${id} does not exist` : `opportunity ${id} as of ${now.toISOString()}`);
   for (const s of steps) {
     const verdict = s.reason ? `${s.verdict}: ${s.reason}` : s.verdict;
-    console.log(`  ${s.stepId.padEnd(28)} ${(s.dueAt ?? '-').padEnd(24)} ${verdict}${s.detail ? ` (${s.detail})` : ''}${s.recipient ? `  to ${s.recipient}` : ''}`);
+    console.log(`  ${s.stepId.padEnd(28)} ${(s.dueAt ?? '-').padEnd(24)} ${verdict}${s.detail ? ` — ${s.detail}` : ''}${s.recipient ? `  to ${s.recipient}` : ''}`);
+    for (const c of s.checks) console.log(`      ${c.passed ? 'pass' : 'FAIL'}  ${c.rule.padEnd(16)} ${c.detail}`);
   }
   console.log(deliveries.length ? 'past decisions:' : 'no past decisions');
   for (const d of deliveries) {

@@ -2,25 +2,13 @@
  * The one decision: what to do with each step of one opportunity at `now`. The scan, the worker,
  * `explain` and `simulate` all call `evaluate`; nothing else applies the reason table.
  */
-import { dueTime, nextAllowed, type DueTime } from './due-time.ts';
-import { compareDecimals } from './money.ts';
-import { isCustomerFacing, isValidEmail, resolveRecipients, type Recipient } from './recipients.ts';
-import { localDate } from './time.ts';
-import type {
-  DeliveryStatus, IsoDate, Journey, PastDecision, Snapshot, Step, SuppressionReason,
-} from './types.ts';
+import { dueTime, type DueTime } from './due-time.ts';
+import { resolveRecipients, type Recipient } from './recipients.ts';
+import { judge, type RuleCheck, type Verdict } from './rules.ts';
+import type { IsoDate, Journey, PastDecision, Snapshot, Step, SuppressionReason } from './types.ts';
 
-export type Verdict =
-  /** Due now and nothing stands in the way. */
-  | { kind: 'send' }
-  /** Due (or past due) and suppressed for `reason`: a row in `deliveries`. */
-  | { kind: 'suppress'; reason: SuppressionReason; detail: string }
-  /** Filtered out (closed, stage filters): no row at scan time. */
-  | { kind: 'not_eligible'; reason: 'opportunity_closed' | 'stage_not_eligible' | null; detail: string }
-  /** Not due yet (or waiting for quiet hours to end): `at` is when it will be. */
-  | { kind: 'scheduled'; at: Date; detail: string }
-  /** Already spent for this recipient and occurrence. */
-  | { kind: 'spent'; status: DeliveryStatus; decidedAt: Date };
+export type { Verdict, RuleCheck } from './rules.ts';
+export { isSpending } from './rules.ts';
 
 export interface StepEvaluation {
   step: Step;
@@ -33,13 +21,13 @@ export interface StepEvaluation {
   verdict: Verdict;
   /** Whether this verdict is a decision to write now (a suppression not written before). */
   record: boolean;
+  /** With `explain`: each rule checked, passed or failed, in words. */
+  checks: RuleCheck[];
 }
 
-const SPENDING: ReadonlySet<DeliveryStatus> = new Set(['sent', 'unknown']);
-const DAY = 86_400_000;
-
-export function isSpending(d: Pick<PastDecision, 'status' | 'reason'>): boolean {
-  return SPENDING.has(d.status) || (d.status === 'failed' && d.reason === 'smtp_rejected');
+export interface EvaluateOptions {
+  /** Describe every rule checked (for `explain`); the scan leaves it off. @defaultValue false */
+  explain?: boolean;
 }
 
 export function occurrenceOf(step: Step, closingDate: IsoDate | null): string {
@@ -47,12 +35,12 @@ export function occurrenceOf(step: Step, closingDate: IsoDate | null): string {
 }
 
 /** Every (step, recipient) of one opportunity, judged at `now`. */
-export function evaluate(snapshot: Snapshot, journey: Journey, now: Date): StepEvaluation[] {
-  const firstPass = journey.steps.flatMap((step) => evaluateStep(snapshot, journey, step, now));
+export function evaluate(snapshot: Snapshot, journey: Journey, now: Date, options: EvaluateOptions = {}): StepEvaluation[] {
+  const firstPass = journey.steps.flatMap((step) => evaluateStep(snapshot, journey, step, now, options.explain ?? false));
   return firstPass.map((e) => applyCatchUp(e, firstPass, snapshot.history, now));
 }
 
-function evaluateStep(snapshot: Snapshot, journey: Journey, step: Step, now: Date): StepEvaluation[] {
+function evaluateStep(snapshot: Snapshot, journey: Journey, step: Step, now: Date, explain: boolean): StepEvaluation[] {
   const { opportunity } = snapshot;
   const closingDate = opportunity.closingDate;
   const occurrence = occurrenceOf(step, closingDate);
@@ -62,116 +50,10 @@ function evaluateStep(snapshot: Snapshot, journey: Journey, step: Step, now: Dat
   return targets.map((recipient) => {
     const zone = recipient?.timeZone ?? journey.defaults.timeZone;
     const due = dueTime(opportunity, step, zone);
-    const verdict = judge(snapshot, journey, step, recipient, due, occurrence, now);
-    const evaluation: StepEvaluation = { ...base, recipient, due, verdict };
+    const { verdict, checks } = judge({ snapshot, journey, step, recipient, due, occurrence, now }, explain);
+    const evaluation: StepEvaluation = { ...base, recipient, due, verdict, checks };
     return { ...evaluation, record: shouldRecord(evaluation, snapshot.history, now) };
   });
-}
-
-function judge(
-  snapshot: Snapshot, journey: Journey, step: Step, recipient: Recipient | null,
-  due: DueTime | null, occurrence: string, now: Date,
-): Verdict {
-  const { opportunity } = snapshot;
-  if (opportunity.stage.outcome !== 'open') {
-    return { kind: 'not_eligible', reason: 'opportunity_closed', detail: `stage ${opportunity.stage.key} is ${opportunity.stage.outcome}` };
-  }
-  const filter = stageFilter(snapshot, step);
-  if (filter) return { kind: 'not_eligible', reason: 'stage_not_eligible', detail: filter };
-  if (!due) return { kind: 'not_eligible', reason: null, detail: triggerInactive(step) };
-  const spent = recipient ? findSpent(snapshot.history, step.id, occurrence, recipient.address) : undefined;
-  if (spent) return { kind: 'spent', status: spent.status, decidedAt: spent.decidedAt };
-  if (now < due.dueAt) return { kind: 'scheduled', at: due.dueAt, detail: `due ${due.dueAt.toISOString()}` };
-  const zone = recipient?.timeZone ?? journey.defaults.timeZone;
-  if (isCustomerFacing(step) && opportunity.closingDate !== null && localDate(now, zone) > opportunity.closingDate) {
-    return suppress('closing_date_passed', `closing date ${opportunity.closingDate} has passed in ${zone}`);
-  }
-  if (now >= due.windowEndsAt) {
-    return suppress('expired', `window closed ${due.windowEndsAt.toISOString()}`);
-  }
-  return judgeRecipient(snapshot, journey, step, recipient, due, now);
-}
-
-function judgeRecipient(
-  snapshot: Snapshot, journey: Journey, step: Step, recipient: Recipient | null, due: DueTime, now: Date,
-): Verdict {
-  if (!recipient) return suppress('no_contact', noContact(step));
-  if (!isValidEmail(recipient.address)) {
-    return suppress('invalid_email', recipient.address ? 'address is not valid' : 'recipient has no address');
-  }
-  const contact = recipient.contact;
-  if (contact?.unsubscribedAt) return suppress('unsubscribed', `unsubscribed ${contact.unsubscribedAt.toISOString()}`);
-  if (contact?.bouncedAt) return suppress('bounced', `bounced ${contact.bouncedAt.toISOString()}`);
-  const activity = recentActivity(snapshot, step, now);
-  if (activity) return suppress('recent_activity', activity);
-  const cap = capReached(snapshot, journey, recipient, now);
-  if (cap) return suppress('frequency_cap', cap);
-  const allowed = nextAllowed(now, recipient.timeZone, step.timing);
-  if (allowed > now) {
-    return allowed < due.windowEndsAt
-      ? { kind: 'scheduled', at: allowed, detail: `quiet hours or weekend until ${allowed.toISOString()}` }
-      : suppress('expired', `quiet hours or weekend last past the window (${due.windowEndsAt.toISOString()})`);
-  }
-  return { kind: 'send' };
-}
-
-function suppress(reason: SuppressionReason, detail: string): Verdict {
-  return { kind: 'suppress', reason, detail };
-}
-
-function stageFilter(snapshot: Snapshot, step: Step): string | null {
-  const { opportunity } = snapshot;
-  const stage = opportunity.stage;
-  if (step.stages && !step.stages.includes(stage.key)) return `stage ${stage.key} is not one of ${step.stages.join(', ')}`;
-  if (step.minProbability !== null && stage.probability < step.minProbability) {
-    return `probability ${stage.probability} is below ${step.minProbability}`;
-  }
-  if (step.minAmount !== null) {
-    if (opportunity.amount === null) return `amount is blank (minimum ${step.minAmount})`;
-    if (compareDecimals(opportunity.amount, step.minAmount) < 0) return `amount ${opportunity.amount} is below ${step.minAmount}`;
-  }
-  if (step.trigger.kind === 'stageEntered' && stage.key !== step.trigger.stage) {
-    return `stage ${stage.key} is not ${step.trigger.stage}`;
-  }
-  return null;
-}
-
-function triggerInactive(step: Step): string {
-  return step.trigger.kind === 'closingDate' ? 'the opportunity has no closing date' : `not in stage ${step.trigger.stage}`;
-}
-
-function noContact(step: Step): string {
-  if (step.to.kind === 'owner') return 'the opportunity has no owner email';
-  if (step.to.kind === 'role') return `no contact with role ${step.to.role}`;
-  return 'the opportunity has no primary contact';
-}
-
-function findSpent(history: readonly PastDecision[], stepId: string, occurrence: string, address: string): PastDecision | undefined {
-  return history.find((d) => d.stepId === stepId && d.occurrence === occurrence && d.recipient === address && isSpending(d));
-}
-
-function recentActivity(snapshot: Snapshot, step: Step, now: Date): string | null {
-  const span = step.skipIfRecentActivityMinutes;
-  if (span === null) return null;
-  const ms = span * 60_000;
-  for (const a of snapshot.activities) {
-    if (a.kind === 'note') continue;
-    for (const [what, at] of [['done', a.doneAt], ['due', a.dueAt]] as const) {
-      if (at && Math.abs(at.getTime() - now.getTime()) <= ms) return `${a.kind} ${a.id} ${what} ${at.toISOString()}`;
-    }
-  }
-  return null;
-}
-
-function capReached(snapshot: Snapshot, journey: Journey, recipient: Recipient, now: Date): string | null {
-  const cap = journey.defaults.frequencyCap;
-  if (!cap || !recipient.contact) return null;
-  const since = now.getTime() - cap.perDays * DAY;
-  const recent = (snapshot.sentToContact.get(recipient.contact.id) ?? [])
-    .filter((t) => t.getTime() > since && t.getTime() <= now.getTime());
-  if (recent.length < cap.max) return null;
-  const days = recent.map((t) => t.toISOString().slice(0, 10)).join(', ');
-  return `${recent.length} email${recent.length === 1 ? '' : 's'} to this contact on ${days}, cap ${cap.max} per ${cap.perDays} day${cap.perDays === 1 ? '' : 's'}`;
 }
 
 /**
@@ -191,7 +73,10 @@ function applyCatchUp(e: StepEvaluation, all: readonly StepEvaluation[], history
   });
   if (!nearer) return e;
   const verdict: Verdict = { kind: 'suppress', reason: 'superseded', detail: `step ${nearer.step.id} is nearer the closing date` };
-  const superseded = { ...e, verdict };
+  // Superseded outranks the recipient's own rules: show the checks up to the window, then why.
+  const upToWindow = e.checks.slice(0, e.checks.findIndex((c) => c.rule === 'window') + 1);
+  const checks = e.checks.length ? [...upToWindow, { rule: 'catch_up', passed: false, detail: verdict.detail }] : [];
+  const superseded = { ...e, verdict, checks };
   return { ...superseded, record: shouldRecord(superseded, history, now) };
 }
 
