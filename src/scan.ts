@@ -65,19 +65,39 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
 }
 
 async function scanPasses(deps: ScanDeps, now: Date, pageSize: number, summary: ScanSummary): Promise<void> {
-  const { journey } = deps;
+  await forEachScanPage(deps.db, deps.journey, now, { pageSize }, (rows, sub) => processPage(deps, sub, rows, now, summary));
+}
+
+export interface PageOptions {
+  pageSize: number;
+  /** Also read opportunities whose steps fall due up to this many days after `now` (simulate). @defaultValue 0 */
+  horizonDays?: number;
+}
+
+/**
+ * Streams, in keyset pages, every open opportunity that may have a step to decide around `now`
+ * (and up to `horizonDays` later), each page with the part of the journey it is read for:
+ * closingDate steps by (closing_date, id), then stageEntered steps per stage by
+ * (stage_entered_at, id). Memory holds one page.
+ */
+export async function forEachScanPage(
+  db: Db, journey: Journey, now: Date, options: PageOptions,
+  onPage: (rows: OpportunityRow[], journey: Journey) => Promise<void>,
+): Promise<void> {
+  const { pageSize } = options;
+  const horizon = options.horizonDays ?? 0;
   const lookback = lookbackDays(journey);
   const closingSteps = journey.steps.filter((s) => s.trigger.kind === 'closingDate');
   if (closingSteps.length > 0) {
     const offsets = closingSteps.map((s) => (s.trigger.kind === 'closingDate' ? s.trigger.offsetDays : 0));
     const today = now.toISOString().slice(0, 10);
-    // The due day is closing date + offset; it lies within [today - lookback, today + 2].
-    const range = { from: addDays(today, -lookback - Math.max(...offsets)), to: addDays(today, 2 - Math.min(...offsets)) };
+    // The due day is closing date + offset; it lies within [today - lookback, today + horizon + 2].
+    const range = { from: addDays(today, -lookback - Math.max(...offsets)), to: addDays(today, horizon + 2 - Math.min(...offsets)) };
     const sub = { ...journey, steps: closingSteps };
     let after = null;
     for (;;) {
-      const rows = await closingDatePage(deps.db, range, after, pageSize);
-      await processPage(deps, sub, rows, now, summary);
+      const rows = await closingDatePage(db, range, after, pageSize);
+      await onPage(rows, sub);
       if (rows.length < pageSize) break;
       const last = rows[rows.length - 1]!;
       after = { closingDate: last.closing_date!, id: last.id };
@@ -89,8 +109,8 @@ async function scanPasses(deps: ScanDeps, now: Date, pageSize: number, summary: 
     const sub = { ...journey, steps };
     let after = null;
     for (;;) {
-      const rows = await stageEnteredPage(deps.db, stage, range, after, pageSize);
-      await processPage(deps, sub, rows, now, summary);
+      const rows = await stageEnteredPage(db, stage, range, after, pageSize);
+      await onPage(rows, sub);
       if (rows.length < pageSize) break;
       const last = rows[rows.length - 1]!;
       after = { stageEnteredAt: last.stage_entered_at, id: last.id };

@@ -6,6 +6,7 @@ import { registerExplain } from './explain.ts';
 import { registerForecast } from './forecast.ts';
 import { registerMigrate } from './migrate.ts';
 import { registerSeed } from './seed.ts';
+import { registerSimulate } from './simulate.ts';
 import { registerStart } from './start.ts';
 import { registerTemplates } from './templates.ts';
 import { registerTick } from './tick.ts';
@@ -17,7 +18,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('Journey emails for CRM sales opportunities, driven by closing dates and stages, exactly once.')
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const register of [registerMigrate, registerSeed, registerStart, registerTick, registerWork, registerExplain, registerForecast, registerTemplates]) {
+  for (const register of [registerMigrate, registerSeed, registerStart, registerTick, registerWork, registerExplain, registerSimulate, registerForecast, registerTemplates]) {
     register(program);
   }
   program.exitOverride((err) => {

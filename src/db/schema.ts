@@ -62,14 +62,14 @@ export interface DeliveriesTable {
   opportunity_id: number;
   step_id: string;
   contact_id: number | null;
-  recipient: string;
+  recipient: Generated<string>;
   status: 'sent' | 'suppressed' | 'failed' | 'unknown';
   reason: string | null;
   due_at: Date | null;
   decided_at: Date;
   message_id: string | null;
   closing_date: string | null;
-  occurrence: string;
+  occurrence: Generated<string>;
   /** The template file used (sent, failed). */
   template: string | null;
   /** `smtp` or `outbox`. */
