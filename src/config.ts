@@ -7,6 +7,8 @@ import path from 'node:path';
 export interface Config {
   /** PostgreSQL connection URL. Required. */
   databaseUrl: string;
+  /** A read replica for the scan's reads; null: the scan reads the primary. Decisions always read the primary. */
+  readDatabaseUrl: string | null;
   /** Redis URL. @defaultValue redis://127.0.0.1:6379 */
   redisUrl: string;
   /** nodemailer SMTP URL; null: emails are written as .eml files to `outboxDir` (not in production). */
@@ -60,6 +62,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (!PREFIX.test(queuePrefix)) throw new ConfigError('NUDGE_QUEUE_PREFIX', `must match ${PREFIX.source}, got ${JSON.stringify(queuePrefix)}`);
   return Object.freeze({
     databaseUrl: requiredUrl(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    readDatabaseUrl: optionalUrl(env, 'DATABASE_READ_URL', ['postgres:', 'postgresql:']),
     redisUrl: optionalUrl(env, 'REDIS_URL', ['redis:', 'rediss:']) ?? 'redis://127.0.0.1:6379',
     smtpUrl,
     outboxDir: path.resolve(env.NUDGE_OUTBOX_DIR?.trim() || 'outbox'),

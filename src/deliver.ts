@@ -18,6 +18,7 @@ import { TemplateError, type Templates } from './email/templates.ts';
 import { decideJob, type JobAction } from './journey/decide-job.ts';
 import type { Journey, Snapshot } from './journey/types.ts';
 import type { Logger } from './logger.ts';
+import { noMetrics, type Metrics } from './metrics.ts';
 import type { DeliverJob } from './queue/queues.ts';
 import { snapshotNeeds } from './scan.ts';
 
@@ -29,6 +30,7 @@ export interface DeliverDeps {
   journey(): Journey;
   compose: ComposeSettings;
   logger: Logger;
+  metrics?: Metrics;
 }
 
 export interface DeliverResult {
@@ -47,6 +49,7 @@ export class DeferredError extends Error {
 interface Claimed {
   id: number;
   email: OutgoingEmail;
+  dueAt: Date | null;
   log: Record<string, unknown>;
 }
 
@@ -63,6 +66,7 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
     }
     return out;
   });
+  const metrics = deps.metrics ?? noMetrics;
   let deferred: string | null = null;
   for (const c of claimed) {
     const outcome = await deps.mailer.send(c.email);
@@ -70,21 +74,26 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
       case 'accepted':
         await markSent(deps.db, c.id, outcome.response.slice(0, 500));
         result.sent += 1;
+        metrics.decision('sent', null);
+        if (c.dueAt) metrics.dueToSent((now.getTime() - c.dueAt.getTime()) / 1000);
         deps.logger.info({ ...c.log, transport: deps.mailer.transport }, 'sent');
         break;
       case 'rejected':
         await markRejected(deps.db, c.id, outcome.response.slice(0, 500));
         result.failed += 1;
+        metrics.decision('failed', 'smtp_rejected');
         deps.logger.warn({ ...c.log, reason: 'smtp_rejected', code: outcome.code }, 'failed');
         break;
       case 'deferred':
         await releaseClaim(deps.db, c.id);
         deferred = outcome.reason;
+        metrics.deferred();
         deps.logger.warn({ ...c.log }, 'smtp deferred the send; will retry');
         break;
       case 'unknown':
         await markUnknown(deps.db, c.id, outcome.reason.slice(0, 500));
         result.unknown += 1;
+        metrics.decision('unknown', null);
         deps.logger.error({ ...c.log }, 'send outcome unknown: connection lost after the message was handed over; not resent');
         break;
     }
@@ -108,7 +117,10 @@ async function apply(
       recipient: action.recipient?.address ?? '', status: 'suppressed', reason: action.reason, due_at: action.dueAt,
       decided_at: now, closing_date: action.closingDate, occurrence: action.occurrence, detail: action.detail,
     };
-    if (await recordDecision(trx, row)) result.suppressed += 1;
+    if (await recordDecision(trx, row)) {
+      result.suppressed += 1;
+      (deps.metrics ?? noMetrics).decision('suppressed', action.reason);
+    }
     deps.logger.info({ ...log, reason: action.reason }, 'suppressed');
     return null;
   }
@@ -130,7 +142,10 @@ async function apply(
     if (!(caught instanceof TemplateError)) throw caught;
     const error: TemplateError = caught;
     // Recorded, but it spends nothing: once the template is fixed the step fires in its window.
-    if (await recordDecision(trx, { ...base, status: 'failed', reason: 'template_error', detail: error.message.slice(0, 500), template: evaluation.step.template })) result.failed += 1;
+    if (await recordDecision(trx, { ...base, status: 'failed', reason: 'template_error', detail: error.message.slice(0, 500), template: evaluation.step.template })) {
+      result.failed += 1;
+      (deps.metrics ?? noMetrics).decision('failed', 'template_error');
+    }
     deps.logger.error({ ...log, reason: 'template_error', problem: error.message }, 'failed');
     return null;
   }
@@ -140,5 +155,5 @@ async function apply(
     deps.logger.info(log, 'already spent for this recipient; not sent again');
     return null;
   }
-  return { id, email, log };
+  return { id, email, dueAt: base.due_at, log };
 }

@@ -3,16 +3,25 @@
  * every call site passes opportunity, step and contact ids only.
  */
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger };
 
+/**
+ * JSON lines in production and whenever stderr is not a terminal (log collectors); readable,
+ * coloured lines in a terminal. LOG_FORMAT=json|pretty overrides the choice.
+ */
 export function createLogger(options: { level?: string; name?: string } = {}): Logger {
+  const format = process.env.LOG_FORMAT ?? (process.stderr.isTTY && process.env.NODE_ENV !== 'production' ? 'pretty' : 'json');
+  const destination = format === 'pretty'
+    ? pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' })
+    : pino.destination({ fd: 2, sync: true });
   return pino({
     name: options.name ?? 'nudge',
     level: options.level ?? process.env.LOG_LEVEL ?? 'info',
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
-  }, pino.destination({ fd: 2, sync: true }));
+  }, destination);
 }
 
 export const silentLogger: Logger = pino({ level: 'silent' });

@@ -11,6 +11,7 @@ import { listStages } from './db/opportunities.ts';
 import { createMailer, type Mailer } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
 import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob } from './queue/queues.ts';
+import { noMetrics, prometheusMetrics, type Metrics, type PrometheusMetrics } from './metrics.ts';
 import type { ScanDeps } from './scan.ts';
 
 export class InvalidContentError extends Error {
@@ -25,8 +26,32 @@ export class Runtime {
   private _db: Db | null = null;
   private _redis: Redis | null = null;
   private _queue: Queue<DeliverJob> | null = null;
+  private _readDb: Db | null = null;
+  /** No-op until `enablePrometheus` (the daemon) turns it on. */
+  metrics: Metrics = noMetrics;
 
   constructor(readonly config: Readonly<Config>, readonly logger: Logger) {}
+
+  /** The database the scan reads: DATABASE_READ_URL (a replica) when set, else the primary. */
+  get readDb(): Db {
+    if (!this.config.readDatabaseUrl) return this.db;
+    if (!this._readDb) {
+      const { db } = createDb(this.config.readDatabaseUrl, { max: 4, applicationName: 'nudge-scan' });
+      this._readDb = db;
+      this.closers.push(() => db.destroy());
+    }
+    return this._readDb;
+  }
+
+  enablePrometheus(): PrometheusMetrics {
+    const metrics = prometheusMetrics(() => this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized'));
+    this.metrics = metrics;
+    return metrics;
+  }
+
+  scanDeps(journey: ScanDeps['journey']): ScanDeps {
+    return { db: this.db, readDb: this.readDb, journey, enqueue: this.enqueuer(), logger: this.logger, metrics: this.metrics };
+  }
 
   get db(): Db {
     if (!this._db) {

@@ -11,14 +11,20 @@ import { evaluate, type StepEvaluation } from './journey/decide.ts';
 import { addDays } from './journey/time.ts';
 import type { Journey, Snapshot, Step } from './journey/types.ts';
 import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
 import { deliverJobId, type DeliverJob } from './queue/queues.ts';
 
 export interface ScanDeps {
+  /** The primary: the scan lock and the suppressions it writes. */
   db: Db;
+  /** Where pages are read from (a replica); the primary when absent. A lagging replica only costs
+   * work: the worker decides again on the primary, and the indexes refuse a duplicate. */
+  readDb?: Db;
   journey: Journey;
   /** Adds the jobs (with their deterministic ids); a job id already waiting is not added twice. */
   enqueue(jobs: { id: string; data: DeliverJob }[]): Promise<void>;
   logger: Logger;
+  metrics?: Metrics;
 }
 
 export interface ScanOptions {
@@ -61,11 +67,12 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
     }
   });
   summary.ms = Math.round(performance.now() - started);
+  if (!summary.skipped) deps.metrics?.scan(summary);
   return summary;
 }
 
 async function scanPasses(deps: ScanDeps, now: Date, pageSize: number, summary: ScanSummary): Promise<void> {
-  await forEachScanPage(deps.db, deps.journey, now, { pageSize }, (rows, sub) => processPage(deps, sub, rows, now, summary));
+  await forEachScanPage(deps.readDb ?? deps.db, deps.journey, now, { pageSize }, (rows, sub) => processPage(deps, sub, rows, now, summary));
 }
 
 export interface PageOptions {
@@ -144,7 +151,7 @@ export function snapshotNeeds(journey: Journey, now: Date): SnapshotNeeds {
 async function processPage(deps: ScanDeps, journey: Journey, rows: OpportunityRow[], now: Date, summary: ScanSummary): Promise<void> {
   if (rows.length === 0) return;
   summary.scanned += rows.length;
-  const snapshots = await loadSnapshots(deps.db, rows, snapshotNeeds(journey, now));
+  const snapshots = await loadSnapshots(deps.readDb ?? deps.db, rows, snapshotNeeds(journey, now));
   const suppressions: NewDelivery[] = [];
   const jobs = new Map<string, DeliverJob>();
   const warned = new Set<number>();
@@ -169,8 +176,9 @@ async function processPage(deps: ScanDeps, journey: Journey, rows: OpportunityRo
   }
   if (suppressions.length > 0) {
     const inserted = await deps.db.insertInto('deliveries').values(suppressions)
-      .onConflict((oc) => oc.doNothing()).returning('id').execute();
+      .onConflict((oc) => oc.doNothing()).returning(['id', 'reason']).execute();
     summary.suppressed += inserted.length;
+    for (const row of inserted) deps.metrics?.decision('suppressed', row.reason);
   }
   if (jobs.size > 0) {
     await deps.enqueue([...jobs].map(([id, data]) => ({ id, data })));

@@ -100,6 +100,11 @@ describe('two daemons on one database and Redis', () => {
       expect(ready.status).toBe(200);
       expect(await ready.json()).toEqual({ ok: true, checks: { postgres: 'ok', redis: 'ok' } });
     }
+    const metrics = await Promise.all(ports.map(async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text()));
+    const sentCounts = metrics.map((m) => Number(/^nudge_decisions_total\{status="sent",reason=""\} (\d+)$/m.exec(m)?.[1] ?? 0));
+    expect(sentCounts.reduce((a, b) => a + b, 0)).toBe(1);
+    expect(metrics.join('\n')).toMatch(/^nudge_scan_duration_seconds_count \d+$/m);
+    expect(metrics.join('\n')).toMatch(/^nudge_queue_jobs\{state="waiting"\} \d+$/m);
     // Let several intervals pass: more scans must not mean more emails.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(world.smtp.received).toHaveLength(1);

@@ -19,6 +19,7 @@ export interface DaemonOptions {
 
 export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<void> {
   for (const w of configWarnings(rt.config)) rt.logger.warn(w);
+  rt.enablePrometheus();
   const content = await rt.liveContent();
   const http: HttpServer = await startHttpServer(rt, rt.config.port);
   const scheduler = options.scheduler ? await startScheduler(rt, content, systemClock) : null;

@@ -23,6 +23,7 @@ export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): 
     journey: () => content.journey,
     compose: { mailFrom: rt.config.mailFrom, publicUrl: rt.config.publicUrl, secret: rt.config.secret },
     logger: rt.logger,
+    metrics: rt.metrics,
   };
 }
 

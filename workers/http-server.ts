@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import { sql } from 'kysely';
+import type { PrometheusMetrics } from '../src/metrics.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { verifyUnsubscribeToken } from '../src/unsubscribe-token.ts';
 
@@ -38,6 +39,10 @@ export async function startHttpServer(rt: Runtime, port: number): Promise<HttpSe
 async function handle(rt: Runtime, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   if (url.pathname === '/healthz') return send(res, 200, 'text/plain', 'ok\n');
+  if (url.pathname === '/metrics' && 'registry' in rt.metrics) {
+    const registry = (rt.metrics as PrometheusMetrics).registry;
+    return send(res, 200, registry.contentType, await registry.metrics());
+  }
   if (url.pathname === '/readyz') {
     const checks = await readiness(rt);
     const ok = Object.values(checks).every((v) => v === 'ok');

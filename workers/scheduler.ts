@@ -14,13 +14,19 @@ export const SCAN_SCHEDULER_ID = 'scan-every-interval';
 
 export async function startScheduler(rt: Runtime, content: LiveContent, clock: Clock): Promise<{ close(): Promise<void> }> {
   const queue = scanQueue(rt.redis, rt.config.queuePrefix);
-  await queue.upsertJobScheduler(SCAN_SCHEDULER_ID, { every: rt.config.scanEveryMs }, {
+  const upsert = () => queue.upsertJobScheduler(SCAN_SCHEDULER_ID, { every: rt.config.scanEveryMs }, {
     name: 'scan', data: {}, opts: { removeOnComplete: 100, removeOnFail: 100 },
   });
-  const enqueue = rt.enqueuer();
+  await upsert();
+  // Redis emptied (FLUSHALL, a failover to an empty replica) loses the scheduler with the jobs:
+  // upserting it again every interval is idempotent and brings the scans back. The scans then
+  // re-enqueue from PostgreSQL whatever is due and undecided.
+  const keepAlive = setInterval(() => {
+    upsert().catch((err) => rt.logger.warn({ err: (err as Error).message }, 'cannot upsert the scan scheduler; retrying next interval'));
+  }, rt.config.scanEveryMs);
   const worker = new Worker<object, ScanSummary>(SCAN_QUEUE, async () => {
     await content.refresh();
-    const summary = await runScan({ db: rt.db, journey: content.journey, enqueue, logger: rt.logger }, clock.now(), { waitForLock: false });
+    const summary = await runScan(rt.scanDeps(content.journey), clock.now(), { waitForLock: false });
     rt.logger.info(summary, summary.skipped ? 'scan skipped: another pass is running' : 'scan done');
     return summary;
   }, { connection: rt.redis, prefix: queuePrefix(rt.config.queuePrefix, SCAN_QUEUE), concurrency: 1 });
@@ -28,6 +34,7 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
   worker.on('failed', (_job, err) => rt.logger.error({ err: err.message }, 'scan failed; the next interval tries again'));
   return {
     async close() {
+      clearInterval(keepAlive);
       await worker.close();
       await queue.close();
     },

@@ -9,7 +9,7 @@ export function registerTick(program: Command): void {
     .action((opts: { now?: string }) => withRuntime(async (rt) => {
       const now = clockFrom(opts.now).now();
       const { journey } = await rt.content();
-      const summary = await runScan({ db: rt.db, journey, enqueue: rt.enqueuer(), logger: rt.logger }, now, { waitForLock: true });
+      const summary = await runScan(rt.scanDeps(journey), now, { waitForLock: true });
       console.log(`scanned ${summary.scanned} opportunities as of ${now.toISOString()}: ${summary.enqueued} sends enqueued, ${summary.suppressed} suppressions recorded${summary.errors ? `, ${summary.errors} opportunities could not be evaluated (see the log)` : ''}`);
       console.log(JSON.stringify({ now: now.toISOString(), scanned: summary.scanned, enqueued: summary.enqueued, suppressed: summary.suppressed, errors: summary.errors, ms: summary.ms }));
     }));

@@ -63,7 +63,7 @@ export async function createWorld(options: WorldOptions = {}): Promise<World> {
     },
     async tick(nowIso) {
       const { journey } = await rt.content();
-      return runScan({ db: rt.db, journey, enqueue: rt.enqueuer(), logger: rt.logger }, new Date(nowIso));
+      return runScan(rt.scanDeps(journey), new Date(nowIso));
     },
     async drain(nowIso) {
       const content = new LiveContent(await rt.content(), config, () => listStages(rt.db), rt.logger);

@@ -1,0 +1,55 @@
+/**
+ * Prometheus metrics, all named `nudge_*`. Each process exposes its own on `/metrics`; sum them in
+ * Prometheus. Labels carry reasons and statuses, never people.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  /** One decision written (or a send's outcome): status sent | suppressed | failed | unknown. */
+  decision(status: string, reason: string | null): void;
+  /** Seconds from a step's due time to the server's acceptance. */
+  dueToSent(seconds: number): void;
+  /** One scan pass. */
+  scan(summary: { scanned: number; enqueued: number; suppressed: number; ms: number }): void;
+  /** A send SMTP deferred (4xx, refused, timeout): the job is retried. */
+  deferred(): void;
+}
+
+export const noMetrics: Metrics = { decision() {}, dueToSent() {}, scan() {}, deferred() {} };
+
+export interface PrometheusMetrics extends Metrics {
+  registry: Registry;
+}
+
+/** `queueCounts` is read at scrape time (queue depth by state). */
+export function prometheusMetrics(queueCounts: () => Promise<Record<string, number>>): PrometheusMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'nudge_process_' });
+  const decisions = new Counter({ name: 'nudge_decisions_total', help: 'Decisions written to deliveries, by status and reason', labelNames: ['status', 'reason'], registers: [registry] });
+  const deferrals = new Counter({ name: 'nudge_smtp_deferred_total', help: 'Sends deferred by SMTP (4xx, refused, timeout) and retried', registers: [registry] });
+  const latency = new Histogram({ name: 'nudge_due_to_sent_seconds', help: 'Seconds from due time to acceptance by SMTP', buckets: [1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400], registers: [registry] });
+  const scanSeconds = new Histogram({ name: 'nudge_scan_duration_seconds', help: 'Duration of one scan pass', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] });
+  const scanned = new Counter({ name: 'nudge_scan_opportunities_total', help: 'Opportunities read by scans', registers: [registry] });
+  const enqueued = new Counter({ name: 'nudge_scan_enqueued_total', help: 'Send jobs submitted by scans', registers: [registry] });
+  new Gauge({
+    name: 'nudge_queue_jobs', help: 'Delivery jobs in the queue, by state', labelNames: ['state'], registers: [registry],
+    async collect() {
+      try {
+        for (const [state, n] of Object.entries(await queueCounts())) this.set({ state }, n);
+      } catch {
+        // Redis down: the gauge keeps its last values; readiness reports the outage.
+      }
+    },
+  });
+  return {
+    registry,
+    decision: (status, reason) => decisions.inc({ status, reason: reason ?? '' }),
+    dueToSent: (seconds) => latency.observe(Math.max(0, seconds)),
+    scan(s) {
+      scanSeconds.observe(s.ms / 1000);
+      scanned.inc(s.scanned);
+      enqueued.inc(s.enqueued);
+    },
+    deferred: () => deferrals.inc(),
+  };
+}
