@@ -38,6 +38,13 @@ export interface Config {
   concurrency: number;
   /** Milliseconds between scans of the daemon. @defaultValue 60000 */
   scanEveryMs: number;
+  /**
+   * Milliseconds after which a claimed send that never reached SMTP is released by the scan (its
+   * worker died between the claim and the message). @defaultValue 120000
+   */
+  claimLeaseMs: number;
+  /** Milliseconds a worker's lock on a job lasts; a dead worker's jobs run again after it. @defaultValue 30000 */
+  jobLockMs: number;
 }
 
 export class ConfigError extends Error {
@@ -78,6 +85,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     attempts: integer(env, 'NUDGE_ATTEMPTS', 8, 1, 100),
     concurrency: integer(env, 'NUDGE_CONCURRENCY', 8, 1, 256),
     scanEveryMs: integer(env, 'NUDGE_SCAN_EVERY_MS', 60_000, 1_000, 86_400_000),
+    claimLeaseMs: integer(env, 'NUDGE_CLAIM_LEASE_MS', 120_000, 1_000, 86_400_000),
+    jobLockMs: integer(env, 'NUDGE_JOB_LOCK_MS', 30_000, 1_000, 3_600_000),
   });
 }
 

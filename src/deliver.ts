@@ -9,7 +9,7 @@
  */
 import type { Db } from './db/database.ts';
 import {
-  claimSend, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type NewDelivery,
+  claimSend, markHandedOver, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type NewDelivery,
 } from './db/deliveries.ts';
 import { loadSnapshot } from './db/snapshots.ts';
 import { composeEmail, templateContext, type ComposeSettings } from './email/compose.ts';
@@ -69,7 +69,7 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
   const metrics = deps.metrics ?? noMetrics;
   let deferred: string | null = null;
   for (const c of claimed) {
-    const outcome = await deps.mailer.send(c.email);
+    const outcome = await deps.mailer.send(c.email, { beforeHandover: () => markHandedOver(deps.db, c.id) });
     switch (outcome.kind) {
       case 'accepted':
         await markSent(deps.db, c.id, outcome.response.slice(0, 500));

@@ -50,7 +50,10 @@ export class Runtime {
   }
 
   scanDeps(journey: ScanDeps['journey']): ScanDeps {
-    return { db: this.db, readDb: this.readDb, journey, enqueue: this.enqueuer(), logger: this.logger, metrics: this.metrics };
+    return {
+      db: this.db, readDb: this.readDb, journey, enqueue: this.enqueuer(), logger: this.logger, metrics: this.metrics,
+      claimLeaseMs: this.config.claimLeaseMs,
+    };
   }
 
   get db(): Db {

@@ -4,7 +4,7 @@
  */
 import { sql } from 'kysely';
 import type { Db } from './db/database.ts';
-import type { NewDelivery } from './db/deliveries.ts';
+import { releaseStaleClaims, type NewDelivery } from './db/deliveries.ts';
 import { closingDatePage, stageEnteredPage, type OpportunityRow } from './db/opportunities.ts';
 import { loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
 import { evaluate, type StepEvaluation } from './journey/decide.ts';
@@ -25,6 +25,8 @@ export interface ScanDeps {
   enqueue(jobs: { id: string; data: DeliverJob }[]): Promise<void>;
   logger: Logger;
   metrics?: Metrics;
+  /** Release claims never handed to SMTP after this many milliseconds (real clock). @defaultValue 120000 */
+  claimLeaseMs?: number;
 }
 
 export interface ScanOptions {
@@ -35,6 +37,8 @@ export interface ScanOptions {
 }
 
 export interface ScanSummary {
+  /** Stale claims released before the pass (their steps are enqueued again by this pass). */
+  releasedClaims: number;
   scanned: number;
   enqueued: number;
   suppressed: number;
@@ -48,7 +52,7 @@ const SCAN_LOCK = 'nudge.scan';
 
 export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = {}): Promise<ScanSummary> {
   const started = performance.now();
-  const summary: ScanSummary = { scanned: 0, enqueued: 0, suppressed: 0, errors: 0, skipped: false, ms: 0 };
+  const summary: ScanSummary = { releasedClaims: 0, scanned: 0, enqueued: 0, suppressed: 0, errors: 0, skipped: false, ms: 0 };
   // One scan at a time per database, however many processes: the lock is held on one pinned
   // connection and released when the pass ends (or the connection dies).
   await deps.db.connection().execute(async (conn) => {
@@ -61,6 +65,8 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
       return;
     }
     try {
+      summary.releasedClaims = await releaseStaleClaims(deps.db, deps.claimLeaseMs ?? 120_000);
+      if (summary.releasedClaims > 0) deps.logger.warn({ released: summary.releasedClaims }, 'released claims of workers that died before handing the message to SMTP');
       await scanPasses(deps, now, options.pageSize ?? 500, summary);
     } finally {
       await sql`select pg_advisory_unlock(hashtextextended(${SCAN_LOCK}, 0))`.execute(conn);

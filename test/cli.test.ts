@@ -141,7 +141,7 @@ describe('several processes at once', () => {
     const rows = (await deliveries(world.database.db)).filter((r) => ids.includes(r.opportunity_id));
     expect(rows.filter((r) => r.status === 'sent')).toHaveLength(30);
     expect(works.reduce((n, w) => n + Number(w.summary?.sent ?? 0), 0)).toBe(30);
-  });
+  }, 180_000);
 });
 
 describe('the process time zone changes nothing', () => {

@@ -42,6 +42,9 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     prefix: queuePrefix(rt.config.queuePrefix, DELIVER_QUEUE),
     concurrency: rt.config.concurrency,
     autorun: options.autorun ?? true,
+    // A killed worker's active jobs go back to the queue once its lock lapses.
+    lockDuration: rt.config.jobLockMs,
+    stalledInterval: rt.config.jobLockMs,
   });
   worker.on('failed', (job, err) => {
     rt.logger.warn({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, 'delivery job failed; BullMQ retries it with backoff');

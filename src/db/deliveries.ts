@@ -5,7 +5,7 @@
  */
 import type { Db } from './database.ts';
 import type { DeliveriesTable } from './schema.ts';
-import type { Insertable, Selectable } from 'kysely';
+import { sql, type Insertable, type Selectable } from 'kysely';
 
 export type DeliveryRow = Selectable<DeliveriesTable>;
 export type NewDelivery = Insertable<DeliveriesTable>;
@@ -23,9 +23,29 @@ export async function recordDecision(db: Db, row: NewDelivery): Promise<boolean>
  * A process that dies after this leaves `unknown`, never a second email.
  */
 export async function claimSend(db: Db, row: Omit<NewDelivery, 'status' | 'reason'>): Promise<number | null> {
-  const inserted = await db.insertInto('deliveries').values({ ...row, status: 'unknown', reason: null })
+  const inserted = await db.insertInto('deliveries').values({ ...row, status: 'unknown', reason: null, claimed_at: sql`now()` })
     .onConflict((oc) => oc.doNothing()).returning('id').executeTakeFirst();
   return inserted?.id ?? null;
+}
+
+/**
+ * Marks a claim as handed to SMTP, just before the message's first byte is written. False when
+ * the claim is gone (released as stale): then the message must not be sent.
+ */
+export async function markHandedOver(db: Db, id: number): Promise<boolean> {
+  const r = await db.updateTable('deliveries').set({ handed_at: sql`now()` })
+    .where('id', '=', id).where('status', '=', 'unknown').where('handed_at', 'is', null).executeTakeFirst();
+  return r.numUpdatedRows === 1n;
+}
+
+/**
+ * Releases claims never handed to SMTP and older than `leaseMs` (real clock): their worker died
+ * between the claim and the message. The next scan enqueues those steps again.
+ */
+export async function releaseStaleClaims(db: Db, leaseMs: number): Promise<number> {
+  const r = await db.deleteFrom('deliveries').where('status', '=', 'unknown').where('handed_at', 'is', null)
+    .where('claimed_at', '<', sql<Date>`now() - make_interval(secs => ${leaseMs / 1000})`).executeTakeFirst();
+  return Number(r.numDeletedRows);
 }
 
 export async function markSent(db: Db, id: number, detail: string | null): Promise<void> {

@@ -76,6 +76,9 @@ export interface DeliveriesTable {
   transport: string | null;
   /** Human detail: the SMTP server's text, the template error, the rule's values. */
   detail: string | null;
+  /** When a send was claimed (real clock), and when its message started to go to SMTP. */
+  claimed_at: Date | null;
+  handed_at: Date | null;
 }
 
 export interface Database {

@@ -34,10 +34,22 @@ export type SendOutcome =
   | { kind: 'deferred'; reason: string }
   | { kind: 'unknown'; reason: string };
 
+export interface SendOptions {
+  /**
+   * Called once, just before the message's first byte goes to the transport; resolving false
+   * aborts the send with nothing handed over (outcome `deferred`).
+   */
+  beforeHandover?: () => Promise<boolean>;
+}
+
 export interface Mailer {
   readonly transport: 'smtp' | 'outbox';
-  send(email: OutgoingEmail): Promise<SendOutcome>;
+  send(email: OutgoingEmail, options?: SendOptions): Promise<SendOutcome>;
   close(): Promise<void>;
+}
+
+class HandoverRefused extends Error {
+  override name = 'HandoverRefused';
 }
 
 export async function buildMessage(email: OutgoingEmail): Promise<Buffer> {
@@ -66,15 +78,16 @@ export function smtpMailer(url: string, options: SmtpOptions = {}): Mailer {
   });
   return {
     transport: 'smtp',
-    async send(email) {
+    async send(email, options = {}) {
       const raw = await buildMessage(email);
       let handedOver = false;
-      const stream = Readable.from([raw]);
+      const stream = gatedStream(raw, options.beforeHandover);
       stream.on('end', () => { handedOver = true; });
       try {
         const info = await transport.sendMail({ envelope: { from: envelopeAddress(email.from), to: [email.to] }, raw: stream });
         return { kind: 'accepted', response: String((info as { response?: string }).response ?? '') };
       } catch (error) {
+        if (error instanceof HandoverRefused) return { kind: 'deferred', reason: error.message };
         return classify(error as SmtpError, handedOver);
       }
     },
@@ -101,6 +114,25 @@ export function classify(error: SmtpError, handedOver: boolean): SendOutcome {
   return { kind: 'deferred', reason: `${error.code ?? 'error'}: ${error.message}` };
 }
 
+/**
+ * The message as a stream that asks `gate` before its first byte: the SMTP client reads it only
+ * once the server has said go ahead to DATA, so "handed over" is marked as late as possible.
+ */
+function gatedStream(raw: Buffer, gate: SendOptions['beforeHandover']): Readable {
+  let asked = false;
+  return new Readable({
+    read() {
+      if (asked) return;
+      asked = true;
+      (gate ? gate() : Promise.resolve(true)).then((ok) => {
+        if (!ok) return this.destroy(new HandoverRefused('the claim on this send was released; nothing was handed over'));
+        this.push(raw);
+        this.push(null);
+      }, (err: Error) => this.destroy(err));
+    },
+  });
+}
+
 function envelopeAddress(from: string): string {
   const m = /<([^>]+)>/.exec(from);
   return (m ? m[1]! : from).trim();
@@ -110,7 +142,10 @@ function envelopeAddress(from: string): string {
 export function outboxMailer(dir: string): Mailer {
   return {
     transport: 'outbox',
-    async send(email) {
+    async send(email, options = {}) {
+      if (options.beforeHandover && !(await options.beforeHandover())) {
+        return { kind: 'deferred', reason: 'the claim on this send was released; nothing was written' };
+      }
       await fs.mkdir(dir, { recursive: true });
       const raw = await buildMessage(email);
       const name = email.messageId.replace(/[<>]/g, '').replace(/[^A-Za-z0-9._-]/g, '_');

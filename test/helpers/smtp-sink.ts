@@ -18,12 +18,15 @@ export interface SmtpSink {
   received: ReceivedEmail[];
   /** Reply to RCPT TO with this code and text for matching recipients (e.g. 550), or to everything. */
   refuse(rule: { code: number; message: string; recipient?: (address: string) => boolean } | null): void;
+  /** Keep the message, then drop the connection before replying to its final dot. */
+  dropAfterData(on: boolean): void;
   close(): Promise<void>;
 }
 
 export async function startSmtpSink(): Promise<SmtpSink> {
   const received: ReceivedEmail[] = [];
   let rule: Parameters<SmtpSink['refuse']>[0] = null;
+  let drop = false;
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
@@ -42,11 +45,16 @@ export async function startSmtpSink(): Promise<SmtpSink> {
         const raw = Buffer.concat(chunks).toString('utf8');
         simpleParser(raw).then((parsed) => {
           received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), raw, parsed });
-          callback();
+          if (!drop) return callback();
+          // smtp-server keeps its connections in a Set; the session id names the one to cut.
+          const connections = (server as unknown as { connections: Set<{ id: string; _socket: { destroy(): void } }> }).connections;
+          for (const c of connections) if (c.id === session.id) c._socket.destroy();
         }, callback);
       });
     },
   });
+  // Clients that vanish (a worker killed mid-send) reset their connections: expected here.
+  server.on('error', () => {});
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const port = (server.server.address() as AddressInfo).port;
   return {
@@ -55,6 +63,9 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     received,
     refuse(r) {
       rule = r;
+    },
+    dropAfterData(on) {
+      drop = on;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

@@ -1,0 +1,173 @@
+/**
+ * Faults, each ending with counts from the SMTP server and `deliveries`: a worker killed with
+ * SIGKILL in the middle of a batch, the connection lost after the message's final dot, PostgreSQL
+ * connections cut mid-run, and a claim whose worker died before handing the message over.
+ */
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { spawnNudge, runNudge } from './helpers/cli.ts';
+import { deliveries, insertContact } from './helpers/fixtures.ts';
+import { PG_ADMIN_URL } from './helpers/env.ts';
+import { createWorld, type World } from './helpers/world.ts';
+
+const JOURNEY = `
+defaults:
+  timeZone: UTC
+steps:
+  - id: three-days
+    template: t
+    trigger: { closingDate: { daysBefore: 3 } }
+`;
+const NOW = '2026-12-07T09:00:00Z';
+
+let world: World;
+
+beforeAll(async () => {
+  world = await createWorld({ shippedTemplates: false, env: { NUDGE_JOB_LOCK_MS: '2000', NUDGE_CLAIM_LEASE_MS: '1000' } });
+  world.write('journeys.yaml', JOURNEY);
+  world.write('t.hbs', '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n');
+});
+
+afterAll(async () => {
+  await world?.close();
+});
+
+beforeEach(async () => {
+  world.smtp.received.length = 0;
+  world.smtp.refuse(null);
+  world.smtp.dropAfterData(false);
+  await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
+  await world.rt.queue.obliterate({ force: true });
+});
+
+/** `n` opportunities of distinct contacts, all with the 3-day step due at NOW. */
+async function dueOpportunities(n: number): Promise<void> {
+  await sql`
+    with c as (
+      insert into contacts (email, first_name, time_zone)
+      select 'bulk-' || i || '@customer.test', 'Bulk ' || i, 'UTC' from generate_series(1, ${n}) as i
+      returning id
+    )
+    insert into opportunities (title, amount, closing_date, stage, primary_contact_id)
+    select 'Deal ' || id, 1000, '2026-12-10', 'proposal', id from c`.execute(world.database.db);
+}
+
+async function spendingRows() {
+  return (await deliveries(world.database.db)).filter((r) => r.status === 'sent' || r.status === 'unknown');
+}
+
+describe('a worker killed with SIGKILL in the middle of a batch of 2,000 sends', () => {
+  it('leaves nothing doubled and nothing lost that was not handed to SMTP; a restart finishes the batch', async () => {
+    await dueOpportunities(2000);
+    expect((await world.tick(NOW)).enqueued).toBe(2000);
+    const worker = spawnNudge(['work', '--drain', '--now', NOW], { ...world.env, NUDGE_CONCURRENCY: '8' });
+    while (world.smtp.received.length < 400) await new Promise((r) => setTimeout(r, 20));
+    worker.kill('SIGKILL');
+    await new Promise((r) => worker.on('exit', r));
+    const atKill = world.smtp.received.length;
+    expect(atKill).toBeLessThan(2000);
+
+    // Restart: the dead worker's active jobs come back once its locks lapse (2 s here).
+    const restart = await runNudge(['work', '--drain', '--now', NOW], world.env);
+    expect(restart.code).toBe(0);
+    // The next scans release claims that never reached SMTP and enqueue their steps again.
+    await new Promise((r) => setTimeout(r, 1_100));
+    await world.tick('2026-12-07T09:05:00Z');
+    await world.drain('2026-12-07T09:05:00Z');
+
+    const addresses = world.smtp.received.map((m) => m.envelopeTo[0]!);
+    expect(new Set(addresses).size).toBe(addresses.length); // nothing doubled
+    const rows = await spendingRows();
+    expect(rows).toHaveLength(2000); // one spending row per opportunity, at most one by the index
+    const unknown = rows.filter((r) => r.status === 'unknown');
+    // Only sends caught between the message and the server's reply remain unknown, each of them
+    // handed over; at most one per worker slot.
+    expect(unknown.length).toBeLessThanOrEqual(8);
+    expect(unknown.every((r) => r.handed_at !== null)).toBe(true);
+    const received = new Set(addresses);
+    expect(rows.filter((r) => r.status === 'sent').every((r) => received.has(r.recipient))).toBe(true);
+    // Every due email arrived exactly once, except those of unknown outcome that the server never got.
+    const lost = unknown.filter((r) => !received.has(r.recipient)).length;
+    expect(addresses.length).toBe(2000 - lost);
+    console.info(`SIGKILL after ${atKill} emails: ${addresses.length} received once each, ${unknown.length} unknown (${lost} of them never reached the server)`);
+  }, 240_000);
+});
+
+describe('the connection lost after the final dot', () => {
+  it('records unknown, counts it, and never resends it', async () => {
+    const contact = await insertContact(world.database.db, { email: 'dot@customer.test', time_zone: 'UTC' });
+    await world.database.db.insertInto('opportunities').values({ title: 'Dot', closing_date: '2026-12-10', stage: 'proposal', primary_contact_id: contact }).execute();
+    world.smtp.dropAfterData(true);
+    await world.tick(NOW);
+    const totals = await world.drain(NOW);
+    expect(totals).toMatchObject({ unknown: 1, sent: 0, retrying: 0 });
+    world.smtp.dropAfterData(false);
+    expect((await world.tick('2026-12-07T10:00:00Z')).enqueued).toBe(0);
+    await world.drain('2026-12-07T10:00:00Z');
+    expect(world.smtp.received).toHaveLength(1);
+    const rows = await deliveries(world.database.db);
+    expect(rows.map((r) => r.status)).toEqual(['unknown']);
+    expect(rows[0]!.detail).toMatch(/after the message was handed over/);
+    expect(rows[0]!.handed_at).toBeInstanceOf(Date);
+    const explain = await runNudge(['explain', String(rows[0]!.opportunity_id), '--now', '2026-12-07T10:00:00Z', '--json'], world.env);
+    expect((JSON.parse(explain.stdout) as { steps: { verdict: string }[] }).steps[0]!.verdict).toBe('unknown');
+  });
+});
+
+describe('a claim whose worker died before handing the message over', () => {
+  it('is released by the next scan after its lease, and the step is sent once', async () => {
+    const contact = await insertContact(world.database.db, { email: 'claimed@customer.test', time_zone: 'UTC' });
+    const opp = await world.database.db.insertInto('opportunities').values({ title: 'Claimed', closing_date: '2026-12-10', stage: 'proposal', primary_contact_id: contact })
+      .returning('id').executeTakeFirstOrThrow();
+    // What a worker killed right after its claim leaves behind.
+    await world.database.db.insertInto('deliveries').values({
+      opportunity_id: opp.id, step_id: 'three-days', contact_id: contact, recipient: 'claimed@customer.test', status: 'unknown',
+      decided_at: new Date(NOW), closing_date: '2026-12-10', claimed_at: new Date(Date.now() - 5_000),
+    }).execute();
+    const summary = await world.tick(NOW);
+    expect(summary).toMatchObject({ releasedClaims: 1, enqueued: 1 });
+    await world.drain(NOW);
+    expect(world.smtp.received.map((m) => m.envelopeTo[0])).toEqual(['claimed@customer.test']);
+    expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
+  });
+
+  it('a handed-over claim is never released', async () => {
+    const contact = await insertContact(world.database.db, { email: 'handed@customer.test' });
+    await world.database.db.insertInto('deliveries').values({
+      opportunity_id: 1, step_id: 'three-days', contact_id: contact, recipient: 'handed@customer.test', status: 'unknown',
+      decided_at: new Date(NOW), claimed_at: new Date(Date.now() - 60_000), handed_at: new Date(Date.now() - 59_000),
+    }).execute();
+    expect((await world.tick(NOW)).releasedClaims).toBe(0);
+    expect(await deliveries(world.database.db)).toHaveLength(1);
+  });
+});
+
+describe('PostgreSQL connections cut mid-run', () => {
+  it('retries the failed jobs and still sends every email once', async () => {
+    await dueOpportunities(300);
+    await world.tick(NOW);
+    const worker = spawnNudge(['work', '--drain', '--now', NOW], { ...world.env, NUDGE_RETRY_BASE_MS: '100' });
+    while (world.smtp.received.length < 50) await new Promise((r) => setTimeout(r, 10));
+    const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+    await admin.connect();
+    const cut = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [world.database.name]);
+    await admin.end();
+    expect(cut.rowCount).toBeGreaterThan(0);
+    await new Promise((r) => worker.on('exit', r));
+    // Whatever failed waits for a retry or a later scan: drain again until everything is decided.
+    for (let i = 0; i < 5 && (await spendingRows()).length < 300; i++) {
+      await new Promise((r) => setTimeout(r, 1_200));
+      await world.tick('2026-12-07T09:10:00Z');
+      await world.drain('2026-12-07T09:10:00Z');
+    }
+    const addresses = world.smtp.received.map((m) => m.envelopeTo[0]!);
+    expect(new Set(addresses).size).toBe(addresses.length);
+    const rows = await spendingRows();
+    expect(rows).toHaveLength(300);
+    const received = new Set(addresses);
+    const lost = rows.filter((r) => r.status === 'unknown' && !received.has(r.recipient)).length;
+    expect(addresses.length).toBe(300 - lost);
+    expect(lost).toBeLessThanOrEqual(8);
+  }, 240_000);
+});
