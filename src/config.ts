@@ -11,6 +11,8 @@ export interface Config {
   readDatabaseUrl: string | null;
   /** Redis URL. @defaultValue redis://127.0.0.1:6379 */
   redisUrl: string;
+  /** REDIS_URL names a node of a Redis Cluster (NUDGE_REDIS_CLUSTER=true). @defaultValue false */
+  redisCluster: boolean;
   /** nodemailer SMTP URL; null: emails are written as .eml files to `outboxDir` (not in production). */
   smtpUrl: string | null;
   /** Where .eml files go when `smtpUrl` is null. @defaultValue ./outbox */
@@ -71,6 +73,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     databaseUrl: requiredUrl(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     readDatabaseUrl: optionalUrl(env, 'DATABASE_READ_URL', ['postgres:', 'postgresql:']),
     redisUrl: optionalUrl(env, 'REDIS_URL', ['redis:', 'rediss:']) ?? 'redis://127.0.0.1:6379',
+    redisCluster: boolean(env, 'NUDGE_REDIS_CLUSTER'),
     smtpUrl,
     outboxDir: path.resolve(env.NUDGE_OUTBOX_DIR?.trim() || 'outbox'),
     mailFrom: mailFrom(env),
@@ -117,6 +120,13 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: nu
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
   return n;
+}
+
+function boolean(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (!raw || raw === 'false' || raw === '0') return false;
+  if (raw === 'true' || raw === '1') return true;
+  throw new ConfigError(name, `must be true or false, got ${JSON.stringify(env[name])}`);
 }
 
 function mailFrom(env: NodeJS.ProcessEnv): string {

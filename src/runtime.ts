@@ -2,7 +2,6 @@
  * Builds what the commands and workers share from one Config: the database, Redis, the queues,
  * the mailer and the validated content. Each piece is opened only when asked for.
  */
-import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type { Config } from './config.ts';
 import { loadContent, LiveContent, type Content } from './content.ts';
@@ -10,7 +9,7 @@ import { createDb, type Db } from './db/database.ts';
 import { listStages } from './db/opportunities.ts';
 import { createMailer, type Mailer } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
-import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob } from './queue/queues.ts';
+import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob, type RedisConnection } from './queue/queues.ts';
 import { noMetrics, prometheusMetrics, type Metrics, type PrometheusMetrics } from './metrics.ts';
 import type { ScanDeps } from './scan.ts';
 
@@ -24,7 +23,7 @@ export class InvalidContentError extends Error {
 export class Runtime {
   private closers: (() => Promise<unknown>)[] = [];
   private _db: Db | null = null;
-  private _redis: Redis | null = null;
+  private _redis: RedisConnection | null = null;
   private _queue: Queue<DeliverJob> | null = null;
   private _readDb: Db | null = null;
   /** No-op until `enablePrometheus` (the daemon) turns it on. */
@@ -65,9 +64,9 @@ export class Runtime {
     return this._db;
   }
 
-  get redis(): Redis {
+  get redis(): RedisConnection {
     if (!this._redis) {
-      const redis = redisConnection(this.config.redisUrl);
+      const redis = redisConnection(this.config.redisUrl, this.config.redisCluster);
       redis.on('error', (err) => this.logger.warn({ err: err.message }, 'redis connection error'));
       this._redis = redis;
       this.closers.push(() => redis.quit().catch(() => redis.disconnect()));

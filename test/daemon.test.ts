@@ -4,7 +4,8 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnNudge, runNudge } from './helpers/cli.ts';
+import { runNudge } from './helpers/cli.ts';
+import { startDaemon, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, type World } from './helpers/world.ts';
 import { addDays } from '../src/journey/time.ts';
@@ -28,45 +29,6 @@ subject: "{{reference}}: three days left"
 <p>Hello {{contact.firstName}}, about {{reference}}.</p>
 {{#if unsubscribeUrl}}<a href="{{unsubscribeUrl}}">Unsubscribe</a>{{/if}}
 `;
-
-interface Daemon {
-  child: ChildProcess;
-  port: Promise<number>;
-  logs: Record<string, unknown>[];
-  exited: Promise<number | null>;
-}
-
-function startDaemon(env: Record<string, string>, args: string[] = []): Daemon {
-  const child = spawnNudge(['start', ...args], { ...env, PORT: '0', LOG_LEVEL: 'info', NUDGE_SCAN_EVERY_MS: '1000' });
-  const logs: Record<string, unknown>[] = [];
-  let resolvePort!: (p: number) => void;
-  const port = new Promise<number>((r) => { resolvePort = r; });
-  let buffer = '';
-  child.stderr!.on('data', (d) => {
-    buffer += d;
-    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
-      const line = buffer.slice(0, i);
-      buffer = buffer.slice(i + 1);
-      try {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        logs.push(entry);
-        if (entry.msg === 'nudge started') resolvePort(entry.port as number);
-      } catch {
-        logs.push({ msg: line });
-      }
-    }
-  });
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  return { child, port, logs, exited };
-}
-
-async function until(what: string, check: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 let world: World;
 const daemons: Daemon[] = [];

@@ -3,7 +3,7 @@
  * (`{<prefix>.<queue>}`) so that each queue lives in one Redis Cluster slot.
  */
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type { DeliveryRequest } from '../journey/decide-job.ts';
 
 export const DELIVER_QUEUE = 'deliver';
@@ -25,9 +25,19 @@ export function deliverJobId(job: DeliverJob): string {
   return `o${job.opportunityId}.${job.stepId}.${job.closingDate ?? 'none'}.${job.occurrence || 'once'}`;
 }
 
-/** A connection for BullMQ: commands wait for Redis to come back instead of failing. */
-export function redisConnection(url: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false });
+export type RedisConnection = Redis | Cluster;
+
+/**
+ * A connection for BullMQ: commands wait for Redis to come back instead of failing. With
+ * `cluster`, `url` names one node of a Redis Cluster; the others are discovered.
+ */
+export function redisConnection(url: string, cluster = false): RedisConnection {
+  const options = { maxRetriesPerRequest: null, enableReadyCheck: true };
+  if (!cluster) return new Redis(url, options);
+  const u = new URL(url);
+  return new Cluster([{ host: u.hostname, port: Number(u.port || 6379) }], {
+    redisOptions: { ...options, username: u.username || undefined, password: u.password || undefined, tls: u.protocol === 'rediss:' ? {} : undefined },
+  });
 }
 
 export interface QueueSettings {

@@ -1,0 +1,179 @@
+/**
+ * Redis faults under running daemons, on Redis servers of the test's own: restarted mid-run
+ * (empty, as with no persistence), emptied with FLUSHALL mid-run, and a Redis Cluster of three
+ * masters. Also: SIGTERM mid-run leaves nothing stalled, and a bad edit of a template while the
+ * daemon runs keeps the last good version. Each ends with counts from the SMTP server and
+ * `deliveries`: every due email sent exactly once.
+ */
+import { spawnSync } from 'node:child_process';
+import { sql } from 'kysely';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runNudge } from './helpers/cli.ts';
+import { startDaemon, until, type Daemon } from './helpers/daemon.ts';
+import { deliveries } from './helpers/fixtures.ts';
+import { startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
+import { createWorld, type World } from './helpers/world.ts';
+import { addDays } from '../src/journey/time.ts';
+
+// Due at 00:00 UTC three days before the closing date, with a 24-hour window: a closing date
+// three days after today (UTC) is due now, whenever the test runs.
+const JOURNEY = `
+defaults:
+  timeZone: UTC
+  sendAt: "00:00"
+  window: 24h
+steps:
+  - id: three-days
+    template: t
+    trigger: { closingDate: { daysBefore: 3 } }
+`;
+const TEMPLATE = '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n';
+
+let world: World;
+let redis: OwnRedis;
+let daemons: Daemon[] = [];
+
+beforeAll(async () => {
+  world = await createWorld({ shippedTemplates: false });
+  world.write('journeys.yaml', JOURNEY);
+  world.write('t.hbs', TEMPLATE);
+  redis = await startOwnRedis();
+});
+
+afterAll(async () => {
+  await redis?.stop();
+  await world?.close();
+});
+
+beforeEach(async () => {
+  world.smtp.received.length = 0;
+  await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
+  spawnSync('redis-cli', ['-p', String(redis.port), 'flushall']);
+});
+
+afterEach(async () => {
+  for (const d of daemons) if (d.child.exitCode === null) d.child.kill('SIGKILL');
+  daemons = [];
+});
+
+async function dueNow(n: number): Promise<void> {
+  const closing = addDays(new Date().toISOString().slice(0, 10), 3);
+  await sql`
+    with c as (
+      insert into contacts (email, first_name, time_zone)
+      select 'r-' || i || '@customer.test', 'R' || i, 'UTC' from generate_series(1, ${n}) as i returning id
+    )
+    insert into opportunities (title, closing_date, stage, primary_contact_id)
+    select 'Deal ' || id, ${closing}::date, 'proposal', id from c`.execute(world.database.db);
+}
+
+function env(extra: Record<string, string> = {}): Record<string, string> {
+  return { ...world.env, REDIS_URL: redis.url, NUDGE_JOB_LOCK_MS: '2000', NUDGE_RETRY_BASE_MS: '200', NUDGE_CONCURRENCY: '2', ...extra };
+}
+
+async function expectEachSentOnce(n: number): Promise<void> {
+  await until(`${n} emails`, async () => (await deliveries(world.database.db)).filter((r) => r.status === 'sent').length >= n, 90_000);
+  await new Promise((r) => setTimeout(r, 1_500)); // a couple more scans: still nothing doubled
+  const addresses = world.smtp.received.map((m) => m.envelopeTo[0]!);
+  expect(addresses).toHaveLength(n);
+  expect(new Set(addresses).size).toBe(n);
+  const rows = await deliveries(world.database.db);
+  expect(rows.filter((r) => r.status === 'sent')).toHaveLength(n);
+  expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+}
+
+async function stopAll(): Promise<void> {
+  for (const d of daemons) d.child.kill('SIGTERM');
+  expect(await Promise.all(daemons.map((d) => d.exited))).toEqual(daemons.map(() => 0));
+}
+
+function logsMentionNobody(): void {
+  const text = JSON.stringify(daemons.flatMap((d) => d.logs));
+  expect(text).not.toMatch(/@customer\.test/);
+  expect(text).not.toMatch(/Deal \d+/);
+}
+
+describe('Redis restarted mid-run, empty', () => {
+  it('the daemons reconnect, the scans re-enqueue from PostgreSQL, every email goes once', async () => {
+    await dueNow(200);
+    daemons = [startDaemon(env()), startDaemon(env())];
+    await until('the first emails', () => world.smtp.received.length >= 30);
+    await redis.kill();
+    await new Promise((r) => setTimeout(r, 1_000));
+    await redis.start();
+    await expectEachSentOnce(200);
+    await stopAll();
+    logsMentionNobody();
+  }, 180_000);
+});
+
+describe('Redis emptied with FLUSHALL mid-run', () => {
+  it('a reconciliation by the next scans re-enqueues what is due and undecided: nothing lost, nothing doubled', async () => {
+    await dueNow(200);
+    daemons = [startDaemon(env())];
+    await until('the first emails', () => world.smtp.received.length >= 30);
+    spawnSync('redis-cli', ['-p', String(redis.port), 'flushall']);
+    await expectEachSentOnce(200);
+    await stopAll();
+    logsMentionNobody();
+  }, 180_000);
+});
+
+describe('SIGTERM mid-run', () => {
+  it('stops within the grace period and leaves no job active or stalled', async () => {
+    await dueNow(200);
+    const daemon = startDaemon(env({ NUDGE_CONCURRENCY: '4' }));
+    daemons = [daemon];
+    await until('the first emails', () => world.smtp.received.length >= 20);
+    const stopping = Date.now();
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(20_000);
+    const counts = spawnSync('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', `{${world.prefix}.deliver}:deliver:active`], { encoding: 'utf8' }).stdout.trim();
+    const active = counts ? Number(spawnSync('redis-cli', ['-p', String(redis.port), 'llen', counts], { encoding: 'utf8' }).stdout.trim()) : 0;
+    expect(active).toBe(0);
+    // Whatever was left is finished by the next process: each email once.
+    daemons = [startDaemon(env())];
+    await expectEachSentOnce(200);
+    await stopAll();
+  }, 180_000);
+});
+
+describe('a template broken while the daemon runs', () => {
+  it('keeps the last good version, reports the error, and carries on', async () => {
+    daemons = [startDaemon(env())];
+    await until('the daemon', async () => (await daemons[0]!.port) > 0);
+    world.write('t.hbs', '---\nsubject: "{{reference}}"\n---\n<p>{{#if contact}}broken\n');
+    await new Promise((r) => setTimeout(r, 1_500));
+    await dueNow(20);
+    try {
+      await expectEachSentOnce(20);
+      expect(world.smtp.received[0]!.parsed.html).toContain('Hello');
+      const errors = daemons[0]!.logs.filter((l) => l.msg === 'edited journey or templates are invalid; keeping the last good version');
+      expect(errors.length).toBeGreaterThan(0);
+      expect(JSON.stringify(errors[0])).toMatch(/t\.hbs:\d+/);
+    } finally {
+      world.write('t.hbs', TEMPLATE);
+    }
+    await stopAll();
+  }, 120_000);
+});
+
+describe('a Redis Cluster of three masters', () => {
+  it('tick and work run on it: each queue\'s keys share one slot', async () => {
+    const cluster = await startOwnCluster(3);
+    try {
+      await dueNow(50);
+      const clusterEnv = { ...world.env, REDIS_URL: cluster.url, NUDGE_REDIS_CLUSTER: 'true' };
+      const now = new Date().toISOString();
+      const tick = await runNudge(['tick', '--now', now], clusterEnv);
+      expect(tick.stderr).toBe('');
+      expect(tick.summary).toMatchObject({ enqueued: 50 });
+      const work = await runNudge(['work', '--drain', '--now', now], clusterEnv);
+      expect(work.summary).toMatchObject({ sent: 50 });
+      expect(new Set(world.smtp.received.map((m) => m.envelopeTo[0])).size).toBe(50);
+    } finally {
+      await cluster.stop();
+    }
+  }, 120_000);
+});

@@ -1,0 +1,43 @@
+/** `nudge start` in a child process: its port, its JSON log lines, its exit. */
+import type { ChildProcess } from 'node:child_process';
+import { spawnNudge } from './cli.ts';
+
+export interface Daemon {
+  child: ChildProcess;
+  port: Promise<number>;
+  logs: Record<string, unknown>[];
+  exited: Promise<number | null>;
+}
+
+export function startDaemon(env: Record<string, string>, args: string[] = []): Daemon {
+  const child = spawnNudge(['start', ...args], { ...env, PORT: '0', LOG_LEVEL: 'info', NUDGE_SCAN_EVERY_MS: '1000' });
+  const logs: Record<string, unknown>[] = [];
+  let resolvePort!: (p: number) => void;
+  const port = new Promise<number>((r) => { resolvePort = r; });
+  let buffer = '';
+  child.stderr!.on('data', (d) => {
+    buffer += d;
+    for (let i = buffer.indexOf('\n'); i >= 0; i = buffer.indexOf('\n')) {
+      const line = buffer.slice(0, i);
+      buffer = buffer.slice(i + 1);
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === 'nudge started') resolvePort(entry.port as number);
+      } catch {
+        logs.push({ msg: line });
+      }
+    }
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, port, logs, exited };
+}
+
+export async function until(what: string, check: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+

@@ -1,0 +1,90 @@
+/**
+ * Redis servers of a test's own, on loopback ports of their own: to restart, flush or cluster
+ * without touching the shared one. Nothing is kept on disk.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface OwnRedis {
+  port: number;
+  url: string;
+  /** Stops the server abruptly (SIGKILL): whatever it held is gone. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function waitForPing(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    r.on('error', () => {}); // refused while the server starts: expected
+    try {
+      await r.connect();
+      if ((await r.ping()) === 'PONG') return;
+    } catch {
+      // not up yet
+    } finally {
+      r.disconnect();
+    }
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error(`redis on port ${port} did not start`);
+}
+
+export async function startOwnRedis(extraArgs: string[] = []): Promise<OwnRedis> {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nudge-redis-'));
+  let child: ChildProcess | null = null;
+  const start = async () => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], { stdio: 'ignore' });
+    await waitForPing(port);
+  };
+  const kill = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGKILL');
+    await exited;
+  };
+  await start();
+  return {
+    port, url: `redis://127.0.0.1:${port}`, kill, start,
+    async stop() {
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A Redis Cluster of `masters` nodes (no replicas), each on its own port. */
+export async function startOwnCluster(masters = 3): Promise<{ url: string; stop(): Promise<void> }> {
+  const nodes: OwnRedis[] = [];
+  for (let i = 0; i < masters; i++) {
+    nodes.push(await startOwnRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000']));
+  }
+  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+  // The cluster is usable once every slot is served.
+  for (let i = 0; i < 100; i++) {
+    const info = spawnSync('redis-cli', ['-p', String(nodes[0]!.port), 'cluster', 'info'], { encoding: 'utf8' }).stdout;
+    if (/cluster_state:ok/.test(info)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { url: nodes[0]!.url, stop: async () => { for (const n of nodes) await n.stop(); } };
+}
