@@ -34,6 +34,8 @@ export interface ScanOptions {
   pageSize?: number;
   /** Wait for a scan running elsewhere to finish (true), or skip this pass (false). @defaultValue true */
   waitForLock?: boolean;
+  /** Called after each page with the running totals (progress output of `tick`). */
+  onProgress?: (summary: Readonly<ScanSummary>) => void;
 }
 
 export interface ScanSummary {
@@ -67,7 +69,7 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
     try {
       summary.releasedClaims = await releaseStaleClaims(deps.db, deps.claimLeaseMs ?? 120_000);
       if (summary.releasedClaims > 0) deps.logger.warn({ released: summary.releasedClaims }, 'released claims of workers that died before handing the message to SMTP');
-      await scanPasses(deps, now, options.pageSize ?? 500, summary);
+      await scanPasses(deps, now, options.pageSize ?? 500, summary, options.onProgress);
     } finally {
       await sql`select pg_advisory_unlock(hashtextextended(${SCAN_LOCK}, 0))`.execute(conn);
     }
@@ -77,8 +79,13 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
   return summary;
 }
 
-async function scanPasses(deps: ScanDeps, now: Date, pageSize: number, summary: ScanSummary): Promise<void> {
-  await forEachScanPage(deps.readDb ?? deps.db, deps.journey, now, { pageSize }, (rows, sub) => processPage(deps, sub, rows, now, summary));
+async function scanPasses(
+  deps: ScanDeps, now: Date, pageSize: number, summary: ScanSummary, onProgress?: ScanOptions['onProgress'],
+): Promise<void> {
+  await forEachScanPage(deps.readDb ?? deps.db, deps.journey, now, { pageSize }, async (rows, sub) => {
+    await processPage(deps, sub, rows, now, summary);
+    onProgress?.(summary);
+  });
 }
 
 export interface PageOptions {

@@ -9,7 +9,12 @@ export function registerTick(program: Command): void {
     .action((opts: { now?: string }) => withRuntime(async (rt) => {
       const now = clockFrom(opts.now).now();
       const { journey } = await rt.content();
-      const summary = await runScan(rt.scanDeps(journey), now, { waitForLock: true });
+      // Progress on a terminal only: scripts read the summary lines.
+      const onProgress = process.stderr.isTTY
+        ? (s: { scanned: number; enqueued: number }) => process.stderr.write(`\rscanned ${s.scanned}, enqueued ${s.enqueued}…`)
+        : undefined;
+      const summary = await runScan(rt.scanDeps(journey), now, { waitForLock: true, onProgress });
+      if (onProgress) process.stderr.write('\n');
       console.log(`scanned ${summary.scanned} opportunities as of ${now.toISOString()}: ${summary.enqueued} sends enqueued, ${summary.suppressed} suppressions recorded${summary.errors ? `, ${summary.errors} opportunities could not be evaluated (see the log)` : ''}`);
       console.log(JSON.stringify({ now: now.toISOString(), scanned: summary.scanned, enqueued: summary.enqueued, suppressed: summary.suppressed, errors: summary.errors, ms: summary.ms }));
     }));

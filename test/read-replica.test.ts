@@ -1,0 +1,27 @@
+/** DATABASE_READ_URL: the scan reads its pages from the replica; decisions go to the primary. */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { deliveries, insertOpportunity } from './helpers/fixtures.ts';
+import { createWorld, type World } from './helpers/world.ts';
+
+let replica: TestDatabase;
+let world: World;
+
+beforeAll(async () => {
+  // A stand-in replica: another database, so it is visible which one each query used.
+  replica = await createTestDatabase();
+  world = await createWorld({ env: { DATABASE_READ_URL: replica.url } });
+});
+
+afterAll(async () => {
+  await world?.close();
+  await replica?.drop();
+});
+
+it('pages come from the replica, the suppressions it decides are written to the primary', async () => {
+  await insertOpportunity(replica.db, { title: 'Only on the replica', closing_date: '2027-01-17', stage: 'proposal' });
+  const summary = await world.tick('2027-01-14T09:00:00Z');
+  expect(summary).toMatchObject({ scanned: 1, suppressed: 3 });
+  expect((await deliveries(world.database.db)).filter((r) => r.step_id === 'closing-in-3-days').map((r) => r.reason)).toEqual(['no_contact']);
+  expect(await deliveries(replica.db)).toEqual([]);
+});
