@@ -133,7 +133,7 @@ export async function forEachScanPage(
       await onPage(rows, sub);
       if (rows.length < pageSize) break;
       const last = rows[rows.length - 1]!;
-      after = { stageEnteredAt: last.stage_entered_at, id: last.id };
+      after = { stageEnteredAt: last.cursor, id: last.id };
     }
   }
 }

@@ -47,6 +47,22 @@ describe('keyset pages', () => {
   });
 });
 
+describe('stage-entered pages', () => {
+  it('finish when a bulk update gave many opportunities the same stage_entered_at', async () => {
+    for (let i = 0; i < 5; i++) await insertOpportunity(db(), { closing_date: '2027-09-30', stage: 'qualification', primary_contact_id: await insertContact(db()) });
+    // One statement: every row gets the same now(), to the microsecond.
+    await sql`update opportunities set stage = 'proposal'`.execute(db());
+    const entered = await db().selectFrom('opportunities').select(sql<string>`stage_entered_at::text`.as('t')).distinct().execute();
+    expect(entered).toHaveLength(1);
+    const jobs: DeliverJob[] = [];
+    const now = new Date(Date.now() + 2 * 86_400_000);
+    const summary = await runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
+      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); } }, now, { pageSize: 2 });
+    expect(summary.scanned).toBe(5);
+    expect(new Set(jobs.map((j) => j.opportunityId)).size).toBe(jobs.length);
+  });
+});
+
 describe('catch-up', () => {
   it('an opportunity created three days before its closing date gets only the 3-day email; the others are expired', async () => {
     const c = await insertContact(db(), { email: 'late@customer.test', time_zone: 'UTC' });

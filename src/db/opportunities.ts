@@ -70,20 +70,25 @@ export async function closingDatePage(
 }
 
 export interface StageEnteredCursor {
-  stageEnteredAt: Date;
+  /** PostgreSQL's own text of the timestamp: a JavaScript Date would drop its microseconds. */
+  stageEnteredAt: string;
   id: number;
 }
 
-/** One keyset page of opportunities in `stage` that entered it within [from, to]. */
+/**
+ * One keyset page of opportunities in `stage` that entered it within [from, to]. Rows carry
+ * `cursor`, the exact timestamp as text, for the next page: a bulk stage change gives many rows
+ * the same microsecond, and a millisecond cursor would return the same page forever.
+ */
 export async function stageEnteredPage(
   db: Db, stage: string, range: { from: Date; to: Date }, after: StageEnteredCursor | null, limit: number,
-): Promise<OpportunityRow[]> {
-  let q = selectOpportunities(db)
+): Promise<(OpportunityRow & { cursor: string })[]> {
+  let q = selectOpportunities(db).select(sql<string>`o.stage_entered_at::text`.as('cursor'))
     .where('o.stage', '=', stage)
     .where('o.stage_entered_at', '>=', range.from)
     .where('o.stage_entered_at', '<=', range.to);
   if (after) q = q.where(sql<boolean>`(o.stage_entered_at, o.id) > (${after.stageEnteredAt}::timestamptz, ${after.id}::bigint)`);
-  return (await q.orderBy('o.stage_entered_at').orderBy('o.id').limit(limit).execute()) as OpportunityRow[];
+  return (await q.orderBy('o.stage_entered_at').orderBy('o.id').limit(limit).execute()) as (OpportunityRow & { cursor: string })[];
 }
 
 /** One opportunity; with `lock`, its row is share-locked until the transaction ends. */
