@@ -29,8 +29,12 @@ export interface Config {
   publicUrl: string;
   /** HMAC key for unsubscribe tokens. No default in production. */
   secret: string;
-  /** HTTP port of the daemon (health, readiness, unsubscribe). @defaultValue 3000 */
+  /** HTTP port of the daemon (health, readiness, metrics, unsubscribe). @defaultValue 3000 */
   port: number;
+  /** Address the daemon's HTTP server listens on. @defaultValue 0.0.0.0 */
+  httpHost: string;
+  /** Token for the queue dashboard at /board; null: no dashboard. */
+  boardToken: string | null;
   production: boolean;
   /** Milliseconds before the first retry of a transient SMTP failure; doubles each time. @defaultValue 30000 */
   retryBaseMs: number;
@@ -83,6 +87,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     publicUrl: (optionalUrl(env, 'PUBLIC_URL', ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     secret: secret(env, production),
     port,
+    httpHost: env.NUDGE_HTTP_HOST?.trim() || '0.0.0.0',
+    boardToken: boardToken(env),
     production,
     retryBaseMs: integer(env, 'NUDGE_RETRY_BASE_MS', 30_000, 1, 86_400_000),
     attempts: integer(env, 'NUDGE_ATTEMPTS', 8, 1, 100),
@@ -120,6 +126,13 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: nu
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
   return n;
+}
+
+function boardToken(env: NodeJS.ProcessEnv): string | null {
+  const raw = env.NUDGE_BOARD_TOKEN ?? '';
+  if (!raw) return null;
+  if (raw.length < 16) throw new ConfigError('NUDGE_BOARD_TOKEN', 'must be at least 16 characters');
+  return raw;
 }
 
 function boolean(env: NodeJS.ProcessEnv, name: string): boolean {

@@ -121,6 +121,27 @@ describe('unsubscribe', () => {
   });
 });
 
+describe('the queue dashboard', () => {
+  it('is behind NUDGE_BOARD_TOKEN', async () => {
+    const token = 'board-token-0123456789';
+    const daemon = startDaemon({ ...world.env, NUDGE_BOARD_TOKEN: token }, ['--no-scheduler', '--no-worker']);
+    daemons.push(daemon);
+    const base = `http://127.0.0.1:${await daemon.port}`;
+    expect((await fetch(`${base}/board`)).status).toBe(401);
+    const wrong = Buffer.from('ops:not-the-token-at-all').toString('base64');
+    expect((await fetch(`${base}/board`, { headers: { authorization: `Basic ${wrong}` } })).status).toBe(401);
+    const right = Buffer.from(`ops:${token}`).toString('base64');
+    const board = await fetch(`${base}/board`, { headers: { authorization: `Basic ${right}` } });
+    expect(board.status).toBe(200);
+    expect(await board.text()).toMatch(/<html/i);
+    const api = await fetch(`${base}/board/api/queues`, { headers: { authorization: `Bearer ${token}` } });
+    expect(api.status).toBe(200);
+    expect(JSON.stringify(await api.json())).toContain('deliver');
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+  });
+});
+
 describe('an invalid journey file', () => {
   it('stops start before anything runs, naming the file and line', async () => {
     world.write('journeys.yaml', JOURNEY.replace('template: reminder', 'template: reminder\n    sendAt: "9am"'));

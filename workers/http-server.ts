@@ -1,9 +1,14 @@
 /**
- * The daemon's HTTP server: liveness, readiness (PostgreSQL and Redis really answer) and the
- * one-click unsubscribe of RFC 8058. A GET only shows a confirmation form: mail scanners follow
- * links, and a link alone must not unsubscribe anyone.
+ * The daemon's HTTP server (fastify): liveness, readiness (PostgreSQL and Redis really answer),
+ * Prometheus metrics, the one-click unsubscribe of RFC 8058, and the queue dashboard (Bull Board)
+ * behind NUDGE_BOARD_TOKEN. A GET on an unsubscribe link only shows a confirmation form: mail
+ * scanners follow links, and a link alone must not unsubscribe anyone.
  */
-import http from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
 import { sql } from 'kysely';
 import type { PrometheusMetrics } from '../src/metrics.ts';
 import type { Runtime } from '../src/runtime.ts';
@@ -15,42 +20,33 @@ export interface HttpServer {
 }
 
 export async function startHttpServer(rt: Runtime, port: number): Promise<HttpServer> {
-  const server = http.createServer((req, res) => {
-    handle(rt, req, res).catch((err) => {
-      rt.logger.error({ err: (err as Error).message }, 'http handler failed');
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-      res.end('internal error\n');
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, () => resolve());
-  });
-  const address = server.address();
-  return {
-    port: typeof address === 'object' && address ? address.port : port,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
-  };
-}
-
-async function handle(rt: Runtime, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  if (url.pathname === '/healthz') return send(res, 200, 'text/plain', 'ok\n');
-  if (url.pathname === '/metrics' && 'registry' in rt.metrics) {
-    const registry = (rt.metrics as PrometheusMetrics).registry;
-    return send(res, 200, registry.contentType, await registry.metrics());
-  }
-  if (url.pathname === '/readyz') {
+  const app = Fastify({ logger: false });
+  // One-click unsubscribe posts a form body; nothing here needs it parsed.
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'));
+  app.get('/readyz', async (_req, reply) => {
     const checks = await readiness(rt);
     const ok = Object.values(checks).every((v) => v === 'ok');
-    return send(res, ok ? 200 : 503, 'application/json', `${JSON.stringify({ ok, checks })}\n`);
-  }
-  const m = /^\/unsubscribe\/([^/]+)$/.exec(url.pathname);
-  if (m) return unsubscribe(rt, req, res, decodeURIComponent(m[1]!));
-  return send(res, 404, 'text/plain', 'not found\n');
+    return reply.code(ok ? 200 : 503).send({ ok, checks });
+  });
+  app.get('/metrics', async (_req, reply) => {
+    if (!('registry' in rt.metrics)) return reply.code(404).send('metrics are off\n');
+    const registry = (rt.metrics as PrometheusMetrics).registry;
+    return reply.type(registry.contentType).send(await registry.metrics());
+  });
+  app.get<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribePage(rt, req.params.token, reply));
+  app.post<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribe(rt, req.params.token, reply));
+  if (rt.config.boardToken) await registerBoard(app, rt, rt.config.boardToken);
+  app.setErrorHandler((err, _req, reply) => {
+    rt.logger.error({ err: (err as Error).message }, 'http handler failed');
+    return reply.code(500).type('text/plain').send('internal error\n');
+  });
+  await app.listen({ port, host: rt.config.httpHost });
+  const address = app.server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    close: () => app.close(),
+  };
 }
 
 /** Each dependency answers within two seconds, or the process is not ready. */
@@ -73,28 +69,55 @@ async function readiness(rt: Runtime): Promise<Record<string, string>> {
   return { postgres, redis };
 }
 
-async function unsubscribe(rt: Runtime, req: http.IncomingMessage, res: http.ServerResponse, token: string): Promise<void> {
+function unsubscribePage(rt: Runtime, token: string, reply: FastifyReply): FastifyReply {
+  if (verifyUnsubscribeToken(token, rt.config.secret) === null) return invalidLink(reply);
+  const form = '<form method="post"><button type="submit">Unsubscribe</button></form>';
+  return html(reply, 200, page('Unsubscribe?', `Press the button to stop these emails.${form}`));
+}
+
+async function unsubscribe(rt: Runtime, token: string, reply: FastifyReply): Promise<FastifyReply> {
   const contactId = verifyUnsubscribeToken(token, rt.config.secret);
-  if (contactId === null) return send(res, 400, 'text/html; charset=utf-8', page('This link is not valid', 'The unsubscribe link is damaged or was not issued by us.'));
-  if (req.method === 'POST') {
-    req.resume();
-    await rt.db.updateTable('contacts').set({ unsubscribed_at: new Date() })
-      .where('id', '=', contactId).where('unsubscribed_at', 'is', null).execute();
-    rt.logger.info({ contactId }, 'contact unsubscribed');
-    return send(res, 200, 'text/html; charset=utf-8', page('You are unsubscribed', 'You will receive no more of these emails.'));
-  }
-  if (req.method === 'GET' || req.method === 'HEAD') {
-    const form = `<form method="post"><button type="submit">Unsubscribe</button></form>`;
-    return send(res, 200, 'text/html; charset=utf-8', page('Unsubscribe?', `Press the button to stop these emails.${form}`));
-  }
-  return send(res, 405, 'text/plain', 'method not allowed\n');
+  if (contactId === null) return invalidLink(reply);
+  await rt.db.updateTable('contacts').set({ unsubscribed_at: new Date() })
+    .where('id', '=', contactId).where('unsubscribed_at', 'is', null).execute();
+  rt.logger.info({ contactId }, 'contact unsubscribed');
+  return html(reply, 200, page('You are unsubscribed', 'You will receive no more of these emails.'));
+}
+
+function invalidLink(reply: FastifyReply): FastifyReply {
+  return html(reply, 400, page('This link is not valid', 'The unsubscribe link is damaged or was not issued by us.'));
+}
+
+/** Bull Board under /board: HTTP Basic (any user name, the token as password) or a Bearer token. */
+async function registerBoard(app: FastifyInstance, rt: Runtime, token: string): Promise<void> {
+  const adapter = new FastifyAdapter();
+  adapter.setBasePath('/board');
+  createBullBoard({ queues: [new BullMQAdapter(rt.queue, { readOnlyMode: false })], serverAdapter: adapter });
+  await app.register(async (board) => {
+    board.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+      if (!authorized(req.headers.authorization, token)) {
+        return reply.code(401).header('www-authenticate', 'Basic realm="nudge board"').type('text/plain').send('token required\n');
+      }
+    });
+    await board.register(adapter.registerPlugin(), { prefix: '/board' });
+  });
+}
+
+function authorized(header: string | undefined, token: string): boolean {
+  if (!header) return false;
+  const [scheme, value = ''] = header.split(' ');
+  let given = '';
+  if (scheme?.toLowerCase() === 'bearer') given = value;
+  else if (scheme?.toLowerCase() === 'basic') given = Buffer.from(value, 'base64').toString('utf8').replace(/^[^:]*:/, '');
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function page(title: string, body: string): string {
   return `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${title}</title></head><body style="font-family:sans-serif;max-width:32rem;margin:4rem auto"><h1>${title}</h1><p>${body}</p></body></html>\n`;
 }
 
-function send(res: http.ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
-  res.end(body);
+function html(reply: FastifyReply, status: number, body: string): FastifyReply {
+  return reply.code(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(body);
 }
