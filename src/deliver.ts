@@ -50,6 +50,8 @@ interface Claimed {
   id: number;
   email: OutgoingEmail;
   dueAt: Date | null;
+  /** The normalised address the claim was made for. */
+  recipient: string;
   log: Record<string, unknown>;
 }
 
@@ -69,8 +71,11 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
   const metrics = deps.metrics ?? noMetrics;
   let deferred: string | null = null;
   for (const c of claimed) {
-    const outcome = await deps.mailer.send(c.email, { beforeHandover: () => markHandedOver(deps.db, c.id) });
+    const outcome = await deps.mailer.send(c.email, { beforeHandover: () => recheck(deps, journey, job, c, now, result) });
     switch (outcome.kind) {
+      case 'withdrawn':
+        deps.logger.info({ ...c.log }, 'withdrawn at handover: the rows changed since the decision');
+        break;
       case 'accepted':
         await markSent(deps.db, c.id, outcome.response.slice(0, 500));
         result.sent += 1;
@@ -86,7 +91,9 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
         break;
       case 'deferred':
         await releaseClaim(deps.db, c.id);
-        deferred = outcome.reason;
+        // Only the code goes into the job's error (kept in Redis, logged): the server's text
+        // may name the recipient.
+        deferred = /^\d{3}/.exec(outcome.reason)?.[0] ?? 'connection';
         metrics.deferred();
         deps.logger.warn({ ...c.log }, 'smtp deferred the send; will retry');
         break;
@@ -98,8 +105,28 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
         break;
     }
   }
-  if (deferred) throw new DeferredError(`SMTP deferred: ${deferred}`);
+  if (deferred) throw new DeferredError(`SMTP deferred the send (${deferred}); retrying with backoff`);
   return result;
+}
+
+/**
+ * At handover, just before the message's first byte goes to SMTP: lock the rows again, decide
+ * again (leaving the claim itself out), and hand over only if the same send still stands. A
+ * change committed while the connection was being set up (unsubscribed, moved date, won) is
+ * honoured: the claim goes, and the suppression is recorded.
+ */
+async function recheck(deps: DeliverDeps, journey: Journey, job: DeliverJob, claim: Claimed, now: Date, result: DeliverResult): Promise<boolean> {
+  return deps.db.transaction().execute(async (trx) => {
+    const needs = { ...snapshotNeeds(journey, now), excludeDelivery: claim.id };
+    const snapshot = await loadSnapshot(trx, job.opportunityId, needs, true);
+    const actions = decideJob(snapshot, journey, job, now);
+    const mine = actions.find((a) => (a.recipient?.address ?? '') === claim.recipient) ?? actions[0];
+    if (mine?.kind === 'send' && mine.recipient.address === claim.recipient) return markHandedOver(trx, claim.id);
+    await releaseClaim(trx, claim.id);
+    if (mine?.kind === 'suppress') await recordSuppression(deps, trx, job, mine, now, result);
+    else result.skipped += 1;
+    return false;
+  });
 }
 
 async function apply(
@@ -112,16 +139,7 @@ async function apply(
     return null;
   }
   if (action.kind === 'suppress') {
-    const row: NewDelivery = {
-      opportunity_id: job.opportunityId, step_id: job.stepId, contact_id: action.recipient?.contact?.id ?? null,
-      recipient: action.recipient?.address ?? '', status: 'suppressed', reason: action.reason, due_at: action.dueAt,
-      decided_at: now, closing_date: action.closingDate, occurrence: action.occurrence, detail: action.detail,
-    };
-    if (await recordDecision(trx, row)) {
-      result.suppressed += 1;
-      (deps.metrics ?? noMetrics).decision('suppressed', action.reason);
-    }
-    deps.logger.info({ ...log, reason: action.reason }, 'suppressed');
+    await recordSuppression(deps, trx, job, action, now, result);
     return null;
   }
   const { evaluation, recipient } = action;
@@ -155,5 +173,20 @@ async function apply(
     deps.logger.info(log, 'already spent for this recipient; not sent again');
     return null;
   }
-  return { id, email, dueAt: base.due_at, log };
+  return { id, email, dueAt: base.due_at, recipient: recipient.address, log };
+}
+
+async function recordSuppression(
+  deps: DeliverDeps, trx: Db, job: DeliverJob, action: Extract<JobAction, { kind: 'suppress' }>, now: Date, result: DeliverResult,
+): Promise<void> {
+  const row: NewDelivery = {
+    opportunity_id: job.opportunityId, step_id: job.stepId, contact_id: action.recipient?.contact?.id ?? null,
+    recipient: action.recipient?.address ?? '', status: 'suppressed', reason: action.reason, due_at: action.dueAt,
+    decided_at: now, closing_date: action.closingDate, occurrence: action.occurrence, detail: action.detail,
+  };
+  if (await recordDecision(trx, row)) {
+    result.suppressed += 1;
+    (deps.metrics ?? noMetrics).decision('suppressed', action.reason);
+  }
+  deps.logger.info({ opportunityId: job.opportunityId, stepId: job.stepId, contactId: row.contact_id, reason: action.reason }, 'suppressed');
 }

@@ -31,11 +31,16 @@ export class Runtime {
 
   constructor(readonly config: Readonly<Config>, readonly logger: Logger) {}
 
-  /** The database the scan reads: DATABASE_READ_URL (a replica) when set, else the primary. */
+  /**
+   * The pool the scan reads its pages from: DATABASE_READ_URL (a replica) when set, else the
+   * primary. Its sessions turn parallel plans off: a LIMIT 500 keyset page planned as a parallel
+   * Gather Merge measured six times slower at 1,000,000 rows than the plain index scan.
+   */
   get readDb(): Db {
-    if (!this.config.readDatabaseUrl) return this.db;
     if (!this._readDb) {
-      const { db } = createDb(this.config.readDatabaseUrl, { max: 4, applicationName: 'nudge-scan' });
+      const { db } = createDb(this.config.readDatabaseUrl ?? this.config.databaseUrl, {
+        max: 4, applicationName: 'nudge-scan', options: '-c max_parallel_workers_per_gather=0',
+      });
       this._readDb = db;
       this.closers.push(() => db.destroy());
     }

@@ -5,6 +5,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { createWorld, type World } from './helpers/world.ts';
+import { deliver } from '../src/deliver.ts';
+import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
+import { silentLogger } from '../src/logger.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 
 const JOURNEY = `
@@ -162,6 +165,32 @@ describe('changes between tick and work are honoured at send time', () => {
     await world.drain('2026-12-08T08:00:00Z');
     expect(world.smtp.received).toHaveLength(0);
     expect((await deliveries(world.database.db)).map((r) => r.reason)).toEqual(['expired']);
+  });
+});
+
+describe('a change committed while the SMTP connection is set up', () => {
+  it('is honoured at handover: nothing reaches the server, the suppression is recorded', async () => {
+    const { contactId, opportunityId } = await dueOpportunity();
+    const real = smtpMailer(world.smtp.url);
+    // The contact unsubscribes after the worker's decision, before the first byte of the message.
+    const mailer: Mailer = {
+      transport: 'smtp',
+      async send(email, options) {
+        await world.database.db.updateTable('contacts').set({ unsubscribed_at: new Date(DUE) }).where('id', '=', contactId).execute();
+        return real.send(email, options);
+      },
+      close: () => real.close(),
+    };
+    const content = await world.rt.content();
+    const result = await deliver({
+      db: world.database.db, mailer, templates: () => content.templates, journey: () => content.journey,
+      compose: { mailFrom: 'Acme <sales@acme.test>', publicUrl: 'https://nudge.acme.test', secret: 'test-secret-0123456789abcdef' },
+      logger: silentLogger,
+    }, { opportunityId, stepId: 'closing-in-3-days', closingDate: '2026-12-10', occurrence: '' }, new Date(DUE));
+    await real.close();
+    expect(result).toMatchObject({ sent: 0, suppressed: 1 });
+    expect(world.smtp.received).toHaveLength(0);
+    expect((await deliveries(world.database.db)).map((r) => [r.status, r.reason])).toEqual([['suppressed', 'unsubscribed']]);
   });
 });
 

@@ -4,7 +4,7 @@
  */
 import type { Clock } from '../src/clock.ts';
 import type { LiveContent } from '../src/content.ts';
-import type { DeliverResult } from '../src/deliver.ts';
+import { DeferredError, type DeliverResult } from '../src/deliver.ts';
 import type { Mailer } from '../src/email/mailer.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
@@ -13,18 +13,21 @@ export interface DrainTotals extends DeliverResult {
   jobs: number;
   /** Jobs that failed this time (SMTP deferred, database down) and wait for a retry. */
   retrying: number;
+  /** Of those, failures of PostgreSQL or Redis (not SMTP deferrals): `work` exits non-zero. */
+  infrastructureErrors: number;
 }
 
 export async function drain(rt: Runtime, options: { clock: Clock; content: LiveContent; mailer: Mailer }): Promise<DrainTotals> {
-  const totals: DrainTotals = { jobs: 0, sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0, retrying: 0 };
+  const totals: DrainTotals = { jobs: 0, sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0, retrying: 0, infrastructureErrors: 0 };
   const worker = startDeliverWorker(rt, options);
   worker.on('completed', (_job, r: DeliverResult) => {
     totals.jobs += 1;
     for (const k of ['sent', 'suppressed', 'failed', 'unknown', 'skipped'] as const) totals[k] += r[k];
   });
-  worker.on('failed', () => {
+  worker.on('failed', (_job, err) => {
     totals.jobs += 1;
     totals.retrying += 1;
+    if (!(err instanceof DeferredError)) totals.infrastructureErrors += 1;
   });
   // Two quiet looks in a row: a job moving from waiting to active is never seen as "nothing left".
   let quiet = 0;

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { LiveContent } from '../content.ts';
 import { listStages } from '../db/opportunities.ts';
 import { drain } from '../../workers/drain.ts';
-import { clockFrom, UsageError, withRuntime } from './shared.ts';
+import { clockFrom, EXIT, UsageError, withRuntime } from './shared.ts';
 
 export function registerWork(program: Command): void {
   program.command('work')
@@ -16,5 +16,9 @@ export function registerWork(program: Command): void {
       const t = await drain(rt, { clock, content, mailer: rt.mailer() });
       console.log(`processed ${t.jobs} jobs: ${t.sent} sent, ${t.suppressed} suppressed, ${t.failed} failed, ${t.unknown} unknown, ${t.skipped} skipped, ${t.retrying} to retry later`);
       console.log(JSON.stringify(t));
+      if (t.infrastructureErrors > 0) {
+        console.error(`nudge: ${t.infrastructureErrors} jobs failed on PostgreSQL or Redis (see the log); they are retried`);
+        return EXIT.infrastructure;
+      }
     }));
 }

@@ -9,10 +9,13 @@ export type Db = Kysely<Database>;
 const DATE_OID = 1082;
 const INT8_OID = 20;
 
+/**
+ * Ids as numbers. One beyond 2^53 stays the exact decimal string (SPEC: ids may be JSON strings)
+ * rather than failing the whole query it is in.
+ */
 function parseInt8(text: string): number {
   const n = Number(text);
-  if (!Number.isSafeInteger(n)) throw new RangeError(`bigint ${text} does not fit a JavaScript number`);
-  return n;
+  return Number.isSafeInteger(n) ? n : (text as unknown as number);
 }
 
 export const typeParsers = {
@@ -28,6 +31,8 @@ export interface DbOptions {
   max?: number;
   /** Label shown in pg_stat_activity. */
   applicationName?: string;
+  /** Session settings, e.g. `-c max_parallel_workers_per_gather=0`. */
+  options?: string;
 }
 
 export function createPool(url: string, options: DbOptions = {}): pg.Pool {
@@ -35,6 +40,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     connectionString: url,
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'nudge',
+    ...(options.options ? { options: options.options } : {}),
     types: typeParsers,
     connectionTimeoutMillis: 10_000,
   });

@@ -32,12 +32,14 @@ export type SendOutcome =
   | { kind: 'accepted'; response: string }
   | { kind: 'rejected'; code: number; response: string }
   | { kind: 'deferred'; reason: string }
-  | { kind: 'unknown'; reason: string };
+  | { kind: 'unknown'; reason: string }
+  /** `beforeHandover` said no: nothing was handed over, and the caller already knows why. */
+  | { kind: 'withdrawn'; reason: string };
 
 export interface SendOptions {
   /**
    * Called once, just before the message's first byte goes to the transport; resolving false
-   * aborts the send with nothing handed over (outcome `deferred`).
+   * aborts the send with nothing handed over (outcome `withdrawn`).
    */
   beforeHandover?: () => Promise<boolean>;
 }
@@ -87,7 +89,7 @@ export function smtpMailer(url: string, options: SmtpOptions = {}): Mailer {
         const info = await transport.sendMail({ envelope: { from: envelopeAddress(email.from), to: [email.to] }, raw: stream });
         return { kind: 'accepted', response: String((info as { response?: string }).response ?? '') };
       } catch (error) {
-        if (error instanceof HandoverRefused) return { kind: 'deferred', reason: error.message };
+        if (error instanceof HandoverRefused) return { kind: 'withdrawn', reason: error.message };
         return classify(error as SmtpError, handedOver);
       }
     },
@@ -125,7 +127,7 @@ function gatedStream(raw: Buffer, gate: SendOptions['beforeHandover']): Readable
       if (asked) return;
       asked = true;
       (gate ? gate() : Promise.resolve(true)).then((ok) => {
-        if (!ok) return this.destroy(new HandoverRefused('the claim on this send was released; nothing was handed over'));
+        if (!ok) return this.destroy(new HandoverRefused('withdrawn before handover; nothing was handed over'));
         this.push(raw);
         this.push(null);
       }, (err: Error) => this.destroy(err));
@@ -144,7 +146,7 @@ export function outboxMailer(dir: string): Mailer {
     transport: 'outbox',
     async send(email, options = {}) {
       if (options.beforeHandover && !(await options.beforeHandover())) {
-        return { kind: 'deferred', reason: 'the claim on this send was released; nothing was written' };
+        return { kind: 'withdrawn', reason: 'withdrawn before handover; nothing was written' };
       }
       await fs.mkdir(dir, { recursive: true });
       const raw = await buildMessage(email);

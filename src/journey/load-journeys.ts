@@ -122,6 +122,9 @@ const DEFAULT_TIMING: Timing = {
 };
 const DEFAULT_DEFAULTS: JourneyDefaults = { timeZone: 'UTC', frequencyCap: null };
 
+/** Ten years: a trigger further away is a typing mistake. */
+const MAX_DAYS = 3650;
+
 function readJourney(r: Context, root: Node | null, file: string): Journey | null {
   if (isNull(root)) {
     report(r, root, '', 'the file is empty (expected "steps:" with at least one step)');
@@ -250,8 +253,8 @@ function readFrequencyCap(
   const entries = readMap(r, node, path, ['max', 'perDays']);
   if (!entries) return undefined;
   const f = fields(r, entries, node, path);
-  const max = f.required('max', wholeNumber(1));
-  const perDays = f.required('perDays', wholeNumber(1));
+  const max = f.required('max', wholeNumber(1, 1000));
+  const perDays = f.required('perDays', wholeNumber(1, 366));
   return max === undefined || perDays === undefined ? undefined : { max, perDays };
 }
 
@@ -356,7 +359,7 @@ function readClosingDate(
     return undefined;
   }
   if (before) {
-    const days = wholeNumber(0)(r, before.value, join(path, 'daysBefore'));
+    const days = wholeNumber(0, MAX_DAYS)(r, before.value, join(path, 'daysBefore'));
     // `|| 0`: daysBefore 0 would give -0, which prints as 0 but is not `Object.is` 0.
     return days === undefined ? undefined : { kind: 'closingDate', offsetDays: -days || 0 };
   }
@@ -364,7 +367,7 @@ function readClosingDate(
     if (entries.unknown === 0) report(r, node, path, 'expected daysBefore or daysAfter');
     return undefined;
   }
-  const days = wholeNumber(0)(r, after.value, join(path, 'daysAfter'));
+  const days = wholeNumber(0, MAX_DAYS)(r, after.value, join(path, 'daysAfter'));
   if (to && to.kind !== 'owner') {
     const hint = 'add "to: owner", or use daysBefore: 0 for the closing day itself';
     report(r, after.key, path, `only owner steps may fire after the closing date (${hint})`);
@@ -378,7 +381,7 @@ function readStageEntered(r: Context, node: Node | null, path: string): Trigger 
   if (!entries || !node) return undefined;
   const f = fields(r, entries, node, path);
   const stage = f.required('stage', readStageKey);
-  const daysAfter = f.optional('daysAfter', 0, wholeNumber(0));
+  const daysAfter = f.optional('daysAfter', 0, wholeNumber(0, MAX_DAYS));
   if (stage === undefined || daysAfter === undefined) return undefined;
   return { kind: 'stageEntered', stage, daysAfter };
 }

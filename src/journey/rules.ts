@@ -55,6 +55,15 @@ function suppress(reason: SuppressionReason, detail: string): Verdict {
 const zoneOf = (ctx: RuleContext) => ctx.recipient?.timeZone ?? ctx.journey.defaults.timeZone;
 
 const RULES: readonly Rule[] = [
+  // First: a step already sent stays "sent" whatever happened since (won, moved, unsubscribed).
+  {
+    name: 'not_spent',
+    check: ({ recipient, snapshot, step, occurrence }) => {
+      const spent = recipient ? findSpent(snapshot.history, step.id, occurrence, recipient) : undefined;
+      return spent ? { kind: 'spent', status: spent.status, decidedAt: spent.decidedAt } : null;
+    },
+    passed: ({ occurrence }) => `not sent before${occurrence ? ` for the closing date ${occurrence}` : ''}`,
+  },
   {
     name: 'open',
     check: ({ snapshot: { opportunity: o } }) => (o.stage.outcome === 'open' ? null
@@ -74,14 +83,6 @@ const RULES: readonly Rule[] = [
     check: ({ due, step }) => (due ? null : { kind: 'not_eligible', reason: null,
       detail: step.trigger.kind === 'closingDate' ? 'the opportunity has no closing date' : `not in stage ${step.trigger.stage}` }),
     passed: ({ due }) => `computed for the local day ${due!.day}`,
-  },
-  {
-    name: 'not_spent',
-    check: ({ recipient, snapshot, step, occurrence }) => {
-      const spent = recipient ? findSpent(snapshot.history, step.id, occurrence, recipient.address) : undefined;
-      return spent ? { kind: 'spent', status: spent.status, decidedAt: spent.decidedAt } : null;
-    },
-    passed: ({ occurrence }) => `not sent before${occurrence ? ` for the closing date ${occurrence}` : ''}`,
   },
   {
     name: 'due',
@@ -209,8 +210,11 @@ export function isSpending(d: Pick<PastDecision, 'status' | 'reason'>): boolean 
   return SPENDING.has(d.status) || (d.status === 'failed' && d.reason === 'smtp_rejected');
 }
 
-function findSpent(history: readonly PastDecision[], stepId: string, occurrence: string, address: string): PastDecision | undefined {
-  return history.find((d) => d.stepId === stepId && d.occurrence === occurrence && d.recipient === address && isSpending(d));
+/** Spent for this person: the same address, or the same contact under an address since changed. */
+function findSpent(history: readonly PastDecision[], stepId: string, occurrence: string, recipient: Recipient): PastDecision | undefined {
+  const contactId = recipient.contact?.id ?? null;
+  return history.find((d) => d.stepId === stepId && d.occurrence === occurrence && isSpending(d)
+    && (d.recipient === recipient.address || (contactId !== null && d.contactId === contactId)));
 }
 
 function recentActivity({ snapshot, step, now }: RuleContext): string | null {
@@ -231,8 +235,8 @@ function capCheck({ snapshot, journey, recipient, now }: RuleContext): { ok: boo
   const cap = journey.defaults.frequencyCap;
   if (!cap || !recipient?.contact) return null;
   const since = now.getTime() - cap.perDays * DAY;
-  const recent = (snapshot.sentToContact.get(recipient.contact.id) ?? [])
-    .filter((t) => t.getTime() > since && t.getTime() <= now.getTime());
+  // No upper bound: a send another worker recorded a moment "after" this one's clock still counts.
+  const recent = (snapshot.sentToContact.get(recipient.contact.id) ?? []).filter((t) => t.getTime() > since);
   const days = recent.map((t) => t.toISOString().slice(0, 10)).join(', ');
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
   const limit = `cap ${cap.max} per ${plural(cap.perDays, 'day')}`;

@@ -229,11 +229,11 @@ export function numberFrom(min: number, max: number): ValueReader<Reader, number
 }
 
 /** A whole number of at least `min`. */
-export function wholeNumber(min: number): ValueReader<Reader, number> {
+export function wholeNumber(min: number, max: number): ValueReader<Reader, number> {
   return (r, node, path) => {
     const value = isScalar(node) ? node.value : undefined;
-    if (typeof value === 'number' && Number.isInteger(value) && value >= min) return value;
-    report(r, node, path, `expected a whole number >= ${min}, found ${describe(node)}`);
+    if (typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max) return value;
+    report(r, node, path, `expected a whole number from ${min} to ${max}, found ${describe(node)}`);
     return undefined;
   };
 }
@@ -247,13 +247,16 @@ export function readTime(r: Reader, node: Node | null, path: string): LocalTime 
   return undefined;
 }
 
-/** `<number><unit>`, unit m, h or d, as minutes; at least `min` minutes. */
+/** A year and a day: longer spans are typing mistakes, and would overflow date arithmetic. */
+const LONGEST_DURATION = 366 * 1440;
+
+/** `<number><unit>`, unit m, h or d, as minutes; at least `min` minutes, at most 366 days. */
 export function duration(min: number): ValueReader<Reader, number> {
   return (r, node, path) => {
     const text = isScalar(node) && typeof node.value === 'string' ? node.value : '';
     const minutes = parseDuration(text);
-    if (minutes !== null && minutes >= min) return minutes;
-    const expected = minutes === null ? 'a whole number then m, h or d, e.g. "24h"' : 'more than 0';
+    if (minutes !== null && minutes >= min && minutes <= LONGEST_DURATION) return minutes;
+    const expected = minutes === null ? 'a whole number then m, h or d, e.g. "24h"' : minutes < min ? 'more than 0' : 'at most 366d';
     report(r, node, path, `expected a duration of ${expected}, found ${describe(node)}`);
     return undefined;
   };
