@@ -5,7 +5,7 @@
 import type { Db } from './db/database.ts';
 import { loadSnapshots } from './db/snapshots.ts';
 import { simulateUnits, type SimulationEvent, type SimulationUnit } from './journey/simulate.ts';
-import { addDays, localDate } from './journey/time.ts';
+import { addDays, localDate, zonedTime } from './journey/time.ts';
 import type { Journey } from './journey/types.ts';
 import { forEachScanPage, snapshotNeeds } from './scan.ts';
 
@@ -22,10 +22,13 @@ export interface Simulation {
   days: SimulationDay[];
 }
 
-const DAY = 86_400_000;
-
+/**
+ * The next `days` local days (in `defaults.timeZone`) from `from`: today (from `from` on) and the
+ * days after, ending at local midnight, so `--days 1` is the rest of today.
+ */
 export async function runSimulation(db: Db, journey: Journey, from: Date, days: number, onProgress?: (read: number) => void): Promise<Simulation> {
-  const to = new Date(from.getTime() + days * DAY);
+  const zone = journey.defaults.timeZone;
+  const to = zonedTime(addDays(localDate(from, zone), days), { hour: 0, minute: 0 }, zone);
   const units: SimulationUnit[] = [];
   await forEachScanPage(db, journey, from, { pageSize: 1000, horizonDays: days }, async (rows, sub) => {
     const snapshots = await loadSnapshots(db, rows, snapshotNeeds(sub, from));
