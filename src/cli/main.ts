@@ -5,7 +5,9 @@ import { Command } from 'commander';
 import { registerExplain } from './explain.ts';
 import { registerForecast } from './forecast.ts';
 import { registerMigrate } from './migrate.ts';
+import { registerPreview } from './preview.ts';
 import { registerSeed } from './seed.ts';
+import { registerSendTest } from './send-test.ts';
 import { registerSimulate } from './simulate.ts';
 import { registerStart } from './start.ts';
 import { registerTemplates } from './templates.ts';
@@ -18,7 +20,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('Journey emails for CRM sales opportunities, driven by closing dates and stages, exactly once.')
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const register of [registerMigrate, registerSeed, registerStart, registerTick, registerWork, registerExplain, registerSimulate, registerForecast, registerTemplates]) {
+  for (const register of [registerMigrate, registerSeed, registerStart, registerTick, registerWork, registerExplain, registerSimulate, registerForecast, registerTemplates, registerPreview, registerSendTest]) {
     register(program);
   }
   program.exitOverride((err) => {

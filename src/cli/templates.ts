@@ -1,16 +1,19 @@
+import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
-import { loadContent } from '../content.ts';
+import { loadContent, UNSUPPORTED, type Content, type ContentSource } from '../content.ts';
 import { createDb } from '../db/database.ts';
 import { listStages } from '../db/opportunities.ts';
-import type { Stage } from '../journey/types.ts';
-import path from 'node:path';
+import { publicUrlWarning } from '../email/lint.ts';
+import { formatProblem, loadTemplates, templateWarnings } from '../email/templates.ts';
+import { loadJourneysFile } from '../journey/load-journeys.ts';
+import type { Journey, Stage } from '../journey/types.ts';
 import { EXIT, report } from './shared.ts';
 
 export function registerTemplates(program: Command): void {
   const templates = program.command('templates').description('work with the email templates');
   templates.command('check')
-    .description('validate journeys.yaml and every template; exit code 1 with file:line on any error')
+    .description('validate journeys.yaml and every template: file:line:column: problem (fix: hint); exit code 1 on any error, warnings print but exit 0')
     .action(async () => {
       try {
         process.exitCode = await check();
@@ -27,13 +30,31 @@ async function check(): Promise<number> {
   const stages = await stagesIfReachable();
   if (!stages) console.error('note: DATABASE_URL is not set or not reachable; stage names in journeys.yaml are not checked');
   const { content, problems } = loadContent(source, stages);
-  for (const p of problems) console.log(p);
+  const warnings = warningsOf(source, content);
+  const publicUrl = publicUrlWarning(env.PUBLIC_URL, env.PORT?.trim() || '3000');
+  if (publicUrl) warnings.push(publicUrl);
+  for (const p of [...problems, ...warnings]) console.log(p);
+  const counted = warnings.length ? `, ${plural(warnings.length, 'warning')}` : '';
   if (!content) {
-    console.error(`${problems.length} problem${problems.length === 1 ? '' : 's'}`);
+    console.error(`${plural(problems.length, 'error')}${counted}`);
     return EXIT.invalid;
   }
-  console.log(`ok: ${content.journey.steps.length} steps, ${content.templates.names().length} templates`);
+  console.log(`ok: ${content.journey.steps.length} steps, ${content.templates.names().length} templates${counted}`);
   return EXIT.ok;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** Warnings (images without alt, missing locale variants): read even when there are errors. */
+function warningsOf(source: ContentSource, content: Content | null): string[] {
+  const templates = content?.templates ?? loadTemplates(source.templatesDir).templates;
+  const journey: Journey | null = content?.journey
+    ?? loadJourneysFile(source.journeysFile, { stages: null, templateExists: (n) => templates.has(n), unsupported: UNSUPPORTED }).journey;
+  if (!journey) return [];
+  const usages = journey.steps.map((s) => ({ template: s.template, stepId: s.id, audience: s.to.kind === 'owner' ? 'owner' as const : 'customer' as const }));
+  return templateWarnings(templates, usages).map((p) => formatProblem(p));
 }
 
 /** Stage keys from the database when one is configured and answers; null otherwise. */

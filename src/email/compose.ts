@@ -20,7 +20,7 @@ export function unsubscribeUrl(contactId: number, settings: ComposeSettings): st
   return `${settings.publicUrl}/unsubscribe/${signUnsubscribeToken(contactId, settings.secret)}`;
 }
 
-export function templateContext(snapshot: Snapshot, recipient: Recipient | null, settings: ComposeSettings): TemplateContext {
+export function templateContext(snapshot: Pick<Snapshot, 'opportunity'>, recipient: Recipient | null, settings: ComposeSettings): TemplateContext {
   const o = snapshot.opportunity;
   const contact = recipient?.contact ?? null;
   return {
@@ -43,7 +43,7 @@ export function messageId(opportunityId: number, stepId: string, occurrence: str
 }
 
 export function composeEmail(
-  rendered: RenderedEmail, snapshot: Snapshot, step: Step, recipient: Recipient, occurrence: string, settings: ComposeSettings,
+  rendered: RenderedEmail, snapshot: Pick<Snapshot, 'opportunity'>, step: Pick<Step, 'id'>, recipient: Recipient, occurrence: string, settings: ComposeSettings,
 ): OutgoingEmail {
   const id = snapshot.opportunity.id;
   const headers: Record<string, string> = { 'X-Nudge-Opportunity': String(id), 'X-Nudge-Step': step.id };

@@ -10,7 +10,9 @@
  * so a misspelling in a branch no sample render takes is still found.
  */
 import Handlebars from 'handlebars';
-import type { CompiledPart, CompiledTemplate, SourcePlace, TemplateProblem } from './render.ts';
+import { installBudget } from './budget.ts';
+import { findNode, pathName, problemAt, type SourcePlace, type TemplateProblem } from './problems.ts';
+import type { CompiledPart, CompiledTemplate } from './render.ts';
 
 /** What every render passes as Handlebars `data`: `{{@locale}}` and `{{@timeZone}}` in templates. */
 export interface RenderData {
@@ -33,6 +35,7 @@ export function createEnvironment(): HandlebarsEnv {
   const hb = Handlebars.create();
   // `log` writes whatever it is given to the console: titles and addresses must not reach logs.
   hb.unregisterHelper('log');
+  installBudget(hb);
   hb.registerHelper('formatMoney', function formatMoneyHelper(...args: unknown[]) {
     const options = args.pop() as Handlebars.HelperOptions;
     if (args.length !== 2) throw new Error('formatMoney needs an amount and a currency: {{formatMoney opportunity.amount opportunity.currency}}');
@@ -211,7 +214,7 @@ export function staticProblems(set: TemplateSet, t: CompiledTemplate): TemplateP
   const layout = t.layout ? set.layouts.get(t.layout.name) : undefined;
   if (layout && !('message' in layout)) {
     walk(layout, LAYOUT_CONTEXT);
-    if (!base.placedBody.value) base.problems.push({ file: layout.place.file, line: 0, message: 'the layout never places the body: add {{{body}}} where the email content goes' });
+    if (!base.placedBody.value) base.problems.push({ file: layout.place.file, line: 0, message: 'the layout never places the body', hint: 'add {{{body}}} where the email content goes' });
   }
   return base.problems;
 }
@@ -264,20 +267,20 @@ function checkCall(node: Call, depth: number, w: Walk): void {
   const path = node.path as hbs.AST.PathExpression;
   if (isHelperCall(path, w)) {
     const literal = node.params.find((p) => p.type === 'StringLiteral' && isPrototypeName((p as hbs.AST.StringLiteral).value));
-    if (literal) report(w, literal, `${path.original} of a JavaScript internal is not allowed`);
+    if (literal) report(w, literal, `${path.original} of a JavaScript internal is not allowed`, 'remove it: templates read only the variables listed in the README');
     return;
   }
-  if (node.params.length || node.hash?.pairs.length) return report(w, path, `unknown helper "${path.original}" (available: ${[...w.set.helpers].sort().join(', ')})`);
+  if (node.params.length || node.hash?.pairs.length) return report(w, path, `unknown helper "${path.original}"`, `use one of ${[...w.set.helpers].sort().join(', ')}`);
   checkPath(path, depth, w);
 }
 
 function checkPath(path: hbs.AST.PathExpression, depth: number, w: Walk): void {
   const internal = path.parts.find(isPrototypeName);
-  if (internal !== undefined) return report(w, path, `"${path.original}" reaches into JavaScript internals ("${internal}"): not allowed`);
+  if (internal !== undefined) return report(w, path, `"${path.original}" reaches into JavaScript internals ("${internal}"): not allowed`, 'remove it: templates read only the variables listed in the README');
   if (path.data) {
     const [head, ...rest] = path.parts;
     if (head === 'root') return checkShape(path, rest, w.root, w);
-    if (!DATA_VARIABLES.has(head ?? '')) report(w, path, `unknown data variable "@${head}"`);
+    if (!DATA_VARIABLES.has(head ?? '')) report(w, path, `unknown data variable "@${head}"`, `use one of ${[...DATA_VARIABLES].map((d) => `@${d}`).join(', ')}`);
     return;
   }
   if (depth - path.depth > 0) return;
@@ -287,8 +290,8 @@ function checkPath(path: hbs.AST.PathExpression, depth: number, w: Walk): void {
 function checkShape(path: hbs.AST.PathExpression, parts: string[], shape: Shape, w: Walk): void {
   let current: Shape | null = shape;
   for (const [i, part] of parts.entries()) {
-    if (current === null) return report(w, path, `"${path.original}": ${parts.slice(0, i).join('.')} has no "${part}"`);
-    if (!Object.hasOwn(current, part)) return report(w, path, `unknown variable "${path.original}"${suggestion(part, Object.keys(current))}`);
+    if (current === null) return report(w, path, `"${path.original}": ${parts.slice(0, i).join('.')} has no "${part}"`, `use {{${parts.slice(0, i).join('.')}}} itself`);
+    if (!Object.hasOwn(current, part)) return report(w, path, `unknown variable "${path.original}"`, suggestion(part, Object.keys(current)));
     current = current[part] ?? null;
   }
   if (parts[0] === 'body') w.placedBody.value = true;
@@ -301,7 +304,7 @@ function checkPartial(node: hbs.AST.PartialBlockStatement, depth: number, w: Wal
   if (name === null) return checkCall(node.name as hbs.AST.SubExpression, depth, w);
   if (name.startsWith('@') || w.inline.has(name)) return;
   const part = w.set.partials.get(name);
-  if (!part) return report(w, node, `unknown partial "${name}" (expected partials/${name}.hbs)`);
+  if (!part) return report(w, node, `unknown partial "${name}"`, `create partials/${name}.hbs or correct the name`);
   // A broken partial is its own problem; one given another context is not read as the email's.
   if ('message' in part || node.params.length > 0 || depth > 0) return;
   const keys = node.hash?.pairs.map((p) => p.key) ?? [];
@@ -311,15 +314,8 @@ function checkPartial(node: hbs.AST.PartialBlockStatement, depth: number, w: Wal
   walkPart(part, { ...w, shape: { ...w.shape, ...Object.fromEntries(keys.map((k) => [k, null])) } });
 }
 
-function report(w: Walk, node: hbs.AST.Node, message: string): void {
-  w.problems.push(problemAt(w.place, node.loc.start.line, node.loc.start.column, message));
-}
-
-/** A Handlebars position (1-based line, 0-based column, within `place`) as a file position. */
-export function problemAt(place: SourcePlace, line: number, column: number | undefined, message: string): TemplateProblem {
-  const problem: TemplateProblem = { file: place.file, line: place.line + line - 1, message };
-  if (column !== undefined) problem.column = (line === 1 ? place.column : 0) + column + 1;
-  return problem;
+function report(w: Walk, node: hbs.AST.Node, message: string, hint: string): void {
+  w.problems.push(problemAt(w.place, node.loc.start.line, node.loc.start.column, message, hint));
 }
 
 /** `__proto__`, `constructor`, `toString`...: nothing a template has a reason to read. */
@@ -327,9 +323,10 @@ function isPrototypeName(name: string): boolean {
   return name === 'prototype' || Object.hasOwn(Object.prototype, name);
 }
 
+/** "did you mean" when a candidate is close, else the candidates. */
 function suggestion(word: string, candidates: string[]): string {
   const near = candidates.find((c) => distance(word.toLowerCase(), c.toLowerCase()) <= 2);
-  return near ? ` (did you mean "${near}"?)` : '';
+  return near ? `did you mean "${near}"?` : `use one of ${candidates.join(', ')}`;
 }
 
 /** Levenshtein distance, for "did you mean". */
@@ -341,26 +338,4 @@ function distance(a: string, b: string): number {
     row = next;
   }
   return row[b.length]!;
-}
-
-export function pathName(node: hbs.AST.Node): string | null {
-  return node.type === 'PathExpression' ? (node as hbs.AST.PathExpression).original : null;
-}
-
-/** Depth-first search over every statement and expression of a Handlebars AST. */
-export function findNode(node: hbs.AST.Node, match: (n: hbs.AST.Node) => boolean): hbs.AST.Node | null {
-  if (match(node)) return node;
-  const n = node as {
-    body?: hbs.AST.Node[]; path?: hbs.AST.Node; name?: hbs.AST.Node; params?: hbs.AST.Node[];
-    hash?: hbs.AST.Hash; program?: hbs.AST.Program; inverse?: hbs.AST.Program;
-  };
-  const children: (hbs.AST.Node | undefined)[] = [
-    ...(n.body ?? []), n.path, n.name && typeof n.name === 'object' ? n.name : undefined, ...(n.params ?? []),
-    ...(n.hash?.pairs.map((p) => p.value) ?? []), n.program, n.inverse,
-  ];
-  for (const child of children) {
-    const found = child ? findNode(child, match) : null;
-    if (found) return found;
-  }
-  return null;
 }

@@ -2,10 +2,16 @@
  * One template file, from text to email: front-matter, compiled parts, and a render that turns
  * every Handlebars failure into a `TemplateProblem` naming the file and the line in that file.
  */
+import { createRequire } from 'node:module';
 import Handlebars from 'handlebars';
 import { convert } from 'html-to-text';
+import type Juice from 'juice/client';
 import { LineCounter, parseDocument, Scalar, isMap, isScalar } from 'yaml';
-import { findNode, pathName, plainHeaderText, problemAt, type HandlebarsEnv, type RenderData } from './helpers.ts';
+import { checkHtmlSize, DEFAULT_LIMITS, withBudget, type RenderLimits } from './budget.ts';
+import { plainHeaderText, type HandlebarsEnv, type RenderData } from './helpers.ts';
+import { problemFrom, TemplateError, type SourcePlace, type TemplateProblem } from './problems.ts';
+
+export { formatProblem, TemplateError, type SourcePlace, type TemplateProblem } from './problems.ts';
 
 /** What a template sees. Owner steps have `contact: null` and `unsubscribeUrl: null`. */
 export interface TemplateContext {
@@ -43,41 +49,11 @@ export interface RenderedEmail {
   file: string;
 }
 
-export interface TemplateProblem {
-  /** Relative to the templates folder (`partials/footer.hbs`); the folder itself when it is missing. */
-  file: string;
-  /** 1-based; 0 when the problem is about the file as a whole. */
-  line: number;
-  /** 1-based, when Handlebars gives one. */
-  column?: number;
-  message: string;
-}
-
-/** `closing-soon.hbs:12:5: message`. */
-export function formatProblem(p: TemplateProblem): string {
-  if (p.line <= 0) return `${p.file}: ${p.message}`;
-  return `${p.file}:${p.line}${p.column ? `:${p.column}` : ''}: ${p.message}`;
-}
-
-export class TemplateError extends Error {
-  override readonly name = 'TemplateError';
-  constructor(readonly problem: TemplateProblem) {
-    super(formatProblem(problem));
-  }
-}
-
-/** Where a piece of Handlebars source sits in its file. */
-export interface SourcePlace {
-  file: string;
-  /** File line of the source's line 1. */
-  line: number;
-  /** 0-based file column of the source's first character (its first line only). */
-  column: number;
-}
-
 /** A compiled piece of Handlebars: a body, a subject, a preheader, a layout or a partial. */
 export interface CompiledPart {
   place: SourcePlace;
+  /** The Handlebars text as written (for reading its HTML: links, images). */
+  source: string;
   ast: hbs.AST.Program;
   render: Handlebars.TemplateDelegate;
 }
@@ -95,7 +71,7 @@ export interface CompiledTemplate {
 export function compilePart(hb: HandlebarsEnv, source: string, place: SourcePlace, plain = false): CompiledPart | TemplateProblem {
   try {
     const ast = hb.parse(source);
-    return { place, ast, render: hb.compile(source, { strict: true, noEscape: plain }) };
+    return { place, source, ast, render: hb.compile(source, { strict: true, noEscape: plain }) };
   } catch (error) {
     return problemFrom(error, { place, ast: null });
   }
@@ -108,10 +84,10 @@ export function compileTemplateFile(hb: HandlebarsEnv, file: string, raw: string
   const lines = raw.replace(/^\uFEFF/, '').replace(/\r\n?/g, '\n').split('\n');
   const close = lines.findIndex((l, i) => i > 0 && l.trimEnd() === '---');
   if (lines[0]?.trimEnd() !== '---' || close < 0) {
-    const message = lines[0]?.trimEnd() !== '---'
-      ? "a template starts with front-matter: a '---' line, 'subject: ...', and a closing '---' line"
-      : "the front-matter opened on line 1 is never closed with a '---' line";
-    return { template: null, problems: [{ file, line: 1, message }] };
+    const problem = lines[0]?.trimEnd() !== '---'
+      ? { message: 'a template starts with front-matter', hint: "begin the file with a '---' line, 'subject: ...', and a closing '---' line" }
+      : { message: "the front-matter opened on line 1 is never closed with a '---' line", hint: "add a '---' line between the front-matter and the HTML" };
+    return { template: null, problems: [{ file, line: 1, ...problem }] };
   }
   const { fields, problems } = readFrontMatter(file, lines.slice(1, close).join('\n'));
   const compiled = (key: 'subject' | 'preheader', plain: boolean) => {
@@ -143,27 +119,28 @@ function readFrontMatter(file: string, yamlText: string): { fields: FrontMatter;
   const problems: TemplateProblem[] = doc.errors.map((e) => ({
     file, line: (e.linePos?.[0].line ?? 0) + 1, column: e.linePos?.[0].col,
     message: `front-matter: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,
+    hint: 'write one "key: value" per line, in double quotes when the value holds a colon',
   }));
   const fields: FrontMatter = {};
   if (problems.length) return { fields, problems };
-  if (!isMap(doc.contents)) return { fields, problems: [{ file, line: 2, message: 'front-matter: expected "key: value" lines (subject, preheader, layout)' }] };
+  if (!isMap(doc.contents)) return { fields, problems: [{ file, line: 2, message: 'front-matter: expected "key: value" lines', hint: 'write subject: ..., and optionally preheader: ... and layout: ...' }] };
   for (const pair of doc.contents.items) {
     const key = isScalar(pair.key) ? String(pair.key.value) : '?';
     const keyAt = at(isScalar(pair.key) ? pair.key.range?.[0] ?? 0 : 0);
     const value = pair.value;
     if (!FRONT_MATTER_KEYS.includes(key)) {
-      problems.push({ file, line: keyAt.line, column: keyAt.col, message: `unknown front-matter key "${key}" (allowed: ${FRONT_MATTER_KEYS.join(', ')})` });
+      problems.push({ file, line: keyAt.line, column: keyAt.col, message: `unknown front-matter key "${key}"`, hint: `use one of ${FRONT_MATTER_KEYS.join(', ')}` });
     } else if (!isScalar(value) || value.value === null || !['string', 'number'].includes(typeof value.value) || String(value.value).trim() === '') {
-      problems.push({ file, line: keyAt.line, message: `front-matter: ${key} must be text` });
+      problems.push({ file, line: keyAt.line, message: `front-matter: ${key} must be text`, hint: `write ${key}: "..." on one line` });
     } else if (key === 'layout') {
       const name = String(value.value).trim();
       if (/^[\w-]+$/.test(name)) fields.layout = { name, line: keyAt.line };
-      else problems.push({ file, line: keyAt.line, message: `front-matter: layout "${name}" is not a layout name (a file name in layouts/, without .hbs)` });
+      else problems.push({ file, line: keyAt.line, message: `front-matter: layout "${name}" is not a layout name`, hint: 'name a file of layouts/ without .hbs, e.g. layout: base' });
     } else {
       fields[key as 'subject' | 'preheader'] = { text: String(value.value), place: valuePlace(file, value, at) };
     }
   }
-  if (!doc.contents.items.some((pair) => isScalar(pair.key) && pair.key.value === 'subject')) problems.push({ file, line: 1, message: 'the front-matter has no subject' });
+  if (!doc.contents.items.some((pair) => isScalar(pair.key) && pair.key.value === 'subject')) problems.push({ file, line: 1, message: 'the front-matter has no subject', hint: 'add subject: "... {{reference}} ..."' });
   return { fields, problems };
 }
 
@@ -196,78 +173,87 @@ export function guardedDelegate(part: CompiledPart): Handlebars.TemplateDelegate
   return (context, options) => runPart(part, context, options ?? {});
 }
 
-/** Subject and preheader as header-safe text; body; layout around it; plain text from the result. */
-export function renderEmail(t: CompiledTemplate, layout: CompiledPart | null, ctx: TemplateContext, target: RenderTarget): RenderedEmail {
+/**
+ * Subject and preheader as header-safe text; body; layout around it; then the CSS of `<style>`
+ * blocks inlined (juice), and the plain text from the final HTML. The whole render runs under
+ * `limits` (see budget.ts): a runaway template ends in a TemplateError, never a stuck worker.
+ */
+export function renderEmail(
+  t: CompiledTemplate, layout: CompiledPart | null, ctx: TemplateContext, target: RenderTarget, limits: RenderLimits = DEFAULT_LIMITS,
+): RenderedEmail {
   const options = runtimeOptions(target);
-  const subject = plainHeaderText(runPart(t.subject, ctx, options));
-  if (!subject) throw new TemplateError({ file: t.file, line: t.subject.place.line, message: 'the subject renders empty' });
-  const preheader = t.preheader ? plainHeaderText(runPart(t.preheader, ctx, options)) || null : null;
-  const body = runPart(t.body, ctx, options);
-  const html = layout
-    ? runPart(layout, { ...ctx, body: new Handlebars.SafeString(body), subject, preheader }, options)
-    : body;
-  return { subject, preheader, html, text: htmlToText(html), file: t.file };
-}
-
-function htmlToText(html: string): string {
-  return convert(html, {
-    wordwrap: 78,
-    selectors: [
-      { selector: 'a', options: { hideLinkHrefIfSameAsText: true } },
-      { selector: 'img', format: 'skip' },
-      // The preheader is the inbox preview, hidden in the HTML: not the first line of the text.
-      { selector: '.preheader', format: 'skip' },
-    ],
-  }).trim();
-}
-
-/** Handlebars reports positions three ways: `lineNumber`/`column`, "on line N", or not at all. */
-export function problemFrom(error: unknown, part: { place: SourcePlace; ast: hbs.AST.Program | null }): TemplateProblem {
-  const e = (error ?? {}) as { message?: unknown; lineNumber?: unknown; column?: unknown };
-  const raw = typeof e.message === 'string' ? e.message : String(error);
-  let line = typeof e.lineNumber === 'number' ? e.lineNumber : Number(/on line (\d+)/.exec(raw)?.[1] ?? NaN);
-  let column = typeof e.column === 'number' && typeof e.lineNumber === 'number' ? e.column : undefined;
-  if (Number.isNaN(line) && part.ast) {
-    const loc = locate(part.ast, raw);
-    if (loc) ({ line, column } = loc);
-  }
-  const message = describe(raw, part.ast, line, column);
-  if (Number.isNaN(line)) return { file: part.place.file, line: part.place.line, message };
-  return problemAt(part.place, line, column, message);
-}
-
-const SYNTAX_HINTS: Record<string, string> = {
-  EOF: 'the template ends inside a block or a {{ }} (is a {{/if}}, {{/each}} or }} missing?)',
-  INVALID: 'unexpected character inside {{ }} (is a brace missing?)',
-};
-
-/** One line a marketer can act on, instead of Handlebars' internals. */
-function describe(raw: string, ast: hbs.AST.Program | null, line: number, column: number | undefined): string {
-  const parse = /^Parse error on line \d+:[\s\S]*\n(.*)$/.exec(raw);
-  if (parse) return `syntax error: ${SYNTAX_HINTS[/got '(\w+)'/.exec(parse[1]!)?.[1] ?? ''] ?? parse[1]}`;
-  const mismatch = /^(\S+) doesn't match (\S+)/.exec(raw);
-  if (mismatch) return `syntax error: {{#${mismatch[1]}}} is closed by {{/${mismatch[2]}}}`;
-  const strict = /^"(.*)" not defined in (.*?)(?: - \d+:\d+)?$/.exec(raw);
-  if (strict) {
-    const found = ast && column !== undefined ? findNode(ast, (n) => n.type === 'PathExpression' && n.loc.start.line === line && n.loc.start.column === column) : null;
-    const path = (found as hbs.AST.PathExpression | null)?.original ?? strict[1]!;
-    if (strict[2] === 'null') return `"${path}" cannot be read: ${path.split('.').slice(0, -1).join('.') || 'its parent'} is null here (guard it with {{#if}})`;
-    return `unknown variable "${path}"`;
-  }
-  const nullRead = /Cannot read properties of (null|undefined) \(reading '(.*)'\)/.exec(raw);
-  if (nullRead) return `"${nullRead[2]}" cannot be read: its parent is ${nullRead[1]} here (guard it with {{#if}})`;
-  return raw.split('\n')[0]!.replace(/ - \d+:\d+$/, '');
-}
-
-/** For errors Handlebars does not locate: the first node the message is about. */
-function locate(ast: hbs.AST.Program, message: string): { line: number; column: number } | null {
-  const partial = /The partial (.+) could not be found/.exec(message)?.[1];
-  const property = /\(reading '(.*)'\)/.exec(message)?.[1];
-  const helper = /^(\w+)(?::| needs)/.exec(message)?.[1];
-  const node = findNode(ast, (n) => {
-    if (partial !== undefined) return (n.type === 'PartialStatement' || n.type === 'PartialBlockStatement') && pathName((n as hbs.AST.PartialStatement).name) === partial;
-    if (property !== undefined) return n.type === 'PathExpression' && (n as hbs.AST.PathExpression).parts.indexOf(property) > 0;
-    return helper !== undefined && ['MustacheStatement', 'BlockStatement', 'SubExpression'].includes(n.type) && pathName((n as hbs.AST.MustacheStatement).path) === helper;
+  const { subject, preheader, html } = withBudget(limits, () => {
+    const subject = plainHeaderText(runPart(t.subject, ctx, options));
+    if (!subject) throw new TemplateError({ file: t.file, line: t.subject.place.line, message: 'the subject renders empty', hint: 'put {{reference}} in the subject' });
+    const preheader = t.preheader ? plainHeaderText(runPart(t.preheader, ctx, options)) || null : null;
+    const body = runPart(t.body, ctx, options);
+    const html = layout
+      ? runPart(layout, { ...ctx, body: new Handlebars.SafeString(body), subject, preheader }, options)
+      : body;
+    return { subject, preheader, html };
   });
-  return node ? { line: node.loc.start.line, column: node.loc.start.column } : null;
+  const finished = finish(t, html, limits);
+  return { subject, preheader, html: finished, text: htmlToText(finished, t.file), file: t.file };
+}
+
+/** Size checked before and after inlining: a `* { ... }` rule can multiply the HTML. */
+function finish(t: CompiledTemplate, html: string, limits: RenderLimits): string {
+  const fail = (error: unknown, prefix = ''): never => {
+    const problem = problemFrom(error, { place: t.body.place, ast: null });
+    throw new TemplateError({ ...problem, file: t.file, line: t.body.place.line, message: `${prefix}${problem.message}` });
+  };
+  try {
+    checkHtmlSize(html, limits);
+  } catch (error) {
+    fail(error);
+  }
+  let inlined = html;
+  try {
+    inlined = inlineCss(html);
+  } catch (error) {
+    fail(error, 'the CSS could not be inlined: ');
+  }
+  try {
+    checkHtmlSize(inlined, limits);
+  } catch (error) {
+    fail(error, 'with its CSS inlined, ');
+  }
+  return inlined;
+}
+
+/**
+ * Many mail programs drop `<style>` blocks, so their rules become `style` attributes. Only the
+ * client part of juice is used: it never fetches `<link>` stylesheets or images (templates are
+ * semi-trusted). `@media` rules cannot be inlined and stay in the `<style>` block. HTML without
+ * a `<style>` block is left exactly as rendered.
+ */
+function inlineCss(html: string): string {
+  if (!/<style[\s>]/i.test(html)) return html;
+  return loadJuice()(html, { removeStyleTags: true, preserveMediaQueries: true, preserveFontFaces: true, preserveImportant: true, applyWidthAttributes: true });
+}
+
+let juice: typeof Juice | null = null;
+
+/** juice (with cheerio) takes ~0.3 s to load: only when an email has a <style> block, not at every command's start. */
+function loadJuice(): typeof Juice {
+  juice ??= createRequire(import.meta.url)('juice/client') as typeof Juice;
+  return juice;
+}
+
+function htmlToText(html: string, file: string): string {
+  try {
+    return convert(html, {
+      wordwrap: 78,
+      selectors: [
+        { selector: 'a', options: { hideLinkHrefIfSameAsText: true } },
+        { selector: 'img', format: 'skip' },
+        // The preheader is the inbox preview, hidden in the HTML. In the text part it would only
+        // repeat the opening lines: text-only readers see no preview line, and clients take the
+        // preview from the HTML part.
+        { selector: '.preheader', format: 'skip' },
+      ],
+    }).trim();
+  } catch (error) {
+    throw new TemplateError({ file, line: 0, message: `the plain-text part could not be made: ${(error as Error).message}` });
+  }
 }

@@ -6,14 +6,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_LIMITS, type RenderLimits } from './budget.ts';
 import { createEnvironment, knownHelpers, staticProblems, type HandlebarsEnv, type TemplateSet } from './helpers.ts';
+import { lintTemplates, type Audience } from './lint.ts';
+import { formatProblem, isWarning, TemplateError, type TemplateProblem } from './problems.ts';
 import {
-  compilePart, compileTemplateFile, formatProblem, guardedDelegate, renderEmail, TemplateError,
-  type CompiledPart, type CompiledTemplate, type RenderedEmail, type RenderTarget, type TemplateContext, type TemplateProblem,
+  compilePart, compileTemplateFile, guardedDelegate, renderEmail,
+  type CompiledPart, type CompiledTemplate, type RenderedEmail, type RenderTarget, type TemplateContext,
 } from './render.ts';
 
-export { formatProblem, TemplateError };
-export type { RenderedEmail, RenderTarget, TemplateContext, TemplateProblem };
+export { formatProblem, isWarning, TemplateError };
+export type { RenderedEmail, RenderLimits, RenderTarget, TemplateContext, TemplateProblem };
 
 export interface Templates {
   /** The templates folder, as given. */
@@ -43,6 +46,7 @@ interface Variant {
 
 interface Loaded extends TemplateSet {
   hb: HandlebarsEnv;
+  limits: RenderLimits;
   bases: Map<string, Variant>;
   /** name -> lower-case locale -> variant */
   variants: Map<string, Map<string, Variant>>;
@@ -53,9 +57,15 @@ const LOADED = new WeakMap<Templates, Loaded>();
 
 const VARIANT_NAME = /^(.+)\.([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*)$/;
 
-export function loadTemplates(dir: string): { templates: Templates; problems: TemplateProblem[] } {
+export interface LoadOptions {
+  /** Limits of each render (size, time, loops, partial depth). @defaultValue DEFAULT_LIMITS */
+  limits?: Partial<RenderLimits>;
+}
+
+export function loadTemplates(dir: string, options: LoadOptions = {}): { templates: Templates; problems: TemplateProblem[] } {
   const hb = createEnvironment();
-  const loaded: Loaded = { hb, bases: new Map(), variants: new Map(), layouts: new Map(), partials: new Map(), helpers: knownHelpers(hb) };
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const loaded: Loaded = { hb, limits, bases: new Map(), variants: new Map(), layouts: new Map(), partials: new Map(), helpers: knownHelpers(hb) };
   const problems: TemplateProblem[] = [];
   const templates = new LoadedTemplates(dir, loaded);
   LOADED.set(templates, loaded);
@@ -63,7 +73,7 @@ export function loadTemplates(dir: string): { templates: Templates; problems: Te
   try {
     files = hbsFiles(dir);
   } catch {
-    problems.push({ file: dir, line: 0, message: 'the templates folder does not exist or cannot be read' });
+    problems.push({ file: dir, line: 0, message: 'the templates folder does not exist or cannot be read', hint: 'set NUDGE_TEMPLATES_DIR to the folder that holds the .hbs files' });
     return { templates, problems };
   }
   loadParts(hb, dir, 'layouts', loaded.layouts, problems);
@@ -122,7 +132,10 @@ function normaliseLocale(locale: string): string {
 
 function orphanVariants(loaded: Loaded): TemplateProblem[] {
   return [...loaded.variants].filter(([name]) => !loaded.bases.has(name)).flatMap(([name, byLocale]) =>
-    [...byLocale.values()].map((v) => ({ file: v.file, line: 0, message: `a locale variant of "${name}", but ${name}.hbs does not exist` })));
+    [...byLocale.values()].map((v) => ({
+      file: v.file, line: 0, message: `a locale variant of "${name}", but ${name}.hbs does not exist`,
+      hint: `add ${name}.hbs (for every other locale) or rename this file`,
+    })));
 }
 
 function missingLayouts(loaded: Loaded): TemplateProblem[] {
@@ -134,7 +147,7 @@ function missingLayouts(loaded: Loaded): TemplateProblem[] {
 }
 
 function missingLayout(file: string, layout: { name: string; line: number }): TemplateProblem {
-  return { file, line: layout.line, message: `layout "${layout.name}" not found: expected layouts/${layout.name}.hbs` };
+  return { file, line: layout.line, message: `layout "${layout.name}" not found`, hint: `create layouts/${layout.name}.hbs or correct the layout name` };
 }
 
 function allVariants(loaded: Loaded, name?: string): Variant[] {
@@ -169,7 +182,7 @@ function pickVariant(loaded: Loaded, name: string, locale: string): Variant {
     if (variant) return variant;
   }
   const base = loaded.bases.get(name);
-  if (!base) throw new TemplateError({ file: `${name}.hbs`, line: 0, message: `template "${name}" not found` });
+  if (!base) throw new TemplateError({ file: `${name}.hbs`, line: 0, message: `template "${name}" not found`, hint: `create ${name}.hbs` });
   return base;
 }
 
@@ -179,13 +192,14 @@ function renderVariant(loaded: Loaded, variant: Variant, ctx: TemplateContext, t
   const layout = t.layout ? loaded.layouts.get(t.layout.name) : null;
   if (layout === undefined) throw new TemplateError(missingLayout(t.file, t.layout!));
   if (layout && 'message' in layout) throw new TemplateError(layout);
-  return renderEmail(t, layout, ctx, target);
+  return renderEmail(t, layout, ctx, target, loaded.limits);
 }
 
 /**
- * Problems a step would meet at send time, for every used template and each locale variant:
- * unknown variables, helpers or partials anywhere (taken branch or not), and whatever a render
- * against sample recipients of the step's audience, with and without an amount, throws.
+ * The errors of every used template and each locale variant: unknown variables, helpers or
+ * partials anywhere (taken branch or not), whatever a render against sample recipients of the
+ * step's audience, with and without an amount, throws, and the error rules of lint.ts (subject,
+ * links). Warnings are left to `templateWarnings`: an error refuses the content, a warning not.
  */
 export function checkTemplates(templates: Templates, usages: TemplateUsage[]): TemplateProblem[] {
   const loaded = LOADED.get(templates);
@@ -211,11 +225,34 @@ export function checkTemplates(templates: Templates, usages: TemplateUsage[]): T
       problems.push(...renderProblems((ctx) => renderVariant(loaded, variant, ctx, { locale, timeZone: 'UTC' }), usage.audience, locale));
     }
   }
+  if (loaded) problems.push(...lint(loaded, usages).filter((p) => !isWarning(p)));
   return dedupe(problems);
 }
 
+/** What `templates check` and `send-test` print as warnings: images without alt, missing locale variants. */
+export function templateWarnings(templates: Templates, usages: TemplateUsage[]): TemplateProblem[] {
+  const loaded = LOADED.get(templates);
+  return loaded ? dedupe(lint(loaded, usages).filter(isWarning)) : [];
+}
+
+function lint(loaded: Loaded, usages: TemplateUsage[]): TemplateProblem[] {
+  const audiences = new Map<string, Set<Audience>>();
+  for (const u of usages) {
+    if (!loaded.bases.get(u.template)?.template) continue;
+    audiences.set(u.template, (audiences.get(u.template) ?? new Set()).add(u.audience));
+  }
+  const used = [...audiences].map(([name, set]) => ({
+    name, audiences: set,
+    variants: allVariants(loaded, name).flatMap((v) => (v.template ? [{ file: v.file, locale: v.locale, template: v.template }] : [])),
+  }));
+  return lintTemplates({ used, layouts: loaded.layouts, partials: loaded.partials });
+}
+
 function missingTemplate(usage: TemplateUsage): TemplateProblem {
-  return { file: `${usage.template}.hbs`, line: 0, message: `step "${usage.stepId}" uses template "${usage.template}", but ${usage.template}.hbs does not exist` };
+  return {
+    file: `${usage.template}.hbs`, line: 0, message: `step "${usage.stepId}" uses template "${usage.template}", but ${usage.template}.hbs does not exist`,
+    hint: `create ${usage.template}.hbs or correct "template:" in the journey file`,
+  };
 }
 
 function renderProblems(render: (ctx: TemplateContext) => unknown, audience: TemplateUsage['audience'], locale: string): TemplateProblem[] {
@@ -251,11 +288,14 @@ function sampleContexts(audience: TemplateUsage['audience'], locale: string): Te
   return [full, blank].map((ctx) => ({ ...ctx, contact: null, unsubscribeUrl: null }));
 }
 
-/** The same place reported by the static check and by a render is one problem: the first wins. */
+/**
+ * The same place reported by the static check and by a render is one error: the first wins.
+ * Warnings are only ever found once per message (several may share a place).
+ */
 function dedupe(problems: TemplateProblem[]): TemplateProblem[] {
   const seen = new Set<string>();
   return problems.filter((p) => {
-    const key = p.column ? `${p.file}:${p.line}:${p.column}` : formatProblem(p);
+    const key = p.column && !isWarning(p) ? `${p.file}:${p.line}:${p.column}` : formatProblem(p);
     if (seen.has(key)) return false;
     seen.add(key);
     return true;

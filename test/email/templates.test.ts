@@ -68,7 +68,7 @@ function templateError(fn: () => unknown): TemplateProblem {
   throw new Error('expected a TemplateError, nothing was thrown');
 }
 
-const email = (body: string, subject = 'Hello') => `---\nsubject: "${subject}"\n---\n${body}`;
+const email = (body: string, subject = 'About {{reference}}') => `---\nsubject: "${subject}"\n---\n${body}`;
 const use = (template: string, audience: TemplateUsage['audience'] = 'customer', stepId = `step-${template}`): TemplateUsage => ({ template, stepId, audience });
 
 describe('locale variants', () => {
@@ -244,11 +244,11 @@ describe('strict rendering: problems name the file and the line', () => {
     const { templates, problems } = loadTemplates(dir);
     expect(problems).toEqual([]);
     expect(templateError(() => templates.render('typo', context(), EN))).toEqual({
-      file: 'typo.hbs', line: 5, column: 8, message: 'unknown variable "oportunity.title"',
+      file: 'typo.hbs', line: 5, column: 8, message: 'unknown variable "oportunity.title"', hint: 'use a variable listed in the README (Templates)',
     });
     const checked = checkTemplates(templates, [use('typo')]);
     expect(checked).toHaveLength(1);
-    expect(formatProblem(checked[0]!)).toBe('typo.hbs:5:8: unknown variable "oportunity.title" (did you mean "opportunity"?)');
+    expect(formatProblem(checked[0]!)).toBe('typo.hbs:5:8: unknown variable "oportunity.title" (fix: did you mean "opportunity"?)');
   });
 
   it('a misspelling in a branch no sample render takes', () => {
@@ -256,26 +256,26 @@ describe('strict rendering: problems name the file and the line', () => {
     const templates = load({ 'branch.hbs': email('<p>{{reference}}</p>\n{{#unless reference}}\n  {{opportunity.titel}}\n{{/unless}}\n') });
     expect(templates.render('branch', context(), EN).html).toBe('<p>Trip to the USA</p>\n');
     const problems = checkTemplates(templates, [use('branch')]);
-    expect(problems.map(formatProblem)).toEqual(['branch.hbs:6:5: unknown variable "opportunity.titel" (did you mean "title"?)']);
+    expect(problems.map(formatProblem)).toEqual(['branch.hbs:6:5: unknown variable "opportunity.titel" (fix: did you mean "title"?)']);
   });
 
   it('a misspelling inside {{#if}} that the sample with an amount reaches', () => {
     const templates = load({ 'if.hbs': email('{{#if opportunity.amount}}\n{{opportunity.amout}}\n{{/if}}') });
     expect(templates.render('if', context({ amount: null }), EN).html).toBe('');
     expect(templateError(() => templates.render('if', context(), EN))).toMatchObject({ file: 'if.hbs', line: 5, column: 3 });
-    expect(checkTemplates(templates, [use('if')]).map(formatProblem)).toEqual(['if.hbs:5:3: unknown variable "opportunity.amout" (did you mean "amount"?)']);
+    expect(checkTemplates(templates, [use('if')]).map(formatProblem)).toEqual(['if.hbs:5:3: unknown variable "opportunity.amout" (fix: did you mean "amount"?)']);
   });
 
   it('a missing partial', () => {
     const templates = load({ 'p.hbs': email('<p>x</p>\n\n{{> signature}}\n') });
     expect(templateError(() => templates.render('p', context(), EN))).toMatchObject({ file: 'p.hbs', line: 6, column: 1 });
-    expect(checkTemplates(templates, [use('p')]).map(formatProblem)).toEqual(['p.hbs:6:1: unknown partial "signature" (expected partials/signature.hbs)']);
+    expect(checkTemplates(templates, [use('p')]).map(formatProblem)).toEqual(['p.hbs:6:1: unknown partial "signature" (fix: create partials/signature.hbs or correct the name)']);
   });
 
   it('an error inside a partial names the partial', () => {
     const templates = load({ 'p.hbs': email('{{> footer}}'), 'partials/footer.hbs': '<p>\n{{unsubscribeURL}}</p>' });
     expect(templateError(() => templates.render('p', context(), EN))).toMatchObject({ file: 'partials/footer.hbs', line: 2, column: 3 });
-    expect(checkTemplates(templates, [use('p')]).map(formatProblem)).toEqual(['partials/footer.hbs:2:3: unknown variable "unsubscribeURL" (did you mean "unsubscribeUrl"?)']);
+    expect(checkTemplates(templates, [use('p')]).map(formatProblem)).toEqual(['partials/footer.hbs:2:3: unknown variable "unsubscribeURL" (fix: did you mean "unsubscribeUrl"?)']);
   });
 
   it('an unknown helper, including the built-in log that would leak data into logs', () => {
@@ -289,7 +289,7 @@ describe('strict rendering: problems name the file and the line', () => {
 
   it('a syntax error, found at load', () => {
     const { templates, problems } = loadTemplates(folder({ 'broken.hbs': email('<p>one</p>\n<p>two</p>\n<p>{{reference}</p>\n<p>four</p>\n'), 'ok.hbs': email('ok') }));
-    expect(problems.map(formatProblem)).toEqual(['broken.hbs:6: syntax error: unexpected character inside {{ }} (is a brace missing?)']);
+    expect(problems.map(formatProblem)).toEqual(['broken.hbs:6: syntax error: unexpected character inside {{ }} (fix: is a brace missing? A variable is written {{name}})']);
     expect(templates.has('broken')).toBe(false);
     expect(templates.has('ok')).toBe(true);
     expect(templateError(() => templates.render('broken', context(), EN))).toMatchObject({ file: 'broken.hbs', line: 6 });
@@ -297,7 +297,7 @@ describe('strict rendering: problems name the file and the line', () => {
 
   it('an unclosed block, found at load', () => {
     const { problems } = loadTemplates(folder({ 'open.hbs': email('{{#if reference}}\n<p>x</p>\n{{/each}}\n') }));
-    expect(problems.map(formatProblem)).toEqual(['open.hbs:4:4: syntax error: {{#if}} is closed by {{/each}}']);
+    expect(problems.map(formatProblem)).toEqual(['open.hbs:4:4: syntax error: {{#if}} is closed by {{/each}} (fix: close it with {{/if}})']);
   });
 
   it('a syntax error in the subject points into the front-matter', () => {
@@ -308,7 +308,7 @@ describe('strict rendering: problems name the file and the line', () => {
 
   it('an unknown front-matter key', () => {
     const { templates, problems } = loadTemplates(folder({ 'k.hbs': '---\nsubject: Hi\nlayuot: base\n---\nbody\n' }));
-    expect(problems.map(formatProblem)).toEqual(['k.hbs:3:1: unknown front-matter key "layuot" (allowed: subject, preheader, layout)']);
+    expect(problems.map(formatProblem)).toEqual(['k.hbs:3:1: unknown front-matter key "layuot" (fix: use one of subject, preheader, layout)']);
     expect(templates.has('k')).toBe(false);
   });
 
@@ -326,41 +326,41 @@ describe('strict rendering: problems name the file and the line', () => {
 
   it('a missing layout', () => {
     const { templates, problems } = loadTemplates(folder({ 'l.hbs': '---\nsubject: Hi\nlayout: fancy\n---\nbody\n' }));
-    expect(problems.map(formatProblem)).toEqual(['l.hbs:3: layout "fancy" not found: expected layouts/fancy.hbs']);
+    expect(problems.map(formatProblem)).toEqual(['l.hbs:3: layout "fancy" not found (fix: create layouts/fancy.hbs or correct the layout name)']);
     expect(templateError(() => templates.render('l', context(), EN))).toMatchObject({ file: 'l.hbs', line: 3 });
   });
 
   it('a layout that never places the body, or misspells a variable', () => {
-    const templates = load({ 'l.hbs': '---\nsubject: Hi\nlayout: main\n---\nbody', 'layouts/main.hbs': '<html>\n{{subjet}}</html>' });
+    const templates = load({ 'l.hbs': '---\nsubject: Hi {{reference}}\nlayout: main\n---\nbody', 'layouts/main.hbs': '<html>\n{{subjet}}</html>' });
     expect(checkTemplates(templates, [use('l')]).map(formatProblem)).toEqual([
-      'layouts/main.hbs:2:3: unknown variable "subjet" (did you mean "subject"?)',
-      'layouts/main.hbs: the layout never places the body: add {{{body}}} where the email content goes',
+      'layouts/main.hbs:2:3: unknown variable "subjet" (fix: did you mean "subject"?)',
+      'layouts/main.hbs: the layout never places the body (fix: add {{{body}}} where the email content goes)',
     ]);
   });
 
   it('a missing templates folder', () => {
     const missing = path.join(os.tmpdir(), `nudge-no-such-folder-${process.pid}`);
     const { templates, problems } = loadTemplates(missing);
-    expect(problems).toEqual([{ file: missing, line: 0, message: 'the templates folder does not exist or cannot be read' }]);
+    expect(problems.map(formatProblem)).toEqual([`${missing}: the templates folder does not exist or cannot be read (fix: set NUDGE_TEMPLATES_DIR to the folder that holds the .hbs files)`]);
     expect(templates.names()).toEqual([]);
   });
 
   it('a template a step uses that does not exist names the step', () => {
     const templates = load({ 'a.hbs': email('a') });
     expect(checkTemplates(templates, [use('nope', 'customer', 'closing-in-3-days')]).map(formatProblem))
-      .toEqual(['nope.hbs: step "closing-in-3-days" uses template "nope", but nope.hbs does not exist']);
+      .toEqual(['nope.hbs: step "closing-in-3-days" uses template "nope", but nope.hbs does not exist (fix: create nope.hbs or correct "template:" in the journey file)']);
     expect(templateError(() => templates.render('nope', context(), EN))).toMatchObject({ file: 'nope.hbs' });
   });
 
   it('reports a problem once, however many steps and variants share it', () => {
     const templates = load({ 't.hbs': email('{{> f}}'), 't.de.hbs': email('{{> f}}'), 'partials/f.hbs': '{{refrence}}' });
     const problems = checkTemplates(templates, [use('t', 'customer', 'a'), use('t', 'customer', 'b'), use('t', 'owner', 'c')]);
-    expect(problems.map(formatProblem)).toEqual(['partials/f.hbs:1:3: unknown variable "refrence" (did you mean "reference"?)']);
+    expect(problems.map(formatProblem)).toEqual(['partials/f.hbs:1:3: unknown variable "refrence" (fix: did you mean "reference"?)']);
   });
 
   it('checks each locale variant, not only the base file', () => {
     const templates = load({ 'v.hbs': email('{{reference}}'), 'v.de.hbs': email('\n{{referenz}}') });
-    expect(checkTemplates(templates, [use('v')]).map(formatProblem)).toEqual(['v.de.hbs:5:3: unknown variable "referenz" (did you mean "reference"?)']);
+    expect(checkTemplates(templates, [use('v')]).map(formatProblem)).toEqual(['v.de.hbs:5:3: unknown variable "referenz" (fix: did you mean "reference"?)']);
   });
 
   it('checks owner steps without a contact or an unsubscribe address', () => {
@@ -369,7 +369,7 @@ describe('strict rendering: problems name the file and the line', () => {
     const templates = load({ 'unguarded.hbs': unguarded, 'guarded.hbs': guarded });
     expect(checkTemplates(templates, [use('unguarded', 'customer'), use('guarded', 'owner')])).toEqual([]);
     const problems = checkTemplates(templates, [use('unguarded', 'owner')]);
-    expect(problems.map(formatProblem)).toEqual(['unguarded.hbs:4:6: "contact.firstName" cannot be read: contact is null here (guard it with {{#if}})']);
+    expect(problems.map(formatProblem)).toEqual(['unguarded.hbs:4:6: "contact.firstName" cannot be read: contact is null here (fix: guard it with {{#if contact}}...{{/if}})']);
     expect(templates.render('guarded', ownerContext(), EN).html).toBe('');
   });
 });
@@ -378,7 +378,7 @@ describe('prototype access', () => {
   it('{{constructor.name}} is an error, never a leak', () => {
     const templates = load({ 'c.hbs': email('{{constructor.name}}') });
     expect(templateError(() => templates.render('c', context(), EN))).toMatchObject({ file: 'c.hbs', line: 4 });
-    expect(checkTemplates(templates, [use('c')]).map(formatProblem)).toEqual(['c.hbs:4:3: "constructor.name" reaches into JavaScript internals ("constructor"): not allowed']);
+    expect(checkTemplates(templates, [use('c')]).map(formatProblem)).toEqual(['c.hbs:4:3: "constructor.name" reaches into JavaScript internals ("constructor"): not allowed (fix: remove it: templates read only the variables listed in the README)']);
   });
 
   it.each([

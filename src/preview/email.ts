@@ -1,0 +1,96 @@
+/**
+ * One email as the worker would build it: the step's recipient, their locale (or the one the
+ * marketer picked), the real template context, the real render and the real headers from
+ * `composeEmail`. Nothing is sent. A template that cannot render is a problem to show, not a throw.
+ */
+import { composeEmail, templateContext, type ComposeSettings } from '../email/compose.ts';
+import type { OutgoingEmail } from '../email/mailer.ts';
+import { formatProblem, TemplateError, type RenderedEmail, type Templates } from '../email/templates.ts';
+import { resolveRecipients, type Recipient } from '../journey/recipients.ts';
+import type { Journey, JourneyDefaults, Snapshot, Step } from '../journey/types.ts';
+
+/** What the page asks for; every field may be missing or name something that no longer exists. */
+export interface EmailChoice {
+  stepId?: string | undefined;
+  template?: string | undefined;
+  /** A locale tag overriding the recipient's, e.g. `de`. */
+  locale?: string | undefined;
+}
+
+export interface Selection {
+  template: string;
+  step: Step;
+  /** False when no step of the journey uses the template: `step` is a stand-in named `preview`. */
+  fromJourney: boolean;
+}
+
+export interface EmailPreview {
+  selection: Selection;
+  recipient: Recipient;
+  /** The locale rendered in. */
+  locale: string;
+  /** Things the marketer should know about this preview (a stand-in recipient, an unused template). */
+  notes: string[];
+  result: { rendered: RenderedEmail; email: OutgoingEmail } | { problem: string };
+}
+
+/** The step asked for, else the first step using the template asked for, else the first step. */
+export function selectEmail(templates: Templates, journey: Journey | null, choice: EmailChoice): Selection | null {
+  const steps = journey?.steps ?? [];
+  const byId = steps.find((s) => s.id === choice.stepId);
+  if (byId) return { template: byId.template, step: byId, fromJourney: true };
+  const names = templates.names();
+  const template = choice.template && names.includes(choice.template) ? choice.template : steps[0]?.template ?? names[0];
+  if (template === undefined) return null;
+  const user = steps.find((s) => s.template === template);
+  return user ? { template, step: user, fromJourney: true } : { template, step: standInStep(template), fromJourney: false };
+}
+
+export function previewEmail(
+  templates: Templates, journey: Journey | null, snapshot: Snapshot, selection: Selection,
+  localeOverride: string | null, settings: ComposeSettings,
+): EmailPreview {
+  const defaults: JourneyDefaults = journey?.defaults ?? { timeZone: 'UTC', frequencyCap: null };
+  const { step } = selection;
+  const notes: string[] = [];
+  if (!selection.fromJourney) {
+    notes.push(`${journey ? 'No step of journeys.yaml uses this template' : 'journeys.yaml has a problem'}: X-Nudge-Step shows "preview".`);
+  }
+  let recipient = resolveRecipients(snapshot, step, defaults)[0];
+  if (!recipient) {
+    recipient = standInRecipient(step, defaults);
+    notes.push(`This opportunity has nobody to send step "${step.id}" to (it would be suppressed as no_contact): shown with a stand-in recipient.`);
+  } else if (!recipient.address) {
+    notes.push('The recipient has no email address (it would be suppressed as invalid_email).');
+  }
+  const locale = localeOverride ?? recipient.locale;
+  const ctx = templateContext(snapshot, recipient, settings);
+  if (ctx.contact) ctx.contact = { ...ctx.contact, locale };
+  const base = { selection, recipient, locale, notes };
+  try {
+    const rendered = templates.render(selection.template, ctx, { locale, timeZone: recipient.timeZone });
+    const occurrence = step.repeat === 'onNewClosingDate' ? snapshot.opportunity.closingDate ?? '' : '';
+    return { ...base, result: { rendered, email: composeEmail(rendered, snapshot, step, recipient, occurrence, settings) } };
+  } catch (error) {
+    if (!(error instanceof TemplateError)) throw error;
+    return { ...base, result: { problem: formatProblem(error.problem) } };
+  }
+}
+
+function standInStep(template: string): Step {
+  return {
+    id: 'preview', template, trigger: { kind: 'closingDate', offsetDays: 0 }, to: { kind: 'primary' },
+    stages: null, minProbability: null, minAmount: null, skipIfRecentActivityMinutes: null, repeat: 'never',
+    timing: { sendAt: { hour: 9, minute: 0 }, windowMinutes: 1440, quietHours: null, skipWeekends: false }, line: 0,
+  };
+}
+
+function standInRecipient(step: Step, defaults: JourneyDefaults): Recipient {
+  const base = { timeZone: defaults.timeZone, unknownZone: null, locale: 'en' };
+  if (step.to.kind === 'owner') return { ...base, address: 'owner@example.com', contact: null, audience: 'owner' };
+  const contact = {
+    id: 1, email: 'alex.sample@example.com', firstName: 'Alex', lastName: 'Sample', locale: 'en',
+    timeZone: null, unsubscribedAt: null, bouncedAt: null,
+  };
+  return { ...base, address: contact.email, contact, audience: step.to.kind };
+}

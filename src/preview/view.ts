@@ -1,0 +1,150 @@
+/**
+ * Everything one page shows, gathered for one request: the content, the opportunity (real, or the
+ * built-in sample when the database is not configured, not reachable or empty), the email, and
+ * the calendar and forecast. The database is asked at each request, so starting PostgreSQL while
+ * the preview runs is noticed at the next reload.
+ */
+import type { Clock } from '../clock.ts';
+import type { Db } from '../db/database.ts';
+import { listStages } from '../db/opportunities.ts';
+import type { ComposeSettings } from '../email/compose.ts';
+import type { Forecast } from '../forecast.ts';
+import type { Snapshot } from '../journey/types.ts';
+import type { Logger } from '../logger.ts';
+import type { Simulation } from '../simulate.ts';
+import { localeVariants, type PreviewContent } from './content.ts';
+import { calendar, firstOpportunityId, forecast, opportunitySnapshot, sampleSnapshot, searchOpportunities, type OpportunityChoice } from './data.ts';
+import { previewEmail, selectEmail, type EmailPreview } from './email.ts';
+import type { ContentWatch } from './watch.ts';
+
+export interface PreviewDeps {
+  content: ContentWatch;
+  /** Null when DATABASE_URL is not set: the sample opportunity only. */
+  db: Db | null;
+  settings: ComposeSettings;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** The page's state, all of it in the query string (so a reload or a shared link shows the same). */
+export interface ViewQuery {
+  step?: string | undefined;
+  template?: string | undefined;
+  /** An opportunity id, or `sample`. */
+  opportunity?: string | undefined;
+  locale?: string | undefined;
+  /** Search text for the opportunity picker. */
+  q?: string | undefined;
+}
+
+export type DatabaseState = 'connected' | 'not-configured' | 'unreachable';
+
+/** Data that could not be shown, with why (a problem in journeys.yaml, no database). */
+export type Section<T> = { value: T } | { missing: string };
+
+export interface View {
+  query: ViewQuery;
+  content: PreviewContent;
+  database: DatabaseState;
+  choices: OpportunityChoice[];
+  snapshot: Snapshot;
+  sample: boolean;
+  notes: string[];
+  email: EmailPreview | null;
+  /** Locale tags with a variant file of the selected template. */
+  locales: string[];
+  calendar: Section<Simulation>;
+  forecast: Section<Forecast>;
+}
+
+/** Builds views; the calendar and forecast are kept for `cacheMs` per content version. */
+export function viewBuilder(deps: PreviewDeps, cacheMs = 30_000): (query: ViewQuery) => Promise<View> {
+  const cache = new Map<string, { at: number; value: Promise<Section<unknown>> }>();
+  const cached = <T>(key: string, load: () => Promise<Section<T>>): Promise<Section<T>> => {
+    const now = Date.now();
+    const hit = cache.get(key);
+    if (hit && now - hit.at < cacheMs) return hit.value as Promise<Section<T>>;
+    for (const [k, v] of cache) if (now - v.at >= cacheMs) cache.delete(k);
+    const value = load();
+    cache.set(key, { at: now, value });
+    return value;
+  };
+  let lastState: DatabaseState = 'connected';
+  return async (query) => {
+    const view = await buildView(deps, query, cached);
+    // Said once when it changes, not at every request.
+    if (view.database !== lastState && view.database === 'unreachable') deps.logger.warn('database not reachable; previewing with the sample opportunity');
+    if (view.database !== lastState && view.database === 'connected') deps.logger.info('database reachable again');
+    lastState = view.database;
+    return view;
+  };
+}
+
+type Cached = <T>(key: string, load: () => Promise<Section<T>>) => Promise<Section<T>>;
+
+async function buildView(deps: PreviewDeps, query: ViewQuery, cached: Cached): Promise<View> {
+  const content = deps.content.current();
+  const now = deps.clock.now();
+  const database = await databaseState(deps);
+  const db = database === 'connected' ? deps.db : null;
+  const [picked, choices] = await Promise.all([
+    pickOpportunity(db, query.opportunity, now, deps.logger),
+    db ? searchOpportunities(db, query.q ?? '').catch((): OpportunityChoice[] => []) : [],
+  ]);
+  const selection = selectEmail(content.templates, content.journey, { stepId: query.step, template: query.template });
+  const email = selection && previewEmail(content.templates, content.journey, picked.snapshot, selection, query.locale ?? null, deps.settings);
+  const journey = content.journey;
+  const missing = (what: string) => ({ missing: db === null ? `${what} needs a reachable database (DATABASE_URL).` : `${what} needs a valid journeys.yaml: see the problems above.` });
+  return {
+    query, content, database, choices, snapshot: picked.snapshot, sample: picked.sample, notes: picked.notes, email,
+    locales: selection ? localeVariants(content.templates.dir).get(selection.template) ?? [] : [],
+    calendar: db && journey
+      ? await cached(`calendar:${content.version}`, () => section(() => calendar(db, journey, now), 'calendar', deps.logger))
+      : missing('The calendar'),
+    forecast: db && journey
+      ? await cached(`forecast:${content.version}`, () => section(() => forecast(db, journey.defaults.timeZone, now), 'forecast', deps.logger))
+      : missing('The forecast'),
+  };
+}
+
+async function databaseState(deps: PreviewDeps): Promise<DatabaseState> {
+  if (!deps.db) return 'not-configured';
+  try {
+    await listStages(deps.db);
+    return 'connected';
+  } catch (error) {
+    deps.logger.debug({ code: (error as { code?: string }).code }, 'database not reachable');
+    return 'unreachable';
+  }
+}
+
+interface Picked {
+  snapshot: Snapshot;
+  sample: boolean;
+  notes: string[];
+}
+
+/** The opportunity asked for, else the first one, else the sample. */
+async function pickOpportunity(db: Db | null, wanted: string | undefined, now: Date, logger: Logger): Promise<Picked> {
+  const sample = (notes: string[]): Picked => ({ snapshot: sampleSnapshot(now), sample: true, notes });
+  if (!db || wanted === 'sample') return sample([]);
+  try {
+    const id = wanted && /^\d{1,15}$/.test(wanted) ? Number(wanted) : await firstOpportunityId(db);
+    if (id === null) return sample(['The database has no opportunities yet: showing the sample opportunity.']);
+    const snapshot = await opportunitySnapshot(db, id);
+    if (snapshot) return { snapshot, sample: false, notes: [] };
+    return sample([`Opportunity #${id} does not exist: showing the sample opportunity.`]);
+  } catch (error) {
+    logger.warn({ code: (error as { code?: string }).code }, 'loading the opportunity failed');
+    return sample(['The opportunity could not be loaded: showing the sample opportunity.']);
+  }
+}
+
+async function section<T>(load: () => Promise<T>, what: string, logger: Logger): Promise<Section<T>> {
+  try {
+    return { value: await load() };
+  } catch (error) {
+    logger.warn({ code: (error as { code?: string }).code }, `${what} failed`);
+    return { missing: `The ${what} could not be computed: ${(error as Error).message}` };
+  }
+}
