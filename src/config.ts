@@ -70,6 +70,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (production && !smtpUrl) {
     throw new ConfigError('SMTP_URL', 'is required when NODE_ENV=production (writing emails to ./outbox/ is for development)');
   }
+  const publicUrl = optionalUrl(env, 'PUBLIC_URL', ['http:', 'https:']);
+  if (production && !publicUrl?.startsWith('https:')) {
+    throw new ConfigError('PUBLIC_URL', 'must be an https:// URL when NODE_ENV=production (unsubscribe links in every customer email point there)');
+  }
   const templatesDir = path.resolve(env.NUDGE_TEMPLATES_DIR?.trim() || 'templates');
   const queuePrefix = env.NUDGE_QUEUE_PREFIX?.trim() || 'nudge';
   if (!PREFIX.test(queuePrefix)) throw new ConfigError('NUDGE_QUEUE_PREFIX', `must match ${PREFIX.source}, got ${JSON.stringify(queuePrefix)}`);
@@ -84,7 +88,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     templatesDir,
     journeysFile: path.resolve(env.NUDGE_JOURNEYS?.trim() || path.join(templatesDir, 'journeys.yaml')),
     queuePrefix,
-    publicUrl: (optionalUrl(env, 'PUBLIC_URL', ['http:', 'https:']) ?? `http://localhost:${port}`).replace(/\/+$/, ''),
+    publicUrl: (publicUrl ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     secret: secret(env, production),
     port,
     httpHost: env.NUDGE_HTTP_HOST?.trim() || '0.0.0.0',
