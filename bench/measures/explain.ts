@@ -1,0 +1,87 @@
+/**
+ * The scan's keyset page queries use their indexes: EXPLAIN (FORMAT JSON) of the exact query the
+ * engine runs (`closingDatePage` / `stageEnteredPage` executed once, their SQL and parameters
+ * captured as kysely compiled them) on the big table. PASS when the plan reads `opportunities`
+ * through the named index with the row comparison in its Index Cond, with no sequential scan of
+ * `opportunities` and no Filter on the keyset condition.
+ */
+import { CompiledQuery, sql } from 'kysely';
+import { closingDatePage, stageEnteredPage } from '../../src/db/opportunities.ts';
+import { addDays } from '../../src/journey/time.ts';
+import type { BenchContext } from '../lib/context.ts';
+import { loggingDb } from '../lib/raw-read.ts';
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  'Index Cond'?: string;
+  Filter?: string;
+  Plans?: PlanNode[];
+}
+
+export interface ExplainCheck {
+  name: string;
+  pass: boolean;
+  problems: string[];
+  /** Not part of PASS: whether pages come in index order (a Sort re-sorts the rest of the range for every page). */
+  warnings: string[];
+  plan: string[];
+}
+
+function walk(node: PlanNode, depth = 0, out: { node: PlanNode; depth: number }[] = []): { node: PlanNode; depth: number }[] {
+  out.push({ node, depth });
+  for (const child of node.Plans ?? []) walk(child, depth + 1, out);
+  return out;
+}
+
+function judge(name: string, root: PlanNode, index: string, keyset: RegExp): ExplainCheck {
+  const nodes = walk(root);
+  const problems: string[] = [];
+  if (nodes.some(({ node }) => node['Node Type'] === 'Seq Scan' && node['Relation Name'] === 'opportunities')) problems.push('sequential scan of opportunities');
+  const scan = nodes.find(({ node }) => node['Index Name'] === index)?.node;
+  if (!scan) problems.push(`index ${index} not used`);
+  else {
+    if (!keyset.test(scan['Index Cond'] ?? '')) problems.push('the row comparison is not in the Index Cond');
+    if (keyset.test(scan.Filter ?? '')) problems.push('the row comparison is a Filter');
+  }
+  const warnings: string[] = [];
+  if (scan && !/^Index (Only )?Scan$/.test(scan['Node Type'])) warnings.push(`${index} is read by a ${scan['Node Type']}, not in index order`);
+  if (nodes.some(({ node }) => node['Node Type'] === 'Sort')) warnings.push('a Sort node: each page sorts the rest of the range');
+  const plan = nodes.map(({ node, depth }) => `${'  '.repeat(depth)}${node['Node Type']}${node['Relation Name'] ? ` on ${node['Relation Name']}` : ''}`
+    + `${node['Index Name'] ? ` using ${node['Index Name']}` : ''}${node['Index Cond'] ? ` [Index Cond: ${node['Index Cond']}]` : ''}${node.Filter ? ` [Filter: ${node.Filter}]` : ''}`);
+  return { name, pass: problems.length === 0, problems, warnings, plan };
+}
+
+export async function explainChecks(ctx: BenchContext): Promise<ExplainCheck[]> {
+  const { now } = ctx.settings;
+  const today = now.toISOString().slice(0, 10);
+  const spy = loggingDb(ctx.big.url);
+  const explain = async (): Promise<PlanNode> => {
+    const q = spy.last();
+    if (!q) throw new Error('bench: no page query was captured');
+    const { rows } = await ctx.big.db.executeQuery<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(
+      CompiledQuery.raw(`explain (format json) ${q.sql}`, [...q.parameters]));
+    return rows[0]!['QUERY PLAN'][0]!.Plan;
+  };
+  try {
+    const range = { from: addDays(today, -5), to: addDays(today, 16) };
+    const skip = Math.floor(ctx.settings.bigRows / 20);
+    const mid = await ctx.big.db.selectFrom('opportunities').select(['closing_date', 'id'])
+      .where('closing_date', '>=', range.from).where('closing_date', '<=', range.to)
+      .orderBy('closing_date').orderBy('id').offset(skip).limit(1).executeTakeFirst();
+    await closingDatePage(spy.db, range, { closingDate: mid?.closing_date ?? today, id: mid?.id ?? 0 }, 500);
+    const closing = judge('closingDatePage (keyset page)', await explain(), 'opportunities_closing_scan',
+      /ROW\((?:\w+\.)?closing_date, (?:\w+\.)?id\)\s*>/);
+    const entered = { from: new Date(now.getTime() - 7 * 86_400_000), to: new Date(now.getTime() + 86_400_000) };
+    const midStage = await ctx.big.db.selectFrom('opportunities').select(['id', sql<string>`stage_entered_at::text`.as('cursor')]).where('stage', '=', 'proposal')
+      .where('stage_entered_at', '>=', entered.from).where('stage_entered_at', '<=', entered.to)
+      .orderBy('stage_entered_at').orderBy('id').offset(Math.floor(skip / 20)).limit(1).executeTakeFirst();
+    await stageEnteredPage(spy.db, 'proposal', entered, { stageEnteredAt: midStage?.cursor ?? entered.from.toISOString(), id: midStage?.id ?? 0 }, 500);
+    const stage = judge('stageEnteredPage (keyset page)', await explain(), 'opportunities_stage_entered_scan',
+      /ROW\((?:\w+\.)?stage_entered_at, (?:\w+\.)?id\)\s*>/);
+    return [closing, stage];
+  } finally {
+    await spy.destroy();
+  }
+}
