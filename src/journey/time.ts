@@ -88,11 +88,20 @@ interface WallClock {
   second: number;
 }
 
+// formatToParts is the cost of every evaluation (a scan asks the same few instants — now, the due
+// times of shared closing dates — in the same zones over and over): remember recent answers.
+const wallClocks = new Map<string, WallClock>();
+
 function wallClock(instant: Date, zone: string): WallClock {
+  const key = `${zone}|${instant.getTime()}`;
+  const cached = wallClocks.get(key);
+  if (cached) return cached;
   const out: Record<string, number> = {};
   for (const part of formatter(zone).formatToParts(instant)) {
     if (part.type !== 'literal') out[part.type] = Number(part.value);
   }
+  if (wallClocks.size > 100_000) wallClocks.clear();
+  wallClocks.set(key, out as unknown as WallClock);
   return out as unknown as WallClock;
 }
 
