@@ -100,7 +100,7 @@ function wallClock(instant: Date, zone: string): WallClock {
   for (const part of formatter(zone).formatToParts(instant)) {
     if (part.type !== 'literal') out[part.type] = Number(part.value);
   }
-  if (wallClocks.size > 100_000) wallClocks.clear();
+  if (wallClocks.size > 20_000) wallClocks.clear();
   wallClocks.set(key, out as unknown as WallClock);
   return out as unknown as WallClock;
 }
