@@ -16,11 +16,27 @@ export function templateDatabaseName(): string {
   return `nudge_tpl_${hash.digest('hex').slice(0, 12)}`;
 }
 
+/**
+ * Templates of older migrations, and builds that an interrupted run left behind (older than an
+ * hour: a build under way elsewhere is younger). One in use is left alone.
+ */
+async function dropStaleTemplates(admin: pg.Client, current: string): Promise<void> {
+  const { rows } = await admin.query<{ datname: string }>(
+    `select datname from pg_database where datname like 'nudge\\_tpl\\_%' and datname <> $1
+       and (datname not like '%\\_build\\_%' or (pg_stat_file('base/' || oid || '/PG_VERSION')).modification < now() - interval '1 hour')`,
+    [current],
+  );
+  for (const { datname } of rows) {
+    await admin.query(`drop database if exists ${pg.escapeIdentifier(datname)}`).catch(() => {});
+  }
+}
+
 export default async function setup(): Promise<void> {
   const name = templateDatabaseName();
   const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
   await admin.connect();
   try {
+    await dropStaleTemplates(admin, name);
     const exists = await admin.query('select 1 from pg_database where datname = $1', [name]);
     if (exists.rowCount) return;
     // Built under a temporary name and renamed, so a half-built template is never used.
