@@ -44,12 +44,7 @@ afterAll(async () => {
   await world?.close();
 });
 
-beforeEach(async () => {
-  world.smtp.received.length = 0;
-  world.smtp.refuse(null);
-  await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
-  await world.rt.queue.obliterate({ force: true });
-});
+beforeEach(() => world.reset());
 
 async function dueOpportunity(overrides: { title?: string; amount?: string | null } = {}) {
   const contactId = await insertContact(world.database.db, { email: 'ada@customer.test', first_name: 'Ada', time_zone: 'Europe/Brussels' });

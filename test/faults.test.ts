@@ -33,13 +33,7 @@ afterAll(async () => {
   await world?.close();
 });
 
-beforeEach(async () => {
-  world.smtp.received.length = 0;
-  world.smtp.refuse(null);
-  world.smtp.dropAfterData(false);
-  await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
-  await world.rt.queue.obliterate({ force: true });
-});
+beforeEach(() => world.reset());
 
 /** `n` opportunities of distinct contacts, all with the 3-day step due at NOW. */
 async function dueOpportunities(n: number): Promise<void> {

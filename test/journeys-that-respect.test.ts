@@ -2,7 +2,6 @@
  * Journeys that respect people, end to end: frequency cap (also under concurrent workers), quiet
  * hours and weekends, recent activity, contact roles, and closing dates that move.
  */
-import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
@@ -25,12 +24,7 @@ afterAll(async () => {
   await world?.close();
 });
 
-beforeEach(async () => {
-  world.smtp.received.length = 0;
-  world.smtp.refuse(null);
-  await sql`truncate deliveries, activities, opportunity_contacts, opportunities, contacts restart identity cascade`.execute(world.database.db);
-  await world.rt.queue.obliterate({ force: true });
-});
+beforeEach(() => world.reset());
 
 const db = () => world.database.db;
 const steps = () => world.smtp.received.map((m) => `${m.envelopeTo[0]} ${m.parsed.headers.get('x-nudge-step')}`);

@@ -20,11 +20,7 @@ afterAll(async () => {
   await world?.close();
 });
 
-beforeEach(async () => {
-  world.smtp.received.length = 0;
-  await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
-  await world.rt.queue.obliterate({ force: true });
-});
+beforeEach(() => world.reset());
 
 const db = () => world.database.db;
 

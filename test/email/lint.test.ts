@@ -3,11 +3,10 @@
  * the request, https links, images with alt text, locale variants; errors vs warnings, each
  * with `file:line:column: message (fix: hint)`.
  */
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { templateFolders } from '../helpers/template-dir.ts';
 import { publicUrlWarning } from '../../src/email/lint.ts';
 import {
   checkTemplates, formatProblem, loadTemplates, templateWarnings, type Templates, type TemplateUsage,
@@ -15,22 +14,7 @@ import {
 
 const SHIPPED = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../templates');
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-function load(files: Record<string, string>): Templates {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nudge-lint-'));
-  dirs.push(dir);
-  for (const [name, text] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    fs.writeFileSync(path.join(dir, name), text);
-  }
-  const { templates, problems } = loadTemplates(dir);
-  expect(problems.map(formatProblem)).toEqual([]);
-  return templates;
-}
+const { load } = templateFolders('lint');
 
 const use = (template: string, audience: TemplateUsage['audience'] = 'customer'): TemplateUsage => ({ template, stepId: `step-${template}`, audience });
 const errors = (t: Templates, usages: TemplateUsage[]) => checkTemplates(t, usages).map(formatProblem);

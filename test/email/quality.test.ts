@@ -2,32 +2,16 @@
  * What reaches the inbox: CSS of `<style>` blocks inlined after the layout and before the plain
  * text, and the shipped layout's hidden preheader.
  */
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
-import { formatProblem, loadTemplates, type TemplateContext, type Templates } from '../../src/email/templates.ts';
+import { describe, expect, it } from 'vitest';
+import { templateFolders } from '../helpers/template-dir.ts';
+import { loadTemplates, type TemplateContext, type Templates } from '../../src/email/templates.ts';
 
 const SHIPPED = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../templates');
 const EN = { locale: 'en', timeZone: 'UTC' };
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
-});
-
-function load(files: Record<string, string>): Templates {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nudge-quality-'));
-  dirs.push(dir);
-  for (const [name, text] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    fs.writeFileSync(path.join(dir, name), text);
-  }
-  const { templates, problems } = loadTemplates(dir);
-  expect(problems.map(formatProblem)).toEqual([]);
-  return templates;
-}
+const { load } = templateFolders('quality');
 
 function context(amount: string | null = '12000.50'): TemplateContext {
   return {

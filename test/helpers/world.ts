@@ -7,6 +7,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
 import { fixedClock } from '../../src/clock.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { LiveContent } from '../../src/content.ts';
@@ -31,6 +32,8 @@ export interface World {
   rt: Runtime;
   /** Writes a file into the templates folder (journeys.yaml, a template, a partial). */
   write(relative: string, text: string): void;
+  /** Between tests: no rows but the stages, no jobs, an empty SMTP sink that accepts everything. */
+  reset(): Promise<void>;
   tick(nowIso: string): Promise<ScanSummary>;
   drain(nowIso: string): Promise<DrainTotals>;
   close(): Promise<void>;
@@ -60,6 +63,13 @@ export async function createWorld(options: WorldOptions = {}): Promise<World> {
     database, smtp, prefix, templatesDir, env, rt,
     write(relative, text) {
       writeFileSync(path.join(templatesDir, relative), text);
+    },
+    async reset() {
+      smtp.received.length = 0;
+      smtp.refuse(null);
+      smtp.dropAfterData(false);
+      await sql`truncate deliveries, activities, opportunity_contacts, opportunities, contacts restart identity cascade`.execute(database.db);
+      await rt.queue.obliterate({ force: true });
     },
     async tick(nowIso) {
       const { journey } = await rt.content();
