@@ -5,7 +5,9 @@
 import { sql } from 'kysely';
 import type { Db } from './db/database.ts';
 import { releaseStaleClaims, type NewDelivery } from './db/deliveries.ts';
-import { closingDatePage, stageEnteredPage, type OpportunityRow } from './db/opportunities.ts';
+import {
+  closingDatePage, stageEnteredPage, type ClosingDateCursor, type OpportunityRow, type StageEnteredCursor,
+} from './db/opportunities.ts';
 import { loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
 import { evaluate, type StepEvaluation } from './journey/decide.ts';
 import { addDays } from './journey/time.ts';
@@ -98,7 +100,7 @@ export interface PageOptions {
  * Streams, in keyset pages, every open opportunity that may have a step to decide around `now`
  * (and up to `horizonDays` later), each page with the part of the journey it is read for:
  * closingDate steps by (closing_date, id), then stageEntered steps per stage by
- * (stage_entered_at, id). Memory holds one page.
+ * (stage_entered_at, id). Memory holds two pages: the one processed and the next, read meanwhile.
  */
 export async function forEachScanPage(
   db: Db, journey: Journey, now: Date, options: PageOptions,
@@ -114,27 +116,32 @@ export async function forEachScanPage(
     // The due day is closing date + offset; it lies within [today - lookback, today + horizon + 2].
     const range = { from: addDays(today, -lookback - Math.max(...offsets)), to: addDays(today, horizon + 2 - Math.min(...offsets)) };
     const sub = { ...journey, steps: closingSteps };
-    let after = null;
-    for (;;) {
-      const rows = await closingDatePage(db, range, after, pageSize);
-      await onPage(rows, sub);
-      if (rows.length < pageSize) break;
-      const last = rows[rows.length - 1]!;
-      after = { closingDate: last.closing_date!, id: last.id };
-    }
+    await keysetPages(pageSize, (after: ClosingDateCursor | null) => closingDatePage(db, range, after, pageSize),
+      (last) => ({ closingDate: last.closing_date!, id: last.id }), (rows) => onPage(rows, sub));
   }
   for (const [stage, steps] of stageEnteredSteps(journey)) {
     const maxDays = Math.max(...steps.map((s) => (s.trigger.kind === 'stageEntered' ? s.trigger.daysAfter : 0)));
     const range = { from: new Date(now.getTime() - (maxDays + lookback + 1) * DAY), to: new Date(now.getTime() + DAY) };
     const sub = { ...journey, steps };
-    let after = null;
-    for (;;) {
-      const rows = await stageEnteredPage(db, stage, range, after, pageSize);
-      await onPage(rows, sub);
-      if (rows.length < pageSize) break;
-      const last = rows[rows.length - 1]!;
-      after = { stageEnteredAt: last.cursor, id: last.id };
-    }
+    await keysetPages(pageSize, (after: StageEnteredCursor | null) => stageEnteredPage(db, stage, range, after, pageSize),
+      (last) => ({ stageEnteredAt: last.cursor, id: last.id }), (rows) => onPage(rows, sub));
+  }
+}
+
+/**
+ * Reads keyset pages until a short one, the next page's query running while the current page is
+ * processed (at most two pages in memory).
+ */
+async function keysetPages<R, C>(
+  pageSize: number, fetch: (after: C | null) => Promise<R[]>, cursorOf: (last: R) => C, onPage: (rows: R[]) => Promise<void>,
+): Promise<void> {
+  let next: Promise<R[]> | null = fetch(null);
+  while (next) {
+    const rows: R[] = await next;
+    next = rows.length === pageSize ? fetch(cursorOf(rows[rows.length - 1]!)) : null;
+    // A failed prefetch surfaces when awaited; until then it must not count as unhandled.
+    next?.catch(() => {});
+    await onPage(rows);
   }
 }
 
