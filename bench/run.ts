@@ -11,7 +11,8 @@
 import { loadSettings, REPO } from './lib/settings.ts';
 import { makeBaselineQueue, type BenchContext } from './lib/context.ts';
 import { describeMachine } from './lib/machine.ts';
-import { benchQueuePrefix, benchRuntime, createBenchDatabase, removeQueueKeys, type BenchDatabase } from './lib/services.ts';
+import { removeQueueKeys } from '../test/helpers/queue.ts';
+import { benchQueuePrefix, benchRuntime, createBenchDatabase, type BenchDatabase } from './lib/services.ts';
 import { startBenchSink, type BenchSink } from './lib/smtp-sink.ts';
 import { describe, median, table, type Measure } from './lib/stats.ts';
 import { generate } from './lib/generate.ts';
@@ -39,7 +40,7 @@ async function main(): Promise<number> {
   process.once('SIGINT', () => { void cleanup().then(() => process.exit(130)); });
   try {
     const prefix = benchQueuePrefix();
-    cleanups.push(() => removeQueueKeys(settings.redisUrl, prefix));
+    cleanups.push(() => removeQueueKeys(prefix, settings.redisUrl));
     const sink: BenchSink = await startBenchSink();
     cleanups.push(() => sink.close());
     const big: BenchDatabase = await createBenchDatabase(settings.adminUrl, 'big', settings.extraSql);

@@ -4,7 +4,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { sql } from 'kysely';
 import { loadConfig } from '../../src/config.ts';
@@ -62,23 +61,6 @@ export async function createBenchDatabase(adminUrl: string, label: string, extra
 
 export function benchQueuePrefix(): string {
   return `nudge-bench-${randomBytes(4).toString('hex')}`;
-}
-
-/** Deletes every key of the installation `prefix` (all queues: keys are `{<prefix>.<queue>}:…`). */
-export async function removeQueueKeys(redisUrl: string, prefix: string): Promise<number> {
-  const redis = new Redis(redisUrl);
-  let removed = 0;
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `{${prefix}.*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) removed += await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-  return removed;
 }
 
 /** The same Runtime the commands use, on the bench's database, prefix and SMTP sink. */

@@ -18,9 +18,6 @@ export function parseDecimal(text: string): bigint {
   return m[1] === '-' ? -value : value;
 }
 
-export function isDecimal(text: string): boolean {
-  return DECIMAL.test(text.trim());
-}
 
 /**
  * Formats a scaled integer divided by `divisor` with 2 decimals, rounding half up (away from zero)
@@ -43,11 +40,6 @@ export function expectedRevenue(amount: string, probability: number): string {
   return formatCents((parseDecimal(amount) * BigInt(probability)) / 100n);
 }
 
-export function sumDecimals(values: Iterable<string>): string {
-  let total = 0n;
-  for (const v of values) total += parseDecimal(v);
-  return formatCents(total);
-}
 
 export function compareDecimals(a: string, b: string): number {
   const d = parseDecimal(a) - parseDecimal(b);

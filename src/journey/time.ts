@@ -158,9 +158,6 @@ export function parseLocalTime(text: string): LocalTime | null {
   return m ? { hour: Number(m[1]), minute: Number(m[2]) } : null;
 }
 
-export function formatLocalTime(t: LocalTime): string {
-  return `${pad(t.hour)}:${pad(t.minute)}`;
-}
 
 /** Parses `<number><unit>` with unit m, h or d into minutes. Returns null when malformed. */
 export function parseDuration(text: string): number | null {
