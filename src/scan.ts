@@ -6,9 +6,10 @@ import { sql } from 'kysely';
 import type { Db } from './db/database.ts';
 import { releaseStaleClaims, type NewDelivery } from './db/deliveries.ts';
 import {
-  closingDatePage, stageEnteredPage, type ClosingDateCursor, type OpportunityRow, type StageEnteredCursor,
+  closingDatePage, stageEnteredPage, toOpportunity, type ClosingDateCursor, type OpportunityRow, type StageEnteredCursor,
 } from './db/opportunities.ts';
-import { loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
+import { decisionsAbout, decisionsAtClosingDates, loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
+import { mayNeedDecision, type TriageDecision } from './journey/triage.ts';
 import { evaluate, type StepEvaluation } from './journey/decide.ts';
 import { addDays } from './journey/time.ts';
 import type { Journey, Snapshot, Step } from './journey/types.ts';
@@ -84,10 +85,11 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
 async function scanPasses(
   deps: ScanDeps, now: Date, pageSize: number, summary: ScanSummary, onProgress?: ScanOptions['onProgress'],
 ): Promise<void> {
-  await forEachScanPage(deps.readDb ?? deps.db, deps.journey, now, { pageSize }, async (rows, sub) => {
-    await processPage(deps, sub, rows, now, summary);
+  const readDb = deps.readDb ?? deps.db;
+  await forEachScanPage<PreparedPage>(readDb, deps.journey, now, { pageSize }, async (page) => {
+    await processPage(deps, page, now, summary);
     onProgress?.(summary);
-  });
+  }, (page) => preparePage(readDb, page, now));
 }
 
 export interface PageOptions {
@@ -96,15 +98,27 @@ export interface PageOptions {
   horizonDays?: number;
 }
 
+/** One keyset page: its rows, and the part of the journey (one pass) it is read for. */
+export interface ScanPage {
+  rows: OpportunityRow[];
+  journey: Journey;
+  /** closingDate: rows in (closing_date, id) order; stageEntered: one stage, in (stage_entered_at, id) order. */
+  pass: 'closingDate' | 'stageEntered';
+}
+
 /**
  * Streams, in keyset pages, every open opportunity that may have a step to decide around `now`
  * (and up to `horizonDays` later), each page with the part of the journey it is read for:
  * closingDate steps by (closing_date, id), then stageEntered steps per stage by
- * (stage_entered_at, id). Memory holds two pages: the one processed and the next, read meanwhile.
+ * (stage_entered_at, id).
+ *
+ * `prepare` (reading what a page needs besides its rows) starts as soon as the page's rows
+ * arrive, and later pages are read meanwhile, while `onPage` runs on an earlier one: at most five
+ * pages are held (one processed, three prepared or being prepared, one being read).
  */
-export async function forEachScanPage(
-  db: Db, journey: Journey, now: Date, options: PageOptions,
-  onPage: (rows: OpportunityRow[], journey: Journey) => Promise<void>,
+export async function forEachScanPage<P = ScanPage>(
+  db: Db, journey: Journey, now: Date, options: PageOptions, onPage: (page: P) => Promise<void>,
+  prepare: (page: ScanPage) => Promise<P> = async (page) => page as P,
 ): Promise<void> {
   const { pageSize } = options;
   const horizon = options.horizonDays ?? 0;
@@ -117,33 +131,51 @@ export async function forEachScanPage(
     const range = { from: addDays(today, -lookback - Math.max(...offsets)), to: addDays(today, horizon + 2 - Math.min(...offsets)) };
     const sub = { ...journey, steps: closingSteps };
     await keysetPages(pageSize, (after: ClosingDateCursor | null) => closingDatePage(db, range, after, pageSize),
-      (last) => ({ closingDate: last.closing_date!, id: last.id }), (rows) => onPage(rows, sub));
+      (last) => ({ closingDate: last.closing_date!, id: last.id }),
+      (rows) => prepare({ rows, journey: sub, pass: 'closingDate' }), onPage);
   }
   for (const [stage, steps] of stageEnteredSteps(journey)) {
     const maxDays = Math.max(...steps.map((s) => (s.trigger.kind === 'stageEntered' ? s.trigger.daysAfter : 0)));
     const range = { from: new Date(now.getTime() - (maxDays + lookback + 1) * DAY), to: new Date(now.getTime() + DAY) };
     const sub = { ...journey, steps };
     await keysetPages(pageSize, (after: StageEnteredCursor | null) => stageEnteredPage(db, stage, range, after, pageSize),
-      (last) => ({ stageEnteredAt: last.cursor, id: last.id }), (rows) => onPage(rows, sub));
+      (last) => ({ stageEnteredAt: last.cursor, id: last.id }),
+      (rows) => prepare({ rows, journey: sub, pass: 'stageEntered' }), onPage);
   }
 }
 
 /**
- * Reads keyset pages until a short one, the next page's query running while the current page is
- * processed (at most two pages in memory).
+ * Reads keyset pages until a short one. Each page's `prepare` starts when its rows arrive; pages
+ * are read ahead while earlier ones are prepared and processed, up to `PAGES_AHEAD` prepared or
+ * being prepared besides the one in `onPage`, which sees them in order.
  */
-async function keysetPages<R, C>(
-  pageSize: number, fetch: (after: C | null) => Promise<R[]>, cursorOf: (last: R) => C, onPage: (rows: R[]) => Promise<void>,
+async function keysetPages<R, C, P>(
+  pageSize: number, fetch: (after: C | null) => Promise<R[]>, cursorOf: (last: R) => C,
+  prepare: (rows: R[]) => Promise<P>, onPage: (page: P) => Promise<void>,
 ): Promise<void> {
-  let next: Promise<R[]> | null = fetch(null);
-  while (next) {
-    const rows: R[] = await next;
-    next = rows.length === pageSize ? fetch(cursorOf(rows[rows.length - 1]!)) : null;
-    // A failed prefetch surfaces when awaited; until then it must not count as unhandled.
-    next?.catch(() => {});
-    await onPage(rows);
+  const read = (after: C | null) => fetch(after).then((rows) => {
+    const prepared = prepare(rows);
+    // A failure surfaces when awaited; until then it must not count as unhandled.
+    prepared.catch(() => {});
+    return { rows, prepared };
+  });
+  const ahead: Promise<P>[] = [];
+  let next: ReturnType<typeof read> | null = read(null);
+  for (;;) {
+    while (next && ahead.length < PAGES_AHEAD) {
+      const { rows, prepared }: Awaited<ReturnType<typeof read>> = await next;
+      ahead.push(prepared);
+      next = rows.length === pageSize ? read(cursorOf(rows[rows.length - 1]!)) : null;
+      next?.catch(() => {});
+    }
+    const page = ahead.shift();
+    if (!page) return;
+    await onPage(await page);
   }
 }
+
+/** Pages read and prepared ahead of the one processed: enough to keep PostgreSQL and Node busy at once. */
+const PAGES_AHEAD = 3;
 
 /** Days a step can stay undecided past its due day: the longest window, weekends, time zones. */
 function lookbackDays(journey: Journey): number {
@@ -163,15 +195,39 @@ function stageEnteredSteps(journey: Journey): Map<string, Step[]> {
 export function snapshotNeeds(journey: Journey, now: Date): SnapshotNeeds {
   const cap = journey.defaults.frequencyCap;
   return {
+    roles: journey.steps.some((s) => s.to.kind === 'role'),
     activities: journey.steps.some((s) => s.skipIfRecentActivityMinutes !== null),
     sentSince: cap ? new Date(now.getTime() - cap.perDays * DAY) : null,
   };
 }
 
-async function processPage(deps: ScanDeps, journey: Journey, rows: OpportunityRow[], now: Date, summary: ScanSummary): Promise<void> {
-  if (rows.length === 0) return;
-  summary.scanned += rows.length;
-  const snapshots = await loadSnapshots(deps.readDb ?? deps.db, rows, snapshotNeeds(journey, now));
+interface PreparedPage extends ScanPage {
+  /** The snapshots of the rows triage left open; the others have nothing to decide. */
+  snapshots: Snapshot[];
+}
+
+/**
+ * Triage, then the snapshots of what is left. Most rows in range are settled (a step not due yet,
+ * already sent, or decided when its window closed: `src/journey/triage.ts`), which their decisions
+ * alone tell; only the rest are loaded whole for `evaluate`.
+ */
+async function preparePage(db: Db, page: ScanPage, now: Date): Promise<PreparedPage> {
+  const { rows, journey } = page;
+  if (rows.length === 0) return { ...page, snapshots: [] };
+  const decisions = page.pass === 'closingDate'
+    ? await decisionsAtClosingDates(db, position(rows[0]!), position(rows[rows.length - 1]!))
+    : await decisionsAbout(db, rows.map((r) => r.id));
+  const open = rows.filter((row) => mayNeedDecision(toOpportunity(row), decisions.get(row.id) ?? [], journey, now));
+  return { ...page, snapshots: await loadSnapshots(db, open, snapshotNeeds(journey, now)) };
+}
+
+function position(row: OpportunityRow): ClosingDateCursor {
+  return { closingDate: row.closing_date!, id: row.id };
+}
+
+async function processPage(deps: ScanDeps, page: PreparedPage, now: Date, summary: ScanSummary): Promise<void> {
+  const { journey, snapshots } = page;
+  summary.scanned += page.rows.length;
   const suppressions: NewDelivery[] = [];
   const jobs = new Map<string, DeliverJob>();
   const warned = new Set<number>();

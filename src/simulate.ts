@@ -30,7 +30,7 @@ export async function runSimulation(db: Db, journey: Journey, from: Date, days: 
   const zone = journey.defaults.timeZone;
   const to = zonedTime(addDays(localDate(from, zone), days), { hour: 0, minute: 0 }, zone);
   const units: SimulationUnit[] = [];
-  await forEachScanPage(db, journey, from, { pageSize: 1000, horizonDays: days }, async (rows, sub) => {
+  await forEachScanPage(db, journey, from, { pageSize: 1000, horizonDays: days }, async ({ rows, journey: sub }) => {
     const snapshots = await loadSnapshots(db, rows, snapshotNeeds(sub, from));
     for (const snapshot of snapshots) units.push({ snapshot, journey: sub });
     onProgress?.(units.length);

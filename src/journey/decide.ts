@@ -45,14 +45,14 @@ function evaluateStep(snapshot: Snapshot, journey: Journey, step: Step, now: Dat
   const closingDate = opportunity.closingDate;
   const occurrence = occurrenceOf(step, closingDate);
   const recipients = resolveRecipients(snapshot, step, journey.defaults);
-  const base = { step, occurrence, closingDate, record: false };
   const targets: (Recipient | null)[] = recipients.length > 0 ? recipients : [null];
   return targets.map((recipient) => {
     const zone = recipient?.timeZone ?? journey.defaults.timeZone;
     const due = dueTime(opportunity, step, zone);
     const { verdict, checks } = judge({ snapshot, journey, step, recipient, due, occurrence, now }, explain);
-    const evaluation: StepEvaluation = { ...base, recipient, due, verdict, checks };
-    return { ...evaluation, record: shouldRecord(evaluation, snapshot.history, now) };
+    const evaluation: StepEvaluation = { step, recipient, occurrence, closingDate, due, verdict, record: false, checks };
+    evaluation.record = shouldRecord(evaluation, snapshot.history, now);
+    return evaluation;
   });
 }
 
@@ -102,15 +102,34 @@ function isRecipientReason(reason: SuppressionReason): boolean {
   return RECIPIENT_REASONS.has(reason);
 }
 
+/** Whom a decision is about: an address (`''` for nobody) and the contact, when there is one. */
+export interface Person {
+  /** Null when not known (then only the contact id can match). */
+  address: string | null;
+  contactId: number | null;
+}
+
+export function personOf(recipient: Recipient | null): Person {
+  return { address: recipient?.address ?? '', contactId: recipient?.contact?.id ?? null };
+}
+
 /**
- * A suppression is written once per (step, recipient, closing date, reason). A step whose window
- * closed is written (`expired`, `closing_date_passed`) only when nothing was ever decided for it,
- * so a stale opportunity does not collect a row for every step it already settled.
+ * Whether a past decision was about this person: the same address, or the same contact under an
+ * address since changed (a step is spent for a person, not for one spelling of an address).
+ */
+export function samePerson(d: Pick<PastDecision, 'recipient' | 'contactId'>, who: Person): boolean {
+  return (who.address !== null && d.recipient === who.address) || (who.contactId !== null && d.contactId === who.contactId);
+}
+
+/**
+ * A suppression is written once per (step, recipient, closing date, reason), the recipient being
+ * the person (see `samePerson`). A step whose window closed is written (`expired`,
+ * `closing_date_passed`) only when nothing was ever decided for it, so a stale opportunity does
+ * not collect a row for every step it already settled.
  */
 function shouldRecord(e: StepEvaluation, history: readonly PastDecision[], now: Date): boolean {
   if (e.verdict.kind !== 'suppress') return false;
-  const address = e.recipient?.address ?? '';
-  const same = history.filter((d) => d.stepId === e.step.id && d.recipient === address && d.closingDate === e.closingDate);
+  const same = history.filter((d) => d.stepId === e.step.id && d.closingDate === e.closingDate && samePerson(d, personOf(e.recipient)));
   if (same.some((d) => d.reason === (e.verdict as { reason: string }).reason)) return false;
   if (e.due && now >= e.due.windowEndsAt) return same.length === 0;
   return true;

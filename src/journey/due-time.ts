@@ -15,15 +15,28 @@ export interface DueTime {
 
 const MINUTE = 60_000;
 
-/** The due time of `step` for a recipient in `zone`, or null when its trigger does not apply. */
+/**
+ * The due time of `step` for a recipient in `zone`, or null when its trigger does not apply. The
+ * result is shared between calls (a scan asks for the same closing dates in the same zones over
+ * and over): it must not be changed.
+ */
 export function dueTime(opportunity: Opportunity, step: Step, zone: string): DueTime | null {
   const { trigger, timing } = step;
   let day: IsoDate;
   let at: Date;
   if (trigger.kind === 'closingDate') {
     if (opportunity.closingDate === null) return null;
-    day = addDays(opportunity.closingDate, trigger.offsetDays);
-    at = zonedTime(day, timing.sendAt, zone);
+    const memo = memoOf(closingDueTimes, timing);
+    const key = `${zone}|${opportunity.closingDate}|${trigger.offsetDays}`;
+    let due = memo.get(key);
+    if (due === undefined) {
+      day = addDays(opportunity.closingDate, trigger.offsetDays);
+      at = zonedTime(day, timing.sendAt, zone);
+      const dueAt = nextAllowed(at, zone, timing);
+      due = { dueAt, windowEndsAt: new Date(dueAt.getTime() + timing.windowMinutes * MINUTE), day };
+      remember(memo, key, due);
+    }
+    return due;
   } else {
     if (opportunity.stage.key !== trigger.stage) return null;
     day = addDays(localDate(opportunity.stageEnteredAt, zone), trigger.daysAfter);
@@ -37,6 +50,37 @@ export function dueTime(opportunity: Opportunity, step: Step, zone: string): Due
 
 /** The first instant at or after `at` outside quiet hours and (when skipped) weekends. */
 export function nextAllowed(at: Date, zone: string, timing: Pick<Timing, 'quietHours' | 'skipWeekends'>): Date {
+  if (!timing.quietHours && !timing.skipWeekends) return at;
+  const memo = memoOf(allowedTimes, timing);
+  const key = `${zone}|${at.getTime()}`;
+  let allowed = memo.get(key);
+  if (allowed === undefined) {
+    allowed = firstAllowed(at, zone, timing);
+    remember(memo, key, allowed);
+  }
+  return new Date(allowed.getTime());
+}
+
+// Per timing object (a step's, or the defaults'): recent answers, bounded.
+const closingDueTimes = new WeakMap<object, Map<string, DueTime>>();
+const allowedTimes = new WeakMap<object, Map<string, Date>>();
+const MEMO_LIMIT = 20_000;
+
+function memoOf<V>(memos: WeakMap<object, Map<string, V>>, timing: object): Map<string, V> {
+  let memo = memos.get(timing);
+  if (!memo) {
+    memo = new Map();
+    memos.set(timing, memo);
+  }
+  return memo;
+}
+
+function remember<V>(memo: Map<string, V>, key: string, value: V): void {
+  if (memo.size >= MEMO_LIMIT) memo.clear();
+  memo.set(key, value);
+}
+
+function firstAllowed(at: Date, zone: string, timing: Pick<Timing, 'quietHours' | 'skipWeekends'>): Date {
   let t = at;
   // Each move lands on a boundary; a handful of moves reaches a stable instant in any zone.
   for (let i = 0; i < 8; i++) {

@@ -181,7 +181,7 @@ function failureDetail(verdict: Verdict): string {
   return 'detail' in verdict ? verdict.detail : '';
 }
 
-function stageFilter(snapshot: Snapshot, step: Step): string | null {
+export function stageFilter(snapshot: Pick<Snapshot, 'opportunity'>, step: Step): string | null {
   const { opportunity } = snapshot;
   const stage = opportunity.stage;
   if (step.stages && !step.stages.includes(stage.key)) return `stage ${stage.key} is not one of ${step.stages.join(', ')}`;
