@@ -86,10 +86,18 @@ async function scanPasses(
   deps: ScanDeps, now: Date, pageSize: number, summary: ScanSummary, onProgress?: ScanOptions['onProgress'],
 ): Promise<void> {
   const readDb = deps.readDb ?? deps.db;
-  await forEachScanPage<PreparedPage>(readDb, deps.journey, now, { pageSize }, async (page) => {
-    await processPage(deps, page, now, summary);
-    onProgress?.(summary);
-  }, (page) => preparePage(readDb, page, now));
+  const writes = new WriteBehind();
+  try {
+    await forEachScanPage<PreparedPage>(readDb, deps.journey, now, { pageSize }, async (page) => {
+      await processPage(deps, page, now, summary, writes);
+      onProgress?.(summary);
+    }, (page) => preparePage(readDb, page, now));
+  } catch (error) {
+    // No write is left running behind a failed pass; its own failure is the one reported.
+    await writes.drain().catch(() => {});
+    throw error;
+  }
+  await writes.drain();
 }
 
 export interface PageOptions {
@@ -225,7 +233,7 @@ function position(row: OpportunityRow): ClosingDateCursor {
   return { closingDate: row.closing_date!, id: row.id };
 }
 
-async function processPage(deps: ScanDeps, page: PreparedPage, now: Date, summary: ScanSummary): Promise<void> {
+async function processPage(deps: ScanDeps, page: PreparedPage, now: Date, summary: ScanSummary, writes: WriteBehind): Promise<void> {
   const { journey, snapshots } = page;
   summary.scanned += page.rows.length;
   const suppressions: NewDelivery[] = [];
@@ -250,17 +258,48 @@ async function processPage(deps: ScanDeps, page: PreparedPage, now: Date, summar
       collect(deps, snapshot, e, now, suppressions, jobs);
     }
   }
-  if (suppressions.length > 0) {
-    const inserted = await deps.db.insertInto('deliveries').values(suppressions)
-      .onConflict((oc) => oc.doNothing()).returning(['id', 'reason']).execute();
-    summary.suppressed += inserted.length;
-    for (const row of inserted) deps.metrics?.decision('suppressed', row.reason);
+  if (suppressions.length === 0 && jobs.size === 0) return;
+  // Written behind the scan, which goes on deciding the next page meanwhile.
+  await writes.add(async () => {
+    if (suppressions.length > 0) {
+      const inserted = await deps.db.insertInto('deliveries').values(suppressions)
+        .onConflict((oc) => oc.doNothing()).returning(['id', 'reason']).execute();
+      summary.suppressed += inserted.length;
+      for (const row of inserted) deps.metrics?.decision('suppressed', row.reason);
+    }
+    if (jobs.size > 0) {
+      await deps.enqueue([...jobs].map(([id, data]) => ({ id, data })));
+      summary.enqueued += jobs.size;
+    }
+  });
+}
+
+/**
+ * A page's writes (suppressions, then jobs) run one page after another, in order, while later
+ * pages are decided; `add` waits when more than `WRITES_BEHIND` are pending. The pass ends with
+ * `drain`: every write done, the first failure thrown.
+ */
+class WriteBehind {
+  private readonly pending: Promise<void>[] = [];
+
+  async add(write: () => Promise<void>): Promise<void> {
+    const previous = this.pending[this.pending.length - 1] ?? Promise.resolve();
+    const next = previous.then(write);
+    // A failure surfaces in `add` or `drain`; until then it must not count as unhandled.
+    next.catch(() => {});
+    this.pending.push(next);
+    if (this.pending.length > WRITES_BEHIND) await this.pending.shift();
   }
-  if (jobs.size > 0) {
-    await deps.enqueue([...jobs].map(([id, data]) => ({ id, data })));
-    summary.enqueued += jobs.size;
+
+  async drain(): Promise<void> {
+    const pending = this.pending.splice(0);
+    const results = await Promise.allSettled(pending);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }
+
+const WRITES_BEHIND = 2;
 
 function collect(
   deps: ScanDeps, snapshot: Snapshot, e: StepEvaluation, now: Date,

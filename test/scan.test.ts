@@ -131,3 +131,43 @@ describe('bad rows', () => {
     expect(marsRow.due_at!.toISOString()).toBe('2027-05-17T07:00:00.000Z');
   });
 });
+
+describe('writes behind the pass', () => {
+  it('a failing enqueue fails the pass with its own error, after the writes before it are done', async () => {
+    for (let i = 0; i < 6; i++) {
+      await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: await insertContact(db(), { time_zone: 'UTC' }) });
+    }
+    let calls = 0;
+    const enqueue = async () => {
+      calls += 1;
+      if (calls === 2) throw new Error('redis is gone');
+    };
+    const scan = runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger, enqueue },
+      new Date('2027-01-14T09:00:00Z'), { pageSize: 2 });
+    await expect(scan).rejects.toThrow('redis is gone');
+    // The first page's jobs were handed over, the failure stopped the pass: not all three pages.
+    expect(calls).toBeGreaterThanOrEqual(2);
+    expect(calls).toBeLessThan(4);
+  });
+});
+
+describe('triage on real rows', () => {
+  it('a second pass a day later, over unchanged data, enqueues nothing and writes nothing twice', async () => {
+    const sent = await insertContact(db(), { time_zone: 'UTC' });
+    const unsubscribed = await insertContact(db(), { time_zone: 'UTC', unsubscribed_at: new Date('2026-01-01T00:00:00Z') });
+    const a = await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: sent });
+    await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: unsubscribed });
+    const first = await world.tick('2027-01-14T09:00:00Z');
+    expect(first).toMatchObject({ scanned: 2, enqueued: 1 });
+    await world.drain('2027-01-14T09:00:00Z');
+    const rows = (await deliveries(db())).length;
+    // A day later the 3-day step's window has closed for both: one was sent, one suppressed.
+    const jobs: DeliverJob[] = [];
+    const summary = await runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
+      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); } }, new Date('2027-01-15T12:00:00Z'));
+    expect(summary).toMatchObject({ scanned: 2, enqueued: 0, suppressed: 0, errors: 0 });
+    expect(jobs).toEqual([]);
+    expect((await deliveries(db())).length).toBe(rows);
+    expect((await deliveries(db(), a)).map((r) => [r.step_id, r.status])).toContainEqual(['closing-in-3-days', 'sent']);
+  });
+});
