@@ -13,7 +13,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import nodemailer from 'nodemailer';
+import nodemailer, { type SendMailOptions } from 'nodemailer';
 import MailComposer from 'nodemailer/lib/mail-composer';
 
 export interface OutgoingEmail {
@@ -38,8 +38,10 @@ export type SendOutcome =
 
 export interface SendOptions {
   /**
-   * Called once, just before the message's first byte goes to the transport; resolving false
-   * aborts the send with nothing handed over (outcome `withdrawn`).
+   * Called once, just before the message's first byte goes to the transport: for SMTP, after the
+   * server accepted the envelope and said go ahead to DATA (a refusal before that ends the send
+   * without asking). Resolving false aborts the send with nothing handed over (outcome
+   * `withdrawn`).
    */
   beforeHandover?: () => Promise<boolean>;
 }
@@ -78,19 +80,27 @@ export function smtpMailer(url: string, options: SmtpOptions = {}): Mailer {
     greetingTimeout: options.greetingTimeout ?? 10_000,
     socketTimeout: options.socketTimeout ?? 30_000,
   });
+  // The message stream nodemailer builds is read ahead (into its own buffers) as soon as a
+  // connection is free, before MAIL FROM; the stream the SMTP connection itself consumes is the
+  // last one of the message's process functions, and it is first read after the server's 354 to
+  // DATA. That is where the gate goes.
+  transport.use('stream', (mail, done) => {
+    const gate = (mail.data as GatedData)[GATE];
+    if (gate) mail.message.processFunc((input) => gatedStream(input, gate));
+    done();
+  });
   return {
     transport: 'smtp',
     async send(email, options = {}) {
       const raw = await buildMessage(email);
-      let handedOver = false;
-      const stream = gatedStream(raw, options.beforeHandover);
-      stream.on('end', () => { handedOver = true; });
+      const gate: Gate = { ask: options.beforeHandover ?? (() => Promise.resolve(true)), refused: false, handedOver: false };
       try {
-        const info = await transport.sendMail({ envelope: { from: envelopeAddress(email.from), to: [email.to] }, raw: stream });
+        const data: GatedData = { envelope: { from: envelopeAddress(email.from), to: [email.to] }, raw, [GATE]: gate };
+        const info = await transport.sendMail(data);
         return { kind: 'accepted', response: String((info as { response?: string }).response ?? '') };
       } catch (error) {
-        if (error instanceof HandoverRefused) return { kind: 'withdrawn', reason: error.message };
-        return classify(error as SmtpError, handedOver);
+        if (gate.refused) return { kind: 'withdrawn', reason: 'withdrawn before handover; nothing was handed over' };
+        return classify(error as SmtpError, gate.handedOver);
       }
     },
     async close() {
@@ -98,6 +108,18 @@ export function smtpMailer(url: string, options: SmtpOptions = {}): Mailer {
     },
   };
 }
+
+const GATE = 'nudgeGate';
+
+interface Gate {
+  ask: () => Promise<boolean>;
+  /** The gate said no: nothing was handed over. */
+  refused: boolean;
+  /** The whole message went to the connection. */
+  handedOver: boolean;
+}
+
+type GatedData = SendMailOptions & { [GATE]?: Gate };
 
 interface SmtpError extends Error {
   code?: string;
@@ -117,22 +139,21 @@ export function classify(error: SmtpError, handedOver: boolean): SendOutcome {
 }
 
 /**
- * The message as a stream that asks `gate` before its first byte: the SMTP client reads it only
- * once the server has said go ahead to DATA, so "handed over" is marked as late as possible.
+ * The message as the SMTP connection reads it, asking `gate` before the first byte: the
+ * connection starts reading only once the server has said go ahead to DATA, so the gate is asked
+ * as late as possible. A no destroys the stream with nothing written.
  */
-function gatedStream(raw: Buffer, gate: SendOptions['beforeHandover']): Readable {
-  let asked = false;
-  return new Readable({
-    read() {
-      if (asked) return;
-      asked = true;
-      (gate ? gate() : Promise.resolve(true)).then((ok) => {
-        if (!ok) return this.destroy(new HandoverRefused('withdrawn before handover; nothing was handed over'));
-        this.push(raw);
-        this.push(null);
-      }, (err: Error) => this.destroy(err));
-    },
-  });
+function gatedStream(input: Readable, gate: Gate): Readable {
+  const output = Readable.from((async function* () {
+    if (!(await gate.ask())) {
+      gate.refused = true;
+      input.destroy();
+      throw new HandoverRefused('withdrawn before handover; nothing was handed over');
+    }
+    yield* input;
+  })(), { objectMode: false });
+  output.on('end', () => { gate.handedOver = true; });
+  return output;
 }
 
 function envelopeAddress(from: string): string {

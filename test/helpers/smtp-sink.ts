@@ -1,10 +1,11 @@
 /**
  * A real SMTP server on loopback (smtp-server, STARTTLS disabled) that keeps what it receives,
- * parsed by mailparser, and can be told to refuse: per recipient, or for everything for a while.
+ * parsed by mailparser, and can be told to refuse: per recipient, or for everything for a while;
+ * to drop the connection after the message; or to stall, leaving RCPT TO unanswered.
  */
 import type { AddressInfo } from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
-import { SMTPServer } from 'smtp-server';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 
 export interface ReceivedEmail {
   envelopeTo: string[];
@@ -20,6 +21,13 @@ export interface SmtpSink {
   refuse(rule: { code: number; message: string; recipient?: (address: string) => boolean } | null): void;
   /** Keep the message, then drop the connection before replying to its final dot. */
   dropAfterData(on: boolean): void;
+  /**
+   * Leave every RCPT TO unanswered while on (a server that never gets to DATA); turning it off
+   * answers the held ones (250, or the refusal rule).
+   */
+  stall(on: boolean): void;
+  /** RCPT TO commands held unanswered right now. */
+  stalled(): number;
   close(): Promise<void>;
 }
 
@@ -27,17 +35,24 @@ export async function startSmtpSink(): Promise<SmtpSink> {
   const received: ReceivedEmail[] = [];
   let rule: Parameters<SmtpSink['refuse']>[0] = null;
   let drop = false;
+  let stalling = false;
+  const held: (() => void)[] = [];
+  const onRcptTo: NonNullable<SMTPServerOptions['onRcptTo']> = (address, session, callback) => {
+    if (stalling) {
+      held.push(() => onRcptTo(address, session, callback));
+      return;
+    }
+    if (rule && (!rule.recipient || rule.recipient(address.address))) {
+      const error = Object.assign(new Error(rule.message), { responseCode: rule.code });
+      return callback(error);
+    }
+    callback();
+  };
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
     logger: false,
-    onRcptTo(address, _session, callback) {
-      if (rule && (!rule.recipient || rule.recipient(address.address))) {
-        const error = Object.assign(new Error(rule.message), { responseCode: rule.code });
-        return callback(error);
-      }
-      callback();
-    },
+    onRcptTo,
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
@@ -67,6 +82,15 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     dropAfterData(on) {
       drop = on;
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    stall(on) {
+      stalling = on;
+      if (!on) for (const answer of held.splice(0)) answer();
+    },
+    stalled: () => held.length,
+    close: () => {
+      stalling = false;
+      for (const answer of held.splice(0)) answer();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }

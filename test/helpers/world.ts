@@ -68,6 +68,7 @@ export async function createWorld(options: WorldOptions = {}): Promise<World> {
       smtp.received.length = 0;
       smtp.refuse(null);
       smtp.dropAfterData(false);
+      smtp.stall(false);
       await sql`truncate deliveries, activities, opportunity_contacts, opportunities, contacts restart identity cascade`.execute(database.db);
       await rt.queue.obliterate({ force: true });
     },

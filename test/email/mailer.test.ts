@@ -1,0 +1,66 @@
+/**
+ * The SMTP mailer's gate against a real SMTP server on loopback: `beforeHandover` is asked once
+ * the server has accepted the envelope and said go ahead to DATA, never earlier, and its answer
+ * decides whether a byte of the message goes out.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { smtpMailer, type Mailer, type OutgoingEmail } from '../../src/email/mailer.ts';
+import { until } from '../helpers/daemon.ts';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
+
+const EMAIL: OutgoingEmail = {
+  from: 'Acme <sales@acme.test>', to: 'ada@customer.test', subject: 'Trip to the USA', html: '<p>Hello</p>', text: 'Hello',
+  headers: {}, messageId: '<gate-test@acme.test>',
+};
+
+let sink: SmtpSink;
+let mailer: Mailer;
+
+beforeAll(async () => {
+  sink = await startSmtpSink();
+});
+
+afterAll(async () => {
+  await sink?.close();
+});
+
+beforeEach(async () => {
+  await mailer?.close();
+  mailer = smtpMailer(sink.url);
+  sink.received.length = 0;
+  sink.refuse(null);
+  sink.stall(false);
+});
+
+describe('beforeHandover', () => {
+  it('is asked only after the server accepted the recipient, and yes sends the message', async () => {
+    sink.stall(true);
+    let asked = 0;
+    const sending = mailer.send(EMAIL, { beforeHandover: async () => { asked += 1; return true; } });
+    try {
+      await until('the server to hold RCPT TO', () => sink.stalled() === 1, 10_000);
+      // Connected, MAIL FROM accepted, RCPT TO unanswered: too early to ask.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(asked).toBe(0);
+    } finally {
+      sink.stall(false);
+    }
+    expect(await sending).toMatchObject({ kind: 'accepted' });
+    expect(asked).toBe(1);
+    expect(sink.received.map((m) => m.parsed.messageId)).toEqual(['<gate-test@acme.test>']);
+  });
+
+  it('no withdraws the message: nothing reaches the server', async () => {
+    const outcome = await mailer.send(EMAIL, { beforeHandover: async () => false });
+    expect(outcome.kind).toBe('withdrawn');
+    expect(sink.received).toHaveLength(0);
+  });
+
+  it('is not asked when the server refuses the recipient', async () => {
+    sink.refuse({ code: 550, message: 'no such mailbox' });
+    let asked = 0;
+    const outcome = await mailer.send(EMAIL, { beforeHandover: async () => { asked += 1; return true; } });
+    expect(outcome).toMatchObject({ kind: 'rejected', code: 550 });
+    expect(asked).toBe(0);
+  });
+});
