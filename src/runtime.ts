@@ -20,6 +20,9 @@ export class InvalidContentError extends Error {
   }
 }
 
+/** Jobs per `addBulk` (one MULTI). */
+const ENQUEUE_CHUNK = 1000;
+
 export class Runtime {
   private closers: (() => Promise<unknown>)[] = [];
   private _db: Db | null = null;
@@ -108,9 +111,26 @@ export class Runtime {
   enqueuer(): ScanDeps['enqueue'] {
     const options = deliverJobOptions({ prefix: this.config.queuePrefix, attempts: this.config.attempts, retryBaseMs: this.config.retryBaseMs });
     return async (jobs) => {
-      for (let i = 0; i < jobs.length; i += 1000) {
-        await this.queue.addBulk(jobs.slice(i, i + 1000).map((j) => ({ name: 'deliver', data: j.data, opts: { ...options, jobId: j.id } })));
-      }
+      const chunks: (typeof jobs)[] = [];
+      for (let i = 0; i < jobs.length; i += ENQUEUE_CHUNK) chunks.push(jobs.slice(i, i + ENQUEUE_CHUNK));
+      // Two chunks in flight: one is built and sent while Redis runs the other's scripts.
+      let next = 0;
+      let failed = false;
+      const lane = async () => {
+        while (!failed && next < chunks.length) {
+          const chunk = chunks[next++]!;
+          try {
+            await this.queue.addBulk(chunk.map((j) => ({ name: 'deliver', data: j.data, opts: { ...options, jobId: j.id } })));
+          } catch (error) {
+            failed = true;
+            throw error;
+          }
+        }
+      };
+      // Both lanes settle before this returns: nothing is added after a failure is reported.
+      const results = await Promise.allSettled([lane(), lane()]);
+      const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (rejected) throw rejected.reason;
     };
   }
 
