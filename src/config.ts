@@ -51,6 +51,13 @@ export interface Config {
   claimLeaseMs: number;
   /** Milliseconds a worker's lock on a job lasts; a dead worker's jobs run again after it. @defaultValue 30000 */
   jobLockMs: number;
+  /**
+   * Milliseconds a send may take, from its decision, to reach the handover (the SMTP server ready
+   * for the message). The rows it was decided on stay locked meanwhile, so this bounds how long a
+   * CRM write to them can wait on a slow SMTP server; after it the send is deferred and retried.
+   * @defaultValue 5000
+   */
+  handoverTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -100,6 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     scanEveryMs: integer(env, 'NUDGE_SCAN_EVERY_MS', 60_000, 1_000, 86_400_000),
     claimLeaseMs: integer(env, 'NUDGE_CLAIM_LEASE_MS', 120_000, 1_000, 86_400_000),
     jobLockMs: integer(env, 'NUDGE_JOB_LOCK_MS', 30_000, 1_000, 3_600_000),
+    handoverTimeoutMs: integer(env, 'NUDGE_HANDOVER_TIMEOUT_MS', 5_000, 100, 300_000),
   });
 }
 

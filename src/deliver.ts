@@ -1,19 +1,29 @@
 /**
- * One delivery job: reload the opportunity, decide again at `now`, then suppress (a row) or
- * render, claim the send in PostgreSQL, hand it to SMTP and record the outcome.
+ * One delivery job: lock and reload the opportunity, decide again at `now`, then suppress (a row)
+ * or render, send and record the outcome.
  *
- * Order matters for "exactly once in effect": the claim (a `deliveries` row with status
- * `unknown`, under the unique index `deliveries_spent`) commits before SMTP sees the message. A
- * process that dies after the server accepted and before the final write leaves `unknown`,
- * never a second email; a duplicate job finds the claim and sends nothing.
+ * Each send is one transaction, from the decision to the handover. The opportunity and its
+ * contacts stay share-locked, and each contact's advisory lock held, while the SMTP client sets up
+ * the connection and the envelope. When the server is ready for the message (354 to DATA), the
+ * send is claimed (a `deliveries` row, status `unknown`, already handed over, under the unique
+ * index `deliveries_spent`) and the transaction commits; only then does the first byte go out.
+ *
+ * - Fresh at send time: a CRM change to the rows the decision read either committed before the
+ *   decision or waits until the message is handed over. No second load is needed at handover.
+ * - Exactly once in effect: the claim commits before SMTP sees the message. A process that dies
+ *   after the commit leaves `unknown`, never a second email; a duplicate job waits on the contact's
+ *   lock, then finds the claim and sends nothing. A failed commit withdraws the message unsent.
+ * - CRM writers wait a bounded time: a server that has not asked for the message within
+ *   `handoverTimeoutMs` makes the send give up (rolled back, nothing claimed, the gate answers no
+ *   when it is reached) and the job is retried with backoff.
  */
 import type { Db } from './db/database.ts';
 import {
-  claimSend, markHandedOver, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type NewDelivery,
+  claimSend, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type NewDelivery,
 } from './db/deliveries.ts';
-import { loadSnapshot } from './db/snapshots.ts';
+import { lockAndLoadSnapshot } from './db/locked-snapshot.ts';
 import { composeEmail, templateContext, type ComposeSettings } from './email/compose.ts';
-import type { Mailer, OutgoingEmail } from './email/mailer.ts';
+import type { Mailer, OutgoingEmail, SendOutcome } from './email/mailer.ts';
 import { TemplateError, type Templates } from './email/templates.ts';
 import { decideJob, type JobAction } from './journey/decide-job.ts';
 import type { Journey, Snapshot } from './journey/types.ts';
@@ -21,6 +31,7 @@ import type { Logger } from './logger.ts';
 import { noMetrics, type Metrics } from './metrics.ts';
 import type { DeliverJob } from './queue/queues.ts';
 import { snapshotNeeds } from './scan.ts';
+import { startSend, type InFlight } from './send-gate.ts';
 
 export interface DeliverDeps {
   db: Db;
@@ -31,6 +42,11 @@ export interface DeliverDeps {
   compose: ComposeSettings;
   logger: Logger;
   metrics?: Metrics;
+  /**
+   * Milliseconds a send may take to reach the handover (SMTP ready for the message) while the
+   * rows it was decided on stay locked; after that it is deferred. @defaultValue 5000
+   */
+  handoverTimeoutMs?: number;
 }
 
 export interface DeliverResult {
@@ -41,152 +57,253 @@ export interface DeliverResult {
   skipped: number;
 }
 
-/** Thrown when SMTP deferred a send: the job is retried with backoff (the claim was released). */
+/** Thrown when SMTP deferred a send: the job is retried with backoff (nothing is claimed). */
 export class DeferredError extends Error {
   override name = 'DeferredError';
 }
 
+const DEFAULT_HANDOVER_TIMEOUT_MS = 5_000;
+
+/** One job being delivered: what every step of it needs. */
+interface Run {
+  deps: DeliverDeps;
+  metrics: Metrics;
+  journey: Journey;
+  job: DeliverJob;
+  now: Date;
+  result: DeliverResult;
+  /** Recipients already dealt with by an earlier transaction of this job. */
+  done: Set<string>;
+}
+
+/** What one transaction did: rows to count once it committed, and the send it claimed or deferred. */
+interface Step {
+  written: { status: 'suppressed' | 'failed'; reason: string }[];
+  claimed: Claimed | null;
+  /** The SMTP reply code (or `connection`) of a send deferred before the handover. */
+  deferred: string | null;
+  /** A send to another recipient of this job is still to be done, in a transaction of its own. */
+  more: boolean;
+  /** The send started in this transaction, withdrawn if the transaction does not commit. */
+  flight: InFlight | null;
+}
+
 interface Claimed {
   id: number;
-  email: OutgoingEmail;
+  flight: InFlight;
   dueAt: Date | null;
-  /** The normalised address the claim was made for. */
-  recipient: string;
   log: Record<string, unknown>;
+}
+
+/** The transaction gave up waiting for the handover: rolled back, the send withdrawn. */
+class HandoverTimeout extends Error {
+  override name = 'HandoverTimeout';
 }
 
 export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Promise<DeliverResult> {
   const result: DeliverResult = { sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 };
-  const journey = deps.journey();
-  const claimed = await deps.db.transaction().execute(async (trx) => {
-    const snapshot = await loadSnapshot(trx, job.opportunityId, snapshotNeeds(journey, now), true);
-    const actions = decideJob(snapshot, journey, job, now);
-    const out: Claimed[] = [];
-    for (const action of actions) {
-      const claim = await apply(deps, trx, snapshot, job, action, now, result);
-      if (claim) out.push(claim);
-    }
-    return out;
-  });
-  const metrics = deps.metrics ?? noMetrics;
+  const run: Run = { deps, metrics: deps.metrics ?? noMetrics, journey: deps.journey(), job, now, result, done: new Set() };
   let deferred: string | null = null;
-  for (const c of claimed) {
-    const outcome = await deps.mailer.send(c.email, { beforeHandover: () => recheck(deps, journey, job, c, now, result) });
-    switch (outcome.kind) {
-      case 'withdrawn':
-        deps.logger.info({ ...c.log }, 'withdrawn at handover: the rows changed since the decision');
-        break;
-      case 'accepted':
-        await markSent(deps.db, c.id, outcome.response.slice(0, 500));
-        result.sent += 1;
-        metrics.decision('sent', null);
-        if (c.dueAt) metrics.dueToSent((now.getTime() - c.dueAt.getTime()) / 1000);
-        deps.logger.info({ ...c.log, transport: deps.mailer.transport }, 'sent');
-        break;
-      case 'rejected':
-        await markRejected(deps.db, c.id, outcome.response.slice(0, 500));
-        result.failed += 1;
-        metrics.decision('failed', 'smtp_rejected');
-        deps.logger.warn({ ...c.log, reason: 'smtp_rejected', code: outcome.code }, 'failed');
-        break;
-      case 'deferred':
-        await releaseClaim(deps.db, c.id);
-        // Only the code goes into the job's error (kept in Redis, logged): the server's text
-        // may name the recipient.
-        deferred = /^\d{3}/.exec(outcome.reason)?.[0] ?? 'connection';
-        metrics.deferred();
-        deps.logger.warn({ ...c.log }, 'smtp deferred the send; will retry');
-        break;
-      case 'unknown':
-        await markUnknown(deps.db, c.id, outcome.reason.slice(0, 500));
-        result.unknown += 1;
-        metrics.decision('unknown', null);
-        deps.logger.error({ ...c.log }, 'send outcome unknown: connection lost after the message was handed over; not resent');
-        break;
+  for (let more = true; more;) {
+    const step: Step = { written: [], claimed: null, deferred: null, more: false, flight: null };
+    try {
+      await deps.db.transaction().execute((trx) => decideAndHandOver(run, trx, step));
+    } catch (error) {
+      // Rolled back (the handover timed out, a statement or the commit failed): nothing was
+      // claimed, so the message must not go. Wait for the send to end, then retry the job.
+      if (step.flight) await withdraw(step.flight);
+      if (!(error instanceof HandoverTimeout)) throw error;
+      run.metrics.deferred();
+      deps.logger.warn({ opportunityId: job.opportunityId, stepId: job.stepId }, 'smtp did not ask for the message in time; will retry');
+      throw new DeferredError(`SMTP did not ask for the message within ${handoverTimeout(deps)} ms; retrying with backoff`);
     }
+    // Committed. A send started but not claimed (already spent) must not go.
+    if (step.flight) await withdraw(step.flight);
+    for (const w of step.written) {
+      result[w.status] += 1;
+      run.metrics.decision(w.status, w.reason);
+    }
+    if (step.claimed) deferred = (await finishSend(run, step.claimed)) ?? deferred;
+    if (step.deferred) {
+      deferred = step.deferred;
+      run.metrics.deferred();
+    }
+    more = step.more;
   }
+  // Only the code goes into the job's error (kept in Redis, logged): the server's text may name
+  // the recipient.
   if (deferred) throw new DeferredError(`SMTP deferred the send (${deferred}); retrying with backoff`);
   return result;
 }
 
 /**
- * At handover, just before the message's first byte goes to SMTP: lock the rows again, decide
- * again (leaving the claim itself out), and hand over only if the same send still stands. A
- * change committed while the connection was being set up (unsubscribed, moved date, won) is
- * honoured: the claim goes, and the suppression is recorded.
+ * One transaction: lock and load, decide, record the suppressions not yet recorded, then take the
+ * first send not yet done as far as its handover.
  */
-async function recheck(deps: DeliverDeps, journey: Journey, job: DeliverJob, claim: Claimed, now: Date, result: DeliverResult): Promise<boolean> {
-  return deps.db.transaction().execute(async (trx) => {
-    const needs = { ...snapshotNeeds(journey, now), excludeDelivery: claim.id };
-    const snapshot = await loadSnapshot(trx, job.opportunityId, needs, true);
-    const actions = decideJob(snapshot, journey, job, now);
-    const mine = actions.find((a) => (a.recipient?.address ?? '') === claim.recipient) ?? actions[0];
-    if (mine?.kind === 'send' && mine.recipient.address === claim.recipient) return markHandedOver(trx, claim.id);
-    await releaseClaim(trx, claim.id);
-    if (mine?.kind === 'suppress') await recordSuppression(deps, trx, job, mine, now, result);
-    else result.skipped += 1;
-    return false;
-  });
+async function decideAndHandOver(run: Run, trx: Db, step: Step): Promise<void> {
+  const { deps, job, now } = run;
+  const snapshot = await lockAndLoadSnapshot(trx, job.opportunityId, snapshotNeeds(run.journey, now));
+  const actions = decideJob(snapshot, run.journey, job, now).filter((a) => !run.done.has(recipientKey(a)));
+  for (const action of actions) {
+    if (action.kind === 'send') continue;
+    run.done.add(recipientKey(action));
+    if (action.kind === 'skip') {
+      run.result.skipped += 1;
+      deps.logger.debug({ ...logFields(job, action), why: action.why }, 'skipped');
+    } else if (await recordSuppression(run, trx, action)) {
+      step.written.push({ status: 'suppressed', reason: action.reason });
+    }
+  }
+  const sends = actions.filter((a): a is Extract<JobAction, { kind: 'send' }> => a.kind === 'send');
+  for (const [i, action] of sends.entries()) {
+    run.done.add(recipientKey(action));
+    const prepared = await prepare(run, trx, snapshot!, action, step);
+    if (!prepared) continue;
+    step.more = i + 1 < sends.length;
+    await handOver(run, trx, prepared, step);
+    return;
+  }
 }
 
-async function apply(
-  deps: DeliverDeps, trx: Db, snapshot: Snapshot | null, job: DeliverJob, action: JobAction, now: Date, result: DeliverResult,
-): Promise<Claimed | null> {
-  const log = { opportunityId: job.opportunityId, stepId: job.stepId, contactId: action.recipient?.contact?.id ?? null };
-  if (action.kind === 'skip') {
-    result.skipped += 1;
-    deps.logger.debug({ ...log, why: action.why }, 'skipped');
-    return null;
-  }
-  if (action.kind === 'suppress') {
-    await recordSuppression(deps, trx, job, action, now, result);
-    return null;
-  }
+interface Prepared {
+  email: OutgoingEmail;
+  row: Omit<NewDelivery, 'status' | 'reason'>;
+  log: Record<string, unknown>;
+}
+
+/** Renders the email; a template that cannot render is recorded (it spends nothing) and yields null. */
+async function prepare(run: Run, trx: Db, snapshot: Snapshot, action: Extract<JobAction, { kind: 'send' }>, step: Step): Promise<Prepared | null> {
+  const { deps, job } = run;
   const { evaluation, recipient } = action;
-  const s = snapshot!;
+  const log = logFields(job, action);
   const base = {
     opportunity_id: job.opportunityId, step_id: evaluation.step.id, contact_id: recipient.contact?.id ?? null,
-    recipient: recipient.address, due_at: evaluation.due?.dueAt ?? null, decided_at: now,
+    recipient: recipient.address, due_at: evaluation.due?.dueAt ?? null, decided_at: run.now,
     closing_date: evaluation.closingDate, occurrence: evaluation.occurrence,
   };
-  let email: OutgoingEmail;
-  let file: string;
   try {
-    const rendered = deps.templates().render(evaluation.step.template, templateContext(s, recipient, deps.compose),
+    const rendered = deps.templates().render(evaluation.step.template, templateContext(snapshot, recipient, deps.compose),
       { locale: recipient.locale, timeZone: recipient.timeZone });
-    email = composeEmail(rendered, s, evaluation.step, recipient, evaluation.occurrence, deps.compose);
-    file = rendered.file;
+    const email = composeEmail(rendered, snapshot, evaluation.step, recipient, evaluation.occurrence, deps.compose);
+    return { email, row: { ...base, message_id: email.messageId, template: rendered.file, transport: deps.mailer.transport }, log };
   } catch (caught) {
     if (!(caught instanceof TemplateError)) throw caught;
     const error: TemplateError = caught;
     // Recorded, but it spends nothing: once the template is fixed the step fires in its window.
     if (await recordDecision(trx, { ...base, status: 'failed', reason: 'template_error', detail: error.message.slice(0, 500), template: evaluation.step.template })) {
-      result.failed += 1;
-      (deps.metrics ?? noMetrics).decision('failed', 'template_error');
+      step.written.push({ status: 'failed', reason: 'template_error' });
     }
     deps.logger.error({ ...log, reason: 'template_error', problem: error.message }, 'failed');
     return null;
   }
-  const id = await claimSend(trx, { ...base, message_id: email.messageId, template: file, transport: deps.mailer.transport });
-  if (id === null) {
-    result.skipped += 1;
-    deps.logger.info(log, 'already spent for this recipient; not sent again');
-    return null;
-  }
-  return { id, email, dueAt: base.due_at, recipient: recipient.address, log };
 }
 
-async function recordSuppression(
-  deps: DeliverDeps, trx: Db, job: DeliverJob, action: Extract<JobAction, { kind: 'suppress' }>, now: Date, result: DeliverResult,
-): Promise<void> {
+/**
+ * Starts the send and waits, the rows still locked, until the server is ready for the message
+ * (then claims it, to be committed before the gate opens), or the send ends before that, or the
+ * time runs out (HandoverTimeout: the transaction rolls back).
+ */
+async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Promise<void> {
+  const { flight, handover } = startSend(run.deps.mailer, prepared.email, handoverTimeout(run.deps));
+  step.flight = flight;
+  const reached = await handover;
+  if (reached.kind === 'timeout') throw new HandoverTimeout();
+  // `accepted` or `unknown` before the gate comes only from a mailer that never asks it: the
+  // message went anyway, so it is claimed and recorded like any other.
+  if (reached.kind === 'gate' || reached.outcome.kind === 'accepted' || reached.outcome.kind === 'unknown') {
+    const id = await claimSend(trx, prepared.row);
+    if (id !== null) {
+      step.claimed = { id, flight, dueAt: prepared.row.due_at ?? null, log: prepared.log };
+      step.flight = null;
+      return;
+    }
+    // Spent meanwhile: a duplicate job claimed it first (owner steps take no contact lock). The
+    // gate says no once this transaction has ended.
+    run.result.skipped += 1;
+    run.deps.logger.info(prepared.log, 'already spent for this recipient; not sent again');
+    return;
+  }
+  step.flight = null;
+  const outcome = reached.outcome;
+  if (outcome.kind === 'rejected') {
+    // A permanent refusal of the envelope spends the step, once: written in this transaction.
+    if (await recordDecision(trx, { ...prepared.row, status: 'failed', reason: 'smtp_rejected', detail: outcome.response.slice(0, 500) })) {
+      step.written.push({ status: 'failed', reason: 'smtp_rejected' });
+    }
+    run.deps.logger.warn({ ...prepared.log, reason: 'smtp_rejected', code: outcome.code }, 'failed');
+    return;
+  }
+  // Deferred (4xx, refused, timeout): nothing written; the job retries.
+  step.deferred = replyCode(outcome);
+  run.deps.logger.warn(prepared.log, 'smtp deferred the send; will retry');
+}
+
+/** After the claim committed: let the message go, and record how SMTP answered. Returns a deferral's code. */
+async function finishSend(run: Run, claimed: Claimed): Promise<string | null> {
+  const { deps, metrics, result } = run;
+  claimed.flight.answer(true);
+  const outcome = await claimed.flight.outcome;
+  switch (outcome.kind) {
+    case 'accepted':
+      await markSent(deps.db, claimed.id, outcome.response.slice(0, 500));
+      result.sent += 1;
+      metrics.decision('sent', null);
+      if (claimed.dueAt) metrics.dueToSent((run.now.getTime() - claimed.dueAt.getTime()) / 1000);
+      deps.logger.info({ ...claimed.log, transport: deps.mailer.transport }, 'sent');
+      return null;
+    case 'rejected':
+      await markRejected(deps.db, claimed.id, outcome.response.slice(0, 500));
+      result.failed += 1;
+      metrics.decision('failed', 'smtp_rejected');
+      deps.logger.warn({ ...claimed.log, reason: 'smtp_rejected', code: outcome.code }, 'failed');
+      return null;
+    case 'deferred':
+    case 'withdrawn':
+      // Nothing was accepted (a 4xx to the message itself): the claim goes and the job retries.
+      await releaseClaim(deps.db, claimed.id);
+      metrics.deferred();
+      deps.logger.warn(claimed.log, 'smtp deferred the send; will retry');
+      return replyCode(outcome);
+    case 'unknown':
+      await markUnknown(deps.db, claimed.id, outcome.reason.slice(0, 500));
+      result.unknown += 1;
+      metrics.decision('unknown', null);
+      deps.logger.error(claimed.log, 'send outcome unknown: connection lost after the message was handed over; not resent');
+      return null;
+  }
+}
+
+/** Answers the gate no (if it is ever reached) and waits for the send to end. */
+async function withdraw(flight: InFlight): Promise<void> {
+  flight.answer(false);
+  await flight.outcome;
+}
+
+async function recordSuppression(run: Run, trx: Db, action: Extract<JobAction, { kind: 'suppress' }>): Promise<boolean> {
+  const { job } = run;
   const row: NewDelivery = {
     opportunity_id: job.opportunityId, step_id: job.stepId, contact_id: action.recipient?.contact?.id ?? null,
     recipient: action.recipient?.address ?? '', status: 'suppressed', reason: action.reason, due_at: action.dueAt,
-    decided_at: now, closing_date: action.closingDate, occurrence: action.occurrence, detail: action.detail,
+    decided_at: run.now, closing_date: action.closingDate, occurrence: action.occurrence, detail: action.detail,
   };
-  if (await recordDecision(trx, row)) {
-    result.suppressed += 1;
-    (deps.metrics ?? noMetrics).decision('suppressed', action.reason);
-  }
-  deps.logger.info({ opportunityId: job.opportunityId, stepId: job.stepId, contactId: row.contact_id, reason: action.reason }, 'suppressed');
+  run.deps.logger.info({ ...logFields(job, action), reason: action.reason }, 'suppressed');
+  return recordDecision(trx, row);
+}
+
+/** The SMTP reply code of a deferral, for the job's error: never the server's text. */
+function replyCode(outcome: Extract<SendOutcome, { kind: 'deferred' | 'withdrawn' }>): string {
+  return outcome.kind === 'withdrawn' ? 'withdrawn' : (/^\d{3}/.exec(outcome.reason)?.[0] ?? 'connection');
+}
+
+/** Whom an action is about, to deal with each recipient of a job once. */
+function recipientKey(action: JobAction): string {
+  return `${action.recipient?.contact?.id ?? '-'}:${action.recipient?.address ?? ''}`;
+}
+
+function logFields(job: DeliverJob, action: JobAction): Record<string, unknown> {
+  return { opportunityId: job.opportunityId, stepId: job.stepId, contactId: action.recipient?.contact?.id ?? null };
+}
+
+function handoverTimeout(deps: DeliverDeps): number {
+  return deps.handoverTimeoutMs ?? DEFAULT_HANDOVER_TIMEOUT_MS;
 }

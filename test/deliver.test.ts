@@ -5,9 +5,10 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { createWorld, type World } from './helpers/world.ts';
-import { deliver } from '../src/deliver.ts';
+import { DeferredError, deliver, type DeliverDeps } from '../src/deliver.ts';
 import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
 import { silentLogger } from '../src/logger.ts';
+import { until } from './helpers/daemon.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 
 const JOURNEY = `
@@ -163,29 +164,153 @@ describe('changes between tick and work are honoured at send time', () => {
   });
 });
 
-describe('a change committed while the SMTP connection is set up', () => {
-  it('is honoured at handover: nothing reaches the server, the suppression is recorded', async () => {
-    const { contactId, opportunityId } = await dueOpportunity();
+// A worker's send is one transaction from its decision to the handover: the rows it decided on
+// stay locked until the SMTP server is ready for the message and the claim is committed.
+describe('the rows a send was decided on, while the SMTP transaction is set up', () => {
+  const job = (opportunityId: number) => ({ opportunityId, stepId: 'closing-in-3-days', closingDate: '2026-12-10', occurrence: '' });
+
+  async function deps(mailer: Mailer, handoverTimeoutMs?: number): Promise<DeliverDeps> {
+    const content = await world.rt.content();
+    return {
+      db: world.database.db, mailer, templates: () => content.templates, journey: () => content.journey,
+      compose: { mailFrom: 'Acme <sales@acme.test>', publicUrl: 'https://nudge.acme.test', secret: 'test-secret-0123456789abcdef' },
+      logger: silentLogger, ...(handoverTimeoutMs === undefined ? {} : { handoverTimeoutMs }),
+    };
+  }
+
+  /** Statements of this database waiting for a lock, whose text starts with `prefix`. */
+  async function waitingOnLock(prefix: string): Promise<number> {
+    const r = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock' and query like ${`${prefix}%`}`.execute(world.database.db);
+    return r.rows[0]!.n;
+  }
+
+  type Ids = { contactId: number; opportunityId: number };
+  const writes: [string, (ids: Ids) => Promise<unknown>, string, (ids: Ids) => Promise<boolean>][] = [
+    ['the contact unsubscribes',
+      ({ contactId }) => world.database.db.updateTable('contacts').set({ unsubscribed_at: new Date(DUE) }).where('id', '=', contactId).execute(),
+      'update "contacts"',
+      async ({ contactId }) => (await world.database.db.selectFrom('contacts').select('unsubscribed_at').where('id', '=', contactId).executeTakeFirstOrThrow()).unsubscribed_at !== null],
+    ['the opportunity is won',
+      ({ opportunityId }) => world.database.db.updateTable('opportunities').set({ stage: 'won' }).where('id', '=', opportunityId).execute(),
+      'update "opportunities"',
+      async ({ opportunityId }) => (await world.database.db.selectFrom('opportunities').select('stage').where('id', '=', opportunityId).executeTakeFirstOrThrow()).stage === 'won'],
+  ];
+
+  it.each(writes)('%s during the send: the write waits until the message is handed over, then commits; one email', async (_what, write, statement, landed) => {
+    const ids = await dueOpportunity();
     const real = smtpMailer(world.smtp.url);
-    // The contact unsubscribes after the worker's decision, before the first byte of the message.
+    let written: Promise<number> | null = null;
+    let writtenAtHandover: boolean | null = null;
+    let handedOverAt = 0;
     const mailer: Mailer = {
       transport: 'smtp',
       async send(email, options) {
-        await world.database.db.updateTable('contacts').set({ unsubscribed_at: new Date(DUE) }).where('id', '=', contactId).execute();
-        return real.send(email, options);
+        // The CRM writes while the worker's SMTP connection is being set up; not awaited here.
+        let done = false;
+        written = write(ids).then(() => { done = true; return performance.now(); });
+        await until('the CRM write to wait on the worker\'s lock', async () => done || (await waitingOnLock(statement)) > 0, 4_000);
+        return real.send(email, {
+          beforeHandover: async () => {
+            writtenAtHandover = done;
+            const go = await options!.beforeHandover!();
+            handedOverAt = performance.now();
+            return go;
+          },
+        });
       },
       close: () => real.close(),
     };
-    const content = await world.rt.content();
-    const result = await deliver({
-      db: world.database.db, mailer, templates: () => content.templates, journey: () => content.journey,
-      compose: { mailFrom: 'Acme <sales@acme.test>', publicUrl: 'https://nudge.acme.test', secret: 'test-secret-0123456789abcdef' },
-      logger: silentLogger,
-    }, { opportunityId, stepId: 'closing-in-3-days', closingDate: '2026-12-10', occurrence: '' }, new Date(DUE));
+    const result = await deliver(await deps(mailer), job(ids.opportunityId), new Date(DUE));
     await real.close();
-    expect(result).toMatchObject({ sent: 0, suppressed: 1 });
-    expect(world.smtp.received).toHaveLength(0);
-    expect((await deliveries(world.database.db)).map((r) => [r.status, r.reason])).toEqual([['suppressed', 'unsubscribed']]);
+    const writtenAt = await written!;
+    expect(writtenAtHandover).toBe(false);
+    expect(result).toMatchObject({ sent: 1, suppressed: 0 });
+    // Right after: the write waited for the claim's commit, not for the end of the send.
+    expect(writtenAt - handedOverAt).toBeLessThan(1_000);
+    expect(world.smtp.received).toHaveLength(1);
+    expect((await deliveries(world.database.db)).map((r) => [r.status, r.reason])).toEqual([['sent', null]]);
+    // The write landed: the next decision about this opportunity sees it.
+    expect(await landed(ids)).toBe(true);
+  });
+
+  it('a server that never asks for the message: the worker lets go after the handover timeout, claims nothing, and the retry sends', async () => {
+    const { contactId, opportunityId } = await dueOpportunity();
+    world.smtp.stall(true);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const first = deliver(await deps(mailer, 500), job(opportunityId), new Date(DUE)).then(() => null, (e: Error) => e);
+      await until('the server to hold RCPT TO', () => world.smtp.stalled() > 0, 10_000);
+      // A CRM write to the contact the worker share-locked: it waits at most about the timeout.
+      const t = performance.now();
+      await world.database.db.updateTable('contacts').set({ first_name: 'Adeline' }).where('id', '=', contactId).execute();
+      expect(performance.now() - t).toBeLessThan(500 + 1_000);
+      expect(await deliveries(world.database.db)).toEqual([]);
+      // The server finally asks for the message: the gate says no, and the job is deferred.
+      world.smtp.stall(false);
+      expect(await first).toBeInstanceOf(DeferredError);
+      expect(world.smtp.received).toHaveLength(0);
+      expect(await deliveries(world.database.db)).toEqual([]);
+      // The retry decides on the rows as they are now.
+      const retry = await deliver(await deps(mailer), job(opportunityId), new Date(DUE));
+      expect(retry.sent).toBe(1);
+      expect(world.smtp.received).toHaveLength(1);
+      expect(world.smtp.received[0]!.parsed.text).toContain('Hello Adeline');
+      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
+    } finally {
+      await mailer.close();
+    }
+  });
+
+  it('two jobs for one owner step, decided at once, both waiting at the server: one email, the other claims nothing', async () => {
+    world.write('owner-reminder.hbs', '---\nsubject: "{{reference}} closes in 3 days"\n---\n<p>{{reference}}</p>\n');
+    world.write('journeys.yaml', `${JOURNEY}
+  - id: owner-3-days
+    to: owner
+    template: owner-reminder
+    trigger: { closingDate: { daysBefore: 3 } }
+`);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      // No contact at all, so no contact lock either: only the unique index can tell the two apart.
+      const opportunityId = await insertOpportunity(world.database.db, { closing_date: '2026-12-10', owner_email: 'sam@acme.test' });
+      // Owner steps are due at 09:00 in defaults.timeZone (UTC).
+      const ownerJob = { opportunityId, stepId: 'owner-3-days', closingDate: '2026-12-10', occurrence: '' };
+      world.smtp.stall(true);
+      const both = [1, 2].map(async () => deliver(await deps(mailer), ownerJob, new Date('2026-12-07T09:00:00Z')));
+      await until('both sends to wait at RCPT TO', () => world.smtp.stalled() === 2, 10_000);
+      world.smtp.stall(false);
+      const results = await Promise.all(both);
+      expect(results.map((r) => [r.sent, r.skipped]).sort()).toEqual([[0, 1], [1, 0]]);
+      expect(world.smtp.received.map((m) => m.envelopeTo)).toEqual([['sam@acme.test']]);
+      expect((await deliveries(world.database.db)).map((r) => [r.step_id, r.status])).toEqual([['owner-3-days', 'sent']]);
+    } finally {
+      world.smtp.stall(false);
+      await mailer.close();
+      world.write('journeys.yaml', JOURNEY);
+    }
+  });
+
+  it('a transaction lost before the handover commits nothing and sends nothing', async () => {
+    const { opportunityId } = await dueOpportunity();
+    world.smtp.stall(true);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const sending = deliver(await deps(mailer), job(opportunityId), new Date(DUE)).then(() => null, (e: Error) => e);
+      await until('the server to hold RCPT TO', () => world.smtp.stalled() > 0, 10_000);
+      // The worker's transaction, idle while SMTP sets up, loses its connection.
+      const cut = await sql`select pg_terminate_backend(pid) from pg_stat_activity
+        where datname = current_database() and state = 'idle in transaction'`.execute(world.database.db);
+      expect(cut.rows).toHaveLength(1);
+      world.smtp.stall(false);
+      const error = await sending;
+      expect(error).toBeInstanceOf(Error);
+      expect(error).not.toBeInstanceOf(DeferredError);
+      expect(world.smtp.received).toHaveLength(0);
+      expect(await deliveries(world.database.db)).toEqual([]);
+    } finally {
+      await mailer.close();
+    }
   });
 });
 

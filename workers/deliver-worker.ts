@@ -24,6 +24,7 @@ export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): 
     compose: { mailFrom: rt.config.mailFrom, publicUrl: rt.config.publicUrl, secret: rt.config.secret },
     logger: rt.logger,
     metrics: rt.metrics,
+    handoverTimeoutMs: rt.config.handoverTimeoutMs,
   };
 }
 

@@ -46,6 +46,9 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   });
   // An idle client losing its connection (PostgreSQL restarted) must not crash the process.
   pool.on('error', () => {});
+  // Nor one checked out for a transaction waiting between statements (a send waiting for the SMTP
+  // handover): its next statement fails instead, and the pool drops the client when it returns.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

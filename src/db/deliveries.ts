@@ -18,29 +18,24 @@ export async function recordDecision(db: Db, row: NewDelivery): Promise<boolean>
 }
 
 /**
- * Claims a send before it is handed to SMTP: a row with status `unknown`. Returns its id, or null
- * when the step is already spent for this recipient (another worker, a re-run, a duplicate job).
- * A process that dies after this leaves `unknown`, never a second email.
+ * Claims a send at handover, once the SMTP server is ready for the message and before its first
+ * byte: a row with status `unknown`, claimed and handed over now. Returns its id, or null when
+ * the step is already spent for this recipient (another worker, a re-run, a duplicate job). It
+ * commits before the message goes out, so a process that dies after this leaves `unknown`, never
+ * a second email.
  */
 export async function claimSend(db: Db, row: Omit<NewDelivery, 'status' | 'reason'>): Promise<number | null> {
-  const inserted = await db.insertInto('deliveries').values({ ...row, status: 'unknown', reason: null, claimed_at: sql`now()` })
+  const inserted = await db.insertInto('deliveries')
+    .values({ ...row, status: 'unknown', reason: null, claimed_at: sql`now()`, handed_at: sql`now()` })
     .onConflict((oc) => oc.doNothing()).returning('id').executeTakeFirst();
   return inserted?.id ?? null;
 }
 
 /**
- * Marks a claim as handed to SMTP, just before the message's first byte is written. False when
- * the claim is gone (released as stale): then the message must not be sent.
- */
-export async function markHandedOver(db: Db, id: number): Promise<boolean> {
-  const r = await db.updateTable('deliveries').set({ handed_at: sql`now()` })
-    .where('id', '=', id).where('status', '=', 'unknown').where('handed_at', 'is', null).executeTakeFirst();
-  return r.numUpdatedRows === 1n;
-}
-
-/**
  * Releases claims never handed to SMTP and older than `leaseMs` (real clock): their worker died
- * between the claim and the message. The next scan enqueues those steps again.
+ * between the claim and the message. The next scan enqueues those steps again. Claims are now
+ * written already handed over (`claimSend`); only rows left by older versions, which claimed
+ * first and marked the handover later, can match.
  */
 export async function releaseStaleClaims(db: Db, leaseMs: number): Promise<number> {
   const r = await db.deleteFrom('deliveries').where('status', '=', 'unknown').where('handed_at', 'is', null)

@@ -1,0 +1,46 @@
+/**
+ * A send started but held at its handover: the mailer's `beforeHandover` gate is answered by the
+ * caller, later, once it has done what must come first (claim the send and commit the claim).
+ */
+import type { Mailer, OutgoingEmail, SendOutcome } from './email/mailer.ts';
+
+export interface InFlight {
+  /** Answers the gate: true lets the message go, false withdraws it. Only the first answer counts. */
+  answer(go: boolean): void;
+  /** How the send ended. Never rejects. */
+  outcome: Promise<SendOutcome>;
+}
+
+/** What happened first: the server is ready for the message, the send ended before that, or the time ran out. */
+export type Handover =
+  | { kind: 'gate' }
+  | { kind: 'settled'; outcome: SendOutcome }
+  | { kind: 'timeout' };
+
+/**
+ * Starts `mailer.send` and reports, within `timeoutMs`, whether it reached the gate (the SMTP
+ * server said go ahead to DATA) or ended before it. On a timeout the gate is answered no at once,
+ * so a server that asks for the message later gets nothing.
+ */
+export function startSend(mailer: Mailer, email: OutgoingEmail, timeoutMs: number): { flight: InFlight; handover: Promise<Handover> } {
+  let answer!: (go: boolean) => void;
+  const answered = new Promise<boolean>((resolve) => { answer = resolve; });
+  let reached!: () => void;
+  const gate = new Promise<Handover>((resolve) => { reached = () => resolve({ kind: 'gate' }); });
+  const outcome = mailer.send(email, {
+    beforeHandover: () => {
+      reached();
+      return answered;
+    },
+  }).catch((error: Error): SendOutcome => ({ kind: 'deferred', reason: `error: ${error.message}` }));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<Handover>((resolve) => {
+    timer = setTimeout(() => {
+      answer(false);
+      resolve({ kind: 'timeout' });
+    }, timeoutMs);
+  });
+  const settled = outcome.then((o): Handover => ({ kind: 'settled', outcome: o }));
+  const handover = Promise.race([gate, settled, timeout]).finally(() => clearTimeout(timer));
+  return { flight: { answer, outcome }, handover };
+}
