@@ -92,8 +92,8 @@ function dueBounds(opportunity: Opportunity, step: Step): { earliest: number; la
 
 /**
  * The one person the step can go to, as far as the row tells: the primary contact (known by id
- * only, so fewer past decisions match than `evaluate` would match), the owner, or nobody
- * (address `''`); undefined when the step goes to a role.
+ * only, so fewer past decisions match than `evaluate` would match; the foreign key keeps its row
+ * in place), the owner, or nobody (address `''`); undefined when the step goes to a role.
  */
 function onlyRecipient(opportunity: Opportunity, step: Step): Person | undefined {
   switch (step.to.kind) {
