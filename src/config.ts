@@ -52,10 +52,10 @@ export interface Config {
   /** Milliseconds a worker's lock on a job lasts; a dead worker's jobs run again after it. @defaultValue 30000 */
   jobLockMs: number;
   /**
-   * Milliseconds a send may take, from its decision, to reach the handover (the SMTP server ready
-   * for the message). The rows it was decided on stay locked meanwhile, so this bounds how long a
-   * CRM write to them can wait on a slow SMTP server; after it the send is deferred and retried.
-   * @defaultValue 5000
+   * Milliseconds a started SMTP send may take to reach the handover (the server ready for the
+   * message: connection, envelope, 354 to DATA). The rows it was decided on stay locked meanwhile,
+   * so this bounds how long a CRM write to them can wait on a slow SMTP server; after it the send
+   * is deferred and retried. @defaultValue 5000
    */
   handoverTimeoutMs: number;
 }

@@ -43,8 +43,9 @@ export interface DeliverDeps {
   logger: Logger;
   metrics?: Metrics;
   /**
-   * Milliseconds a send may take to reach the handover (SMTP ready for the message) while the
-   * rows it was decided on stay locked; after that it is deferred. @defaultValue 5000
+   * Milliseconds a started SMTP send may take to reach the handover (the server ready for the
+   * message) while the rows it was decided on stay locked; after that it is deferred.
+   * @defaultValue 5000
    */
   handoverTimeoutMs?: number;
 }
