@@ -3,10 +3,12 @@
  * engine runs (`closingDatePage` / `stageEnteredPage` executed once, their SQL and parameters
  * captured as kysely compiled them) on the big table. PASS when the plan reads `opportunities`
  * through the named index with the row comparison in its Index Cond, with no sequential scan of
- * `opportunities` and no Filter on the keyset condition.
+ * `opportunities` and no Filter on the keyset condition. The same for the triage's read of one
+ * page's decisions (`decisionsAtClosingDates`): one range of `deliveries_by_closing_date`.
  */
 import { CompiledQuery, sql } from 'kysely';
 import { closingDatePage, stageEnteredPage } from '../../src/db/opportunities.ts';
+import { decisionsAtClosingDates } from '../../src/db/snapshots.ts';
 import { addDays } from '../../src/journey/time.ts';
 import type { BenchContext } from '../lib/context.ts';
 import { loggingDb } from '../lib/raw-read.ts';
@@ -35,10 +37,10 @@ function walk(node: PlanNode, depth = 0, out: { node: PlanNode; depth: number }[
   return out;
 }
 
-function judge(name: string, root: PlanNode, index: string, keyset: RegExp): ExplainCheck {
+function judge(name: string, root: PlanNode, index: string, keyset: RegExp, table = 'opportunities'): ExplainCheck {
   const nodes = walk(root);
   const problems: string[] = [];
-  if (nodes.some(({ node }) => node['Node Type'] === 'Seq Scan' && node['Relation Name'] === 'opportunities')) problems.push('sequential scan of opportunities');
+  if (nodes.some(({ node }) => node['Node Type'] === 'Seq Scan' && node['Relation Name'] === table)) problems.push(`sequential scan of ${table}`);
   const scan = nodes.find(({ node }) => node['Index Name'] === index)?.node;
   if (!scan) problems.push(`index ${index} not used`);
   else {
@@ -70,9 +72,13 @@ export async function explainChecks(ctx: BenchContext): Promise<ExplainCheck[]> 
     const mid = await ctx.big.db.selectFrom('opportunities').select(['closing_date', 'id'])
       .where('closing_date', '>=', range.from).where('closing_date', '<=', range.to)
       .orderBy('closing_date').orderBy('id').offset(skip).limit(1).executeTakeFirst();
-    await closingDatePage(spy.db, range, { closingDate: mid?.closing_date ?? today, id: mid?.id ?? 0 }, 500);
+    const page = await closingDatePage(spy.db, range, { closingDate: mid?.closing_date ?? today, id: mid?.id ?? 0 }, 500);
     const closing = judge('closingDatePage (keyset page)', await explain(), 'opportunities_closing_scan',
       /ROW\((?:\w+\.)?closing_date, (?:\w+\.)?id\)\s*>/);
+    const position = (r: (typeof page)[number] | undefined) => ({ closingDate: r?.closing_date ?? today, id: r?.id ?? 0 });
+    await decisionsAtClosingDates(spy.db, position(page[0]), position(page[page.length - 1]));
+    const decisions = judge('decisionsAtClosingDates (triage)', await explain(), 'deliveries_by_closing_date',
+      /ROW\((?:\w+\.)?closing_date, (?:\w+\.)?opportunity_id\)\s*>=/, 'deliveries');
     const entered = { from: new Date(now.getTime() - 7 * 86_400_000), to: new Date(now.getTime() + 86_400_000) };
     const midStage = await ctx.big.db.selectFrom('opportunities').select(['id', sql<string>`stage_entered_at::text`.as('cursor')]).where('stage', '=', 'proposal')
       .where('stage_entered_at', '>=', entered.from).where('stage_entered_at', '<=', entered.to)
@@ -80,7 +86,7 @@ export async function explainChecks(ctx: BenchContext): Promise<ExplainCheck[]> 
     await stageEnteredPage(spy.db, 'proposal', entered, { stageEnteredAt: midStage?.cursor ?? entered.from.toISOString(), id: midStage?.id ?? 0 }, 500);
     const stage = judge('stageEnteredPage (keyset page)', await explain(), 'opportunities_stage_entered_scan',
       /ROW\((?:\w+\.)?stage_entered_at, (?:\w+\.)?id\)\s*>/);
-    return [closing, stage];
+    return [closing, decisions, stage];
   } finally {
     await spy.destroy();
   }
