@@ -48,11 +48,12 @@ const WEEKEND_MOVE = 3 * DAY;
  * decision history.
  */
 export function mayNeedDecision(opportunity: Opportunity, history: readonly TriageDecision[], journey: Journey, now: Date): boolean {
-  return journey.steps.some((step) => !settled(opportunity, history, step, now.getTime()));
+  const closingDay = opportunity.closingDate === null ? null : dayNumber(opportunity.closingDate);
+  return journey.steps.some((step) => !settled(opportunity, closingDay, history, step, now.getTime()));
 }
 
-function settled(opportunity: Opportunity, history: readonly TriageDecision[], step: Step, now: number): boolean {
-  const bounds = dueBounds(opportunity, step);
+function settled(opportunity: Opportunity, closingDay: number | null, history: readonly TriageDecision[], step: Step, now: number): boolean {
+  const bounds = dueBounds(opportunity, closingDay, step);
   if (bounds === null || now < bounds.earliest) return true;
   const who = onlyRecipient(opportunity, step);
   if (who === undefined) return false;
@@ -68,15 +69,15 @@ function settled(opportunity: Opportunity, history: readonly TriageDecision[], s
  * Bounds, over every time zone, of when `step` falls due for `opportunity`: the earliest due
  * instant and the latest end of its window. Null when the step cannot apply (filters, trigger).
  */
-function dueBounds(opportunity: Opportunity, step: Step): { earliest: number; latestWindowEnd: number } | null {
+function dueBounds(opportunity: Opportunity, closingDay: number | null, step: Step): { earliest: number; latestWindowEnd: number } | null {
   if (stageFilter({ opportunity }, step) !== null) return null;
   const { trigger, timing } = step;
   const sendAt = (timing.sendAt.hour * 60 + timing.sendAt.minute) * MINUTE;
   let first: number;
   let last: number;
   if (trigger.kind === 'closingDate') {
-    if (opportunity.closingDate === null) return null;
-    first = last = (dayNumber(opportunity.closingDate) + trigger.offsetDays) * DAY + sendAt;
+    if (closingDay === null) return null;
+    first = last = (closingDay + trigger.offsetDays) * DAY + sendAt;
   } else {
     if (opportunity.stage.key !== trigger.stage) return null;
     // The local day it was entered is the UTC day, or the one before or after. (Entered after
