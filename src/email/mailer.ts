@@ -38,10 +38,10 @@ export type SendOutcome =
 
 export interface SendOptions {
   /**
-   * Called once, just before the message's first byte goes to the transport: for SMTP, after the
-   * server accepted the envelope and said go ahead to DATA (a refusal before that ends the send
-   * without asking). Resolving false aborts the send with nothing handed over (outcome
-   * `withdrawn`).
+   * Called once, just before the message is handed over: for SMTP, after the server accepted the
+   * envelope, said go ahead to DATA and was given the message's body, before the final dot that
+   * completes it (a refusal before that ends the send without asking). Resolving false aborts the
+   * send with nothing handed over: the server keeps nothing (outcome `withdrawn`).
    */
   beforeHandover?: () => Promise<boolean>;
 }
@@ -83,7 +83,7 @@ export function smtpMailer(url: string, options: SmtpOptions = {}): Mailer {
   // The message stream nodemailer builds is read ahead (into its own buffers) as soon as a
   // connection is free, before MAIL FROM; the stream the SMTP connection itself consumes is the
   // last one of the message's process functions, and it is first read after the server's 354 to
-  // DATA. That is where the gate goes.
+  // DATA. That is where the gate goes, at its end.
   transport.use('stream', (mail, done) => {
     const gate = (mail.data as GatedData)[GATE];
     if (gate) mail.message.processFunc((input) => gatedStream(input, gate));
@@ -139,18 +139,20 @@ export function classify(error: SmtpError, handedOver: boolean): SendOutcome {
 }
 
 /**
- * The message as the SMTP connection reads it, asking `gate` before the first byte: the
- * connection starts reading only once the server has said go ahead to DATA, so the gate is asked
- * as late as possible. A no destroys the stream with nothing written.
+ * The message as the SMTP connection reads it, asking `gate` before its end: the connection reads
+ * only once the server has said go ahead to DATA, and the final dot (which alone makes the server
+ * keep the message) is written only when this stream ends. So the body goes out while the gate is
+ * asked, and a yes is followed by nothing but the dot: a process killed in between leaves a claim
+ * the server never got, as seldom as can be. A no destroys the stream before its end: the
+ * connection is closed without the dot, and the server keeps nothing.
  */
 function gatedStream(input: Readable, gate: Gate): Readable {
   const output = Readable.from((async function* () {
+    yield* input;
     if (!(await gate.ask())) {
       gate.refused = true;
-      input.destroy();
-      throw new HandoverRefused('withdrawn before handover; nothing was handed over');
+      throw new HandoverRefused('withdrawn before handover; the message was not completed');
     }
-    yield* input;
   })(), { objectMode: false });
   output.on('end', () => { gate.handedOver = true; });
   return output;

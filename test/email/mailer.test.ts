@@ -1,7 +1,7 @@
 /**
  * The SMTP mailer's gate against a real SMTP server on loopback: `beforeHandover` is asked once
  * the server has accepted the envelope and said go ahead to DATA, never earlier, and its answer
- * decides whether a byte of the message goes out.
+ * decides whether the message is completed (the final dot) or abandoned, the server keeping none.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { smtpMailer, type Mailer, type OutgoingEmail } from '../../src/email/mailer.ts';
@@ -54,6 +54,14 @@ describe('beforeHandover', () => {
     const outcome = await mailer.send(EMAIL, { beforeHandover: async () => false });
     expect(outcome.kind).toBe('withdrawn');
     expect(sink.received).toHaveLength(0);
+  });
+
+  it('after a no, the next message goes out whole and alone (the withdrawn one never completed on that connection)', async () => {
+    expect((await mailer.send(EMAIL, { beforeHandover: async () => false })).kind).toBe('withdrawn');
+    const next = { ...EMAIL, messageId: '<after-withdrawal@acme.test>', subject: 'The next one', text: 'Second' };
+    expect(await mailer.send(next, { beforeHandover: async () => true })).toMatchObject({ kind: 'accepted' });
+    expect(sink.received.map((m) => [m.parsed.messageId, m.parsed.subject, m.parsed.text?.trim()]))
+      .toEqual([['<after-withdrawal@acme.test>', 'The next one', 'Second']]);
   });
 
   it('is not asked when the server refuses the recipient', async () => {
