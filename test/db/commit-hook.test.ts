@@ -1,0 +1,91 @@
+/**
+ * src/db/commit-hook.ts: the hook runs once the transaction's COMMIT is on its way to PostgreSQL,
+ * before its answer. A process killed (SIGKILL) inside the hook leaves the transaction committed:
+ * that is what lets the worker write an email's final dot right after its claim.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Kysely, sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postgresDialect, whenCommitWritten } from '../../src/db/commit-hook.ts';
+import { createPool } from '../../src/db/database.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+let t: TestDatabase;
+let db: Kysely<unknown>;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  db = new Kysely({ dialect: postgresDialect({ pool: createPool(t.url, { max: 2 }) }) });
+  await sql`create table probe (n int)`.execute(db);
+});
+
+afterAll(async () => {
+  await db?.destroy();
+  await t?.drop();
+});
+
+/** A child process that inserts `n` in a transaction and SIGKILLs itself inside the hook. */
+const CHILD = `
+import { Kysely, sql } from 'kysely';
+import { createPool } from './src/db/database.ts';
+import { postgresDialect, whenCommitWritten } from './src/db/commit-hook.ts';
+const db = new Kysely({ dialect: postgresDialect({ pool: createPool(process.env.URL) }) });
+await whenCommitWritten((arm) => db.transaction().execute(async (trx) => {
+  await sql\`insert into probe values (\${Number(process.env.N)})\`.execute(trx);
+  arm(() => process.kill(process.pid, 'SIGKILL'));
+}));
+console.log('not killed');
+`;
+
+function killedAtCommit(url: string, n: number): Promise<{ code: number | null; signal: string | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
+      cwd: REPO, env: { ...process.env, URL: url, N: String(n) }, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => resolve({ code, signal, out }));
+  });
+}
+
+describe('whenCommitWritten', () => {
+  it('calls the hook after the COMMIT went out and before its answer; the commit then completes', async () => {
+    const order: string[] = [];
+    await whenCommitWritten((arm) => db.transaction().execute(async (trx) => {
+      await sql`insert into probe values (1)`.execute(trx);
+      arm(() => order.push('hook'));
+    }).then(() => order.push('committed')));
+    expect(order).toEqual(['hook', 'committed']);
+    expect((await sql<{ n: number }>`select n from probe where n = 1`.execute(db)).rows).toHaveLength(1);
+  });
+
+  it('a transaction that fails before its COMMIT never calls the hook', async () => {
+    let called = false;
+    await expect(whenCommitWritten((arm) => db.transaction().execute(async (trx) => {
+      arm(() => { called = true; });
+      await sql`insert into no_such_table values (1)`.execute(trx);
+    }))).rejects.toThrow(/no_such_table/);
+    expect(called).toBe(false);
+  });
+
+  it('a process killed inside the hook leaves its transaction committed, every time', async () => {
+    for (let n = 100; n < 105; n++) {
+      const child = await killedAtCommit(t.url, n);
+      expect(child).toMatchObject({ signal: 'SIGKILL', out: '' });
+    }
+    // PostgreSQL finishes a COMMIT it received even though the client is gone; give it a moment.
+    const deadline = Date.now() + 5_000;
+    let rows: { n: number }[] = [];
+    while (Date.now() < deadline) {
+      rows = (await sql<{ n: number }>`select n from probe where n >= 100 order by n`.execute(db)).rows;
+      if (rows.length === 5) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(rows.map((r) => r.n)).toEqual([100, 101, 102, 103, 104]);
+  });
+});
