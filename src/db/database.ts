@@ -13,7 +13,7 @@ const INT8_OID = 20;
  * Ids as numbers. One beyond 2^53 stays the exact decimal string (SPEC: ids may be JSON strings)
  * rather than failing the whole query it is in.
  */
-function parseInt8(text: string): number {
+export function parseInt8(text: string): number {
   const n = Number(text);
   return Number.isSafeInteger(n) ? n : (text as unknown as number);
 }

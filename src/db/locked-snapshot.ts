@@ -1,99 +1,130 @@
 /**
  * The worker's snapshot of one opportunity, read under locks that last until its transaction ends
  * (the send path of `deliver`). The scan's batch reader, `loadSnapshots`, takes no locks; this one
- * reads one opportunity in as few round trips as the locks allow:
+ * reads one opportunity in two statements, the fewest the locks allow:
  *
- * 1. the opportunity FOR SHARE, with its stage and its roles (one query);
- * 2. each contact's advisory lock, all in one statement, in ascending id order: it serialises
+ * 1. `LOCK`: the opportunity FOR SHARE with its stage and its roles; then each contact's advisory
+ *    lock, in ascending id order; then the contacts FOR SHARE. The advisory lock serialises
  *    decisions about the same person (the frequency cap counts what the other decision claimed),
- *    and one order for everybody means two decisions about overlapping contacts cannot deadlock;
- * 3. the contacts FOR SHARE, whose rows are the ones decided on (one query);
- * 4. the decision history, and when asked for, the sends to these contacts and the activities.
+ *    and one order for everybody means two decisions about overlapping contacts cannot deadlock.
+ *    Each step reads the rows the one before it returned, so PostgreSQL cannot reorder them: the
+ *    opportunity is locked before its contacts' advisory locks are taken, and those are held before
+ *    the contacts are read. A row locked FOR SHARE is read as last committed, even when it changed
+ *    while the statement waited for a lock.
+ * 2. `HISTORY`: the decision history, and when asked for, the sends to these contacts and the
+ *    activities, as JSON in one row. Its own statement, so that it sees every decision committed
+ *    before the advisory locks were granted.
  *
  * A CRM change to stage, closing date, contact or consent either committed before these reads or
  * waits until the transaction ends.
+ *
+ * Both are plain SQL compiled once: the worker runs them for every send, and building and compiling
+ * them with kysely's query builder each time showed in CPU profiles. Inside the JSON, bigint ids are
+ * text (parsed like every other id) and instants are milliseconds since the epoch.
  */
-import { sql } from 'kysely';
-import type { Db } from './database.ts';
+import { CompiledQuery } from 'kysely';
+import { parseInt8, type Db } from './database.ts';
 import { toOpportunity, type OpportunityRow } from './opportunities.ts';
-import { toContact, type SnapshotNeeds } from './snapshots.ts';
-import type { Activity, Contact, ContactRole, PastDecision, Reason, Snapshot } from '../journey/types.ts';
+import type { SnapshotNeeds } from './snapshots.ts';
+import type { Activity, ActivityKind, Contact, ContactRole, DeliveryStatus, PastDecision, Reason, Snapshot } from '../journey/types.ts';
 
 /** Inside a transaction: null when the opportunity no longer exists. */
 export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNeeds): Promise<Snapshot | null> {
-  const found = await lockOpportunity(trx, id);
-  if (!found) return null;
-  const { row, roles } = found;
-  const contactIds = [...new Set([row.primary_contact_id, ...roles.map((r) => r.contactId)])].filter((c): c is number => c !== null);
-  const contacts = await lockContacts(trx, contactIds);
-  const [history, sent, activities] = await Promise.all([
-    loadHistory(trx, id),
-    needs.sentSince && contacts.size > 0 ? loadSentToContacts(trx, [...contacts.keys()], needs.sentSince) : new Map<number, Date[]>(),
-    needs.activities ? loadActivities(trx, id) : [],
-  ]);
-  const sentToContact = new Map<number, Date[]>();
-  for (const contactId of contacts.keys()) sentToContact.set(contactId, sent.get(contactId) ?? []);
-  return { opportunity: toOpportunity(row), contacts, roles, activities, history, sentToContact };
+  const { rows: [row] } = await trx.executeQuery<LockedRow>(CompiledQuery.raw(LOCK, [id]));
+  if (!row) return null;
+  const roles = (row.roles ?? []).map(([contactId, role]): ContactRole => ({ contactId: parseInt8(contactId), role }));
+  const contacts = new Map((row.contacts ?? []).map((c) => [parseInt8(c[0]), toContact(c)]));
+  const since = contacts.size > 0 ? needs.sentSince : null;
+  const { rows: [more] } = await trx.executeQuery<HistoryRow>(since === null
+    ? CompiledQuery.raw(historyQuery(false, needs.activities), [id])
+    : CompiledQuery.raw(historyQuery(true, needs.activities), [id, [...contacts.keys()], since]));
+  const sent = new Map<number, Date[]>();
+  for (const contactId of contacts.keys()) sent.set(contactId, []);
+  for (const [contactId, at] of more?.sent ?? []) sent.get(parseInt8(contactId))?.push(new Date(at));
+  return {
+    opportunity: toOpportunity(row), contacts, roles,
+    activities: (more?.activities ?? []).map(toActivity), history: (more?.history ?? []).map(toPastDecision), sentToContact: sent,
+  };
 }
 
-/** The opportunity row, share-locked, with its stage; its roles come along, one row per role. */
-async function lockOpportunity(trx: Db, id: number): Promise<{ row: OpportunityRow; roles: ContactRole[] } | null> {
-  const rows = await trx.selectFrom('opportunities as o')
-    .innerJoin('stages as s', 's.key', 'o.stage')
-    .leftJoin('opportunity_contacts as oc', 'oc.opportunity_id', 'o.id')
-    .select([
-      'o.id', 'o.title', 'o.amount', 'o.currency', 'o.closing_date', 'o.stage', 'o.primary_contact_id',
-      'o.owner_email', 'o.stage_entered_at', 'o.created_at', 'o.updated_at',
-      's.label as stage_label', 's.probability as stage_probability', 's.outcome as stage_outcome',
-      's.position as stage_position', 'oc.contact_id as role_contact_id', 'oc.role as role',
-    ])
-    .where('o.id', '=', id)
-    .orderBy('oc.contact_id')
-    .forShare('o')
-    .execute();
-  const first = rows[0];
-  if (!first) return null;
-  const roles = rows.flatMap((r) => (r.role_contact_id === null || r.role === null ? [] : [{ contactId: r.role_contact_id, role: r.role }]));
-  return { row: first as OpportunityRow, roles };
+/** Milliseconds since the epoch, as JSON: a JavaScript Date's precision (truncated like pg's own parser). */
+const ms = (column: string) => `floor(extract(epoch from ${column}) * 1000)`;
+
+const LOCK = `
+with o as (
+  select o.id, o.title, o.amount, o.currency, o.closing_date, o.stage, o.primary_contact_id, o.owner_email,
+         o.stage_entered_at, o.created_at, o.updated_at,
+         s.label as stage_label, s.probability as stage_probability, s.outcome as stage_outcome, s.position as stage_position
+  from opportunities o join stages s on s.key = o.stage
+  where o.id = $1
+  for share of o
+), r as (
+  select oc.contact_id, oc.role from opportunity_contacts oc where oc.opportunity_id = $1
+), l as (
+  -- A volatile function in the select list is evaluated after ORDER BY, so the locks are taken in
+  -- ascending id order. The key is the one every version of the worker has used.
+  select ids.id, pg_advisory_xact_lock(hashtextextended('nudge.contact.' || ids.id::text, 0)) as locked
+  from (select primary_contact_id as id from o where primary_contact_id is not null union select contact_id from r) ids
+  order by ids.id
+), c as (
+  select c.id, c.email, c.first_name, c.last_name, c.locale, c.time_zone, c.unsubscribed_at, c.bounced_at
+  from contacts c
+  where c.id in (select l.id from l)
+  order by c.id
+  for share
+)
+select o.*,
+  (select json_agg(json_build_array(r.contact_id::text, r.role) order by r.contact_id) from r) as roles,
+  (select json_agg(json_build_array(c.id::text, c.email, c.first_name, c.last_name, c.locale, c.time_zone,
+     ${ms('c.unsubscribed_at')}, ${ms('c.bounced_at')}) order by c.id) from c) as contacts
+from o`;
+
+type LockedRow = OpportunityRow & {
+  roles: [string, string][] | null;
+  contacts: ContactJson[] | null;
+};
+
+type ContactJson = [id: string, email: string | null, firstName: string | null, lastName: string | null,
+  locale: string, timeZone: string | null, unsubscribedAt: number | null, bouncedAt: number | null];
+
+function toContact([id, email, firstName, lastName, locale, timeZone, unsubscribedAt, bouncedAt]: ContactJson): Contact {
+  return {
+    id: parseInt8(id), email, firstName, lastName, locale, timeZone,
+    unsubscribedAt: unsubscribedAt === null ? null : new Date(unsubscribedAt), bouncedAt: bouncedAt === null ? null : new Date(bouncedAt),
+  };
 }
 
-/** Advisory locks, then the rows FOR SHARE; returns the contacts that exist, by id. */
-async function lockContacts(trx: Db, ids: number[]): Promise<Map<number, Contact>> {
-  if (ids.length === 0) return new Map();
-  // A volatile function in the select list is evaluated after ORDER BY (PostgreSQL 9.6 and
-  // later), so the locks are taken in ascending id order. The key is the one every version of
-  // the worker has used.
-  await sql`select pg_advisory_xact_lock(hashtextextended('nudge.contact.' || id::text, 0))
-    from unnest(${ids}::bigint[]) as t(id) order by id`.execute(trx);
-  const rows = await trx.selectFrom('contacts').selectAll().where('id', 'in', ids).orderBy('id').forShare().execute();
-  return new Map(rows.map((r) => [r.id, toContact(r)]));
+/** $1 the opportunity; with `sent`, $2 its contacts' ids and $3 the frequency cap's start. */
+function historyQuery(sent: boolean, activities: boolean): string {
+  const key = (sent ? 2 : 0) + (activities ? 1 : 0);
+  return (HISTORY[key] ??= `
+select
+  (select json_agg(json_build_array(d.step_id, d.occurrence, d.recipient, d.contact_id::text, d.status, d.reason,
+     d.closing_date, ${ms('d.decided_at')}) order by d.id)
+   from deliveries d where d.opportunity_id = $1) as history,
+  ${sent ? `(select json_agg(json_build_array(d.contact_id::text, ${ms('d.decided_at')}))
+   from deliveries d where d.contact_id = any($2::bigint[]) and d.status in ('sent', 'unknown')
+     and d.decided_at > $3::timestamptz)` : 'null::json'} as sent,
+  ${activities ? `(select json_agg(json_build_array(a.id::text, a.kind, ${ms('a.due_at')}, ${ms('a.done_at')}))
+   from activities a where a.opportunity_id = $1 and a.kind in ('call', 'task'))` : 'null::json'} as activities`);
 }
 
-async function loadHistory(trx: Db, opportunityId: number): Promise<PastDecision[]> {
-  const rows = await trx.selectFrom('deliveries')
-    .select(['step_id', 'occurrence', 'recipient', 'contact_id', 'status', 'reason', 'closing_date', 'decided_at'])
-    .where('opportunity_id', '=', opportunityId).orderBy('id').execute();
-  return rows.map((r) => ({
-    stepId: r.step_id, occurrence: r.occurrence, recipient: r.recipient, contactId: r.contact_id,
-    status: r.status, reason: r.reason as Reason | null, closingDate: r.closing_date, decidedAt: r.decided_at,
-  }));
+const HISTORY: string[] = [];
+
+interface HistoryRow {
+  history: [stepId: string, occurrence: string, recipient: string, contactId: string | null, status: DeliveryStatus,
+    reason: string | null, closingDate: string | null, decidedAt: number][] | null;
+  sent: [contactId: string, decidedAt: number][] | null;
+  activities: [id: string, kind: ActivityKind, dueAt: number | null, doneAt: number | null][] | null;
 }
 
-/** Emails sent (or of unknown outcome) to these contacts since `since`: the frequency cap's count. */
-async function loadSentToContacts(trx: Db, contactIds: number[], since: Date): Promise<Map<number, Date[]>> {
-  const rows = await trx.selectFrom('deliveries').select(['contact_id', 'decided_at'])
-    .where('contact_id', 'in', contactIds).where('status', 'in', ['sent', 'unknown'])
-    .where('decided_at', '>', since).execute();
-  const out = new Map<number, Date[]>();
-  for (const r of rows) {
-    const id = r.contact_id as number;
-    out.set(id, [...(out.get(id) ?? []), r.decided_at]);
-  }
-  return out;
+function toPastDecision([stepId, occurrence, recipient, contactId, status, reason, closingDate, decidedAt]: NonNullable<HistoryRow['history']>[number]): PastDecision {
+  return {
+    stepId, occurrence, recipient, contactId: contactId === null ? null : parseInt8(contactId), status,
+    reason: reason as Reason | null, closingDate, decidedAt: new Date(decidedAt),
+  };
 }
 
-async function loadActivities(trx: Db, opportunityId: number): Promise<Activity[]> {
-  const rows = await trx.selectFrom('activities').select(['id', 'kind', 'due_at', 'done_at'])
-    .where('opportunity_id', '=', opportunityId).where('kind', 'in', ['call', 'task']).execute();
-  return rows.map((r) => ({ id: r.id, kind: r.kind, dueAt: r.due_at, doneAt: r.done_at }));
+function toActivity([id, kind, dueAt, doneAt]: NonNullable<HistoryRow['activities']>[number]): Activity {
+  return { id: parseInt8(id), kind, dueAt: dueAt === null ? null : new Date(dueAt), doneAt: doneAt === null ? null : new Date(doneAt) };
 }

@@ -91,11 +91,9 @@ export async function stageEnteredPage(
   return (await q.orderBy('o.stage_entered_at').orderBy('o.id').limit(limit).execute()) as (OpportunityRow & { cursor: string })[];
 }
 
-/** One opportunity; with `lock`, its row is share-locked until the transaction ends. */
-export async function findOpportunity(db: Db, id: number, lock = false): Promise<OpportunityRow | null> {
-  let q = selectOpportunities(db).where('o.id', '=', id);
-  if (lock) q = q.forShare('o');
-  return ((await q.executeTakeFirst()) as OpportunityRow | undefined) ?? null;
+/** One opportunity, or null. */
+export async function findOpportunity(db: Db, id: number): Promise<OpportunityRow | null> {
+  return ((await selectOpportunities(db).where('o.id', '=', id).executeTakeFirst()) as OpportunityRow | undefined) ?? null;
 }
 
 export async function listStages(db: Db): Promise<Stage[]> {

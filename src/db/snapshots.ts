@@ -52,28 +52,14 @@ export async function loadSnapshots(db: Db, rows: readonly OpportunityRow[], nee
 }
 
 /**
- * One opportunity's snapshot, or null when it no longer exists. With `lock` (inside a
- * transaction) the opportunity and its contacts are share-locked, so a CRM change to stage, date
- * or consent either committed before this read or waits for the decision to commit; and each
- * contact's advisory lock serialises decisions about the same person (the frequency cap counts
- * what the other decision claimed).
+ * One opportunity's snapshot, or null when it no longer exists; no locks (explain, preview,
+ * send-test). The worker's send path reads under locks: `lockAndLoadSnapshot`.
  */
-export async function loadSnapshot(db: Db, id: number, needs: SnapshotNeeds, lock = false): Promise<Snapshot | null> {
-  const row = await findOpportunity(db, id, lock);
+export async function loadSnapshot(db: Db, id: number, needs: SnapshotNeeds): Promise<Snapshot | null> {
+  const row = await findOpportunity(db, id);
   if (!row) return null;
-  if (lock) await lockContacts(db, row);
   const [snapshot] = await loadSnapshots(db, [row], needs);
   return snapshot ?? null;
-}
-
-async function lockContacts(db: Db, row: OpportunityRow): Promise<void> {
-  const roles = await db.selectFrom('opportunity_contacts').select('contact_id').where('opportunity_id', '=', row.id).execute();
-  const ids = [...new Set([row.primary_contact_id, ...roles.map((r) => r.contact_id)])]
-    .filter((id): id is number => id !== null).sort((a, b) => a - b);
-  if (ids.length === 0) return;
-  await db.selectFrom('contacts').select('id').where('id', 'in', ids).orderBy('id').forShare().execute();
-  // In id order, so two decisions about overlapping contacts cannot deadlock.
-  for (const id of ids) await sql`select pg_advisory_xact_lock(hashtextextended(${`nudge.contact.${id}`}, 0))`.execute(db);
 }
 
 export function toContact(row: {
