@@ -26,6 +26,21 @@ export const typeParsers = {
   },
 };
 
+/** The texts registered with `prepared`, by statement name. */
+const PREPARED = new Map<string, string>();
+
+/**
+ * Registers a fixed statement text to be sent as a named prepared statement: each connection has
+ * PostgreSQL parse and plan it once, then only binds and executes it. For the few statements run
+ * at every send (a 30-line CTE spent 0.3 ms of PostgreSQL's CPU in planning alone, on the cores
+ * the worker shares with it); each stays prepared on every pooled connection, so only constants,
+ * never texts built from data. Returns the text, to be executed as usual (`CompiledQuery.raw`).
+ */
+export function prepared(text: string): string {
+  if (!PREPARED.has(text)) PREPARED.set(text, `nudge_${PREPARED.size + 1}`);
+  return text;
+}
+
 export interface DbOptions {
   /** Connections in the pool. @defaultValue 10 */
   max?: number;
@@ -48,7 +63,15 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   pool.on('error', () => {});
   // Nor one checked out for a transaction waiting between statements (a send waiting for the SMTP
   // handover): its next statement fails instead, and the pool drops the client when it returns.
-  pool.on('connect', (client) => client.on('error', () => {}));
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    // kysely sends every statement as `query(text, parameters)`; a registered text goes by its name.
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as { query: unknown }).query = (config: unknown, ...rest: unknown[]) => {
+      const name = typeof config === 'string' ? PREPARED.get(config) : undefined;
+      return query(name === undefined ? config : { name, text: config }, ...rest);
+    };
+  });
   return pool;
 }
 

@@ -18,12 +18,13 @@
  * A CRM change to stage, closing date, contact or consent either committed before these reads or
  * waits until the transaction ends.
  *
- * Both are plain SQL compiled once: the worker runs them for every send, and building and compiling
- * them with kysely's query builder each time showed in CPU profiles. Inside the JSON, bigint ids are
+ * Both are plain SQL compiled once, and prepared statements (`prepared`): the worker runs them for
+ * every send, and building and compiling them with kysely's query builder each time showed in CPU
+ * profiles, planning them each time in PostgreSQL's. Inside the JSON, bigint ids are
  * text (parsed like every other id) and instants are milliseconds since the epoch.
  */
 import { CompiledQuery } from 'kysely';
-import { parseInt8, type Db } from './database.ts';
+import { parseInt8, prepared, type Db } from './database.ts';
 import { toOpportunity, type OpportunityRow } from './opportunities.ts';
 import type { SnapshotNeeds } from './snapshots.ts';
 import type { Activity, ActivityKind, Contact, ContactRole, DeliveryStatus, PastDecision, Reason, Snapshot } from '../journey/types.ts';
@@ -50,7 +51,7 @@ export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNe
 /** Milliseconds since the epoch, as JSON: a JavaScript Date's precision (truncated like pg's own parser). */
 const ms = (column: string) => `floor(extract(epoch from ${column}) * 1000)`;
 
-const LOCK = `
+const LOCK = prepared(`
 with o as (
   select o.id, o.title, o.amount, o.currency, o.closing_date, o.stage, o.primary_contact_id, o.owner_email,
          o.stage_entered_at, o.created_at, o.updated_at,
@@ -77,7 +78,7 @@ select o.*,
   (select json_agg(json_build_array(r.contact_id::text, r.role) order by r.contact_id) from r) as roles,
   (select json_agg(json_build_array(c.id::text, c.email, c.first_name, c.last_name, c.locale, c.time_zone,
      ${ms('c.unsubscribed_at')}, ${ms('c.bounced_at')}) order by c.id) from c) as contacts
-from o`;
+from o`);
 
 type LockedRow = OpportunityRow & {
   roles: [string, string][] | null;
@@ -97,7 +98,7 @@ function toContact([id, email, firstName, lastName, locale, timeZone, unsubscrib
 /** $1 the opportunity; with `sent`, $2 its contacts' ids and $3 the frequency cap's start. */
 function historyQuery(sent: boolean, activities: boolean): string {
   const key = (sent ? 2 : 0) + (activities ? 1 : 0);
-  return (HISTORY[key] ??= `
+  return (HISTORY[key] ??= prepared(`
 select
   (select json_agg(json_build_array(d.step_id, d.occurrence, d.recipient, d.contact_id::text, d.status, d.reason,
      d.closing_date, ${ms('d.decided_at')}) order by d.id)
@@ -106,7 +107,7 @@ select
    from deliveries d where d.contact_id = any($2::bigint[]) and d.status in ('sent', 'unknown')
      and d.decided_at > $3::timestamptz)` : 'null::json'} as sent,
   ${activities ? `(select json_agg(json_build_array(a.id::text, a.kind, ${ms('a.due_at')}, ${ms('a.done_at')}))
-   from activities a where a.opportunity_id = $1 and a.kind in ('call', 'task'))` : 'null::json'} as activities`);
+   from activities a where a.opportunity_id = $1 and a.kind in ('call', 'task'))` : 'null::json'} as activities`));
 }
 
 const HISTORY: string[] = [];
