@@ -19,7 +19,7 @@
  */
 import type { Db } from './db/database.ts';
 import {
-  claimSend, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type NewDelivery,
+  claimSend, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type ClaimRow, type NewDelivery,
 } from './db/deliveries.ts';
 import { lockAndLoadSnapshot } from './db/locked-snapshot.ts';
 import { composeEmail, templateContext, type ComposeSettings } from './email/compose.ts';
@@ -168,7 +168,7 @@ async function decideAndHandOver(run: Run, trx: Db, step: Step): Promise<void> {
 
 interface Prepared {
   email: OutgoingEmail;
-  row: Omit<NewDelivery, 'status' | 'reason'>;
+  row: ClaimRow;
   log: Record<string, unknown>;
 }
 

@@ -3,9 +3,9 @@
  * (`deliveries_spent`, `deliveries_once_per_reason`) turn a second identical decision into a
  * no-op, whatever the queue did.
  */
-import type { Db } from './database.ts';
+import { prepared, type Db } from './database.ts';
 import type { DeliveriesTable } from './schema.ts';
-import { sql, type Insertable, type Selectable } from 'kysely';
+import { CompiledQuery, sql, type Insertable, type Selectable } from 'kysely';
 
 export type DeliveryRow = Selectable<DeliveriesTable>;
 export type NewDelivery = Insertable<DeliveriesTable>;
@@ -17,19 +17,31 @@ export async function recordDecision(db: Db, row: NewDelivery): Promise<boolean>
   return inserted !== undefined;
 }
 
+/** What a claim writes: the decision to send, before its outcome. */
+export type ClaimRow = Required<Pick<NewDelivery, 'opportunity_id' | 'step_id' | 'contact_id' | 'recipient' | 'due_at' | 'decided_at'
+  | 'closing_date' | 'occurrence' | 'message_id' | 'template' | 'transport'>>;
+
 /**
  * Claims a send at handover, once the SMTP server is ready for the message and before its first
  * byte: a row with status `unknown`, claimed and handed over now. Returns its id, or null when
  * the step is already spent for this recipient (another worker, a re-run, a duplicate job). It
  * commits before the message goes out, so a process that dies after this leaves `unknown`, never
- * a second email.
+ * a second email. A prepared statement: one runs for every send.
  */
-export async function claimSend(db: Db, row: Omit<NewDelivery, 'status' | 'reason'>): Promise<number | null> {
-  const inserted = await db.insertInto('deliveries')
-    .values({ ...row, status: 'unknown', reason: null, claimed_at: sql`now()`, handed_at: sql`now()` })
-    .onConflict((oc) => oc.doNothing()).returning('id').executeTakeFirst();
+export async function claimSend(db: Db, row: ClaimRow): Promise<number | null> {
+  const { rows: [inserted] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(CLAIM, [
+    row.opportunity_id, row.step_id, row.contact_id, row.recipient, row.due_at, row.decided_at,
+    row.closing_date, row.occurrence, row.message_id, row.template, row.transport,
+  ]));
   return inserted?.id ?? null;
 }
+
+const CLAIM = prepared(`
+insert into deliveries (opportunity_id, step_id, contact_id, recipient, due_at, decided_at, closing_date, occurrence,
+  message_id, template, transport, status, reason, claimed_at, handed_at)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'unknown', null, now(), now())
+on conflict do nothing
+returning id`);
 
 /**
  * Releases claims never handed to SMTP and older than `leaseMs` (real clock): their worker died
@@ -43,9 +55,12 @@ export async function releaseStaleClaims(db: Db, leaseMs: number): Promise<numbe
   return Number(r.numDeletedRows);
 }
 
+/** A prepared statement: one runs for every send. */
 export async function markSent(db: Db, id: number, detail: string | null): Promise<void> {
-  await db.updateTable('deliveries').set({ status: 'sent', reason: null, detail }).where('id', '=', id).execute();
+  await db.executeQuery(CompiledQuery.raw(MARK_SENT, [id, detail]));
 }
+
+const MARK_SENT = prepared(`update deliveries set status = 'sent', reason = null, detail = $2 where id = $1`);
 
 export async function markRejected(db: Db, id: number, detail: string): Promise<void> {
   await db.updateTable('deliveries').set({ status: 'failed', reason: 'smtp_rejected', detail }).where('id', '=', id).execute();
