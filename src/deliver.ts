@@ -4,22 +4,26 @@
  *
  * Each send is one transaction, from the decision to the handover. The opportunity and its
  * contacts stay share-locked, and each contact's advisory lock held, while the SMTP client sets up
- * the connection and the envelope. When the server is ready for the message (354 to DATA), the
- * send is claimed (a `deliveries` row, status `unknown`, already handed over, under the unique
- * index `deliveries_spent`) and the transaction commits; only then does the first byte go out.
+ * the connection, the envelope and the message's body. Before the final dot (the one byte
+ * sequence that makes the server keep a message) the send is claimed (a `deliveries` row, status
+ * `unknown`, handed over, under the unique index `deliveries_spent`) and the transaction commits;
+ * the dot follows the COMMIT's write at once (src/db/commit-hook.ts).
  *
  * - Fresh at send time: a CRM change to the rows the decision read either committed before the
  *   decision or waits until the message is handed over. No second load is needed at handover.
- * - Exactly once in effect: the claim commits before SMTP sees the message. A process that dies
- *   after the commit leaves `unknown`, never a second email; a duplicate job waits on the contact's
- *   lock, then finds the claim and sends nothing. A failed commit withdraws the message unsent.
+ * - Exactly once in effect: a process that dies leaves the claim and the complete message, or
+ *   neither; the claim it could not finish stays `unknown`, never a second email. A duplicate job
+ *   waits on the contact's lock, then finds the claim and sends nothing. A failure before the
+ *   COMMIT abandons the message unfinished; a COMMIT that fails after it went out has its claim
+ *   written again when the send ends.
  * - CRM writers wait a bounded time: a server that has not asked for the message within
  *   `handoverTimeoutMs` makes the send give up (rolled back, nothing claimed, the gate answers no
  *   when it is reached) and the job is retried with backoff.
  */
 import type { Db } from './db/database.ts';
+import { whenCommitWritten } from './db/commit-hook.ts';
 import {
-  claimSend, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type ClaimRow, type NewDelivery,
+  claimSend, findClaim, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type ClaimRow, type NewDelivery,
 } from './db/deliveries.ts';
 import { lockAndLoadSnapshot } from './db/locked-snapshot.ts';
 import { composeEmail, templateContext, type ComposeSettings } from './email/compose.ts';
@@ -92,9 +96,15 @@ interface Step {
 interface Claimed {
   id: number;
   flight: InFlight;
+  row: ClaimRow;
   dueAt: Date | null;
   log: Record<string, unknown>;
+  /** The gate was opened as the claim's COMMIT went out: the message may be complete. */
+  opened: boolean;
 }
+
+/** Sets what runs once the transaction's COMMIT has been written (see src/db/commit-hook.ts). */
+type ArmCommit = (fn: () => void) => void;
 
 /** The transaction gave up waiting for the handover: rolled back, the send withdrawn. */
 class HandoverTimeout extends Error {
@@ -108,11 +118,17 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
   for (let more = true; more;) {
     const step: Step = { written: [], claimed: null, deferred: null, more: false, flight: null };
     try {
-      await deps.db.transaction().execute((trx) => decideAndHandOver(run, trx, step));
+      await whenCommitWritten((arm) => deps.db.transaction().execute((trx) => decideAndHandOver(run, trx, step, arm)));
     } catch (error) {
-      // Rolled back (the handover timed out, a statement or the commit failed): nothing was
+      if (step.claimed?.opened) {
+        // The COMMIT went out with the message's final dot, and did not come back as committed.
+        await claimAfterFailedCommit(run, step.claimed, error);
+        throw error;
+      }
+      // Rolled back (the handover timed out, a statement failed) before the COMMIT: nothing was
       // claimed, so the message must not go. Wait for the send to end, then retry the job.
       if (step.flight) await withdraw(step.flight);
+      if (step.claimed) await withdraw(step.claimed.flight);
       if (!(error instanceof HandoverTimeout)) throw error;
       run.metrics.deferred();
       deps.logger.warn({ opportunityId: job.opportunityId, stepId: job.stepId }, 'smtp did not ask for the message in time; will retry');
@@ -141,7 +157,7 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
  * One transaction: lock and load, decide, record the suppressions not yet recorded, then take the
  * first send not yet done as far as its handover.
  */
-async function decideAndHandOver(run: Run, trx: Db, step: Step): Promise<void> {
+async function decideAndHandOver(run: Run, trx: Db, step: Step, arm: ArmCommit): Promise<void> {
   const { deps, job, now } = run;
   const snapshot = await lockAndLoadSnapshot(trx, job.opportunityId, snapshotNeeds(run.journey, now));
   const actions = decideJob(snapshot, run.journey, job, now).filter((a) => !run.done.has(recipientKey(a)));
@@ -161,7 +177,7 @@ async function decideAndHandOver(run: Run, trx: Db, step: Step): Promise<void> {
     const prepared = await prepare(run, trx, snapshot!, action, step);
     if (!prepared) continue;
     step.more = i + 1 < sends.length;
-    await handOver(run, trx, prepared, step);
+    await handOver(run, trx, prepared, step, arm);
     return;
   }
 }
@@ -204,7 +220,7 @@ async function prepare(run: Run, trx: Db, snapshot: Snapshot, action: Extract<Jo
  * (then claims it, to be committed before the gate opens), or the send ends before that, or the
  * time runs out (HandoverTimeout: the transaction rolls back).
  */
-async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Promise<void> {
+async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step, arm: ArmCommit): Promise<void> {
   const { flight, handover } = startSend(run.deps.mailer, prepared.email, handoverTimeout(run.deps));
   step.flight = flight;
   const reached = await handover;
@@ -214,8 +230,16 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
   if (reached.kind === 'gate' || reached.outcome.kind === 'accepted' || reached.outcome.kind === 'unknown') {
     const id = await claimSend(trx, prepared.row);
     if (id !== null) {
-      step.claimed = { id, flight, dueAt: prepared.row.due_at ?? null, log: prepared.log };
+      const claimed: Claimed = { id, flight, row: prepared.row, dueAt: prepared.row.due_at ?? null, log: prepared.log, opened: false };
+      step.claimed = claimed;
       step.flight = null;
+      // The final dot follows the claim's COMMIT with nothing in between: a worker killed at any
+      // moment leaves either no claim and no complete message, or both (a claim it could not
+      // finish is `unknown`), save for the instant between the two writes.
+      arm(() => {
+        claimed.opened = true;
+        flight.answer(true);
+      });
       return;
     }
     // Spent meanwhile: a duplicate job claimed it first (owner steps take no contact lock). The
@@ -237,6 +261,24 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
   // Deferred (4xx, refused, timeout): nothing written; the job retries.
   step.deferred = replyCode(outcome);
   run.deps.logger.warn(prepared.log, 'smtp deferred the send; will retry');
+}
+
+/**
+ * The gate opened as the claim's COMMIT was written, and the commit failed or its answer was lost
+ * with the connection: the message may have been completed with no claim committed. Record the
+ * claim now, outside the transaction (or find it, if it did commit), then the outcome, as for any
+ * claim. Only if PostgreSQL cannot be reached at all does the send stay unrecorded (and logged).
+ */
+async function claimAfterFailedCommit(run: Run, claimed: Claimed, error: unknown): Promise<void> {
+  const { deps } = run;
+  deps.logger.error({ ...claimed.log, err: (error as Error).message }, 'the claim may not have committed while the message was completed; recording it again');
+  const id = (await claimSend(deps.db, claimed.row)) ?? (await findClaim(deps.db, claimed.row));
+  if (id === null) {
+    // Spent by a row of another status meanwhile: nothing of ours to record.
+    await withdraw(claimed.flight);
+    return;
+  }
+  await finishSend(run, { ...claimed, id });
 }
 
 /** After the claim committed: let the message go, and record how SMTP answered. Returns a deferral's code. */

@@ -56,6 +56,18 @@ async function dueOpportunity(overrides: { title?: string; amount?: string | nul
   return { contactId, opportunityId };
 }
 
+const job = (opportunityId: number) => ({ opportunityId, stepId: 'closing-in-3-days', closingDate: '2026-12-10', occurrence: '' });
+
+/** What a worker passes to `deliver`, with the test's mailer. */
+async function deps(mailer: Mailer, handoverTimeoutMs?: number): Promise<DeliverDeps> {
+  const content = await world.rt.content();
+  return {
+    db: world.database.db, mailer, templates: () => content.templates, journey: () => content.journey,
+    compose: { mailFrom: 'Acme <sales@acme.test>', publicUrl: 'https://nudge.acme.test', secret: 'test-secret-0123456789abcdef' },
+    logger: silentLogger, ...(handoverTimeoutMs === undefined ? {} : { handoverTimeoutMs }),
+  };
+}
+
 describe('a due step', () => {
   it('is not enqueued a minute before its due time, and is sent once at it', async () => {
     const { opportunityId } = await dueOpportunity();
@@ -167,17 +179,6 @@ describe('changes between tick and work are honoured at send time', () => {
 // A worker's send is one transaction from its decision to the handover: the rows it decided on
 // stay locked until the SMTP server is ready for the message and the claim is committed.
 describe('the rows a send was decided on, while the SMTP transaction is set up', () => {
-  const job = (opportunityId: number) => ({ opportunityId, stepId: 'closing-in-3-days', closingDate: '2026-12-10', occurrence: '' });
-
-  async function deps(mailer: Mailer, handoverTimeoutMs?: number): Promise<DeliverDeps> {
-    const content = await world.rt.content();
-    return {
-      db: world.database.db, mailer, templates: () => content.templates, journey: () => content.journey,
-      compose: { mailFrom: 'Acme <sales@acme.test>', publicUrl: 'https://nudge.acme.test', secret: 'test-secret-0123456789abcdef' },
-      logger: silentLogger, ...(handoverTimeoutMs === undefined ? {} : { handoverTimeoutMs }),
-    };
-  }
-
   /** Statements of this database waiting for a lock, whose text starts with `prefix`. */
   async function waitingOnLock(prefix: string): Promise<number> {
     const r = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
@@ -310,6 +311,33 @@ describe('the rows a send was decided on, while the SMTP transaction is set up',
       expect(await deliveries(world.database.db)).toEqual([]);
     } finally {
       await mailer.close();
+    }
+  });
+});
+
+describe('a claim whose COMMIT fails once the message is complete', () => {
+  it('is recorded again after the send: one email, one row, sent', async () => {
+    const { opportunityId } = await dueOpportunity();
+    // A deferred constraint trigger fails the first COMMIT that carries a claim: PostgreSQL has
+    // the COMMIT (the message's final dot has gone with it) and answers with an error.
+    await sql`create sequence fail_once`.execute(world.database.db);
+    await sql`create function fail_first_claim() returns trigger language plpgsql as $$
+      begin if nextval('fail_once') = 1 then raise exception 'commit refused for the test'; end if; return null; end $$`.execute(world.database.db);
+    await sql`create constraint trigger fail_first_claim after insert on deliveries deferrable initially deferred
+      for each row when (new.status = 'unknown') execute function fail_first_claim()`.execute(world.database.db);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const error = await deliver(await deps(mailer), job(opportunityId), new Date(DUE)).then(() => null, (e: Error) => e);
+      expect(error?.message).toMatch(/commit refused for the test/);
+      await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
+      expect((await deliveries(world.database.db)).map((r) => [r.status, r.handed_at !== null])).toEqual([['sent', true]]);
+      // The job's retry finds the step spent.
+      expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 0, skipped: 1 });
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+      await sql`drop trigger fail_first_claim on deliveries`.execute(world.database.db);
+      await sql`drop function fail_first_claim(); drop sequence fail_once`.execute(world.database.db);
     }
   });
 });

@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely } from 'kysely';
+import { postgresDialect } from './commit-hook.ts';
 import type { Database } from './schema.ts';
 
 export type Db = Kysely<Database>;
@@ -77,5 +78,5 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
 
 export function createDb(url: string, options: DbOptions = {}): { db: Db; pool: pg.Pool } {
   const pool = createPool(url, options);
-  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
+  return { db: new Kysely<Database>({ dialect: postgresDialect({ pool }) }), pool };
 }

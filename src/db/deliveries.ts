@@ -76,6 +76,15 @@ export async function releaseClaim(db: Db, id: number): Promise<void> {
   await db.deleteFrom('deliveries').where('id', '=', id).where('status', '=', 'unknown').execute();
 }
 
+/** The claim (status `unknown`) for this send's recipient and occurrence, if there is one. */
+export async function findClaim(db: Db, row: Pick<ClaimRow, 'opportunity_id' | 'step_id' | 'occurrence' | 'recipient'>): Promise<number | null> {
+  const found = await db.selectFrom('deliveries').select('id')
+    .where('opportunity_id', '=', row.opportunity_id).where('step_id', '=', row.step_id)
+    .where('occurrence', '=', row.occurrence).where('recipient', '=', row.recipient).where('status', '=', 'unknown')
+    .executeTakeFirst();
+  return found?.id ?? null;
+}
+
 export async function listDeliveries(db: Db, opportunityId: number): Promise<DeliveryRow[]> {
   return db.selectFrom('deliveries').selectAll().where('opportunity_id', '=', opportunityId).orderBy('id').execute();
 }
