@@ -17,8 +17,6 @@ export interface SnapshotNeeds {
   activities: boolean;
   /** Load emails sent to the contacts since this instant (frequency cap); null: don't. */
   sentSince: Date | null;
-  /** Leave this delivery out of the history and the sends (a worker re-checking its own claim). */
-  excludeDelivery?: number;
 }
 
 export async function loadSnapshots(db: Db, rows: readonly OpportunityRow[], needs: SnapshotNeeds): Promise<Snapshot[]> {
@@ -31,8 +29,8 @@ export async function loadSnapshots(db: Db, rows: readonly OpportunityRow[], nee
   const [contacts, activities, history, sent] = await Promise.all([
     loadContacts(db, [...contactIds]),
     needs.activities ? loadActivities(db, ids) : Promise.resolve(new Map<number, Activity[]>()),
-    loadHistory(db, ids, needs.excludeDelivery ?? 0),
-    needs.sentSince ? loadSentToContacts(db, [...contactIds], needs.sentSince, needs.excludeDelivery ?? 0) : Promise.resolve(new Map<number, Date[]>()),
+    loadHistory(db, ids),
+    needs.sentSince ? loadSentToContacts(db, [...contactIds], needs.sentSince) : Promise.resolve(new Map<number, Date[]>()),
   ]);
   const rolesByOpportunity = groupBy(roles, (r) => r.opportunity_id, (r): ContactRole => ({ contactId: r.contact_id, role: r.role }));
   return rows.map((row) => {
@@ -84,21 +82,21 @@ async function loadActivities(db: Db, ids: number[]): Promise<Map<number, Activi
   return groupBy(rows, (r) => r.opportunity_id, (r) => ({ id: r.id, kind: r.kind, dueAt: r.due_at, doneAt: r.done_at }));
 }
 
-async function loadHistory(db: Db, ids: number[], exclude: number): Promise<Map<number, PastDecision[]>> {
+async function loadHistory(db: Db, ids: number[]): Promise<Map<number, PastDecision[]>> {
   const rows = await db.selectFrom('deliveries')
     .select(['opportunity_id', 'step_id', 'occurrence', 'recipient', 'contact_id', 'status', 'reason', 'closing_date', 'decided_at'])
-    .where('opportunity_id', '=', anyOf(ids)).where('id', '!=', exclude).orderBy('id').execute();
+    .where('opportunity_id', '=', anyOf(ids)).orderBy('id').execute();
   return groupBy(rows, (r) => r.opportunity_id, (r) => ({
     stepId: r.step_id, occurrence: r.occurrence, recipient: r.recipient, contactId: r.contact_id,
     status: r.status, reason: r.reason as Reason | null, closingDate: r.closing_date, decidedAt: r.decided_at,
   }));
 }
 
-async function loadSentToContacts(db: Db, contactIds: number[], since: Date, exclude: number): Promise<Map<number, Date[]>> {
+async function loadSentToContacts(db: Db, contactIds: number[], since: Date): Promise<Map<number, Date[]>> {
   if (contactIds.length === 0) return new Map();
   const rows = await db.selectFrom('deliveries').select(['contact_id', 'decided_at'])
     .where('contact_id', '=', anyOf(contactIds)).where('status', 'in', ['sent', 'unknown'])
-    .where('decided_at', '>', since).where('id', '!=', exclude).execute();
+    .where('decided_at', '>', since).execute();
   return groupBy(rows, (r) => r.contact_id as number, (r) => r.decided_at);
 }
 
