@@ -16,9 +16,9 @@
  *   waits on the contact's lock, then finds the claim and sends nothing. A failure before the
  *   COMMIT abandons the message unfinished; a COMMIT that fails after it went out has its claim
  *   written again when the send ends.
- * - CRM writers wait a bounded time: a server that has not asked for the message within
- *   `handoverTimeoutMs` makes the send give up (rolled back, nothing claimed, the gate answers no
- *   when it is reached) and the job is retried with backoff.
+ * - CRM writers wait a bounded time: a send not ready for its final dot within
+ *   `handoverTimeoutMs` gives up (rolled back, nothing claimed, the gate answers no when it is
+ *   reached) and the job is retried with backoff.
  */
 import type { Db } from './db/database.ts';
 import { whenCommitWritten } from './db/commit-hook.ts';
@@ -216,9 +216,9 @@ async function prepare(run: Run, trx: Db, snapshot: Snapshot, action: Extract<Jo
 }
 
 /**
- * Starts the send and waits, the rows still locked, until the server is ready for the message
- * (then claims it, to be committed before the gate opens), or the send ends before that, or the
- * time runs out (HandoverTimeout: the transaction rolls back).
+ * Starts the send and waits, the rows still locked, until only the message's final dot is left to
+ * write (then claims it; the gate opens as the claim's COMMIT goes out), or the send ends before
+ * that, or the time runs out (HandoverTimeout: the transaction rolls back).
  */
 async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step, arm: ArmCommit): Promise<void> {
   const { flight, handover } = startSend(run.deps.mailer, prepared.email, handoverTimeout(run.deps));

@@ -11,7 +11,7 @@ export interface InFlight {
   outcome: Promise<SendOutcome>;
 }
 
-/** What happened first: the server is ready for the message, the send ended before that, or the time ran out. */
+/** What happened first: the gate (only the final dot left), the send ended before that, or the time ran out. */
 export type Handover =
   | { kind: 'gate' }
   | { kind: 'settled'; outcome: SendOutcome }
@@ -19,8 +19,8 @@ export type Handover =
 
 /**
  * Starts `mailer.send` and reports, within `timeoutMs`, whether it reached the gate (the SMTP
- * server said go ahead to DATA) or ended before it. On a timeout the gate is answered no at once,
- * so a server that asks for the message later gets nothing.
+ * server said go ahead to DATA and has the body; only the final dot is left) or ended before it.
+ * On a timeout the gate is answered no at once, so a send that reaches it later is abandoned.
  */
 export function startSend(mailer: Mailer, email: OutgoingEmail, timeoutMs: number): { flight: InFlight; handover: Promise<Handover> } {
   let answer!: (go: boolean) => void;

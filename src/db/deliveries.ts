@@ -22,11 +22,11 @@ export type ClaimRow = Required<Pick<NewDelivery, 'opportunity_id' | 'step_id' |
   | 'closing_date' | 'occurrence' | 'message_id' | 'template' | 'transport'>>;
 
 /**
- * Claims a send at handover, once the SMTP server is ready for the message and before its first
- * byte: a row with status `unknown`, claimed and handed over now. Returns its id, or null when
- * the step is already spent for this recipient (another worker, a re-run, a duplicate job). It
- * commits before the message goes out, so a process that dies after this leaves `unknown`, never
- * a second email. A prepared statement: one runs for every send.
+ * Claims a send at handover, once the SMTP server has the message's body and before its final
+ * dot: a row with status `unknown`, claimed and handed over now. Returns its id, or null when the
+ * step is already spent for this recipient (another worker, a re-run, a duplicate job). Its
+ * COMMIT goes out before the dot, so a process that dies after this leaves `unknown`, never a
+ * second email. A prepared statement: one runs for every send.
  */
 export async function claimSend(db: Db, row: ClaimRow): Promise<number | null> {
   const { rows: [inserted] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(CLAIM, [
