@@ -225,7 +225,14 @@ async function preparePage(db: Db, page: ScanPage, now: Date): Promise<PreparedP
   const decisions = page.pass === 'closingDate'
     ? await decisionsAtClosingDates(db, position(rows[0]!), position(rows[rows.length - 1]!))
     : await decisionsAbout(db, rows.map((r) => r.id));
-  const open = rows.filter((row) => mayNeedDecision(toOpportunity(row), decisions.get(row.id) ?? [], journey, now));
+  const open = rows.filter((row) => {
+    try {
+      return mayNeedDecision(toOpportunity(row), decisions.get(row.id) ?? [], journey, now);
+    } catch {
+      // A row triage cannot read goes to `evaluate`, which reports it and carries on.
+      return true;
+    }
+  });
   return { ...page, snapshots: await loadSnapshots(db, open, snapshotNeeds(journey, now)) };
 }
 

@@ -171,3 +171,17 @@ describe('triage on real rows', () => {
     expect((await deliveries(db(), a)).map((r) => [r.step_id, r.status])).toContainEqual(['closing-in-3-days', 'sent']);
   });
 });
+
+describe('a closing date PostgreSQL keeps but a calendar cannot', () => {
+  it('does not stop the pass: the follow-up of an opportunity closing on "infinity" is sent, and everyone else is scanned', async () => {
+    const now = new Date('2027-03-10T12:00:00Z');
+    const odd = await insertOpportunity(db(), { closing_date: 'infinity', stage: 'proposal', primary_contact_id: await insertContact(db(), { time_zone: 'UTC' }) });
+    await sql`update opportunities set stage_entered_at = ${new Date('2027-03-08T08:00:00Z')} where id = ${odd}`.execute(db());
+    const other = await insertOpportunity(db(), { closing_date: '2027-03-13', stage: 'proposal', primary_contact_id: await insertContact(db(), { time_zone: 'UTC' }) });
+    const jobs: DeliverJob[] = [];
+    const summary = await runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
+      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); } }, now);
+    expect(summary.errors).toBe(0);
+    expect(jobs.map((j) => [j.opportunityId, j.stepId]).sort()).toEqual([[odd, 'proposal-follow-up'], [other, 'closing-in-3-days']].sort());
+  });
+});

@@ -48,8 +48,22 @@ const WEEKEND_MOVE = 3 * DAY;
  * decision history.
  */
 export function mayNeedDecision(opportunity: Opportunity, history: readonly TriageDecision[], journey: Journey, now: Date): boolean {
-  const closingDay = opportunity.closingDate === null ? null : dayNumber(opportunity.closingDate);
+  let closingDay: number | null = null;
+  if (opportunity.closingDate !== null && journey.steps.some((s) => s.trigger.kind === 'closingDate')) {
+    // A date PostgreSQL keeps but a calendar day cannot be (infinity, year 20261): let `evaluate`
+    // judge it, and report it, as it does any row it cannot read.
+    closingDay = calendarDay(opportunity.closingDate);
+    if (closingDay === null) return true;
+  }
   return journey.steps.some((step) => !settled(opportunity, closingDay, history, step, now.getTime()));
+}
+
+function calendarDay(date: string): number | null {
+  try {
+    return dayNumber(date);
+  } catch {
+    return null;
+  }
 }
 
 function settled(opportunity: Opportunity, closingDay: number | null, history: readonly TriageDecision[], step: Step, now: number): boolean {
