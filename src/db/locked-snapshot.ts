@@ -52,13 +52,16 @@ export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNe
 const ms = (column: string) => `floor(extract(epoch from ${column}) * 1000)`;
 
 const LOCK = prepared(`
-with o as (
+with locked as (
+  -- Locked alone, not joined: a row changed while this waited for its lock is re-read as it now
+  -- is, where a join's condition would be checked against the stage it had before, and the row
+  -- dropped (a live opportunity taken for a deleted one).
+  select * from opportunities where id = $1 for share
+), o as (
   select o.id, o.title, o.amount, o.currency, o.closing_date, o.stage, o.primary_contact_id, o.owner_email,
          o.stage_entered_at, o.created_at, o.updated_at,
          s.label as stage_label, s.probability as stage_probability, s.outcome as stage_outcome, s.position as stage_position
-  from opportunities o join stages s on s.key = o.stage
-  where o.id = $1
-  for share of o
+  from locked o join stages s on s.key = o.stage
 ), r as (
   select oc.contact_id, oc.role from opportunity_contacts oc where oc.opportunity_id = $1
 ), l as (

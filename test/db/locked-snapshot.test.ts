@@ -111,4 +111,25 @@ describe('lockAndLoadSnapshot', () => {
     expect(await blocked(advisory(primary))).toBe(false);
     expect(await blocked((db) => db.updateTable('contacts').set({ first_name: 'Ada' }).where('id', '=', primary).execute())).toBe(false);
   });
+
+  it('waits for a CRM transaction changing the stage, then reads the opportunity as it now is (not as deleted)', async () => {
+    const { id } = await richOpportunity();
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    let changed!: () => void;
+    const updated = new Promise<void>((r) => { changed = r; });
+    const crm = other.transaction().execute(async (trx) => {
+      await trx.updateTable('opportunities').set({ stage: 'negotiation' }).where('id', '=', id).execute();
+      changed();
+      await held;
+    });
+    await updated;
+    const reading = t.db.transaction().execute((trx) => lockAndLoadSnapshot(trx, id, NEEDS));
+    // The worker waits on the row lock while the CRM's change is uncommitted.
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    await crm;
+    const snapshot = await reading;
+    expect(snapshot?.opportunity.stage).toMatchObject({ key: 'negotiation', probability: 75 });
+  });
 });
