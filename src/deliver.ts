@@ -267,19 +267,34 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step, arm: 
  * The gate opened as the claim's COMMIT was written, and the commit failed or its answer was lost
  * with the connection: the message may have been completed with no claim committed. Record the
  * claim now, outside the transaction (or find it, if it did commit), then the outcome, as for any
- * claim. Only if PostgreSQL cannot be reached at all does the send stay unrecorded (and logged).
+ * claim; while PostgreSQL cannot be reached, try again for about a minute (the job's retry would
+ * otherwise find no claim and send again). Only then is the send left unrecorded, and logged.
  */
 async function claimAfterFailedCommit(run: Run, claimed: Claimed, error: unknown): Promise<void> {
   const { deps } = run;
   deps.logger.error({ ...claimed.log, err: (error as Error).message }, 'the claim may not have committed while the message was completed; recording it again');
-  const id = (await claimSend(deps.db, claimed.row)) ?? (await findClaim(deps.db, claimed.row));
-  if (id === null) {
-    // Spent by a row of another status meanwhile: nothing of ours to record.
-    await withdraw(claimed.flight);
-    return;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const id = (await claimSend(deps.db, claimed.row)) ?? (await findClaim(deps.db, claimed.row));
+      if (id === null) {
+        // Spent by a row of another status meanwhile: nothing of ours to record.
+        await withdraw(claimed.flight);
+        return;
+      }
+      await finishSend(run, { ...claimed, id });
+      return;
+    } catch (failure) {
+      if (attempt >= RECORD_ATTEMPTS) {
+        deps.logger.error({ ...claimed.log, err: (failure as Error).message }, 'could not record a completed send: PostgreSQL unreachable; the step may be sent again');
+        throw failure;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** (attempt - 1), 16_000)));
+    }
   }
-  await finishSend(run, { ...claimed, id });
 }
+
+/** Attempts to record a send whose claim did not commit: waits of 0.25 s doubling to 16 s, about a minute in all. */
+const RECORD_ATTEMPTS = 9;
 
 /** After the claim committed: let the message go, and record how SMTP answered. Returns a deferral's code. */
 async function finishSend(run: Run, claimed: Claimed): Promise<string | null> {

@@ -316,13 +316,14 @@ describe('the rows a send was decided on, while the SMTP transaction is set up',
 });
 
 describe('a claim whose COMMIT fails once the message is complete', () => {
-  it('is recorded again after the send: one email, one row, sent', async () => {
+  it('is recorded again after the send, trying again while that fails: one email, one row, sent', async () => {
     const { opportunityId } = await dueOpportunity();
     // A deferred constraint trigger fails the first COMMIT that carries a claim: PostgreSQL has
-    // the COMMIT (the message's final dot has gone with it) and answers with an error.
+    // the COMMIT (the message's final dot has gone with it) and answers with an error. It fails
+    // the worker's first attempt to record the claim again too, which must try once more.
     await sql`create sequence fail_once`.execute(world.database.db);
     await sql`create function fail_first_claim() returns trigger language plpgsql as $$
-      begin if nextval('fail_once') = 1 then raise exception 'commit refused for the test'; end if; return null; end $$`.execute(world.database.db);
+      begin if nextval('fail_once') <= 2 then raise exception 'commit refused for the test'; end if; return null; end $$`.execute(world.database.db);
     await sql`create constraint trigger fail_first_claim after insert on deliveries deferrable initially deferred
       for each row when (new.status = 'unknown') execute function fail_first_claim()`.execute(world.database.db);
     const mailer = smtpMailer(world.smtp.url);
