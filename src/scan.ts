@@ -169,16 +169,22 @@ async function keysetPages<R, C, P>(
   });
   const ahead: Promise<P>[] = [];
   let next: ReturnType<typeof read> | null = read(null);
-  for (;;) {
-    while (next && ahead.length < PAGES_AHEAD) {
-      const { rows, prepared }: Awaited<ReturnType<typeof read>> = await next;
-      ahead.push(prepared);
-      next = rows.length === pageSize ? read(cursorOf(rows[rows.length - 1]!)) : null;
-      next?.catch(() => {});
+  try {
+    for (;;) {
+      while (next && ahead.length < PAGES_AHEAD) {
+        const { rows, prepared }: Awaited<ReturnType<typeof read>> = await next;
+        ahead.push(prepared);
+        next = rows.length === pageSize ? read(cursorOf(rows[rows.length - 1]!)) : null;
+        next?.catch(() => {});
+      }
+      const page = ahead.shift();
+      if (!page) return;
+      await onPage(await page);
     }
-    const page = ahead.shift();
-    if (!page) return;
-    await onPage(await page);
+  } catch (error) {
+    // Nothing read ahead is left running once the pass has failed (it holds the scan lock).
+    await Promise.allSettled([...ahead, next?.then((n) => n.prepared)]);
+    throw error;
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createDb } from '../src/db/database.ts';
 import { runScan } from '../src/scan.ts';
 import { silentLogger } from '../src/logger.ts';
 import type { DeliverJob } from '../src/queue/queues.ts';
@@ -148,6 +149,22 @@ describe('writes behind the pass', () => {
     // The first page's jobs were handed over, the failure stopped the pass: not all three pages.
     expect(calls).toBeGreaterThanOrEqual(2);
     expect(calls).toBeLessThan(4);
+  });
+
+  it('a failing pass leaves nothing it read ahead running: every connection is back when it throws', async () => {
+    for (let i = 0; i < 12; i++) {
+      await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: await insertContact(db(), { time_zone: 'UTC' }) });
+    }
+    const { db: scanDb, pool } = createDb(world.database.url, { max: 4 });
+    try {
+      const scan = runScan({ db: scanDb, journey: (await world.rt.content()).journey, logger: silentLogger,
+        enqueue: async () => { throw new Error('redis is gone'); } }, new Date('2027-01-14T09:00:00Z'), { pageSize: 1 });
+      await expect(scan).rejects.toThrow('redis is gone');
+      // Pages read and prepared ahead of the failing one have finished: no client is checked out.
+      expect(pool.totalCount - pool.idleCount).toBe(0);
+    } finally {
+      await scanDb.destroy();
+    }
   });
 });
 
