@@ -54,7 +54,7 @@ function killedAtCommit(url: string, n: number): Promise<{ code: number | null; 
 }
 
 describe('whenCommitWritten', () => {
-  it('calls the hook after the COMMIT went out and before its answer; the commit then completes', async () => {
+  it('calls the hook before the commit is reported, and the commit completes (that the COMMIT went out first is the next test)', async () => {
     const order: string[] = [];
     await whenCommitWritten((arm) => db.transaction().execute(async (trx) => {
       await sql`insert into probe values (1)`.execute(trx);

@@ -98,6 +98,18 @@ describe('triage, by example', () => {
     expect(triage(s, journey([followUp]), '2026-06-16T14:00:00Z')).toBe(true);
   });
 
+  it('a weekend move keeps the window open into Monday: a suppression before does not settle it', () => {
+    // Closing 2026-06-16, 3 days before = Saturday 13 June 09:00 UTC, moved to Monday 00:00 UTC;
+    // its window (24h) ends Tuesday 00:00. The contact, unsubscribed before, has re-subscribed.
+    const s3 = daysBefore('closing-in-3-days', 3, { timing: { skipWeekends: true } });
+    const s = snapshot({
+      opportunity: { closingDate: '2026-06-16' }, contacts: [contact(1, { timeZone: 'UTC' })],
+      history: [decision({ stepId: s3.id, status: 'suppressed', reason: 'unsubscribed', closingDate: '2026-06-16' })],
+    });
+    expect(acts(s, journey([s3]), at('2026-06-15T23:00:00Z'))).toEqual(['closing-in-3-days:send']);
+    expect(triage(s, journey([s3]), '2026-06-15T23:00:00Z')).toBe(true);
+  });
+
   it('steps to a role are never settled by the row alone', () => {
     const s = daysBefore('to-the-buyer', 3, { to: role('buyer') });
     const sent = decision({ stepId: s.id, status: 'sent', contactId: 2 });
@@ -132,7 +144,10 @@ function random(seed: number): () => number {
 
 const ZONES = [null, 'Pacific/Kiritimati', 'Etc/GMT+12', 'Etc/GMT+12', 'Pacific/Pago_Pago', 'America/New_York', 'Europe/Brussels',
   'Asia/Kolkata', 'Australia/Lord_Howe', 'Not/A_Zone'];
-const BASES = ['2026-03-26T00:00:00Z', '2026-06-14T00:00:00Z', '2026-10-22T00:00:00Z', '2026-12-24T00:00:00Z'];
+// 8-day windows over DST changes: Europe (29 Mar, 25 Oct), New York (8 Mar, 1 Nov), Lord Howe's
+// 30-minute ones (5 Apr, 4 Oct); and two with none.
+const BASES = ['2026-03-26T00:00:00Z', '2026-03-04T00:00:00Z', '2026-04-01T00:00:00Z', '2026-06-14T00:00:00Z',
+  '2026-09-30T00:00:00Z', '2026-10-22T00:00:00Z', '2026-10-28T00:00:00Z', '2026-12-24T00:00:00Z'];
 const OPEN: StageKey[] = ['qualification', 'needs_analysis', 'proposal', 'negotiation'];
 const MINUTE = 60_000;
 const DAY_MS = 86_400_000;
