@@ -76,14 +76,30 @@ export async function startOwnRedis(extraArgs: string[] = []): Promise<OwnRedis>
 export async function startOwnCluster(masters = 3): Promise<{ url: string; stop(): Promise<void> }> {
   const nodes: OwnRedis[] = [];
   for (let i = 0; i < masters; i++) {
-    nodes.push(await startOwnRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000']));
+    // The cluster bus on a free port of its own: the default, the data port + 10000, may be taken
+    // or beyond 65535.
+    const bus = await freePort();
+    nodes.push(await startOwnRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000',
+      '--cluster-port', String(bus)]));
   }
-  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
-  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
-  // The cluster is usable once every slot is served.
-  for (let i = 0; i < 100; i++) {
-    const info = spawnSync('redis-cli', ['-p', String(nodes[0]!.port), 'cluster', 'info'], { encoding: 'utf8' }).stdout;
-    if (/cluster_state:ok/.test(info)) break;
+  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+    { encoding: 'utf8', timeout: 60_000 });
+  if (create.status !== 0) {
+    for (const n of nodes) await n.stop();
+    throw new Error(`redis-cli --cluster create failed: ${create.error?.message ?? ''}${create.stdout}${create.stderr}`);
+  }
+  // The cluster is usable once every node knows every other and sees every slot served: on a
+  // loaded machine the first node says so well before the others.
+  const ready = (port: number) => {
+    const info = spawnSync('redis-cli', ['-p', String(port), 'cluster', 'info'], { encoding: 'utf8', timeout: 5_000 }).stdout ?? '';
+    return /cluster_state:ok/.test(info) && new RegExp(`cluster_known_nodes:${masters}\\b`).test(info);
+  };
+  const deadline = Date.now() + 60_000;
+  while (!nodes.every((n) => ready(n.port))) {
+    if (Date.now() > deadline) {
+      for (const n of nodes) await n.stop();
+      throw new Error(`the Redis Cluster on ports ${nodes.map((n) => n.port).join(', ')} did not become ready within 60 s`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
   return { url: nodes[0]!.url, stop: async () => { for (const n of nodes) await n.stop(); } };
