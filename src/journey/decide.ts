@@ -4,7 +4,7 @@
  */
 import { dueTime, type DueTime } from './due-time.ts';
 import { resolveRecipients, type Recipient } from './recipients.ts';
-import { judge, type RuleCheck, type Verdict } from './rules.ts';
+import { judge, personOf, samePerson, type RuleCheck, type Verdict } from './rules.ts';
 import type { IsoDate, Journey, PastDecision, Snapshot, Step, SuppressionReason } from './types.ts';
 
 export type { Verdict, RuleCheck } from './rules.ts';
@@ -100,25 +100,6 @@ const RECIPIENT_REASONS: ReadonlySet<SuppressionReason> = new Set([
 
 function isRecipientReason(reason: SuppressionReason): boolean {
   return RECIPIENT_REASONS.has(reason);
-}
-
-/** Whom a decision is about: an address (`''` for nobody) and the contact, when there is one. */
-export interface Person {
-  /** Null when not known (then only the contact id can match). */
-  address: string | null;
-  contactId: number | null;
-}
-
-export function personOf(recipient: Recipient | null): Person {
-  return { address: recipient?.address ?? '', contactId: recipient?.contact?.id ?? null };
-}
-
-/**
- * Whether a past decision was about this person: the same address, or the same contact under an
- * address since changed (a step is spent for a person, not for one spelling of an address).
- */
-export function samePerson(d: Pick<PastDecision, 'recipient' | 'contactId'>, who: Person): boolean {
-  return (who.address !== null && d.recipient === who.address) || (who.contactId !== null && d.contactId === who.contactId);
 }
 
 /**

@@ -212,9 +212,27 @@ export function isSpending(d: Pick<PastDecision, 'status' | 'reason'>): boolean 
 
 /** Spent for this person: the same address, or the same contact under an address since changed. */
 function findSpent(history: readonly PastDecision[], stepId: string, occurrence: string, recipient: Recipient): PastDecision | undefined {
-  const contactId = recipient.contact?.id ?? null;
-  return history.find((d) => d.stepId === stepId && d.occurrence === occurrence && isSpending(d)
-    && (d.recipient === recipient.address || (contactId !== null && d.contactId === contactId)));
+  const who = personOf(recipient);
+  return history.find((d) => d.stepId === stepId && d.occurrence === occurrence && isSpending(d) && samePerson(d, who));
+}
+
+/** Whom a decision is about: an address (`''` for nobody) and the contact, when there is one. */
+export interface Person {
+  /** Null when not known (then only the contact id can match). */
+  address: string | null;
+  contactId: number | null;
+}
+
+export function personOf(recipient: Recipient | null): Person {
+  return { address: recipient?.address ?? '', contactId: recipient?.contact?.id ?? null };
+}
+
+/**
+ * Whether a past decision was about this person: the same address, or the same contact under an
+ * address since changed (a step is spent for a person, not for one spelling of an address).
+ */
+export function samePerson(d: Pick<PastDecision, 'recipient' | 'contactId'>, who: Person): boolean {
+  return (who.address !== null && d.recipient === who.address) || (who.contactId !== null && d.contactId === who.contactId);
 }
 
 function recentActivity({ snapshot, step, now }: RuleContext): string | null {

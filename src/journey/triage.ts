@@ -21,8 +21,8 @@
  * Settled steps never change another step's verdict: the catch-up only weighs steps inside their
  * windows. Steps to a role are never settled here: their recipients are in rows not loaded yet.
  */
-import { samePerson, type Person } from './decide.ts';
-import { isSpending, stageFilter } from './rules.ts';
+import { occurrenceOf } from './decide.ts';
+import { isSpending, samePerson, stageFilter, type Person } from './rules.ts';
 import { normalizeEmail } from './recipients.ts';
 import { dayNumber } from './time.ts';
 import type { Journey, Opportunity, PastDecision, Step } from './types.ts';
@@ -72,7 +72,7 @@ function settled(opportunity: Opportunity, closingDay: number | null, history: r
   const who = onlyRecipient(opportunity, step);
   if (who === undefined) return false;
   const closingDate = opportunity.closingDate;
-  const occurrence = step.repeat === 'onNewClosingDate' ? (closingDate ?? '') : '';
+  const occurrence = occurrenceOf(step, closingDate);
   const mine = history.filter((d) => d.stepId === step.id && samePerson(d, who));
   // Nobody to send to is never spent.
   if (who !== NOBODY && mine.some((d) => d.occurrence === occurrence && isSpending(d))) return true;
