@@ -139,8 +139,7 @@ export async function forEachScanPage<P = ScanPage>(
     const range = { from: addDays(today, -lookback - Math.max(...offsets)), to: addDays(today, horizon + 2 - Math.min(...offsets)) };
     const sub = { ...journey, steps: closingSteps };
     await keysetPages(pageSize, (after: ClosingDateCursor | null) => closingDatePage(db, range, after, pageSize),
-      (last) => ({ closingDate: last.closing_date!, id: last.id }),
-      (rows) => prepare({ rows, journey: sub, pass: 'closingDate' }), onPage);
+      position, (rows) => prepare({ rows, journey: sub, pass: 'closingDate' }), onPage);
   }
   for (const [stage, steps] of stageEnteredSteps(journey)) {
     const maxDays = Math.max(...steps.map((s) => (s.trigger.kind === 'stageEntered' ? s.trigger.daysAfter : 0)));
@@ -242,6 +241,7 @@ async function preparePage(db: Db, page: ScanPage, now: Date): Promise<PreparedP
   return { ...page, snapshots: await loadSnapshots(db, open, snapshotNeeds(journey, now)) };
 }
 
+/** A row's place in the closing-date pass: its keyset cursor, and a bound of its page's decisions. */
 function position(row: OpportunityRow): ClosingDateCursor {
   return { closingDate: row.closing_date!, id: row.id };
 }

@@ -86,10 +86,7 @@ async function loadHistory(db: Db, ids: number[]): Promise<Map<number, PastDecis
   const rows = await db.selectFrom('deliveries')
     .select(['opportunity_id', 'step_id', 'occurrence', 'recipient', 'contact_id', 'status', 'reason', 'closing_date', 'decided_at'])
     .where('opportunity_id', '=', anyOf(ids)).orderBy('id').execute();
-  return groupBy(rows, (r) => r.opportunity_id, (r) => ({
-    stepId: r.step_id, occurrence: r.occurrence, recipient: r.recipient, contactId: r.contact_id,
-    status: r.status, reason: r.reason as Reason | null, closingDate: r.closing_date, decidedAt: r.decided_at,
-  }));
+  return groupBy(rows, (r) => r.opportunity_id, (r): PastDecision => ({ ...triageDecision(r), decidedAt: r.decided_at }));
 }
 
 async function loadSentToContacts(db: Db, contactIds: number[], since: Date): Promise<Map<number, Date[]>> {
