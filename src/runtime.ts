@@ -12,6 +12,7 @@ import type { Logger } from './logger.ts';
 import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob, type RedisConnection } from './queue/queues.ts';
 import { noMetrics, prometheusMetrics, type Metrics, type PrometheusMetrics } from './metrics.ts';
 import type { ScanDeps } from './scan.ts';
+import { settleAll } from './settle.ts';
 
 export class InvalidContentError extends Error {
   constructor(readonly problems: string[]) {
@@ -128,9 +129,7 @@ export class Runtime {
         }
       };
       // Both lanes settle before this returns: nothing is added after a failure is reported.
-      const results = await Promise.allSettled([lane(), lane()]);
-      const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (rejected) throw rejected.reason;
+      await settleAll([lane(), lane()]);
     };
   }
 

@@ -9,13 +9,14 @@ import {
   closingDatePage, stageEnteredPage, toOpportunity, type ClosingDateCursor, type OpportunityRow, type StageEnteredCursor,
 } from './db/opportunities.ts';
 import { decisionsAbout, decisionsAtClosingDates, loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
-import { mayNeedDecision, type TriageDecision } from './journey/triage.ts';
+import { mayNeedDecision } from './journey/triage.ts';
 import { evaluate, type StepEvaluation } from './journey/decide.ts';
 import { addDays } from './journey/time.ts';
 import type { Journey, Snapshot, Step } from './journey/types.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { deliverJobId, type DeliverJob } from './queue/queues.ts';
+import { settleAll } from './settle.ts';
 
 export interface ScanDeps {
   /** The primary: the scan lock and the suppressions it writes. */
@@ -305,10 +306,7 @@ class WriteBehind {
   }
 
   async drain(): Promise<void> {
-    const pending = this.pending.splice(0);
-    const results = await Promise.allSettled(pending);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await settleAll(this.pending.splice(0));
   }
 }
 
