@@ -48,22 +48,11 @@ const WEEKEND_MOVE = 3 * DAY;
  * decision history.
  */
 export function mayNeedDecision(opportunity: Opportunity, history: readonly TriageDecision[], journey: Journey, now: Date): boolean {
-  let closingDay: number | null = null;
-  if (opportunity.closingDate !== null && journey.steps.some((s) => s.trigger.kind === 'closingDate')) {
-    // A date PostgreSQL keeps but a calendar day cannot be (infinity, year 20261): let `evaluate`
-    // judge it, and report it, as it does any row it cannot read.
-    closingDay = calendarDay(opportunity.closingDate);
-    if (closingDay === null) return true;
-  }
+  // Parsed only for closing-date steps, as `evaluate` does: a stage-entered page may hold a date
+  // PostgreSQL keeps but a calendar cannot (infinity). Throws, like `evaluate`, on such a date.
+  const closingDay = opportunity.closingDate !== null && journey.steps.some((s) => s.trigger.kind === 'closingDate')
+    ? dayNumber(opportunity.closingDate) : null;
   return journey.steps.some((step) => !settled(opportunity, closingDay, history, step, now.getTime()));
-}
-
-function calendarDay(date: string): number | null {
-  try {
-    return dayNumber(date);
-  } catch {
-    return null;
-  }
 }
 
 function settled(opportunity: Opportunity, closingDay: number | null, history: readonly TriageDecision[], step: Step, now: number): boolean {
