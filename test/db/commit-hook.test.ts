@@ -6,20 +6,20 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kysely, sql } from 'kysely';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postgresDialect, whenCommitWritten } from '../../src/db/commit-hook.ts';
-import { createPool } from '../../src/db/database.ts';
+import { whenCommitWritten } from '../../src/db/commit-hook.ts';
+import { createDb, type Db } from '../../src/db/database.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 let t: TestDatabase;
-let db: Kysely<unknown>;
+let db: Db;
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  db = new Kysely({ dialect: postgresDialect({ pool: createPool(t.url, { max: 2 }) }) });
+  db = createDb(t.url, { max: 2 }).db;
   await sql`create table probe (n int)`.execute(db);
 });
 
@@ -30,10 +30,10 @@ afterAll(async () => {
 
 /** A child process that inserts `n` in a transaction and SIGKILLs itself inside the hook. */
 const CHILD = `
-import { Kysely, sql } from 'kysely';
-import { createPool } from './src/db/database.ts';
-import { postgresDialect, whenCommitWritten } from './src/db/commit-hook.ts';
-const db = new Kysely({ dialect: postgresDialect({ pool: createPool(process.env.URL) }) });
+import { sql } from 'kysely';
+import { createDb } from './src/db/database.ts';
+import { whenCommitWritten } from './src/db/commit-hook.ts';
+const { db } = createDb(process.env.URL);
 await whenCommitWritten((arm) => db.transaction().execute(async (trx) => {
   await sql\`insert into probe values (\${Number(process.env.N)})\`.execute(trx);
   arm(() => process.kill(process.pid, 'SIGKILL'));
