@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { Kysely } from 'kysely';
+import { Kysely, type Compilable, type InferResult } from 'kysely';
 import { postgresDialect } from './commit-hook.ts';
 import type { Database } from './schema.ts';
 
@@ -40,6 +40,16 @@ const PREPARED = new Map<string, string>();
 export function prepared(text: string): string {
   if (!PREPARED.has(text)) PREPARED.set(text, `nudge_${PREPARED.size + 1}`);
   return text;
+}
+
+/**
+ * Runs a built query as a named prepared statement (`prepared`): for the statements the scan runs
+ * on every page, whose texts depend on their shape only (ids go in one array parameter).
+ */
+export async function executePrepared<Q extends Compilable<unknown>>(db: Db, query: Q): Promise<InferResult<Q>> {
+  const compiled = query.compile();
+  prepared(compiled.sql);
+  return (await db.executeQuery(compiled)).rows as InferResult<Q>;
 }
 
 export interface DbOptions {

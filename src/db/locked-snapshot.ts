@@ -20,21 +20,24 @@
  *
  * Both are plain SQL compiled once, and prepared statements (`prepared`): the worker runs them for
  * every send, and building and compiling them with kysely's query builder each time showed in CPU
- * profiles, planning them each time in PostgreSQL's. Inside the JSON, bigint ids are
- * text (parsed like every other id) and instants are milliseconds since the epoch.
+ * profiles, planning them each time in PostgreSQL's. The JSON inside is `snapshot-json.ts`'.
  */
 import { CompiledQuery } from 'kysely';
 import { parseInt8, prepared, type Db } from './database.ts';
 import { toOpportunity, type OpportunityRow } from './opportunities.ts';
 import type { SnapshotNeeds } from './snapshots.ts';
-import type { Activity, ActivityKind, Contact, ContactRole, DeliveryStatus, PastDecision, Reason, Snapshot } from '../journey/types.ts';
+import {
+  activityFromJson, activityJson, contactFromJson, contactJson, decisionFromJson, decisionJson, ms,
+  type ActivityJson, type ContactJson, type DecisionJson, type SentJson,
+} from './snapshot-json.ts';
+import type { ContactRole, Snapshot } from '../journey/types.ts';
 
 /** Inside a transaction: null when the opportunity no longer exists. */
 export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNeeds): Promise<Snapshot | null> {
   const { rows: [row] } = await trx.executeQuery<LockedRow>(CompiledQuery.raw(LOCK, [id]));
   if (!row) return null;
   const roles = (row.roles ?? []).map(([contactId, role]): ContactRole => ({ contactId: parseInt8(contactId), role }));
-  const contacts = new Map((row.contacts ?? []).map((c) => [parseInt8(c[0]), toContact(c)]));
+  const contacts = new Map((row.contacts ?? []).map((c) => [parseInt8(c[0]), contactFromJson(c)]));
   const since = contacts.size > 0 ? needs.sentSince : null;
   const { rows: [more] } = await trx.executeQuery<HistoryRow>(since === null
     ? CompiledQuery.raw(historyQuery(false, needs.activities), [id])
@@ -44,12 +47,9 @@ export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNe
   for (const [contactId, at] of more?.sent ?? []) sent.get(parseInt8(contactId))?.push(new Date(at));
   return {
     opportunity: toOpportunity(row), contacts, roles,
-    activities: (more?.activities ?? []).map(toActivity), history: (more?.history ?? []).map(toPastDecision), sentToContact: sent,
+    activities: (more?.activities ?? []).map(activityFromJson), history: (more?.history ?? []).map(decisionFromJson), sentToContact: sent,
   };
 }
-
-/** Milliseconds since the epoch, as JSON: a JavaScript Date's precision (truncated like pg's own parser). */
-const ms = (column: string) => `floor(extract(epoch from ${column}) * 1000)`;
 
 const LOCK = prepared(`
 with locked as (
@@ -79,8 +79,7 @@ with locked as (
 )
 select o.*,
   (select json_agg(json_build_array(r.contact_id::text, r.role) order by r.contact_id) from r) as roles,
-  (select json_agg(json_build_array(c.id::text, c.email, c.first_name, c.last_name, c.locale, c.time_zone,
-     ${ms('c.unsubscribed_at')}, ${ms('c.bounced_at')}) order by c.id) from c) as contacts
+  (select json_agg(json_build_array(${contactJson('c')}) order by c.id) from c) as contacts
 from o`);
 
 type LockedRow = OpportunityRow & {
@@ -88,47 +87,24 @@ type LockedRow = OpportunityRow & {
   contacts: ContactJson[] | null;
 };
 
-type ContactJson = [id: string, email: string | null, firstName: string | null, lastName: string | null,
-  locale: string, timeZone: string | null, unsubscribedAt: number | null, bouncedAt: number | null];
-
-function toContact([id, email, firstName, lastName, locale, timeZone, unsubscribedAt, bouncedAt]: ContactJson): Contact {
-  return {
-    id: parseInt8(id), email, firstName, lastName, locale, timeZone,
-    unsubscribedAt: unsubscribedAt === null ? null : new Date(unsubscribedAt), bouncedAt: bouncedAt === null ? null : new Date(bouncedAt),
-  };
-}
-
 /** $1 the opportunity; with `sent`, $2 its contacts' ids and $3 the frequency cap's start. */
 function historyQuery(sent: boolean, activities: boolean): string {
   const key = (sent ? 2 : 0) + (activities ? 1 : 0);
   return (HISTORY[key] ??= prepared(`
 select
-  (select json_agg(json_build_array(d.step_id, d.occurrence, d.recipient, d.contact_id::text, d.status, d.reason,
-     d.closing_date, ${ms('d.decided_at')}) order by d.id)
+  (select json_agg(json_build_array(${decisionJson('d')}) order by d.id)
    from deliveries d where d.opportunity_id = $1) as history,
-  ${sent ? `(select json_agg(json_build_array(d.contact_id::text, ${ms('d.decided_at')}))
+  ${sent ? `(select json_agg(json_build_array(d.contact_id::text, ${ms('d.decided_at')}) order by d.decided_at)
    from deliveries d where d.contact_id = any($2::bigint[]) and d.status in ('sent', 'unknown')
      and d.decided_at > $3::timestamptz)` : 'null::json'} as sent,
-  ${activities ? `(select json_agg(json_build_array(a.id::text, a.kind, ${ms('a.due_at')}, ${ms('a.done_at')}))
+  ${activities ? `(select json_agg(json_build_array(${activityJson('a')}))
    from activities a where a.opportunity_id = $1 and a.kind in ('call', 'task'))` : 'null::json'} as activities`));
 }
 
 const HISTORY: string[] = [];
 
 interface HistoryRow {
-  history: [stepId: string, occurrence: string, recipient: string, contactId: string | null, status: DeliveryStatus,
-    reason: string | null, closingDate: string | null, decidedAt: number][] | null;
-  sent: [contactId: string, decidedAt: number][] | null;
-  activities: [id: string, kind: ActivityKind, dueAt: number | null, doneAt: number | null][] | null;
-}
-
-function toPastDecision([stepId, occurrence, recipient, contactId, status, reason, closingDate, decidedAt]: NonNullable<HistoryRow['history']>[number]): PastDecision {
-  return {
-    stepId, occurrence, recipient, contactId: contactId === null ? null : parseInt8(contactId), status,
-    reason: reason as Reason | null, closingDate, decidedAt: new Date(decidedAt),
-  };
-}
-
-function toActivity([id, kind, dueAt, doneAt]: NonNullable<HistoryRow['activities']>[number]): Activity {
-  return { id: parseInt8(id), kind, dueAt: dueAt === null ? null : new Date(dueAt), doneAt: doneAt === null ? null : new Date(doneAt) };
+  history: DecisionJson[] | null;
+  sent: SentJson[] | null;
+  activities: ActivityJson[] | null;
 }

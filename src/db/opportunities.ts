@@ -3,7 +3,7 @@
  * `toOpportunity` is the one place a row becomes a domain object.
  */
 import { sql } from 'kysely';
-import type { Db } from './database.ts';
+import { executePrepared, type Db } from './database.ts';
 import type { IsoDate, Opportunity, Outcome, Stage } from '../journey/types.ts';
 
 export interface OpportunityRow {
@@ -66,7 +66,7 @@ export async function closingDatePage(
     .where('o.closing_date', '>=', range.from)
     .where('o.closing_date', '<=', range.to);
   if (after) q = q.where(sql<boolean>`(o.closing_date, o.id) > (${after.closingDate}::date, ${after.id}::bigint)`);
-  return (await q.orderBy('o.closing_date').orderBy('o.id').limit(limit).execute()) as OpportunityRow[];
+  return (await executePrepared(db, q.orderBy('o.closing_date').orderBy('o.id').limit(limit))) as OpportunityRow[];
 }
 
 export interface StageEnteredCursor {
@@ -88,7 +88,7 @@ export async function stageEnteredPage(
     .where('o.stage_entered_at', '>=', range.from)
     .where('o.stage_entered_at', '<=', range.to);
   if (after) q = q.where(sql<boolean>`(o.stage_entered_at, o.id) > (${after.stageEnteredAt}::timestamptz, ${after.id}::bigint)`);
-  return (await q.orderBy('o.stage_entered_at').orderBy('o.id').limit(limit).execute()) as (OpportunityRow & { cursor: string })[];
+  return (await executePrepared(db, q.orderBy('o.stage_entered_at').orderBy('o.id').limit(limit))) as (OpportunityRow & { cursor: string })[];
 }
 
 /** One opportunity, or null. */

@@ -1,13 +1,17 @@
 /**
  * Loads `Snapshot`s: an opportunity with its contacts, roles, activities and decision history, in
- * a fixed number of queries per page whatever the page size.
+ * one statement per page whatever the page size.
  */
-import { sql } from 'kysely';
-import type { Db } from './database.ts';
+import { CompiledQuery, sql, type RawBuilder } from 'kysely';
+import { executePrepared, parseInt8, prepared, type Db } from './database.ts';
+import {
+  activityFromJson, activityJson, contactFromJson, contactJson, decisionFromJson, decisionJson, ms,
+  type ActivityJson, type ContactJson, type DecisionJson, type SentJson,
+} from './snapshot-json.ts';
 import { findOpportunity, toOpportunity, type OpportunityRow } from './opportunities.ts';
 import type { TriageDecision } from '../journey/triage.ts';
 import type {
-  Activity, Contact, ContactRole, IsoDate, PastDecision, Reason, Snapshot,
+  Contact, ContactRole, IsoDate, Reason, Snapshot,
 } from '../journey/types.ts';
 
 export interface SnapshotNeeds {
@@ -22,17 +26,26 @@ export interface SnapshotNeeds {
 export async function loadSnapshots(db: Db, rows: readonly OpportunityRow[], needs: SnapshotNeeds): Promise<Snapshot[]> {
   if (rows.length === 0) return [];
   const ids = rows.map((r) => r.id);
-  const roles = needs.roles === false ? []
-    : await db.selectFrom('opportunity_contacts').selectAll().where('opportunity_id', '=', anyOf(ids)).execute();
-  const contactIds = new Set<number>(roles.map((r) => r.contact_id));
-  for (const r of rows) if (r.primary_contact_id !== null) contactIds.add(r.primary_contact_id);
-  const [contacts, activities, history, sent] = await Promise.all([
-    loadContacts(db, [...contactIds]),
-    needs.activities ? loadActivities(db, ids) : Promise.resolve(new Map<number, Activity[]>()),
-    loadHistory(db, ids),
-    needs.sentSince ? loadSentToContacts(db, [...contactIds], needs.sentSince) : Promise.resolve(new Map<number, Date[]>()),
-  ]);
-  const rolesByOpportunity = groupBy(roles, (r) => r.opportunity_id, (r): ContactRole => ({ contactId: r.contact_id, role: r.role }));
+  const primaries = [...new Set(rows.flatMap((r) => (r.primary_contact_id === null ? [] : [r.primary_contact_id])))];
+  const roles = needs.roles !== false;
+  const { rows: [found] } = await db.executeQuery<BatchRow>(needs.sentSince
+    ? CompiledQuery.raw(batchQuery(roles, needs.activities, true), [ids, primaries, needs.sentSince])
+    : CompiledQuery.raw(batchQuery(roles, needs.activities, false), [ids, primaries]));
+  const rolesByOpportunity = new Map<number, ContactRole[]>();
+  for (const [opportunityId, contactId, role] of found?.roles ?? []) {
+    const id = parseInt8(opportunityId);
+    rolesByOpportunity.set(id, [...(rolesByOpportunity.get(id) ?? []), { contactId: parseInt8(contactId), role }]);
+  }
+  const contacts = new Map((found?.contacts ?? []).map((c) => [parseInt8(c[0]), contactFromJson(c)]));
+  const history = new Map((found?.history ?? []).map(([id, list]) => [parseInt8(id), list.map(decisionFromJson)]));
+  const activities = new Map((found?.activities ?? []).map(([id, list]) => [parseInt8(id), list.map(activityFromJson)]));
+  const sent = new Map<number, Date[]>();
+  for (const [contactId, at] of found?.sent ?? []) {
+    const id = parseInt8(contactId);
+    const list = sent.get(id);
+    if (list) list.push(new Date(at));
+    else sent.set(id, [new Date(at)]);
+  }
   return rows.map((row) => {
     const myRoles = rolesByOpportunity.get(row.id) ?? [];
     const mine = new Map<number, Contact>();
@@ -50,6 +63,44 @@ export async function loadSnapshots(db: Db, rows: readonly OpportunityRow[], nee
 }
 
 /**
+ * One statement per page (a prepared one, `prepared`): $1 the opportunities, $2 their primary
+ * contacts, with `sent` $3 the frequency cap's start. Everything comes as JSON in one row
+ * (`snapshot-json.ts`), history and activities grouped by opportunity; the contacts are the
+ * primary ones and, with `roles`, those with a role.
+ */
+function batchQuery(roles: boolean, activities: boolean, sent: boolean): string {
+  const key = (roles ? 4 : 0) + (activities ? 2 : 0) + (sent ? 1 : 0);
+  return (BATCH[key] ??= prepared(`
+with cids as (
+  select unnest($2::bigint[]) as id
+  ${roles ? 'union select oc.contact_id from opportunity_contacts oc where oc.opportunity_id = any($1::bigint[])' : ''}
+)
+select
+  ${roles ? `(select json_agg(json_build_array(oc.opportunity_id::text, oc.contact_id::text, oc.role))
+   from opportunity_contacts oc where oc.opportunity_id = any($1::bigint[]))` : 'null::json'} as roles,
+  (select json_agg(json_build_array(${contactJson('c')})) from contacts c where c.id in (select id from cids)) as contacts,
+  (select json_agg(json_build_array(h.opportunity_id::text, h.list)) from (
+     select d.opportunity_id, json_agg(json_build_array(${decisionJson('d')}) order by d.id) as list
+     from deliveries d where d.opportunity_id = any($1::bigint[]) group by d.opportunity_id) h) as history,
+  ${activities ? `(select json_agg(json_build_array(h.opportunity_id::text, h.list)) from (
+     select a.opportunity_id, json_agg(json_build_array(${activityJson('a')})) as list
+     from activities a where a.opportunity_id = any($1::bigint[]) and a.kind in ('call', 'task') group by a.opportunity_id) h)` : 'null::json'} as activities,
+  ${sent ? `(select json_agg(json_build_array(d.contact_id::text, ${ms('d.decided_at')}) order by d.decided_at)
+   from deliveries d where d.contact_id in (select id from cids) and d.status in ('sent', 'unknown')
+     and d.decided_at > $3::timestamptz)` : 'null::json'} as sent`));
+}
+
+const BATCH: string[] = [];
+
+interface BatchRow {
+  roles: [opportunityId: string, contactId: string, role: string][] | null;
+  contacts: ContactJson[] | null;
+  history: [opportunityId: string, DecisionJson[]][] | null;
+  activities: [opportunityId: string, ActivityJson[]][] | null;
+  sent: SentJson[] | null;
+}
+
+/**
  * One opportunity's snapshot, or null when it no longer exists; no locks (explain, preview,
  * send-test). The worker's send path reads under locks: `lockAndLoadSnapshot`.
  */
@@ -58,43 +109,6 @@ export async function loadSnapshot(db: Db, id: number, needs: SnapshotNeeds): Pr
   if (!row) return null;
   const [snapshot] = await loadSnapshots(db, [row], needs);
   return snapshot ?? null;
-}
-
-export function toContact(row: {
-  id: number; email: string | null; first_name: string | null; last_name: string | null; locale: string;
-  time_zone: string | null; unsubscribed_at: Date | null; bounced_at: Date | null;
-}): Contact {
-  return {
-    id: row.id, email: row.email, firstName: row.first_name, lastName: row.last_name, locale: row.locale,
-    timeZone: row.time_zone, unsubscribedAt: row.unsubscribed_at, bouncedAt: row.bounced_at,
-  };
-}
-
-async function loadContacts(db: Db, ids: number[]): Promise<Map<number, Contact>> {
-  if (ids.length === 0) return new Map();
-  const rows = await db.selectFrom('contacts').selectAll().where('id', '=', anyOf(ids)).execute();
-  return new Map(rows.map((r) => [r.id, toContact(r)]));
-}
-
-async function loadActivities(db: Db, ids: number[]): Promise<Map<number, Activity[]>> {
-  const rows = await db.selectFrom('activities').select(['id', 'opportunity_id', 'kind', 'due_at', 'done_at'])
-    .where('opportunity_id', '=', anyOf(ids)).where('kind', 'in', ['call', 'task']).execute();
-  return groupBy(rows, (r) => r.opportunity_id, (r) => ({ id: r.id, kind: r.kind, dueAt: r.due_at, doneAt: r.done_at }));
-}
-
-async function loadHistory(db: Db, ids: number[]): Promise<Map<number, PastDecision[]>> {
-  const rows = await db.selectFrom('deliveries')
-    .select(['opportunity_id', 'step_id', 'occurrence', 'recipient', 'contact_id', 'status', 'reason', 'closing_date', 'decided_at'])
-    .where('opportunity_id', '=', anyOf(ids)).orderBy('id').execute();
-  return groupBy(rows, (r) => r.opportunity_id, (r): PastDecision => ({ ...triageDecision(r), decidedAt: r.decided_at }));
-}
-
-async function loadSentToContacts(db: Db, contactIds: number[], since: Date): Promise<Map<number, Date[]>> {
-  if (contactIds.length === 0) return new Map();
-  const rows = await db.selectFrom('deliveries').select(['contact_id', 'decided_at'])
-    .where('contact_id', '=', anyOf(contactIds)).where('status', 'in', ['sent', 'unknown'])
-    .where('decided_at', '>', since).execute();
-  return groupBy(rows, (r) => r.contact_id as number, (r) => r.decided_at);
 }
 
 /**
@@ -106,19 +120,67 @@ async function loadSentToContacts(db: Db, contactIds: number[], since: Date): Pr
 export async function decisionsAtClosingDates(
   db: Db, first: { closingDate: IsoDate; id: number }, last: { closingDate: IsoDate; id: number },
 ): Promise<Map<number, TriageDecision[]>> {
-  const rows = await db.selectFrom('deliveries').select(TRIAGE_COLUMNS)
-    .where(sql<boolean>`(closing_date, opportunity_id) >= (${first.closingDate}::date, ${first.id}::bigint)`)
-    .where(sql<boolean>`(closing_date, opportunity_id) <= (${last.closingDate}::date, ${last.id}::bigint)`)
-    .execute();
-  return groupBy(rows, (r) => r.opportunity_id, triageDecision);
+  const where = sql<boolean>`(closing_date, opportunity_id) >= (${first.closingDate}::date, ${first.id}::bigint)
+    and (closing_date, opportunity_id) <= (${last.closingDate}::date, ${last.id}::bigint)`;
+  return packedDecisions(db, where);
 }
 
 /** For triage: the decisions about `ids` (a stage-entered page), without the columns triage does not read. */
 export async function decisionsAbout(db: Db, ids: readonly number[]): Promise<Map<number, TriageDecision[]>> {
   if (ids.length === 0) return new Map();
-  const rows = await db.selectFrom('deliveries').select(TRIAGE_COLUMNS).where('opportunity_id', '=', anyOf(ids)).execute();
+  return packedDecisions(db, sql<boolean>`opportunity_id = ${anyOf(ids)}`);
+}
+
+/**
+ * A page's decisions come as one text, fields joined by U+001F and decisions by U+001E, the free
+ * text (the address) last: a page of hundreds of decisions is one value to decode instead of eight
+ * per decision, which took the scan more time than reading the opportunities themselves. The
+ * count comes along: an address holding U+001E (which the CRM can store) splits into more records
+ * than counted, and that page is read again as rows.
+ */
+async function packedDecisions(db: Db, where: RawBuilder<boolean>): Promise<Map<number, TriageDecision[]>> {
+  const query = db.selectFrom('deliveries').select([
+    sql<number>`count(*)::int`.as('count'),
+    sql<string | null>`string_agg(concat(opportunity_id, chr(31), step_id, chr(31), occurrence, chr(31), contact_id, chr(31),
+      status, chr(31), reason, chr(31), closing_date, chr(31), recipient), chr(30))`.as('packed'),
+  ]).where(where);
+  const { count, packed } = (await executePrepared(db, query))[0]!;
+  const decisions = unpackDecisions(packed, count);
+  if (decisions) return decisions;
+  const rows = await db.selectFrom('deliveries').select(TRIAGE_COLUMNS).where(where).execute();
   return groupBy(rows, (r) => r.opportunity_id, triageDecision);
 }
+
+/** The decisions of `packedDecisions`' text by opportunity, or null when they are not `count`. */
+export function unpackDecisions(packed: string | null, count: number): Map<number, TriageDecision[]> | null {
+  const out = new Map<number, TriageDecision[]>();
+  if (packed === null) return count === 0 ? out : null;
+  const records = packed.split(RECORD);
+  if (records.length !== count) return null;
+  for (const record of records) {
+    const f: string[] = [];
+    let at = 0;
+    for (let i = 0; i < 7; i++) {
+      const end = record.indexOf(FIELD, at);
+      if (end < 0) return null;
+      f.push(record.slice(at, end));
+      at = end + 1;
+    }
+    const [opportunityId, stepId, occurrence, contactId, status, reason, closingDate] = f as [string, string, string, string, string, string, string];
+    const d: TriageDecision = {
+      stepId, occurrence, recipient: record.slice(at), contactId: contactId === '' ? null : parseInt8(contactId),
+      status: status as TriageDecision['status'], reason: reason === '' ? null : reason as Reason, closingDate: closingDate === '' ? null : closingDate,
+    };
+    const id = parseInt8(opportunityId);
+    const list = out.get(id);
+    if (list) list.push(d);
+    else out.set(id, [d]);
+  }
+  return out;
+}
+
+const FIELD = '\x1f';
+const RECORD = '\x1e';
 
 const TRIAGE_COLUMNS = ['opportunity_id', 'step_id', 'occurrence', 'recipient', 'contact_id', 'status', 'reason', 'closing_date'] as const;
 

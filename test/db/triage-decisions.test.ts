@@ -1,0 +1,108 @@
+/**
+ * The decisions triage reads per page come packed into one text (`src/db/snapshots.ts`): they must
+ * be the rows themselves, whatever the addresses hold, nulls included.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decisionsAbout, decisionsAtClosingDates, unpackDecisions } from '../../src/db/snapshots.ts';
+import type { TriageDecision } from '../../src/journey/triage.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { insertContact, insertOpportunity } from '../helpers/fixtures.ts';
+
+let t: TestDatabase;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+
+afterAll(async () => {
+  await t?.drop();
+});
+
+interface Written {
+  opportunity: number;
+  step: string;
+  contact: number | null;
+  recipient: string;
+  status: 'sent' | 'suppressed' | 'failed';
+  reason: string | null;
+  closingDate: string | null;
+  occurrence?: string;
+}
+
+async function write(rows: Written[]): Promise<void> {
+  await t.db.insertInto('deliveries').values(rows.map((r) => ({
+    opportunity_id: r.opportunity, step_id: r.step, contact_id: r.contact, recipient: r.recipient, status: r.status,
+    reason: r.reason, closing_date: r.closingDate, occurrence: r.occurrence ?? '', decided_at: new Date('2027-01-01T09:00:00Z'),
+  }))).execute();
+}
+
+function expected(rows: Written[]): Map<number, TriageDecision[]> {
+  const out = new Map<number, TriageDecision[]>();
+  for (const r of rows) {
+    const d: TriageDecision = {
+      stepId: r.step, occurrence: r.occurrence ?? '', recipient: r.recipient, contactId: r.contact,
+      status: r.status, reason: r.reason as TriageDecision['reason'], closingDate: r.closingDate,
+    };
+    out.set(r.opportunity, [...(out.get(r.opportunity) ?? []), d]);
+  }
+  return out;
+}
+
+/** Order within an opportunity is not promised. */
+function sorted(m: Map<number, TriageDecision[]>): [number, TriageDecision[]][] {
+  const key = (d: TriageDecision) => JSON.stringify(d);
+  return [...m].map(([id, list]): [number, TriageDecision[]] => [id, [...list].sort((a, b) => key(a).localeCompare(key(b)))])
+    .sort((a, b) => a[0] - b[0]);
+}
+
+describe('the decisions triage reads', () => {
+  it('are the rows, nulls and empty addresses included, for a closing-date range and for a list of ids', async () => {
+    const contact = await insertContact(t.db);
+    const a = await insertOpportunity(t.db, { closing_date: '2027-02-01', primary_contact_id: contact });
+    const b = await insertOpportunity(t.db, { closing_date: '2027-02-02', owner_email: 'Owner@Acme.test' });
+    const rows: Written[] = [
+      { opportunity: a, step: 'closing-in-7-days', contact, recipient: 'ada@customer.test', status: 'sent', reason: null, closingDate: '2027-02-01' },
+      { opportunity: a, step: 'closing-in-3-days', contact: null, recipient: '', status: 'suppressed', reason: 'no_contact', closingDate: '2027-02-01' },
+      { opportunity: a, step: 'proposal-follow-up', contact, recipient: 'ada@customer.test', status: 'failed', reason: 'smtp_rejected', closingDate: '2027-02-01', occurrence: '2027-02-01' },
+      // An address as the CRM may hold it, with the field separator in it, read back whole.
+      { opportunity: b, step: 'update-closing-date', contact: null, recipient: 'odd\u001fone@acme.test', status: 'suppressed', reason: 'invalid_email', closingDate: '2027-02-02' },
+    ];
+    await write(rows);
+    const range = await decisionsAtClosingDates(t.db, { closingDate: '2027-02-01', id: a }, { closingDate: '2027-02-02', id: b });
+    expect(sorted(range)).toEqual(sorted(expected(rows)));
+    expect(sorted(await decisionsAbout(t.db, [a, b]))).toEqual(sorted(expected(rows)));
+    expect(sorted(await decisionsAbout(t.db, [b]))).toEqual(sorted(expected(rows.slice(3))));
+    // The range stops at its bounds: (2027-02-01, a) to (2027-02-01, a) holds a's only.
+    expect(sorted(await decisionsAtClosingDates(t.db, { closingDate: '2027-02-01', id: a }, { closingDate: '2027-02-01', id: a })))
+      .toEqual(sorted(expected(rows.slice(0, 3))));
+  });
+
+  it('are read as rows when an address holds the record separator, which would split one decision in two', async () => {
+    const c = await insertOpportunity(t.db, { closing_date: '2027-03-01', owner_email: 'x@acme.test' });
+    const rows: Written[] = [
+      { opportunity: c, step: 'update-closing-date', contact: null, recipient: 'two\u001eparts@acme.test', status: 'suppressed', reason: 'invalid_email', closingDate: '2027-03-01' },
+      { opportunity: c, step: 'closing-in-3-days', contact: null, recipient: '', status: 'suppressed', reason: 'no_contact', closingDate: '2027-03-01' },
+    ];
+    await write(rows);
+    expect(sorted(await decisionsAtClosingDates(t.db, { closingDate: '2027-03-01', id: c }, { closingDate: '2027-03-01', id: c })))
+      .toEqual(sorted(expected(rows)));
+    expect(sorted(await decisionsAbout(t.db, [c]))).toEqual(sorted(expected(rows)));
+  });
+
+  it('none, for a range or ids with no decision', async () => {
+    expect(await decisionsAtClosingDates(t.db, { closingDate: '2030-01-01', id: 0 }, { closingDate: '2030-01-02', id: 0 })).toEqual(new Map());
+    expect(await decisionsAbout(t.db, [987_654_321])).toEqual(new Map());
+  });
+});
+
+describe('unpacking', () => {
+  it('refuses a text whose records do not match the count, and one with a record short of fields', () => {
+    const one = ['7', 'step', '', '', 'suppressed', 'no_contact', '2027-01-01', 'a@b.test'].join('\u001f');
+    expect(unpackDecisions(one, 1)?.get(7)).toHaveLength(1);
+    expect(unpackDecisions(one, 2)).toBeNull();
+    expect(unpackDecisions(`${one}\u001e${one}`, 1)).toBeNull();
+    expect(unpackDecisions('7\u001fstep', 1)).toBeNull();
+    expect(unpackDecisions(null, 0)).toEqual(new Map());
+    expect(unpackDecisions(null, 1)).toBeNull();
+  });
+});
