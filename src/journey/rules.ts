@@ -184,7 +184,7 @@ function failureDetail(verdict: Verdict): string {
 export function stageFilter(snapshot: Pick<Snapshot, 'opportunity'>, step: Step): string | null {
   const { opportunity } = snapshot;
   const stage = opportunity.stage;
-  if (step.stages && !step.stages.includes(stage.key)) return `stage ${stage.key} is not one of ${step.stages.join(', ')}`;
+  if (step.stages && !step.stages.includes(stage.key)) return `stage ${stage.key} is not one of ${listed(step.stages)}`;
   if (step.minProbability !== null && stage.probability < step.minProbability) {
     return `probability ${stage.probability} is below ${step.minProbability}`;
   }
@@ -196,6 +196,18 @@ export function stageFilter(snapshot: Pick<Snapshot, 'opportunity'>, step: Step)
     return `stage ${stage.key} is not ${step.trigger.stage}`;
   }
   return null;
+}
+
+// Triage asks every row in the scan's range, most of which fail a filter: the list is joined once.
+const lists = new WeakMap<readonly string[], string>();
+
+function listed(stages: readonly string[]): string {
+  let text = lists.get(stages);
+  if (text === undefined) {
+    text = stages.join(', ');
+    lists.set(stages, text);
+  }
+  return text;
 }
 
 function noContact(step: Step): string {

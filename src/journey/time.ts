@@ -11,10 +11,18 @@ const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 
 /** Days since 1970-01-01 of a calendar day. */
 export function dayNumber(day: IsoDate): number {
+  const known = dayNumbers.get(day);
+  if (known !== undefined) return known;
   const m = ISO_DATE.exec(day);
   if (!m) throw new RangeError(`not a calendar day (YYYY-MM-DD): ${JSON.stringify(day)}`);
-  return Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) / DAY;
+  const n = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) / DAY;
+  if (dayNumbers.size >= 10_000) dayNumbers.clear();
+  dayNumbers.set(day, n);
+  return n;
 }
+
+// A scan reads the same few closing dates over and over.
+const dayNumbers = new Map<string, number>();
 
 export function dayFromNumber(n: number): IsoDate {
   return new Date(n * DAY).toISOString().slice(0, 10);
