@@ -2,13 +2,19 @@
  * One scan in a process of its own, for the memory measure: `runScan` at BENCH_NOW over
  * DATABASE_URL with an enqueue that discards. Prints one JSON line: the peak resident set
  * (`process.resourceUsage().maxRSS`) and the peak V8 heap (`heapUsed` sampled every 5 ms).
+ *
+ * With BENCH_WARMUP_URL a first scan runs there (the small table), unmeasured, and its decisions
+ * are deleted: the measured one runs in a process that has scanned before, as the daemon's every
+ * tick after its first does (and as the raw read it is compared with, in the bench's
+ * long-running process). Warming up on the small table keeps the peak memory the big scan's own.
  */
 import path from 'node:path';
 import { loadContent } from '../src/content.ts';
-import { createDb } from '../src/db/database.ts';
+import { createDb, type Db } from '../src/db/database.ts';
 import { listStages } from '../src/db/opportunities.ts';
 import { silentLogger } from '../src/logger.ts';
-import { runScan } from '../src/scan.ts';
+import { DEFAULT_PAGE_SIZE, runScan } from '../src/scan.ts';
+import { resetDecisions } from './lib/context.ts';
 import { REPO } from './lib/settings.ts';
 
 async function main(): Promise<void> {
@@ -23,7 +29,17 @@ async function main(): Promise<void> {
     let peakHeap = process.memoryUsage().heapUsed;
     const before = { rss: process.memoryUsage().rss, heap: peakHeap };
     const sampler = setInterval(() => { peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed); }, 5);
-    const summary = await runScan({ db, journey: content.journey, enqueue: async () => {}, logger: silentLogger }, now, { pageSize: Number(process.env.BENCH_PAGE_SIZE ?? 500) });
+    const scan = (on: Db) => runScan({ db: on, journey: content.journey, enqueue: async () => {}, logger: silentLogger }, now, { pageSize: Number(process.env.BENCH_PAGE_SIZE ?? DEFAULT_PAGE_SIZE) });
+    if (process.env.BENCH_WARMUP_URL) {
+      const warm = createDb(process.env.BENCH_WARMUP_URL, { max: 4, applicationName: 'nudge-bench-warmup' }).db;
+      try {
+        await scan(warm);
+        await resetDecisions(warm, now);
+      } finally {
+        await warm.destroy();
+      }
+    }
+    const summary = await scan(db);
     clearInterval(sampler);
     peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
     console.log(JSON.stringify({

@@ -42,6 +42,9 @@ export async function generate(url: string, opportunities: number, now: Date, jo
     await client.query(ACTIVITIES, [nowIso]);
     await writeHistory(client, today, journey);
     await client.query('vacuum analyze');
+    // The generated pages written out now, not by a checkpoint spread over the measures that
+    // follow, whose writes would compete with the commits of the delivery and latency runs.
+    await client.query('checkpoint');
     const count = async (table: string) => Number((await client.query(`select count(*)::int as n from ${table}`)).rows[0].n);
     return {
       contacts, opportunities, roles: await count('opportunity_contacts'), activities: await count('activities'),

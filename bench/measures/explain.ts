@@ -10,6 +10,7 @@ import { CompiledQuery, sql } from 'kysely';
 import { closingDatePage, stageEnteredPage } from '../../src/db/opportunities.ts';
 import { decisionsAtClosingDates } from '../../src/db/snapshots.ts';
 import { addDays } from '../../src/journey/time.ts';
+import { DEFAULT_PAGE_SIZE } from '../../src/scan.ts';
 import type { BenchContext } from '../lib/context.ts';
 import { loggingDb } from '../lib/raw-read.ts';
 
@@ -72,7 +73,7 @@ export async function explainChecks(ctx: BenchContext): Promise<ExplainCheck[]> 
     const mid = await ctx.big.db.selectFrom('opportunities').select(['closing_date', 'id'])
       .where('closing_date', '>=', range.from).where('closing_date', '<=', range.to)
       .orderBy('closing_date').orderBy('id').offset(skip).limit(1).executeTakeFirst();
-    const page = await closingDatePage(spy.db, range, { closingDate: mid?.closing_date ?? today, id: mid?.id ?? 0 }, 500);
+    const page = await closingDatePage(spy.db, range, { closingDate: mid?.closing_date ?? today, id: mid?.id ?? 0 }, DEFAULT_PAGE_SIZE);
     const closing = judge('closingDatePage (keyset page)', await explain(), 'opportunities_closing_scan',
       /ROW\((?:\w+\.)?closing_date, (?:\w+\.)?id\)\s*>/);
     const position = (r: (typeof page)[number] | undefined) => ({ closingDate: r?.closing_date ?? today, id: r?.id ?? 0 });
@@ -83,7 +84,7 @@ export async function explainChecks(ctx: BenchContext): Promise<ExplainCheck[]> 
     const midStage = await ctx.big.db.selectFrom('opportunities').select(['id', sql<string>`stage_entered_at::text`.as('cursor')]).where('stage', '=', 'proposal')
       .where('stage_entered_at', '>=', entered.from).where('stage_entered_at', '<=', entered.to)
       .orderBy('stage_entered_at').orderBy('id').offset(Math.floor(skip / 20)).limit(1).executeTakeFirst();
-    await stageEnteredPage(spy.db, 'proposal', entered, { stageEnteredAt: midStage?.cursor ?? entered.from.toISOString(), id: midStage?.id ?? 0 }, 500);
+    await stageEnteredPage(spy.db, 'proposal', entered, { stageEnteredAt: midStage?.cursor ?? entered.from.toISOString(), id: midStage?.id ?? 0 }, DEFAULT_PAGE_SIZE);
     const stage = judge('stageEnteredPage (keyset page)', await explain(), 'opportunities_stage_entered_scan',
       /ROW\((?:\w+\.)?stage_entered_at, (?:\w+\.)?id\)\s*>/);
     return [closing, decisions, stage];
