@@ -13,6 +13,7 @@ import { loadContent } from '../src/content.ts';
 import { createDb, type Db } from '../src/db/database.ts';
 import { listStages } from '../src/db/opportunities.ts';
 import { silentLogger } from '../src/logger.ts';
+import { createScanReadDb } from '../src/runtime.ts';
 import { DEFAULT_PAGE_SIZE, runScan } from '../src/scan.ts';
 import { resetDecisions } from './lib/context.ts';
 import { REPO } from './lib/settings.ts';
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
   const now = new Date(process.env.BENCH_NOW ?? '');
   if (!url || Number.isNaN(now.getTime())) throw new Error('scan-child: DATABASE_URL and BENCH_NOW are required');
   const { db } = createDb(url, { max: 4, applicationName: 'nudge-bench-memory' });
+  const readDb = createScanReadDb(url);
   try {
     const templatesDir = path.join(REPO, 'templates');
     const { content, problems } = loadContent({ templatesDir, journeysFile: path.join(templatesDir, 'journeys.yaml') }, await listStages(db));
@@ -29,17 +31,21 @@ async function main(): Promise<void> {
     let peakHeap = process.memoryUsage().heapUsed;
     const before = { rss: process.memoryUsage().rss, heap: peakHeap };
     const sampler = setInterval(() => { peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed); }, 5);
-    const scan = (on: Db) => runScan({ db: on, journey: content.journey, enqueue: async () => {}, logger: silentLogger }, now, { pageSize: Number(process.env.BENCH_PAGE_SIZE ?? DEFAULT_PAGE_SIZE) });
+    // The daemon's pools: the primary for the lock and the writes, the scan's own for its reads.
+    const scan = (on: Db, readDb: Db) => runScan({ db: on, readDb, journey: content.journey, enqueue: async () => {}, logger: silentLogger },
+      now, { pageSize: Number(process.env.BENCH_PAGE_SIZE ?? DEFAULT_PAGE_SIZE) });
     if (process.env.BENCH_WARMUP_URL) {
       const warm = createDb(process.env.BENCH_WARMUP_URL, { max: 4, applicationName: 'nudge-bench-warmup' }).db;
+      const warmRead = createScanReadDb(process.env.BENCH_WARMUP_URL);
       try {
-        await scan(warm);
+        await scan(warm, warmRead);
         await resetDecisions(warm, now);
       } finally {
+        await warmRead.destroy();
         await warm.destroy();
       }
     }
-    const summary = await scan(db);
+    const summary = await scan(db, readDb);
     clearInterval(sampler);
     peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
     console.log(JSON.stringify({
@@ -48,6 +54,7 @@ async function main(): Promise<void> {
       rssBeforeBytes: before.rss, heapBeforeBytes: before.heap,
     }));
   } finally {
+    await readDb.destroy();
     await db.destroy();
   }
 }

@@ -34,9 +34,9 @@ export function makeBaselineQueue(rt: Runtime, prefix: string): Queue {
   return new Queue(BASELINE_QUEUE, { connection: rt.redis, prefix: queuePrefix(prefix, BASELINE_QUEUE) });
 }
 
-/** The scan's dependencies with an `enqueue` of our choosing. */
-export function scanDeps(db: Db, journey: Journey, enqueue: ScanDeps['enqueue']): ScanDeps {
-  return { db, journey, enqueue, logger: silentLogger };
+/** The scan's dependencies with an `enqueue` of our choosing; pages read through `readDb` when given (the daemon's own pool). */
+export function scanDeps(db: Db, journey: Journey, enqueue: ScanDeps['enqueue'], readDb?: Db): ScanDeps {
+  return { db, journey, enqueue, logger: silentLogger, ...(readDb ? { readDb } : {}) };
 }
 
 /** Forgets every decision made at or after `now` (the bench's own), keeping the generated history. */
