@@ -221,7 +221,11 @@ export function snapshotNeeds(journey: Journey, now: Date): SnapshotNeeds {
   };
 }
 
-interface PreparedPage extends ScanPage {
+/** A page ready to decide: its rows are not kept, only the snapshots of those triage left open. */
+interface PreparedPage {
+  /** Rows the page held. */
+  scanned: number;
+  journey: Journey;
   /** The snapshots of the rows triage left open; the others have nothing to decide. */
   snapshots: Snapshot[];
 }
@@ -229,15 +233,24 @@ interface PreparedPage extends ScanPage {
 /**
  * Triage, then the snapshots of what is left. Most rows in range are settled (a step not due yet,
  * already sent, or decided when its window closed: `src/journey/triage.ts`), which their decisions
- * alone tell; only the rest are loaded whole for `evaluate`.
+ * alone tell; only the rest are loaded whole for `evaluate`. Chained, not awaited in one
+ * function, so that nothing holds the page's rows once triage is done.
  */
-async function preparePage(db: Db, page: ScanPage, now: Date): Promise<PreparedPage> {
-  const { rows, journey } = page;
-  if (rows.length === 0) return { ...page, snapshots: [] };
-  const decisions = page.pass === 'closingDate'
+function preparePage(db: Db, page: ScanPage, now: Date): Promise<PreparedPage> {
+  const { journey } = page;
+  const scanned = page.rows.length;
+  return openRows(db, page, now)
+    .then((open) => loadSnapshots(db, open, snapshotNeeds(journey, now)))
+    .then((snapshots) => ({ scanned, journey, snapshots }));
+}
+
+/** The rows of `page` triage leaves open. */
+async function openRows(db: Db, { rows, journey, pass }: ScanPage, now: Date): Promise<OpportunityRow[]> {
+  if (rows.length === 0) return [];
+  const decisions = pass === 'closingDate'
     ? await decisionsAtClosingDates(db, position(rows[0]!), position(rows[rows.length - 1]!))
     : await decisionsAbout(db, rows.map((r) => r.id));
-  const open = rows.filter((row) => {
+  return rows.filter((row) => {
     try {
       return mayNeedDecision(toOpportunity(row), decisions.get(row.id) ?? [], journey, now);
     } catch {
@@ -245,7 +258,6 @@ async function preparePage(db: Db, page: ScanPage, now: Date): Promise<PreparedP
       return true;
     }
   });
-  return { ...page, snapshots: await loadSnapshots(db, open, snapshotNeeds(journey, now)) };
 }
 
 /** A row's place in the closing-date pass: its keyset cursor, and a bound of its page's decisions. */
@@ -255,7 +267,7 @@ function position(row: OpportunityRow): ClosingDateCursor {
 
 async function processPage(deps: ScanDeps, page: PreparedPage, now: Date, summary: ScanSummary, writes: WriteBehind): Promise<void> {
   const { journey, snapshots } = page;
-  summary.scanned += page.rows.length;
+  summary.scanned += page.scanned;
   const suppressions: NewDelivery[] = [];
   const jobs = new Map<string, DeliverJob>();
   const warned = new Set<number>();
