@@ -4,7 +4,7 @@
  */
 import { createRequire } from 'node:module';
 import Handlebars from 'handlebars';
-import { convert } from 'html-to-text';
+import { compile } from 'html-to-text';
 import type Juice from 'juice/client';
 import { LineCounter, parseDocument, Scalar, isMap, isScalar } from 'yaml';
 import { checkHtmlSize, DEFAULT_LIMITS, withBudget, type RenderLimits } from './budget.ts';
@@ -240,19 +240,25 @@ function loadJuice(): typeof Juice {
   return juice;
 }
 
+/**
+ * html-to-text's `convert` compiles its options (the selectors into a decision tree) on every
+ * call, which cost more than the rest of a render; `compile` does it once.
+ */
+const toText = compile({
+  wordwrap: 78,
+  selectors: [
+    { selector: 'a', options: { hideLinkHrefIfSameAsText: true } },
+    { selector: 'img', format: 'skip' },
+    // The preheader is the inbox preview, hidden in the HTML. In the text part it would only
+    // repeat the opening lines: text-only readers see no preview line, and clients take the
+    // preview from the HTML part.
+    { selector: '.preheader', format: 'skip' },
+  ],
+});
+
 function htmlToText(html: string, file: string): string {
   try {
-    return convert(html, {
-      wordwrap: 78,
-      selectors: [
-        { selector: 'a', options: { hideLinkHrefIfSameAsText: true } },
-        { selector: 'img', format: 'skip' },
-        // The preheader is the inbox preview, hidden in the HTML. In the text part it would only
-        // repeat the opening lines: text-only readers see no preview line, and clients take the
-        // preview from the HTML part.
-        { selector: '.preheader', format: 'skip' },
-      ],
-    }).trim();
+    return toText(html).trim();
   } catch (error) {
     throw new TemplateError({ file, line: 0, message: `the plain-text part could not be made: ${(error as Error).message}` });
   }
