@@ -80,7 +80,8 @@ export function formatMoney(amount: unknown, currency: unknown, locale: string):
   if (text === null || !DECIMAL.test(text)) throw new Error(`formatMoney: the amount ${JSON.stringify(amount)} is not a decimal number`);
   const code = typeof currency === 'string' ? currency.trim().toUpperCase() : '';
   if (!/^[A-Z]{3}$/.test(code)) throw new Error(`formatMoney: ${JSON.stringify(currency ?? null)} is not a currency code such as EUR`);
-  const format = new Intl.NumberFormat(safeLocale(locale), { style: 'currency', currency: code, trailingZeroDisplay: 'stripIfInteger' });
+  const key = `${locale}|${code}`;
+  const format = remembered(numberFormats, key, () => new Intl.NumberFormat(safeLocale(locale), { style: 'currency', currency: code, trailingZeroDisplay: 'stripIfInteger' }));
   return format.format(text as `${number}`);
 }
 
@@ -105,10 +106,15 @@ export function formatDate(value: unknown, f: DateFormat): string {
   const timeStyle = f.time === null ? undefined : checkStyle('time', f.time);
   const locale = safeLocale(f.locale);
   const day = typeof value === 'string' ? calendarDay(value.trim()) : null;
-  if (day) return new Intl.DateTimeFormat(locale, { dateStyle, timeZone: 'UTC' }).format(day);
+  if (day) return dateFormat(locale, dateStyle, undefined, 'UTC').format(day);
   const instant = toInstant(value);
   if (!instant) throw new Error(`formatDate: ${JSON.stringify(value)} is not a date (YYYY-MM-DD) or an instant`);
-  return new Intl.DateTimeFormat(locale, { dateStyle, timeStyle, timeZone: safeTimeZone(f.timeZone) }).format(instant);
+  return dateFormat(locale, dateStyle, timeStyle, safeTimeZone(f.timeZone)).format(instant);
+}
+
+function dateFormat(locale: string, dateStyle: DateStyle, timeStyle: DateStyle | undefined, timeZone: string): Intl.DateTimeFormat {
+  return remembered(dateFormats, `${locale}|${dateStyle}|${timeStyle ?? ''}|${timeZone}`,
+    () => new Intl.DateTimeFormat(locale, { dateStyle, timeStyle, timeZone }));
 }
 
 function checkStyle(option: string, style: unknown): DateStyle {
@@ -137,20 +143,41 @@ function toInstant(value: unknown): Date | null {
 
 /** A CRM locale may be malformed (`de_AT`, `german`): format in English rather than fail the send. */
 export function safeLocale(locale: string): string {
-  try {
-    return Intl.getCanonicalLocales(locale.replace(/_/g, '-'))[0] ?? 'en';
-  } catch {
-    return 'en';
-  }
+  return remembered(locales, locale, () => {
+    try {
+      return Intl.getCanonicalLocales(locale.replace(/_/g, '-'))[0] ?? 'en';
+    } catch {
+      return 'en';
+    }
+  });
 }
 
 function safeTimeZone(timeZone: string): string {
-  try {
-    new Intl.DateTimeFormat('en', { timeZone });
-    return timeZone;
-  } catch {
-    return 'UTC';
+  return remembered(zones, timeZone, () => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone });
+      return timeZone;
+    } catch {
+      return 'UTC';
+    }
+  });
+}
+
+// Building an Intl formatter costs far more than formatting with it (formatDate alone was a third
+// of a render in a CPU profile): the few locales, zones, styles and currencies in use are kept.
+const numberFormats = new Map<string, Intl.NumberFormat>();
+const dateFormats = new Map<string, Intl.DateTimeFormat>();
+const locales = new Map<string, string>();
+const zones = new Map<string, string>();
+
+function remembered<V>(memo: Map<string, V>, key: string, make: () => V): V {
+  let value = memo.get(key);
+  if (value === undefined) {
+    value = make();
+    if (memo.size >= 1_000) memo.clear();
+    memo.set(key, value);
   }
+  return value;
 }
 
 /**
