@@ -6,7 +6,7 @@
  * With BENCH_WARMUP_URL a first scan runs there (the small table), unmeasured, and its decisions
  * are deleted: the measured one runs in a process that has scanned before, as the daemon's every
  * tick after its first does (and as the raw read it is compared with, in the bench's
- * long-running process). Warming up on the small table keeps the peak memory the big scan's own.
+ * long-running process). The memory measure uses children without it: one scan each.
  */
 import path from 'node:path';
 import { loadContent } from '../src/content.ts';
