@@ -26,7 +26,7 @@ const ENQUEUE_CHUNK = 1000;
 
 /**
  * The scan's read pool: a page read and `PAGES_AHEAD` pages prepared at once (src/scan.ts). Its
- * sessions turn parallel plans off: a LIMIT 500 keyset page planned as a parallel Gather Merge
+ * sessions turn parallel plans off: a keyset page (then of 500 rows) planned as a parallel Gather Merge
  * measured six times slower at 1,000,000 rows than the plain index scan.
  */
 export function createScanReadDb(url: string): Db {

@@ -134,18 +134,21 @@ export async function decisionsAbout(db: Db, ids: readonly number[]): Promise<Ma
 /**
  * A page's decisions come as one text, fields joined by U+001F and decisions by U+001E, the free
  * text (the address) last: a page of hundreds of decisions is one value to decode instead of eight
- * per decision, which took the scan more time than reading the opportunities themselves. The
- * count comes along: an address holding U+001E (which the CRM can store) splits into more records
- * than counted, and that page is read again as rows.
+ * per decision, which took the scan more time than reading the opportunities themselves. Counts
+ * come along: an address holding U+001E (which the CRM can store) splits into more records than
+ * counted, and a separator in another text column (the schema allows it, though Nudge writes
+ * none) would shift the fields after it; either way that page is read again as rows.
  */
 async function packedDecisions(db: Db, where: RawBuilder<boolean>): Promise<Map<number, TriageDecision[]>> {
   const query = db.selectFrom('deliveries').select([
     sql<number>`count(*)::int`.as('count'),
+    sql<number>`count(*) filter (where strpos(concat(step_id, occurrence, reason), chr(31)) > 0
+      or strpos(concat(step_id, occurrence, reason), chr(30)) > 0)::int`.as('odd'),
     sql<string | null>`string_agg(concat(opportunity_id, chr(31), step_id, chr(31), occurrence, chr(31), contact_id, chr(31),
       status, chr(31), reason, chr(31), closing_date, chr(31), recipient), chr(30))`.as('packed'),
   ]).where(where);
-  const { count, packed } = (await executePrepared(db, query))[0]!;
-  const decisions = unpackDecisions(packed, count);
+  const { count, odd, packed } = (await executePrepared(db, query))[0]!;
+  const decisions = odd === 0 ? unpackDecisions(packed, count) : null;
   if (decisions) return decisions;
   const rows = await db.selectFrom('deliveries').select(TRIAGE_COLUMNS).where(where).execute();
   return groupBy(rows, (r) => r.opportunity_id, triageDecision);

@@ -89,6 +89,22 @@ describe('the decisions triage reads', () => {
     expect(sorted(await decisionsAbout(t.db, [c]))).toEqual(sorted(expected(rows)));
   });
 
+  it('are read as rows when another text column holds a separator, which would shift the fields after it', async () => {
+    const odd: Written[] = [
+      { opportunity: 0, step: 'odd\u001fstep', contact: null, recipient: 'y@acme.test', status: 'sent', reason: null, closingDate: '2027-04-01' },
+      { opportunity: 0, step: 'closing-in-3-days', contact: null, recipient: '', status: 'suppressed', reason: 'no_contact', closingDate: '2027-04-02', occurrence: 'x\u001fy' },
+      { opportunity: 0, step: 'closing-in-7-days', contact: null, recipient: '', status: 'suppressed', reason: 'no\u001fcontact', closingDate: '2027-04-03' },
+    ];
+    for (const row of odd) {
+      // Each alone on its page: a separator in one decision must not be hidden by another's.
+      row.opportunity = await insertOpportunity(t.db, { closing_date: row.closingDate, owner_email: 'y@acme.test' });
+      await write([row]);
+      const at = { closingDate: row.closingDate!, id: row.opportunity };
+      expect(sorted(await decisionsAtClosingDates(t.db, at, at))).toEqual(sorted(expected([row])));
+      expect(sorted(await decisionsAbout(t.db, [row.opportunity]))).toEqual(sorted(expected([row])));
+    }
+  });
+
   it('none, for a range or ids with no decision', async () => {
     expect(await decisionsAtClosingDates(t.db, { closingDate: '2030-01-01', id: 0 }, { closingDate: '2030-01-02', id: 0 })).toEqual(new Map());
     expect(await decisionsAbout(t.db, [987_654_321])).toEqual(new Map());
