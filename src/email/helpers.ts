@@ -11,6 +11,7 @@
  */
 import Handlebars from 'handlebars';
 import { installBudget } from './budget.ts';
+import { remember } from '../memo.ts';
 import { findNode, pathName, problemAt, type SourcePlace, type TemplateProblem } from './problems.ts';
 import type { CompiledPart, CompiledTemplate } from './render.ts';
 
@@ -81,7 +82,8 @@ export function formatMoney(amount: unknown, currency: unknown, locale: string):
   const code = typeof currency === 'string' ? currency.trim().toUpperCase() : '';
   if (!/^[A-Z]{3}$/.test(code)) throw new Error(`formatMoney: ${JSON.stringify(currency ?? null)} is not a currency code such as EUR`);
   const key = `${locale}|${code}`;
-  const format = remembered(numberFormats, key, () => new Intl.NumberFormat(safeLocale(locale), { style: 'currency', currency: code, trailingZeroDisplay: 'stripIfInteger' }));
+  const format = numberFormats.get(key) ?? remember(numberFormats, key,
+    new Intl.NumberFormat(safeLocale(locale), { style: 'currency', currency: code, trailingZeroDisplay: 'stripIfInteger' }), MEMO_LIMIT);
   return format.format(text as `${number}`);
 }
 
@@ -113,8 +115,8 @@ export function formatDate(value: unknown, f: DateFormat): string {
 }
 
 function dateFormat(locale: string, dateStyle: DateStyle, timeStyle: DateStyle | undefined, timeZone: string): Intl.DateTimeFormat {
-  return remembered(dateFormats, `${locale}|${dateStyle}|${timeStyle ?? ''}|${timeZone}`,
-    () => new Intl.DateTimeFormat(locale, { dateStyle, timeStyle, timeZone }));
+  const key = `${locale}|${dateStyle}|${timeStyle ?? ''}|${timeZone}`;
+  return dateFormats.get(key) ?? remember(dateFormats, key, new Intl.DateTimeFormat(locale, { dateStyle, timeStyle, timeZone }), MEMO_LIMIT);
 }
 
 function checkStyle(option: string, style: unknown): DateStyle {
@@ -143,24 +145,28 @@ function toInstant(value: unknown): Date | null {
 
 /** A CRM locale may be malformed (`de_AT`, `german`): format in English rather than fail the send. */
 export function safeLocale(locale: string): string {
-  return remembered(locales, locale, () => {
-    try {
-      return Intl.getCanonicalLocales(locale.replace(/_/g, '-'))[0] ?? 'en';
-    } catch {
-      return 'en';
-    }
-  });
+  const known = locales.get(locale);
+  if (known !== undefined) return known;
+  let canonical: string;
+  try {
+    canonical = Intl.getCanonicalLocales(locale.replace(/_/g, '-'))[0] ?? 'en';
+  } catch {
+    canonical = 'en';
+  }
+  return remember(locales, locale, canonical, MEMO_LIMIT);
 }
 
 function safeTimeZone(timeZone: string): string {
-  return remembered(zones, timeZone, () => {
-    try {
-      new Intl.DateTimeFormat('en', { timeZone });
-      return timeZone;
-    } catch {
-      return 'UTC';
-    }
-  });
+  const known = zones.get(timeZone);
+  if (known !== undefined) return known;
+  let valid: string;
+  try {
+    new Intl.DateTimeFormat('en', { timeZone });
+    valid = timeZone;
+  } catch {
+    valid = 'UTC';
+  }
+  return remember(zones, timeZone, valid, MEMO_LIMIT);
 }
 
 // Building an Intl formatter costs far more than formatting with it (formatDate alone was a third
@@ -169,16 +175,7 @@ const numberFormats = new Map<string, Intl.NumberFormat>();
 const dateFormats = new Map<string, Intl.DateTimeFormat>();
 const locales = new Map<string, string>();
 const zones = new Map<string, string>();
-
-function remembered<V>(memo: Map<string, V>, key: string, make: () => V): V {
-  let value = memo.get(key);
-  if (value === undefined) {
-    value = make();
-    if (memo.size >= 1_000) memo.clear();
-    memo.set(key, value);
-  }
-  return value;
-}
+const MEMO_LIMIT = 1_000;
 
 /**
  * Header-safe plain text: CR, LF and every other control character become a space (a title like

@@ -1,4 +1,5 @@
 /** When a step falls due for one recipient: pure functions of the opportunity's rows and a zone. */
+import { remember } from '../memo.ts';
 import {
   addDays, localDate, localMinuteOfDay, weekday, zonedTime,
 } from './time.ts';
@@ -34,7 +35,7 @@ export function dueTime(opportunity: Opportunity, step: Step, zone: string): Due
       at = zonedTime(day, timing.sendAt, zone);
       const dueAt = nextAllowed(at, zone, timing);
       due = { dueAt, windowEndsAt: new Date(dueAt.getTime() + timing.windowMinutes * MINUTE), day };
-      remember(memo, key, due);
+      remember(memo, key, due, MEMO_LIMIT);
     }
     return due;
   } else {
@@ -56,7 +57,7 @@ export function nextAllowed(at: Date, zone: string, timing: Pick<Timing, 'quietH
   let allowed = memo.get(key);
   if (allowed === undefined) {
     allowed = firstAllowed(at, zone, timing);
-    remember(memo, key, allowed);
+    remember(memo, key, allowed, MEMO_LIMIT);
   }
   return new Date(allowed.getTime());
 }
@@ -73,11 +74,6 @@ function memoOf<V>(memos: WeakMap<object, Map<string, V>>, timing: object): Map<
     memos.set(timing, memo);
   }
   return memo;
-}
-
-function remember<V>(memo: Map<string, V>, key: string, value: V): void {
-  if (memo.size >= MEMO_LIMIT) memo.clear();
-  memo.set(key, value);
 }
 
 function firstAllowed(at: Date, zone: string, timing: Pick<Timing, 'quietHours' | 'skipWeekends'>): Date {

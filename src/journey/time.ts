@@ -3,6 +3,7 @@
  * `TZ` or locale. Days are `YYYY-MM-DD` strings; instants are `Date`s. Built on `Intl`, whose
  * time-zone data ships with Node.
  */
+import { remember } from '../memo.ts';
 import type { IsoDate, LocalTime } from './types.ts';
 
 const MINUTE = 60_000;
@@ -15,10 +16,7 @@ export function dayNumber(day: IsoDate): number {
   if (known !== undefined) return known;
   const m = ISO_DATE.exec(day);
   if (!m) throw new RangeError(`not a calendar day (YYYY-MM-DD): ${JSON.stringify(day)}`);
-  const n = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) / DAY;
-  if (dayNumbers.size >= 10_000) dayNumbers.clear();
-  dayNumbers.set(day, n);
-  return n;
+  return remember(dayNumbers, day, Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) / DAY, 10_000);
 }
 
 // A scan reads the same few closing dates over and over.
@@ -108,9 +106,7 @@ function wallClock(instant: Date, zone: string): WallClock {
   for (const part of formatter(zone).formatToParts(instant)) {
     if (part.type !== 'literal') out[part.type] = Number(part.value);
   }
-  if (wallClocks.size > 20_000) wallClocks.clear();
-  wallClocks.set(key, out as unknown as WallClock);
-  return out as unknown as WallClock;
+  return remember(wallClocks, key, out as unknown as WallClock, 20_000);
 }
 
 /** Minutes to add to UTC to get the local time in `zone` at `instant` (e.g. +60 for CET). */
@@ -155,9 +151,7 @@ export function zonedTime(day: IsoDate, time: LocalTime, zone: string): Date {
   // No candidate: the wall time falls in a gap; reading it with the offset before the gap moves
   // it forward by the gap's length.
   const result = candidates[0] ?? wall - before * MINUTE;
-  if (zonedCache.size > 100_000) zonedCache.clear();
-  zonedCache.set(key, result);
-  return new Date(result);
+  return new Date(remember(zonedCache, key, result, 100_000));
 }
 
 /** Parses `HH:MM` (24-hour). Returns null when malformed. */
