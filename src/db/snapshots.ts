@@ -31,21 +31,12 @@ export async function loadSnapshots(db: Db, rows: readonly OpportunityRow[], nee
   const { rows: [found] } = await db.executeQuery<BatchRow>(needs.sentSince
     ? CompiledQuery.raw(batchQuery(roles, needs.activities, true), [ids, primaries, needs.sentSince])
     : CompiledQuery.raw(batchQuery(roles, needs.activities, false), [ids, primaries]));
-  const rolesByOpportunity = new Map<number, ContactRole[]>();
-  for (const [opportunityId, contactId, role] of found?.roles ?? []) {
-    const id = parseInt8(opportunityId);
-    rolesByOpportunity.set(id, [...(rolesByOpportunity.get(id) ?? []), { contactId: parseInt8(contactId), role }]);
-  }
+  const rolesByOpportunity = groupBy(found?.roles ?? [], ([opportunityId]) => parseInt8(opportunityId),
+    ([, contactId, role]): ContactRole => ({ contactId: parseInt8(contactId), role }));
   const contacts = new Map((found?.contacts ?? []).map((c) => [parseInt8(c[0]), contactFromJson(c)]));
   const history = new Map((found?.history ?? []).map(([id, list]) => [parseInt8(id), list.map(decisionFromJson)]));
   const activities = new Map((found?.activities ?? []).map(([id, list]) => [parseInt8(id), list.map(activityFromJson)]));
-  const sent = new Map<number, Date[]>();
-  for (const [contactId, at] of found?.sent ?? []) {
-    const id = parseInt8(contactId);
-    const list = sent.get(id);
-    if (list) list.push(new Date(at));
-    else sent.set(id, [new Date(at)]);
-  }
+  const sent = groupBy(found?.sent ?? [], ([contactId]) => parseInt8(contactId), ([, at]) => new Date(at));
   return rows.map((row) => {
     const myRoles = rolesByOpportunity.get(row.id) ?? [];
     const mine = new Map<number, Contact>();
