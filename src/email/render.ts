@@ -242,22 +242,24 @@ function loadJuice(): typeof Juice {
 
 /**
  * html-to-text's `convert` compiles its options (the selectors into a decision tree) on every
- * call, which cost more than the rest of a render; `compile` does it once.
+ * call, which cost more than the rest of a render; `compile` does it once, at the first render
+ * (not at every command's start).
  */
-const toText = compile({
-  wordwrap: 78,
-  selectors: [
-    { selector: 'a', options: { hideLinkHrefIfSameAsText: true } },
-    { selector: 'img', format: 'skip' },
-    // The preheader is the inbox preview, hidden in the HTML. In the text part it would only
-    // repeat the opening lines: text-only readers see no preview line, and clients take the
-    // preview from the HTML part.
-    { selector: '.preheader', format: 'skip' },
-  ],
-});
+let toText: ((html: string) => string) | null = null;
 
 function htmlToText(html: string, file: string): string {
   try {
+    toText ??= compile({
+      wordwrap: 78,
+      selectors: [
+        { selector: 'a', options: { hideLinkHrefIfSameAsText: true } },
+        { selector: 'img', format: 'skip' },
+        // The preheader is the inbox preview, hidden in the HTML. In the text part it would only
+        // repeat the opening lines: text-only readers see no preview line, and clients take the
+        // preview from the HTML part.
+        { selector: '.preheader', format: 'skip' },
+      ],
+    });
     return toText(html).trim();
   } catch (error) {
     throw new TemplateError({ file, line: 0, message: `the plain-text part could not be made: ${(error as Error).message}` });
