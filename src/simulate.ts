@@ -7,7 +7,7 @@ import { loadSnapshots } from './db/snapshots.ts';
 import { simulateUnits, type SimulationEvent, type SimulationUnit } from './journey/simulate.ts';
 import { addDays, localDate, zonedTime } from './journey/time.ts';
 import type { Journey } from './journey/types.ts';
-import { forEachScanPage, snapshotNeeds } from './scan.ts';
+import { DEFAULT_PAGE_SIZE, forEachScanPage, snapshotNeeds } from './scan.ts';
 
 export interface SimulationDay {
   date: string;
@@ -30,7 +30,7 @@ export async function runSimulation(db: Db, journey: Journey, from: Date, days: 
   const zone = journey.defaults.timeZone;
   const to = zonedTime(addDays(localDate(from, zone), days), { hour: 0, minute: 0 }, zone);
   const units: SimulationUnit[] = [];
-  await forEachScanPage(db, journey, from, { pageSize: 1000, horizonDays: days }, async ({ rows, journey: sub }) => {
+  await forEachScanPage(db, journey, from, { pageSize: DEFAULT_PAGE_SIZE, horizonDays: days }, async ({ rows, journey: sub }) => {
     const snapshots = await loadSnapshots(db, rows, snapshotNeeds(sub, from));
     for (const snapshot of snapshots) units.push({ snapshot, journey: sub });
     onProgress?.(units.length);

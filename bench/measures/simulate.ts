@@ -7,20 +7,19 @@ import { runSimulation } from '../../src/simulate.ts';
 import { seconds, type BenchContext } from '../lib/context.ts';
 import { cursorRead, rawClient } from '../lib/raw-read.ts';
 import { alternate, type Measure } from '../lib/stats.ts';
-import { scanQueries } from './scan-decide.ts';
+import { PAGE_SIZE, scanQueries } from './scan-decide.ts';
 
 const DAYS = 90;
-const SIMULATE_PAGE_SIZE = 1000;
 
 export async function measureSimulate(ctx: BenchContext): Promise<Measure> {
   const db = ctx.small.db;
-  const queries = await scanQueries(ctx, ctx.small.url, DAYS, SIMULATE_PAGE_SIZE);
+  const queries = await scanQueries(ctx, ctx.small.url, DAYS, PAGE_SIZE);
   const client = await rawClient(ctx.small.url);
   const counts = { rows: 0, sends: 0, suppressions: 0 };
   try {
     const figures = await alternate(ctx.settings.pairs, async () => {
       const t = performance.now();
-      counts.rows = await cursorRead(client, queries, SIMULATE_PAGE_SIZE);
+      counts.rows = await cursorRead(client, queries, PAGE_SIZE);
       return seconds(t);
     }, async () => {
       const t = performance.now();
