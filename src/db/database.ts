@@ -27,6 +27,25 @@ export const typeParsers = {
   },
 };
 
+const TIMESTAMPTZ_OID = 1184;
+const parseTimestamptz = pg.types.getTypeParser(TIMESTAMPTZ_OID) as (text: string) => Date;
+
+/**
+ * `typeParsers`, but a `timestamptz` stays PostgreSQL's text until `timestamp` reads it: for the
+ * scan, whose pages hold three per row and which settles most rows without reading any (parsing
+ * them was a fifth of what a scan allocated).
+ */
+export const textTimestampParsers = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    return oid === TIMESTAMPTZ_OID ? (text: string) => text : typeParsers.getTypeParser(oid, format);
+  },
+};
+
+/** A `timestamptz` as a Date, whether its pool parsed it (`typeParsers`) or left it text (`textTimestampParsers`). */
+export function timestamp(value: Date | string): Date {
+  return typeof value === 'string' ? parseTimestamptz(value) : value;
+}
+
 /** The texts registered with `prepared`, by statement name. */
 const PREPARED = new Map<string, string>();
 
@@ -59,6 +78,8 @@ export interface DbOptions {
   applicationName?: string;
   /** Session settings, e.g. `-c max_parallel_workers_per_gather=0`. */
   options?: string;
+  /** How the pool's connections parse values. @defaultValue typeParsers */
+  types?: typeof typeParsers;
 }
 
 export function createPool(url: string, options: DbOptions = {}): pg.Pool {
@@ -67,7 +88,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'nudge',
     ...(options.options ? { options: options.options } : {}),
-    types: typeParsers,
+    types: options.types ?? typeParsers,
     connectionTimeoutMillis: 10_000,
   });
   // An idle client losing its connection (PostgreSQL restarted) must not crash the process.

@@ -3,7 +3,7 @@
  * `toOpportunity` is the one place a row becomes a domain object.
  */
 import { sql } from 'kysely';
-import { executePrepared, type Db } from './database.ts';
+import { executePrepared, timestamp, type Db } from './database.ts';
 import type { IsoDate, Opportunity, Outcome, Stage } from '../journey/types.ts';
 
 export interface OpportunityRow {
@@ -15,9 +15,10 @@ export interface OpportunityRow {
   stage: string;
   primary_contact_id: number | null;
   owner_email: string | null;
-  stage_entered_at: Date;
-  created_at: Date;
-  updated_at: Date;
+  /** Text when read through the scan's pool (`textTimestampParsers`); `toOpportunity` reads either. */
+  stage_entered_at: Date | string;
+  created_at: Date | string;
+  updated_at: Date | string;
   stage_label: string;
   stage_probability: number;
   stage_outcome: Outcome;
@@ -32,8 +33,8 @@ export function toOpportunity(row: OpportunityRow): Opportunity {
   return {
     id: row.id, title: row.title, amount: row.amount, currency: row.currency.trim(),
     closingDate: row.closing_date, stage, primaryContactId: row.primary_contact_id,
-    ownerEmail: row.owner_email, stageEnteredAt: row.stage_entered_at,
-    createdAt: row.created_at, updatedAt: row.updated_at,
+    ownerEmail: row.owner_email, stageEnteredAt: timestamp(row.stage_entered_at),
+    createdAt: timestamp(row.created_at), updatedAt: timestamp(row.updated_at),
   };
 }
 

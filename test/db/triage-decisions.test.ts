@@ -2,9 +2,12 @@
  * The decisions triage reads per page come packed into one text (`src/db/snapshots.ts`): they must
  * be the rows themselves, whatever the addresses hold, nulls included.
  */
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closingDatePage, toOpportunity } from '../../src/db/opportunities.ts';
 import { decisionsAbout, decisionsAtClosingDates, unpackDecisions } from '../../src/db/snapshots.ts';
 import type { TriageDecision } from '../../src/journey/triage.ts';
+import { createScanReadDb } from '../../src/runtime.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { insertContact, insertOpportunity } from '../helpers/fixtures.ts';
 
@@ -120,5 +123,28 @@ describe('unpacking', () => {
     expect(unpackDecisions('7\u001fstep', 1)).toBeNull();
     expect(unpackDecisions(null, 0)).toEqual(new Map());
     expect(unpackDecisions(null, 1)).toBeNull();
+  });
+});
+
+describe("the scan's read pool", () => {
+  it('leaves timestamps as text, which toOpportunity reads as the instants the primary parses, offsets and microseconds included', async () => {
+    const id = await insertOpportunity(t.db, { closing_date: '2031-03-10' });
+    await sql`update opportunities set stage_entered_at = '2031-03-01 23:59:59.999999+05:30',
+      created_at = '1999-12-31 12:00:00.5-08', updated_at = '2031-03-02 00:00:00+00' where id = ${id}`.execute(t.db);
+    const readDb = createScanReadDb(t.url);
+    try {
+      const range = { from: '2031-03-10', to: '2031-03-10' };
+      const [fromScan] = await closingDatePage(readDb, range, null, 10);
+      const [fromPrimary] = await closingDatePage(t.db, range, null, 10);
+      expect(typeof fromScan!.stage_entered_at).toBe('string');
+      expect(fromPrimary!.stage_entered_at).toBeInstanceOf(Date);
+      const scanned = toOpportunity(fromScan!);
+      expect(scanned).toEqual(toOpportunity(fromPrimary!));
+      // 23:59:59.999999 at UTC+05:30 is 18:29:59.999999Z; a Date keeps the milliseconds.
+      expect(scanned.stageEnteredAt.toISOString()).toBe('2031-03-01T18:29:59.999Z');
+      expect(scanned.createdAt.toISOString()).toBe('1999-12-31T20:00:00.500Z');
+    } finally {
+      await readDb.destroy();
+    }
   });
 });
