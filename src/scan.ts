@@ -3,16 +3,16 @@
  * write the suppressions, enqueue the sends. Memory holds one page at a time.
  */
 import { sql } from 'kysely';
-import type { Db } from './db/database.ts';
+import { timestamp, type Db } from './db/database.ts';
 import { releaseStaleClaims, type NewDelivery } from './db/deliveries.ts';
 import {
-  closingDatePage, stageEnteredPage, toOpportunity, type ClosingDateCursor, type OpportunityRow, type StageEnteredCursor,
+  closingDatePage, stageEnteredPage, type ClosingDateCursor, type OpportunityRow, type StageEnteredCursor,
 } from './db/opportunities.ts';
 import { decisionsAbout, decisionsAtClosingDates, loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
-import { mayNeedDecision } from './journey/triage.ts';
+import { mayNeedDecision, type TriageDecision, type TriageOpportunity } from './journey/triage.ts';
 import { evaluate, type StepEvaluation } from './journey/decide.ts';
 import { addDays } from './journey/time.ts';
-import type { Journey, Snapshot, Step } from './journey/types.ts';
+import type { Journey, Snapshot, Stage, Step } from './journey/types.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { deliverJobId, type DeliverJob } from './queue/queues.ts';
@@ -250,14 +250,34 @@ async function openRows(db: Db, { rows, journey, pass }: ScanPage, now: Date): P
   const decisions = pass === 'closingDate'
     ? await decisionsAtClosingDates(db, position(rows[0]!), position(rows[rows.length - 1]!))
     : await decisionsAbout(db, rows.map((r) => r.id));
+  const stages = new Map<string, Stage>();
   return rows.filter((row) => {
     try {
-      return mayNeedDecision(toOpportunity(row), decisions.get(row.id) ?? [], journey, now);
+      return mayNeedDecision(triageView(row, pass, stages), decisions.get(row.id) ?? NO_DECISIONS, journey, now);
     } catch {
       // A row triage cannot read goes to `evaluate`, which reports it and carries on.
       return true;
     }
   });
+}
+
+const NO_DECISIONS: readonly TriageDecision[] = Object.freeze([]);
+
+/**
+ * What triage reads of a row, built for each of a page's rows: its stage shared by the page's
+ * rows in that stage (one join, one stage row), and the time it entered it parsed only in the
+ * stage-entered pass, the only one with a step that reads it.
+ */
+function triageView(row: OpportunityRow, pass: ScanPage['pass'], stages: Map<string, Stage>): TriageOpportunity {
+  let stage = stages.get(row.stage);
+  if (!stage) {
+    stage = { key: row.stage, label: row.stage_label, probability: row.stage_probability, outcome: row.stage_outcome, position: row.stage_position };
+    stages.set(row.stage, stage);
+  }
+  return {
+    closingDate: row.closing_date, stage, amount: row.amount, primaryContactId: row.primary_contact_id, ownerEmail: row.owner_email,
+    stageEnteredAt: pass === 'stageEntered' ? timestamp(row.stage_entered_at) : null,
+  };
 }
 
 /** A row's place in the closing-date pass: its keyset cursor, and a bound of its page's decisions. */

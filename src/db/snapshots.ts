@@ -152,23 +152,28 @@ export function unpackDecisions(packed: string | null, count: number): Map<numbe
   const records = packed.split(RECORD);
   if (records.length !== count) return null;
   for (const record of records) {
-    const f: string[] = [];
-    let at = 0;
-    for (let i = 0; i < 7; i++) {
-      const end = record.indexOf(FIELD, at);
-      if (end < 0) return null;
-      f.push(record.slice(at, end));
-      at = end + 1;
-    }
-    const [opportunityId, stepId, occurrence, contactId, status, reason, closingDate] = f as [string, string, string, string, string, string, string];
-    const d: TriageDecision = {
-      stepId, occurrence, recipient: record.slice(at), contactId: contactId === '' ? null : parseInt8(contactId),
-      status: status as TriageDecision['status'], reason: reason === '' ? null : reason as Reason, closingDate: closingDate === '' ? null : closingDate,
+    // Seven fields, then the address: sliced in place (no array per record; a scan reads 300,000).
+    const a = record.indexOf(FIELD);
+    const b = record.indexOf(FIELD, a + 1);
+    const c = record.indexOf(FIELD, b + 1);
+    const d = record.indexOf(FIELD, c + 1);
+    const e = record.indexOf(FIELD, d + 1);
+    const f = record.indexOf(FIELD, e + 1);
+    const g = record.indexOf(FIELD, f + 1);
+    if (a < 0 || b < 0 || c < 0 || d < 0 || e < 0 || f < 0 || g < 0) return null;
+    const opportunityId = record.slice(0, a);
+    const contactId = record.slice(c + 1, d);
+    const reason = record.slice(e + 1, f);
+    const closingDate = record.slice(f + 1, g);
+    const decision: TriageDecision = {
+      stepId: record.slice(a + 1, b), occurrence: record.slice(b + 1, c), recipient: record.slice(g + 1),
+      contactId: contactId === '' ? null : parseInt8(contactId), status: record.slice(d + 1, e) as TriageDecision['status'],
+      reason: reason === '' ? null : reason as Reason, closingDate: closingDate === '' ? null : closingDate,
     };
     const id = parseInt8(opportunityId);
     const list = out.get(id);
-    if (list) list.push(d);
-    else out.set(id, [d]);
+    if (list) list.push(decision);
+    else out.set(id, [decision]);
   }
   return out;
 }

@@ -7,7 +7,7 @@ import { nextAllowed } from './due-time.ts';
 import { compareDecimals } from './money.ts';
 import { isCustomerFacing, isValidEmail, type Recipient } from './recipients.ts';
 import { localDate } from './time.ts';
-import type { DeliveryStatus, Journey, PastDecision, Snapshot, Step, SuppressionReason } from './types.ts';
+import type { DeliveryStatus, Journey, Opportunity, PastDecision, Snapshot, Step, SuppressionReason } from './types.ts';
 
 export type Verdict =
   /** Due now and nothing stands in the way. */
@@ -181,22 +181,36 @@ function failureDetail(verdict: Verdict): string {
   return 'detail' in verdict ? verdict.detail : '';
 }
 
-export function stageFilter(snapshot: Pick<Snapshot, 'opportunity'>, step: Step): string | null {
-  const { opportunity } = snapshot;
+export function stageFilter(snapshot: { opportunity: FilteredOpportunity }, step: Step): string | null {
+  return whyFiltered(snapshot.opportunity, step, true);
+}
+
+/** `stageFilter` lets the opportunity through: for triage, which asks it of every row and needs no reason. */
+export function passesStageFilter(opportunity: FilteredOpportunity, step: Step): boolean {
+  return whyFiltered(opportunity, step, false) === null;
+}
+
+/** What the step's filters read of an opportunity. */
+export type FilteredOpportunity = Pick<Opportunity, 'stage' | 'amount'>;
+
+/** Why the step's filters stop `opportunity`, or null; the reason spelled out only when `explain`. */
+function whyFiltered(opportunity: FilteredOpportunity, step: Step, explain: boolean): string | null {
   const stage = opportunity.stage;
-  if (step.stages && !step.stages.includes(stage.key)) return `stage ${stage.key} is not one of ${listed(step.stages)}`;
+  if (step.stages && !step.stages.includes(stage.key)) return explain ? `stage ${stage.key} is not one of ${listed(step.stages)}` : FILTERED;
   if (step.minProbability !== null && stage.probability < step.minProbability) {
-    return `probability ${stage.probability} is below ${step.minProbability}`;
+    return explain ? `probability ${stage.probability} is below ${step.minProbability}` : FILTERED;
   }
   if (step.minAmount !== null) {
-    if (opportunity.amount === null) return `amount is blank (minimum ${step.minAmount})`;
-    if (compareDecimals(opportunity.amount, step.minAmount) < 0) return `amount ${opportunity.amount} is below ${step.minAmount}`;
+    if (opportunity.amount === null) return explain ? `amount is blank (minimum ${step.minAmount})` : FILTERED;
+    if (compareDecimals(opportunity.amount, step.minAmount) < 0) return explain ? `amount ${opportunity.amount} is below ${step.minAmount}` : FILTERED;
   }
   if (step.trigger.kind === 'stageEntered' && stage.key !== step.trigger.stage) {
-    return `stage ${stage.key} is not ${step.trigger.stage}`;
+    return explain ? `stage ${stage.key} is not ${step.trigger.stage}` : FILTERED;
   }
   return null;
 }
+
+const FILTERED = 'filtered';
 
 // Triage asks every row in the scan's range, most of which fail a filter: the list is joined once.
 const lists = new WeakMap<readonly string[], string>();

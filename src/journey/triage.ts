@@ -22,7 +22,7 @@
  * windows. Steps to a role are never settled here: their recipients are in rows not loaded yet.
  */
 import { occurrenceOf } from './decide.ts';
-import { isSpending, samePerson, stageFilter, type Person } from './rules.ts';
+import { isSpending, passesStageFilter } from './rules.ts';
 import { normalizeEmail } from './recipients.ts';
 import { dayNumber } from './time.ts';
 import type { Journey, Opportunity, PastDecision, Step } from './types.ts';
@@ -44,74 +44,93 @@ const QUIET_MOVE = DAY;
 const WEEKEND_MOVE = 3 * DAY;
 
 /**
- * Whether `evaluate` could send or write a row for `opportunity` at `now`, given (part of) its
- * decision history.
+ * What triage reads of an opportunity. `stageEnteredAt` may be null when `journey` has no
+ * stage-entered step (the scan's closing-date pass does not parse it); a stage-entered step is
+ * then left unsettled.
  */
-export function mayNeedDecision(opportunity: Opportunity, history: readonly TriageDecision[], journey: Journey, now: Date): boolean {
+export type TriageOpportunity = Pick<Opportunity, 'closingDate' | 'stage' | 'amount' | 'primaryContactId' | 'ownerEmail'>
+  & { stageEnteredAt: Date | null };
+
+/**
+ * Whether `evaluate` could send or write a row for `opportunity` at `now`, given (part of) its
+ * decision history. Run on every row a scan reads, so it allocates nothing it can avoid.
+ */
+export function mayNeedDecision(opportunity: TriageOpportunity, history: readonly TriageDecision[], journey: Journey, now: Date): boolean {
   // Parsed only for closing-date steps, as `evaluate` does: a stage-entered page may hold a date
   // PostgreSQL keeps but a calendar cannot (infinity). Throws, like `evaluate`, on such a date.
   const closingDay = opportunity.closingDate !== null && journey.steps.some((s) => s.trigger.kind === 'closingDate')
     ? dayNumber(opportunity.closingDate) : null;
-  return journey.steps.some((step) => !settled(opportunity, closingDay, history, step, now.getTime()));
+  const at = now.getTime();
+  const { steps } = journey;
+  for (let i = 0; i < steps.length; i++) if (!settled(opportunity, closingDay, history, steps[i]!, at)) return true;
+  return false;
 }
 
-function settled(opportunity: Opportunity, closingDay: number | null, history: readonly TriageDecision[], step: Step, now: number): boolean {
-  const bounds = dueBounds(opportunity, closingDay, step);
-  if (bounds === null || now < bounds.earliest) return true;
+function settled(opportunity: TriageOpportunity, closingDay: number | null, history: readonly TriageDecision[], step: Step, now: number): boolean {
+  const first = firstDueDay(opportunity, closingDay, step);
+  if (first === null) return true;
+  if (Number.isNaN(first)) return false;
+  const { trigger, timing } = step;
+  const sendAt = (timing.sendAt.hour * 60 + timing.sendAt.minute) * MINUTE;
+  // The earliest instant it falls due, over every time zone.
+  if (now < first * DAY + sendAt - AHEAD) return true;
   const who = onlyRecipient(opportunity, step);
   if (who === undefined) return false;
   const closingDate = opportunity.closingDate;
   const occurrence = occurrenceOf(step, closingDate);
-  const mine = history.filter((d) => d.stepId === step.id && samePerson(d, who));
-  // Nobody to send to is never spent.
-  if (who !== NOBODY && mine.some((d) => d.occurrence === occurrence && isSpending(d))) return true;
-  return now >= bounds.latestWindowEnd && mine.some((d) => d.closingDate === closingDate);
-}
-
-/**
- * Bounds, over every time zone, of when `step` falls due for `opportunity`: the earliest due
- * instant and the latest end of its window. Null when the step cannot apply (filters, trigger).
- */
-function dueBounds(opportunity: Opportunity, closingDay: number | null, step: Step): { earliest: number; latestWindowEnd: number } | null {
-  if (stageFilter({ opportunity }, step) !== null) return null;
-  const { trigger, timing } = step;
-  const sendAt = (timing.sendAt.hour * 60 + timing.sendAt.minute) * MINUTE;
-  let first: number;
-  let last: number;
-  if (trigger.kind === 'closingDate') {
-    if (closingDay === null) return null;
-    first = last = (closingDay + trigger.offsetDays) * DAY + sendAt;
-  } else {
-    if (opportunity.stage.key !== trigger.stage) return null;
-    // The local day it was entered is the UTC day, or the one before or after. (Entered after
-    // `sendAt` with daysAfter 0, it is due when entered: before the end of that UTC day + 1.)
-    const utcDay = Math.floor(opportunity.stageEnteredAt.getTime() / DAY);
-    first = (utcDay - 1 + trigger.daysAfter) * DAY + sendAt;
-    last = (utcDay + 1 + trigger.daysAfter) * DAY + sendAt;
+  let spent = false;
+  let decidedAtThisClosingDate = false;
+  for (let i = 0; i < history.length; i++) {
+    const d = history[i]!;
+    if (d.stepId !== step.id || !(typeof who === 'number' ? d.contactId === who : d.recipient === who)) continue;
+    if (d.occurrence === occurrence && isSpending(d)) spent = true;
+    if (d.closingDate === closingDate) decidedAtThisClosingDate = true;
   }
+  // Nobody to send to is never spent.
+  if (who !== NOBODY && spent) return true;
+  // The latest end of its window, over every time zone.
+  const lastDay = first + (trigger.kind === 'stageEntered' ? 2 : 0);
   const moves = (timing.quietHours ? QUIET_MOVE : 0) + (timing.skipWeekends ? WEEKEND_MOVE : 0);
-  const latestDue = last + BEHIND + moves;
-  return { earliest: first - AHEAD, latestWindowEnd: latestDue + timing.windowMinutes * MINUTE };
+  const latestWindowEnd = lastDay * DAY + sendAt + BEHIND + moves + timing.windowMinutes * MINUTE;
+  return now >= latestWindowEnd && decidedAtThisClosingDate;
 }
 
 /**
- * The one person the step can go to, as far as the row tells: the primary contact (known by id
- * only, so fewer past decisions match than `evaluate` would match; the foreign key keeps its row
- * in place), the owner, or nobody (address `''`); undefined when the step goes to a role.
+ * The first UTC day (a day number) whose `sendAt` could be `step`'s due time for `opportunity`,
+ * before time zones, quiet hours and weekends move it; a stage-entered step may fall due on any
+ * of three days from there. Null when the step cannot apply (filters, trigger); NaN when the row
+ * does not tell (no `stageEnteredAt`).
  */
-function onlyRecipient(opportunity: Opportunity, step: Step): Person | undefined {
+function firstDueDay(opportunity: TriageOpportunity, closingDay: number | null, step: Step): number | null {
+  if (!passesStageFilter(opportunity, step)) return null;
+  const { trigger } = step;
+  if (trigger.kind === 'closingDate') return closingDay === null ? null : closingDay + trigger.offsetDays;
+  if (opportunity.stage.key !== trigger.stage) return null;
+  if (opportunity.stageEnteredAt === null) return Number.NaN;
+  // The local day it was entered is the UTC day, or the one before or after. (Entered after
+  // `sendAt` with daysAfter 0, it is due when entered: before the end of that UTC day + 1.)
+  return Math.floor(opportunity.stageEnteredAt.getTime() / DAY) - 1 + trigger.daysAfter;
+}
+
+/**
+ * The one person the step can go to, as far as the row tells, as `samePerson` would match a
+ * decision about them: the primary contact by its id only (so fewer past decisions match than
+ * `evaluate` would match; the foreign key keeps its row in place), the owner by address, or
+ * nobody (`NOBODY`, the address `''`); undefined when the step goes to a role. A number or a
+ * string, not a `Person`: triage asks this of nearly every row it reads.
+ */
+function onlyRecipient(opportunity: TriageOpportunity, step: Step): number | string | undefined {
   switch (step.to.kind) {
     case 'primary': {
       const id = opportunity.primaryContactId;
-      return id === null ? NOBODY : { address: null, contactId: id };
+      // An id beyond 2^53 stays a string (`parseInt8`), which would match as an address: left to `evaluate`.
+      return id === null ? NOBODY : typeof id === 'number' ? id : undefined;
     }
-    case 'owner': {
-      const address = normalizeEmail(opportunity.ownerEmail);
-      return address === '' ? NOBODY : { address, contactId: null };
-    }
+    case 'owner':
+      return normalizeEmail(opportunity.ownerEmail);
     case 'role':
       return undefined;
   }
 }
 
-const NOBODY: Person = { address: '', contactId: null };
+const NOBODY = '';

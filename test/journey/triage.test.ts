@@ -123,6 +123,19 @@ describe('triage, by example', () => {
     const now = decision({ stepId: s3.id, status: 'sent', occurrence: '2026-06-20' });
     expect(triage(snapshot({ history: [now] }), journey([s3]), '2026-06-17T08:00:00Z')).toBe(false);
   });
+
+  it('a stage-entered step is open when the row does not tell when the stage was entered (the closing-date pass leaves it unread)', () => {
+    const followUp = stageEntered('proposal-follow-up', 'proposal', 2);
+    const sent = decision({ stepId: followUp.id, status: 'sent' });
+    const s = snapshot({ opportunity: { stage: 'proposal', stageEnteredAt: at('2026-06-01T08:00:00Z') }, history: [sent] });
+    // Entered two weeks before and sent: settled when the row tells when...
+    expect(triage(s, journey([followUp]), '2026-06-17T08:00:00Z')).toBe(false);
+    // ...but without the instant, triage cannot place its due day, and leaves it to `evaluate`.
+    const blind = { ...s.opportunity, stageEnteredAt: null };
+    expect(mayNeedDecision(blind, [sent], journey([followUp]), at('2026-06-17T08:00:00Z'))).toBe(true);
+    // A closing-date step on the same row is judged as before.
+    expect(mayNeedDecision(blind, [], journey([S3]), at('2026-06-16T16:00:00Z'))).toBe(false);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
