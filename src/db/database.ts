@@ -98,10 +98,22 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   pool.on('connect', (client) => {
     client.on('error', () => {});
     // kysely sends every statement as `query(text, parameters)`; a registered text goes by its name.
+    // Its result comes through a callback, not pg's own promise: measured on the scan's pages, a
+    // result pg resolved its promise with stayed reachable past two young-generation collections
+    // (promoted, then left for a full collection: 143 MB for 186 pages of 1,000 rows, against
+    // 5 MB through a callback), which doubled the scan's collection time and raised its peak.
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     (client as { query: unknown }).query = (config: unknown, ...rest: unknown[]) => {
       const name = typeof config === 'string' ? PREPARED.get(config) : undefined;
-      return query(name === undefined ? config : { name, text: config }, ...rest);
+      const named = name === undefined ? config : { name, text: config };
+      if (typeof config !== 'string' || rest.some((r) => typeof r === 'function')) return query(named, ...rest);
+      return new Promise((resolve, reject) => {
+        query(named, ...rest, (error: Error | null, result: unknown) => (error ? reject(error) : resolve(result)));
+      }).catch((error: Error) => {
+        // As pg does: a stack that leads back to the statement, not to the socket.
+        Error.captureStackTrace(error);
+        throw error;
+      });
     };
   });
   return pool;
