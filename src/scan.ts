@@ -95,10 +95,10 @@ async function scanPasses(
   const readDb = deps.readDb ?? deps.db;
   const writes = new WriteBehind();
   try {
-    await forEachScanPage<PreparedPage>(readDb, deps.journey, now, { pageSize }, async (page) => {
-      await processPage(deps, page, now, summary, writes);
+    await forEachScanPage<DecidedPage>(readDb, deps.journey, now, { pageSize }, async (page) => {
+      await processPage(deps, page, summary, writes);
       onProgress?.(summary);
-    }, (page) => preparePage(readDb, page, now));
+    }, (page) => preparePage(deps, readDb, page, now));
   } catch (error) {
     // No write is left running behind a failed pass; its own failure is the one reported.
     await writes.drain().catch(() => {});
@@ -221,27 +221,30 @@ export function snapshotNeeds(journey: Journey, now: Date): SnapshotNeeds {
   };
 }
 
-/** A page ready to decide: its rows are not kept, only the snapshots of those triage left open. */
-interface PreparedPage {
+/** A page decided: what to write and enqueue for it; neither its rows nor its snapshots are kept. */
+interface DecidedPage {
   /** Rows the page held. */
   scanned: number;
-  journey: Journey;
-  /** The snapshots of the rows triage left open; the others have nothing to decide. */
-  snapshots: Snapshot[];
+  /** Opportunities `evaluate` could not judge (each logged). */
+  errors: number;
+  suppressions: NewDelivery[];
+  jobs: Map<string, DeliverJob>;
 }
 
 /**
- * Triage, then the snapshots of what is left. Most rows in range are settled (a step not due yet,
- * already sent, or decided when its window closed: `src/journey/triage.ts`), which their decisions
- * alone tell; only the rest are loaded whole for `evaluate`. Chained, not awaited in one
- * function, so that nothing holds the page's rows once triage is done.
+ * Triage, then the snapshots of what is left, then `evaluate`. Most rows in range are settled (a
+ * step not due yet, already sent, or decided when its window closed: `src/journey/triage.ts`),
+ * which their decisions alone tell; only the rest are loaded whole. Decided as soon as they are
+ * loaded, so that a page waiting for its turn to write holds its few decisions, not its
+ * snapshots; chained, not awaited in one function, so that nothing holds the page's rows once
+ * triage is done.
  */
-function preparePage(db: Db, page: ScanPage, now: Date): Promise<PreparedPage> {
+function preparePage(deps: ScanDeps, db: Db, page: ScanPage, now: Date): Promise<DecidedPage> {
   const { journey } = page;
   const scanned = page.rows.length;
   return openRows(db, page, now)
     .then((open) => loadSnapshots(db, open, snapshotNeeds(journey, now)))
-    .then((snapshots) => ({ scanned, journey, snapshots }));
+    .then((snapshots) => decidePage(deps, snapshots, journey, now, scanned));
 }
 
 /** The rows of `page` triage leaves open. */
@@ -285,11 +288,8 @@ function position(row: OpportunityRow): ClosingDateCursor {
   return { closingDate: row.closing_date!, id: row.id };
 }
 
-async function processPage(deps: ScanDeps, page: PreparedPage, now: Date, summary: ScanSummary, writes: WriteBehind): Promise<void> {
-  const { journey, snapshots } = page;
-  summary.scanned += page.scanned;
-  const suppressions: NewDelivery[] = [];
-  const jobs = new Map<string, DeliverJob>();
+function decidePage(deps: ScanDeps, snapshots: readonly Snapshot[], journey: Journey, now: Date, scanned: number): DecidedPage {
+  const page: DecidedPage = { scanned, errors: 0, suppressions: [], jobs: new Map() };
   const warned = new Set<number>();
   for (const snapshot of snapshots) {
     let evaluations: StepEvaluation[];
@@ -297,7 +297,7 @@ async function processPage(deps: ScanDeps, page: PreparedPage, now: Date, summar
       evaluations = evaluate(snapshot, journey, now);
     } catch (error) {
       // A bad row must not stop the pass for every other opportunity.
-      summary.errors += 1;
+      page.errors += 1;
       deps.logger.error({ opportunityId: snapshot.opportunity.id, err: error }, 'scan: cannot evaluate opportunity');
       continue;
     }
@@ -307,9 +307,17 @@ async function processPage(deps: ScanDeps, page: PreparedPage, now: Date, summar
         warned.add(contactId);
         deps.logger.warn({ opportunityId: snapshot.opportunity.id, contactId }, 'unknown time zone on contact; using defaults.timeZone');
       }
-      collect(deps, snapshot, e, now, suppressions, jobs);
+      collect(deps, snapshot, e, now, page.suppressions, page.jobs);
     }
   }
+  return page;
+}
+
+/** A decided page's writes, in page order, behind the scan. */
+async function processPage(deps: ScanDeps, page: DecidedPage, summary: ScanSummary, writes: WriteBehind): Promise<void> {
+  const { suppressions, jobs } = page;
+  summary.scanned += page.scanned;
+  summary.errors += page.errors;
   if (suppressions.length === 0 && jobs.size === 0) return;
   // Written behind the scan, which goes on deciding the next page meanwhile.
   await writes.add(async () => {
