@@ -128,8 +128,8 @@ export interface ScanPage {
  * (stage_entered_at, id).
  *
  * `prepare` (reading what a page needs besides its rows) starts as soon as the page's rows
- * arrive, and later pages are read meanwhile, while `onPage` runs on an earlier one: at most five
- * pages are held (one processed, three prepared or being prepared, one being read).
+ * arrive, and later pages are read meanwhile, while `onPage` runs on an earlier one: at most four
+ * pages are held (one processed, two prepared or being prepared, one being read).
  */
 export async function forEachScanPage<P = ScanPage>(
   db: Db, journey: Journey, now: Date, options: PageOptions, onPage: (page: P) => Promise<void>,
@@ -194,8 +194,12 @@ async function keysetPages<R, C, P>(
   }
 }
 
-/** Pages read and prepared ahead of the one processed: enough to keep PostgreSQL and Node busy at once. */
-const PAGES_AHEAD = 3;
+/**
+ * Pages read and prepared ahead of the one processed: enough to keep PostgreSQL and Node busy at
+ * once. Two scanned 1M opportunities as fast as three (medians of five runs: 0.56 and 0.53 of the
+ * raw read) with a lower peak (215 against 219-226 MB).
+ */
+const PAGES_AHEAD = 2;
 
 /** Days a step can stay undecided past its due day: the longest window, weekends, time zones. */
 function lookbackDays(journey: Journey): number {
