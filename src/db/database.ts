@@ -106,9 +106,10 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     (client as { query: unknown }).query = (config: unknown, ...rest: unknown[]) => {
       const name = typeof config === 'string' ? PREPARED.get(config) : undefined;
       const named = name === undefined ? config : { name, text: config };
-      if (typeof config !== 'string' || rest.some((r) => typeof r === 'function')) return query(named, ...rest);
+      // Anything but (text) or (text, values) goes to pg as it came: its callback or cursor forms.
+      if (typeof config !== 'string' || rest.length > 1 || typeof rest[0] === 'function') return query(named, ...rest);
       return new Promise((resolve, reject) => {
-        query(named, ...rest, (error: Error | null, result: unknown) => (error ? reject(error) : resolve(result)));
+        query(named, rest[0], (error: Error | null, result: unknown) => (error ? reject(error) : resolve(result)));
       }).catch((error: Error) => {
         // As pg does: a stack that leads back to the statement, not to the socket.
         Error.captureStackTrace(error);
