@@ -229,10 +229,12 @@ export function snapshotNeeds(journey: Journey, now: Date): SnapshotNeeds {
 interface DecidedPage {
   /** Rows the page held. */
   scanned: number;
-  /** Opportunities `evaluate` could not judge (each logged). */
+  /** Opportunities `evaluate` could not judge. */
   errors: number;
   suppressions: NewDelivery[];
   jobs: Map<string, DeliverJob>;
+  /** Its log lines, written when the page is processed: a page read ahead of a failed pass logs nothing. */
+  logs: (() => void)[];
 }
 
 /**
@@ -293,7 +295,7 @@ function position(row: OpportunityRow): ClosingDateCursor {
 }
 
 function decidePage(deps: ScanDeps, snapshots: readonly Snapshot[], journey: Journey, now: Date, scanned: number): DecidedPage {
-  const page: DecidedPage = { scanned, errors: 0, suppressions: [], jobs: new Map() };
+  const page: DecidedPage = { scanned, errors: 0, suppressions: [], jobs: new Map(), logs: [] };
   const warned = new Set<number>();
   for (const snapshot of snapshots) {
     let evaluations: StepEvaluation[];
@@ -302,16 +304,16 @@ function decidePage(deps: ScanDeps, snapshots: readonly Snapshot[], journey: Jou
     } catch (error) {
       // A bad row must not stop the pass for every other opportunity.
       page.errors += 1;
-      deps.logger.error({ opportunityId: snapshot.opportunity.id, err: error }, 'scan: cannot evaluate opportunity');
+      page.logs.push(() => deps.logger.error({ opportunityId: snapshot.opportunity.id, err: error }, 'scan: cannot evaluate opportunity'));
       continue;
     }
     for (const e of evaluations) {
       const contactId = e.recipient?.contact?.id;
       if (e.recipient?.unknownZone && contactId !== undefined && !warned.has(contactId)) {
         warned.add(contactId);
-        deps.logger.warn({ opportunityId: snapshot.opportunity.id, contactId }, 'unknown time zone on contact; using defaults.timeZone');
+        page.logs.push(() => deps.logger.warn({ opportunityId: snapshot.opportunity.id, contactId }, 'unknown time zone on contact; using defaults.timeZone'));
       }
-      collect(deps, snapshot, e, now, page.suppressions, page.jobs);
+      collect(deps, snapshot, e, now, page);
     }
   }
   return page;
@@ -322,6 +324,7 @@ async function processPage(deps: ScanDeps, page: DecidedPage, summary: ScanSumma
   const { suppressions, jobs } = page;
   summary.scanned += page.scanned;
   summary.errors += page.errors;
+  for (const log of page.logs) log();
   if (suppressions.length === 0 && jobs.size === 0) return;
   // Written behind the scan, which goes on deciding the next page meanwhile.
   await writes.add(async () => {
@@ -362,21 +365,19 @@ class WriteBehind {
 
 const WRITES_BEHIND = 2;
 
-function collect(
-  deps: ScanDeps, snapshot: Snapshot, e: StepEvaluation, now: Date,
-  suppressions: NewDelivery[], jobs: Map<string, DeliverJob>,
-): void {
+function collect(deps: ScanDeps, snapshot: Snapshot, e: StepEvaluation, now: Date, page: DecidedPage): void {
   const opportunityId = snapshot.opportunity.id;
   if (e.verdict.kind === 'send') {
     const data: DeliverJob = { opportunityId, stepId: e.step.id, closingDate: e.closingDate, occurrence: e.occurrence };
-    jobs.set(deliverJobId(data), data);
+    page.jobs.set(deliverJobId(data), data);
   } else if (e.verdict.kind === 'suppress' && e.record) {
-    suppressions.push({
+    const reason = e.verdict.reason;
+    page.suppressions.push({
       opportunity_id: opportunityId, step_id: e.step.id, contact_id: e.recipient?.contact?.id ?? null,
       recipient: e.recipient?.address ?? '', status: 'suppressed', reason: e.verdict.reason,
       due_at: e.due?.dueAt ?? null, decided_at: now, closing_date: e.closingDate, occurrence: e.occurrence,
       detail: e.verdict.detail,
     });
-    deps.logger.info({ opportunityId, stepId: e.step.id, reason: e.verdict.reason }, 'suppressed');
+    page.logs.push(() => deps.logger.info({ opportunityId, stepId: e.step.id, reason }, 'suppressed'));
   }
 }
