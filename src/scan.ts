@@ -1,6 +1,8 @@
 /**
  * One scheduler pass: stream open opportunities in keyset pages, evaluate their steps at `now`,
- * write the suppressions, enqueue the sends. Memory holds one page at a time.
+ * write the suppressions, enqueue the sends. Memory holds a few pages at a time, whatever the
+ * table's size: one being read, two being prepared, and the decisions of those waiting to be
+ * written.
  */
 import { sql } from 'kysely';
 import { timestamp, type Db } from './db/database.ts';
