@@ -14,7 +14,8 @@ import { createDb, type Db } from '../src/db/database.ts';
 import { listStages } from '../src/db/opportunities.ts';
 import { silentLogger } from '../src/logger.ts';
 import { createScanReadDb } from '../src/runtime.ts';
-import { DEFAULT_PAGE_SIZE, runScan } from '../src/scan.ts';
+import { runScan } from '../src/scan.ts';
+import { DEFAULT_PAGE_SIZE } from '../src/scan-pages.ts';
 import { resetDecisions } from './lib/context.ts';
 import { REPO } from './lib/settings.ts';
 

@@ -25,7 +25,7 @@ export class InvalidContentError extends Error {
 const ENQUEUE_CHUNK = 1000;
 
 /**
- * The scan's read pool: a page read and `PAGES_AHEAD` pages prepared at once (src/scan.ts). Its
+ * The scan's read pool: a page read and `PAGES_AHEAD` pages prepared at once (src/scan-pages.ts). Its
  * sessions turn parallel plans off: a keyset page (then of 500 rows) planned as a parallel Gather Merge
  * measured six times slower at 1,000,000 rows than the plain index scan. Timestamps come as text
  * (`textTimestampParsers`): triage settles most rows without reading one.

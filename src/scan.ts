@@ -7,17 +7,15 @@
 import { sql } from 'kysely';
 import { timestamp, type Db } from './db/database.ts';
 import { releaseStaleClaims, type NewDelivery } from './db/deliveries.ts';
-import {
-  closingDatePage, stageEnteredPage, type ClosingDateCursor, type OpportunityRow, type StageEnteredCursor,
-} from './db/opportunities.ts';
+import type { OpportunityRow } from './db/opportunities.ts';
 import { decisionsAbout, decisionsAtClosingDates, loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
 import { mayNeedDecision, type TriageDecision, type TriageOpportunity } from './journey/triage.ts';
 import { evaluate, type StepEvaluation } from './journey/decide.ts';
-import { addDays } from './journey/time.ts';
-import type { Journey, Snapshot, Stage, Step } from './journey/types.ts';
+import type { Journey, Snapshot, Stage } from './journey/types.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { deliverJobId, type DeliverJob } from './queue/queues.ts';
+import { DEFAULT_PAGE_SIZE, forEachScanPage, position, type ScanPage } from './scan-pages.ts';
 import { settleAll } from './settle.ts';
 
 export interface ScanDeps {
@@ -54,12 +52,6 @@ export interface ScanSummary {
   skipped: boolean;
   ms: number;
 }
-
-/**
- * Opportunities per keyset page: every page costs a few statements whatever its size, and 1,000
- * rows a page scanned a million opportunities faster than 500 or 2,000 (docs/benchmarks.md).
- */
-export const DEFAULT_PAGE_SIZE = 1000;
 
 const DAY = 86_400_000;
 const SCAN_LOCK = 'nudge.scan';
@@ -107,115 +99,6 @@ async function scanPasses(
     throw error;
   }
   await writes.drain();
-}
-
-export interface PageOptions {
-  pageSize: number;
-  /** Also read opportunities whose steps fall due up to this many days after `now` (simulate). @defaultValue 0 */
-  horizonDays?: number;
-}
-
-/** One keyset page: its rows, and the part of the journey (one pass) it is read for. */
-export interface ScanPage {
-  rows: OpportunityRow[];
-  journey: Journey;
-  /** closingDate: rows in (closing_date, id) order; stageEntered: one stage, in (stage_entered_at, id) order. */
-  pass: 'closingDate' | 'stageEntered';
-}
-
-/**
- * Streams, in keyset pages, every open opportunity that may have a step to decide around `now`
- * (and up to `horizonDays` later), each page with the part of the journey it is read for:
- * closingDate steps by (closing_date, id), then stageEntered steps per stage by
- * (stage_entered_at, id).
- *
- * `prepare` (reading what a page needs besides its rows) starts as soon as the page's rows
- * arrive, and later pages are read meanwhile, while `onPage` runs on an earlier one: at most four
- * pages are held (one processed, two prepared or being prepared, one being read).
- */
-export async function forEachScanPage<P = ScanPage>(
-  db: Db, journey: Journey, now: Date, options: PageOptions, onPage: (page: P) => Promise<void>,
-  prepare: (page: ScanPage) => Promise<P> = async (page) => page as P,
-): Promise<void> {
-  const { pageSize } = options;
-  const horizon = options.horizonDays ?? 0;
-  const lookback = lookbackDays(journey);
-  const closingSteps = journey.steps.filter((s) => s.trigger.kind === 'closingDate');
-  if (closingSteps.length > 0) {
-    const offsets = closingSteps.map((s) => (s.trigger.kind === 'closingDate' ? s.trigger.offsetDays : 0));
-    const today = now.toISOString().slice(0, 10);
-    // The due day is closing date + offset; it lies within [today - lookback, today + horizon + 2].
-    const range = { from: addDays(today, -lookback - Math.max(...offsets)), to: addDays(today, horizon + 2 - Math.min(...offsets)) };
-    const sub = { ...journey, steps: closingSteps };
-    await keysetPages(pageSize, (after: ClosingDateCursor | null) => closingDatePage(db, range, after, pageSize),
-      position, (rows) => prepare({ rows, journey: sub, pass: 'closingDate' }), onPage);
-  }
-  for (const [stage, steps] of stageEnteredSteps(journey)) {
-    const maxDays = Math.max(...steps.map((s) => (s.trigger.kind === 'stageEntered' ? s.trigger.daysAfter : 0)));
-    const range = { from: new Date(now.getTime() - (maxDays + lookback + 1) * DAY), to: new Date(now.getTime() + DAY) };
-    const sub = { ...journey, steps };
-    await keysetPages(pageSize, (after: StageEnteredCursor | null) => stageEnteredPage(db, stage, range, after, pageSize),
-      (last) => ({ stageEnteredAt: last.cursor, id: last.id }),
-      (rows) => prepare({ rows, journey: sub, pass: 'stageEntered' }), onPage);
-  }
-}
-
-/**
- * Reads keyset pages until a short one. Each page's `prepare` starts when its rows arrive; pages
- * are read ahead while earlier ones are prepared and processed, up to `PAGES_AHEAD` prepared or
- * being prepared besides the one in `onPage`, which sees them in order.
- */
-async function keysetPages<R, C, P>(
-  pageSize: number, fetch: (after: C | null) => Promise<R[]>, cursorOf: (last: R) => C,
-  prepare: (rows: R[]) => Promise<P>, onPage: (page: P) => Promise<void>,
-): Promise<void> {
-  const read = (after: C | null) => fetch(after).then((rows) => {
-    const prepared = prepare(rows);
-    // A failure surfaces when awaited; until then it must not count as unhandled.
-    prepared.catch(() => {});
-    return { rows, prepared };
-  });
-  const ahead: Promise<P>[] = [];
-  let next: ReturnType<typeof read> | null = read(null);
-  try {
-    for (;;) {
-      while (next && ahead.length < PAGES_AHEAD) {
-        const { rows, prepared }: Awaited<ReturnType<typeof read>> = await next;
-        ahead.push(prepared);
-        next = rows.length === pageSize ? read(cursorOf(rows[rows.length - 1]!)) : null;
-        next?.catch(() => {});
-      }
-      const page = ahead.shift();
-      if (!page) return;
-      await onPage(await page);
-    }
-  } catch (error) {
-    // Nothing read ahead is left running once the pass has failed (it holds the scan lock).
-    await Promise.allSettled([...ahead, next?.then((n) => n.prepared)]);
-    throw error;
-  }
-}
-
-/**
- * Pages read and prepared ahead of the one processed: enough to keep PostgreSQL and Node busy at
- * once. Two scanned 1M opportunities as fast as three (medians of five runs: 0.56 and 0.53 of the
- * raw read) with a lower peak (215 against 219-226 MB).
- */
-const PAGES_AHEAD = 2;
-
-/** Days a step can stay undecided past its due day: the longest window, weekends, time zones. */
-function lookbackDays(journey: Journey): number {
-  const longest = Math.max(0, ...journey.steps.map((s) => s.timing.windowMinutes));
-  return Math.ceil(longest / 1440) + 3;
-}
-
-function stageEnteredSteps(journey: Journey): Map<string, Step[]> {
-  const out = new Map<string, Step[]>();
-  for (const s of journey.steps) {
-    if (s.trigger.kind !== 'stageEntered') continue;
-    out.set(s.trigger.stage, [...(out.get(s.trigger.stage) ?? []), s]);
-  }
-  return out;
 }
 
 export function snapshotNeeds(journey: Journey, now: Date): SnapshotNeeds {
@@ -289,11 +172,6 @@ function triageView(row: OpportunityRow, pass: ScanPage['pass'], stages: Map<str
     closingDate: row.closing_date, stage, amount: row.amount, primaryContactId: row.primary_contact_id, ownerEmail: row.owner_email,
     stageEnteredAt: pass === 'stageEntered' ? timestamp(row.stage_entered_at) : null,
   };
-}
-
-/** A row's place in the closing-date pass: its keyset cursor, and a bound of its page's decisions. */
-function position(row: OpportunityRow): ClosingDateCursor {
-  return { closingDate: row.closing_date!, id: row.id };
 }
 
 function decidePage(deps: ScanDeps, snapshots: readonly Snapshot[], journey: Journey, now: Date, scanned: number): DecidedPage {

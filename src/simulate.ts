@@ -7,7 +7,8 @@ import { loadSnapshots } from './db/snapshots.ts';
 import { simulateUnits, type SimulationEvent, type SimulationUnit } from './journey/simulate.ts';
 import { addDays, localDate, zonedTime } from './journey/time.ts';
 import type { Journey } from './journey/types.ts';
-import { DEFAULT_PAGE_SIZE, forEachScanPage, snapshotNeeds } from './scan.ts';
+import { snapshotNeeds } from './scan.ts';
+import { DEFAULT_PAGE_SIZE, forEachScanPage } from './scan-pages.ts';
 
 export interface SimulationDay {
   date: string;

@@ -10,7 +10,7 @@ import { CompiledQuery, sql } from 'kysely';
 import { closingDatePage, stageEnteredPage } from '../../src/db/opportunities.ts';
 import { decisionsAtClosingDates } from '../../src/db/snapshots.ts';
 import { addDays } from '../../src/journey/time.ts';
-import { DEFAULT_PAGE_SIZE } from '../../src/scan.ts';
+import { DEFAULT_PAGE_SIZE } from '../../src/scan-pages.ts';
 import type { BenchContext } from '../lib/context.ts';
 import { loggingDb } from '../lib/raw-read.ts';
 

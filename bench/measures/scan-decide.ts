@@ -19,7 +19,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { DEFAULT_PAGE_SIZE, forEachScanPage } from '../../src/scan.ts';
+import { DEFAULT_PAGE_SIZE, forEachScanPage } from '../../src/scan-pages.ts';
 import { resetDecisions, seconds, type BenchContext } from '../lib/context.ts';
 import { capturingDb, cursorRead, rawClient, unlimited, type CapturedQuery } from '../lib/raw-read.ts';
 import { REPO } from '../lib/settings.ts';
