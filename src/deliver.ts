@@ -21,7 +21,7 @@
  *   reached) and the job is retried with backoff.
  */
 import type { Db } from './db/database.ts';
-import { whenCommitWritten } from './db/commit-hook.ts';
+import { armCommit } from './db/commit-hook.ts';
 import {
   claimSend, findClaim, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type ClaimRow, type NewDelivery,
 } from './db/deliveries.ts';
@@ -103,8 +103,6 @@ interface Claimed {
   opened: boolean;
 }
 
-/** Sets what runs once the transaction's COMMIT has been written (see src/db/commit-hook.ts). */
-type ArmCommit = (fn: () => void) => void;
 
 /** The transaction gave up waiting for the handover: rolled back, the send withdrawn. */
 class HandoverTimeout extends Error {
@@ -118,7 +116,7 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
   for (let more = true; more;) {
     const step: Step = { written: [], claimed: null, deferred: null, more: false, flight: null };
     try {
-      await whenCommitWritten((arm) => deps.db.transaction().execute((trx) => decideAndHandOver(run, trx, step, arm)));
+      await deps.db.transaction().execute((trx) => decideAndHandOver(run, trx, step));
     } catch (error) {
       if (step.claimed?.opened) {
         // The COMMIT went out with the message's final dot, and did not come back as committed.
@@ -157,7 +155,7 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
  * One transaction: lock and load, decide, record the suppressions not yet recorded, then take the
  * first send not yet done as far as its handover.
  */
-async function decideAndHandOver(run: Run, trx: Db, step: Step, arm: ArmCommit): Promise<void> {
+async function decideAndHandOver(run: Run, trx: Db, step: Step): Promise<void> {
   const { deps, job, now } = run;
   const snapshot = await lockAndLoadSnapshot(trx, job.opportunityId, snapshotNeeds(run.journey, now));
   const actions = decideJob(snapshot, run.journey, job, now).filter((a) => !run.done.has(recipientKey(a)));
@@ -177,7 +175,7 @@ async function decideAndHandOver(run: Run, trx: Db, step: Step, arm: ArmCommit):
     const prepared = await prepare(run, trx, snapshot!, action, step);
     if (!prepared) continue;
     step.more = i + 1 < sends.length;
-    await handOver(run, trx, prepared, step, arm);
+    await handOver(run, trx, prepared, step);
     return;
   }
 }
@@ -220,7 +218,7 @@ async function prepare(run: Run, trx: Db, snapshot: Snapshot, action: Extract<Jo
  * write (then claims it; the gate opens as the claim's COMMIT goes out), or the send ends before
  * that, or the time runs out (HandoverTimeout: the transaction rolls back).
  */
-async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step, arm: ArmCommit): Promise<void> {
+async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Promise<void> {
   const { flight, handover } = startSend(run.deps.mailer, prepared.email, handoverTimeout(run.deps));
   step.flight = flight;
   const reached = await handover;
@@ -236,7 +234,7 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step, arm: 
       // The final dot follows the claim's COMMIT with nothing in between: a worker killed at any
       // moment leaves either no claim and no complete message, or both (a claim it could not
       // finish is `unknown`), save for the instant between the two writes.
-      arm(() => {
+      await armCommit(trx, () => {
         claimed.opened = true;
         flight.answer(true);
       });

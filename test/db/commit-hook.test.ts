@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { whenCommitWritten } from '../../src/db/commit-hook.ts';
+import { armCommit } from '../../src/db/commit-hook.ts';
 import { createDb, type Db } from '../../src/db/database.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
@@ -32,12 +32,12 @@ afterAll(async () => {
 const CHILD = `
 import { sql } from 'kysely';
 import { createDb } from './src/db/database.ts';
-import { whenCommitWritten } from './src/db/commit-hook.ts';
+import { armCommit } from './src/db/commit-hook.ts';
 const { db } = createDb(process.env.URL);
-await whenCommitWritten((arm) => db.transaction().execute(async (trx) => {
+await db.transaction().execute(async (trx) => {
   await sql\`insert into probe values (\${Number(process.env.N)})\`.execute(trx);
-  arm(() => process.kill(process.pid, 'SIGKILL'));
-}));
+  await armCommit(trx, () => process.kill(process.pid, 'SIGKILL'));
+});
 console.log('not killed');
 `;
 
@@ -53,24 +53,53 @@ function killedAtCommit(url: string, n: number): Promise<{ code: number | null; 
   });
 }
 
-describe('whenCommitWritten', () => {
+describe('armCommit', () => {
   it('calls the hook before the commit is reported, and the commit completes (that the COMMIT went out first is the next test)', async () => {
     const order: string[] = [];
-    await whenCommitWritten((arm) => db.transaction().execute(async (trx) => {
+    await db.transaction().execute(async (trx) => {
       await sql`insert into probe values (1)`.execute(trx);
-      arm(() => order.push('hook'));
-    }).then(() => order.push('committed')));
+      await armCommit(trx, () => order.push('hook'));
+    }).then(() => order.push('committed'));
     expect(order).toEqual(['hook', 'committed']);
     expect((await sql<{ n: number }>`select n from probe where n = 1`.execute(db)).rows).toHaveLength(1);
   });
 
   it('a transaction that fails before its COMMIT never calls the hook', async () => {
     let called = false;
-    await expect(whenCommitWritten((arm) => db.transaction().execute(async (trx) => {
-      arm(() => { called = true; });
+    await expect(db.transaction().execute(async (trx) => {
+      await armCommit(trx, () => { called = true; });
       await sql`insert into no_such_table values (1)`.execute(trx);
-    }))).rejects.toThrow(/no_such_table/);
+    })).rejects.toThrow(/no_such_table/);
     expect(called).toBe(false);
+  });
+
+  it('a hook belongs to its transaction: not to the next one on the same connection, nor to another running beside it', async () => {
+    const { db: one, pool } = createDb(t.url, { max: 1 });
+    try {
+      let stale = false;
+      await expect(one.transaction().execute(async (trx) => {
+        await armCommit(trx, () => { stale = true; });
+        throw new Error('given up');
+      })).rejects.toThrow('given up');
+      // The pool's only connection, next: its COMMIT must not call the hook of the one rolled back.
+      await one.transaction().execute(async (trx) => { await sql`insert into probe values (2)`.execute(trx); });
+      expect(pool.totalCount).toBe(1);
+      expect(stale).toBe(false);
+    } finally {
+      await one.destroy();
+    }
+    // Two transactions at once on two connections: each commit calls its own hook only.
+    const calls: string[] = [];
+    let bothIn!: () => void;
+    const together = new Promise<void>((resolve) => { let n = 0; bothIn = () => { if (++n === 2) resolve(); }; });
+    const run = (name: string, arm: boolean) => db.transaction().execute(async (trx) => {
+      await sql`select 1`.execute(trx);
+      if (arm) await armCommit(trx, () => calls.push(name));
+      bothIn();
+      await together;
+    });
+    await Promise.all([run('a', true), run('b', false)]);
+    expect(calls).toEqual(['a']);
   });
 
   it('a process killed inside the hook leaves its transaction committed, every time', async () => {
