@@ -196,7 +196,7 @@ export type FilteredOpportunity = Pick<Opportunity, 'stage' | 'amount'>;
 /** Why the step's filters stop `opportunity`, or null; the reason spelled out only when `explain`. */
 function whyFiltered(opportunity: FilteredOpportunity, step: Step, explain: boolean): string | null {
   const stage = opportunity.stage;
-  if (step.stages && !step.stages.includes(stage.key)) return explain ? `stage ${stage.key} is not one of ${listed(step.stages)}` : FILTERED;
+  if (step.stages && !step.stages.includes(stage.key)) return explain ? `stage ${stage.key} is not one of ${step.stages.join(', ')}` : FILTERED;
   if (step.minProbability !== null && stage.probability < step.minProbability) {
     return explain ? `probability ${stage.probability} is below ${step.minProbability}` : FILTERED;
   }
@@ -211,18 +211,6 @@ function whyFiltered(opportunity: FilteredOpportunity, step: Step, explain: bool
 }
 
 const FILTERED = 'filtered';
-
-// Triage asks every row in the scan's range, most of which fail a filter: the list is joined once.
-const lists = new WeakMap<readonly string[], string>();
-
-function listed(stages: readonly string[]): string {
-  let text = lists.get(stages);
-  if (text === undefined) {
-    text = stages.join(', ');
-    lists.set(stages, text);
-  }
-  return text;
-}
 
 function noContact(step: Step): string {
   if (step.to.kind === 'owner') return 'the opportunity has no owner email';
