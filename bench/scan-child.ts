@@ -12,11 +12,10 @@ import path from 'node:path';
 import { loadContent } from '../src/content.ts';
 import { createDb, type Db } from '../src/db/database.ts';
 import { listStages } from '../src/db/opportunities.ts';
-import { silentLogger } from '../src/logger.ts';
 import { createScanReadDb } from '../src/runtime.ts';
 import { runScan } from '../src/scan.ts';
 import { DEFAULT_PAGE_SIZE } from '../src/scan-pages.ts';
-import { resetDecisions } from './lib/context.ts';
+import { resetDecisions, scanDeps } from './lib/context.ts';
 import { REPO } from './lib/settings.ts';
 
 async function main(): Promise<void> {
@@ -33,7 +32,7 @@ async function main(): Promise<void> {
     const before = { rss: process.memoryUsage().rss, heap: peakHeap };
     const sampler = setInterval(() => { peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed); }, 5);
     // The daemon's pools: the primary for the lock and the writes, the scan's own for its reads.
-    const scan = (on: Db, readDb: Db) => runScan({ db: on, readDb, journey: content.journey, enqueue: async () => {}, logger: silentLogger },
+    const scan = (on: Db, readDb: Db) => runScan(scanDeps(on, content.journey, async () => {}, readDb),
       now, { pageSize: Number(process.env.BENCH_PAGE_SIZE ?? DEFAULT_PAGE_SIZE) });
     if (process.env.BENCH_WARMUP_URL) {
       const warm = createDb(process.env.BENCH_WARMUP_URL, { max: 4, applicationName: 'nudge-bench-warmup' }).db;

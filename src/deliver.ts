@@ -103,7 +103,6 @@ interface Claimed {
   opened: boolean;
 }
 
-
 /** The transaction gave up waiting for the handover: rolled back, the send withdrawn. */
 class HandoverTimeout extends Error {
   override name = 'HandoverTimeout';

@@ -254,7 +254,7 @@ function collect(deps: ScanDeps, snapshot: Snapshot, e: StepEvaluation, now: Dat
     const reason = e.verdict.reason;
     page.suppressions.push({
       opportunity_id: opportunityId, step_id: e.step.id, contact_id: e.recipient?.contact?.id ?? null,
-      recipient: e.recipient?.address ?? '', status: 'suppressed', reason: e.verdict.reason,
+      recipient: e.recipient?.address ?? '', status: 'suppressed', reason,
       due_at: e.due?.dueAt ?? null, decided_at: now, closing_date: e.closingDate, occurrence: e.occurrence,
       detail: e.verdict.detail,
     });
