@@ -1,10 +1,11 @@
 /**
  * The worker's snapshot of one opportunity, read under locks that last until its transaction ends
  * (the send path of `deliver`). The scan's batch reader, `loadSnapshots`, takes no locks; this one
- * reads one opportunity in two statements, the fewest the locks allow:
+ * reads one opportunity in two statements, the fewest the locks allow, sent together in one round
+ * trip (`runTogether`; with the transaction's BEGIN, which the pool sends along with them):
  *
- * 1. `LOCK`: the opportunity FOR SHARE with its stage and its roles; then each contact's advisory
- *    lock, in ascending id order; then the contacts FOR SHARE. The advisory lock serialises
+ * 1. `LOCK`: the opportunity FOR SHARE with its stage, and its roles FOR SHARE; then each
+ *    contact's advisory lock, in ascending id order; then the contacts FOR SHARE. The advisory lock serialises
  *    decisions about the same person (the frequency cap counts what the other decision claimed),
  *    and one order for everybody means two decisions about overlapping contacts cannot deadlock.
  *    Each step reads the rows the one before it returned, so PostgreSQL cannot reorder them: the
@@ -13,7 +14,9 @@
  *    while the statement waited for a lock.
  * 2. `HISTORY`: the decision history, and when asked for, the sends to these contacts and the
  *    activities, as JSON in one row. Its own statement, so that it sees every decision committed
- *    before the advisory locks were granted.
+ *    before the advisory locks were granted: PostgreSQL runs it once LOCK is done, with a snapshot
+ *    of its own. It finds the contacts itself (the primary and those in a role, which LOCK holds),
+ *    rather than waiting for LOCK's answer to name them.
  *
  * A CRM change to stage, closing date, contact or consent either committed before these reads or
  * waits until the transaction ends.
@@ -22,7 +25,8 @@
  * every send, and building and compiling them with kysely's query builder each time showed in CPU
  * profiles, planning them each time in PostgreSQL's. The JSON inside is `snapshot-json.ts`'.
  */
-import { CompiledQuery } from 'kysely';
+import { CompiledQuery, type QueryResult } from 'kysely';
+import { runTogether } from './commit-hook.ts';
 import { parseInt8, prepared, type Db } from './database.ts';
 import { toOpportunity, type OpportunityRow } from './opportunities.ts';
 import type { SnapshotNeeds } from './snapshots.ts';
@@ -34,14 +38,16 @@ import type { ContactRole, Snapshot } from '../journey/types.ts';
 
 /** Inside a transaction: null when the opportunity no longer exists. */
 export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNeeds): Promise<Snapshot | null> {
-  const { rows: [row] } = await trx.executeQuery<LockedRow>(CompiledQuery.raw(LOCK, [id]));
+  const since = needs.sentSince;
+  const [locked, history] = await runTogether(trx, [
+    CompiledQuery.raw(LOCK, [id]),
+    since === null ? CompiledQuery.raw(historyQuery(false, needs.activities), [id]) : CompiledQuery.raw(historyQuery(true, needs.activities), [id, since]),
+  ]) as [QueryResult<LockedRow>, QueryResult<HistoryRow>];
+  const row = locked.rows[0];
   if (!row) return null;
+  const more = history.rows[0];
   const roles = (row.roles ?? []).map(([contactId, role]): ContactRole => ({ contactId: parseInt8(contactId), role }));
   const contacts = new Map((row.contacts ?? []).map((c) => [parseInt8(c[0]), contactFromJson(c)]));
-  const since = contacts.size > 0 ? needs.sentSince : null;
-  const { rows: [more] } = await trx.executeQuery<HistoryRow>(since === null
-    ? CompiledQuery.raw(historyQuery(false, needs.activities), [id])
-    : CompiledQuery.raw(historyQuery(true, needs.activities), [id, [...contacts.keys()], since]));
   const sent = new Map<number, Date[]>();
   for (const contactId of contacts.keys()) sent.set(contactId, []);
   for (const [contactId, at] of more?.sent ?? []) sent.get(parseInt8(contactId))?.push(new Date(at));
@@ -63,7 +69,9 @@ with locked as (
          s.label as stage_label, s.probability as stage_probability, s.outcome as stage_outcome, s.position as stage_position
   from locked o join stages s on s.key = o.stage
 ), r as (
-  select oc.contact_id, oc.role from opportunity_contacts oc where oc.opportunity_id = $1
+  -- Locked too: HISTORY reads the same contacts again (it runs behind this statement, not after
+  -- its answer), so none may be removed from the opportunity until the transaction ends.
+  select oc.contact_id, oc.role from opportunity_contacts oc where oc.opportunity_id = $1 for share
 ), l as (
   -- A volatile function in the select list is evaluated after ORDER BY, so the locks are taken in
   -- ascending id order. The key is the one every version of the worker has used.
@@ -87,7 +95,10 @@ type LockedRow = OpportunityRow & {
   contacts: ContactJson[] | null;
 };
 
-/** $1 the opportunity; with `sent`, $2 its contacts' ids and $3 the frequency cap's start. */
+/**
+ * $1 the opportunity; with `sent`, $2 the frequency cap's start: the sends since then to the
+ * opportunity's contacts (its primary contact and those in a role, which LOCK holds FOR SHARE).
+ */
 function historyQuery(sent: boolean, activities: boolean): string {
   const key = (sent ? 2 : 0) + (activities ? 1 : 0);
   return (HISTORY[key] ??= prepared(`
@@ -95,8 +106,10 @@ select
   (select json_agg(json_build_array(${decisionJson('d')}) order by d.id)
    from deliveries d where d.opportunity_id = $1) as history,
   ${sent ? `(select json_agg(json_build_array(d.contact_id::text, ${ms('d.decided_at')}) order by d.decided_at)
-   from deliveries d where d.contact_id = any($2::bigint[]) and d.status in ('sent', 'unknown')
-     and d.decided_at > $3::timestamptz)` : 'null::json'} as sent,
+   from deliveries d
+   where d.contact_id in (select o.primary_contact_id from opportunities o where o.id = $1
+                          union select oc.contact_id from opportunity_contacts oc where oc.opportunity_id = $1)
+     and d.status in ('sent', 'unknown') and d.decided_at > $2::timestamptz)` : 'null::json'} as sent,
   ${activities ? `(select json_agg(json_build_array(${activityJson('a')}))
    from activities a where a.opportunity_id = $1 and a.kind in ('call', 'task'))` : 'null::json'} as activities`));
 }

@@ -1,14 +1,15 @@
 /**
  * src/db/commit-hook.ts: the hook runs once the transaction's COMMIT is on its way to PostgreSQL,
  * before its answer. A process killed (SIGKILL) inside the hook leaves the transaction committed:
- * that is what lets the worker write an email's final dot right after its claim.
+ * that is what lets the worker write an email's final dot right after its claim. And
+ * `runTogether`: statements sent in one round trip, each still a statement of its own.
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { armCommit } from '../../src/db/commit-hook.ts';
+import { armCommit, runTogether } from '../../src/db/commit-hook.ts';
 import { createDb, type Db } from '../../src/db/database.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
@@ -30,7 +31,7 @@ afterAll(async () => {
 
 /** A child process that inserts `n` in a transaction and SIGKILLs itself inside the hook. */
 const CHILD = `
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { createDb } from './src/db/database.ts';
 import { armCommit } from './src/db/commit-hook.ts';
 const { db } = createDb(process.env.URL);
@@ -116,5 +117,43 @@ describe('armCommit', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(rows.map((r) => r.n)).toEqual([100, 101, 102, 103, 104]);
+  });
+});
+
+describe('runTogether', () => {
+  it('answers in order, and each statement sees what committed before it ran, even while the one before it waited', async () => {
+    await sql`create table if not exists gate (id int primary key)`.execute(db);
+    await sql`insert into gate values (1) on conflict do nothing`.execute(db);
+    const { db: other } = createDb(t.url, { max: 1 });
+    try {
+      let holding!: () => void;
+      const held = new Promise<void>((r) => { holding = r; });
+      // Another session holds the gate's row, and commits a probe row as it lets go.
+      const crm = other.transaction().execute(async (trx) => {
+        await sql`select id from gate where id = 1 for update`.execute(trx);
+        holding();
+        await new Promise((r) => setTimeout(r, 200));
+        await sql`insert into probe values (500)`.execute(trx);
+      });
+      await held;
+      const [first, second] = await db.transaction().execute((trx) => runTogether(trx, [
+        CompiledQuery.raw('select id from gate where id = $1 for share', [1]),
+        CompiledQuery.raw('select count(*)::int as n from probe where n = $1', [500]),
+      ]));
+      await crm;
+      expect(first!.rows).toEqual([{ id: 1 }]);
+      // Read after the first statement got its lock, so after the other session committed.
+      expect(second!.rows).toEqual([{ n: 1 }]);
+    } finally {
+      await other.destroy();
+    }
+  });
+
+  it('fails with the first failure, and the transaction rolls back', async () => {
+    await expect(db.transaction().execute(async (trx) => {
+      await sql`insert into probe values (600)`.execute(trx);
+      await runTogether(trx, [CompiledQuery.raw('select * from no_such_table'), CompiledQuery.raw('select 1')]);
+    })).rejects.toMatchObject({ code: '42P01' });
+    expect((await sql`select n from probe where n = 600`.execute(db)).rows).toEqual([]);
   });
 });

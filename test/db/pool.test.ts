@@ -1,9 +1,11 @@
 /**
  * The pools' `client.query` wrapper (src/db/database.ts) names registered statements and hands
- * pg a callback for `(text)` and `(text, values)`; every other form must reach pg as it came.
+ * pg a callback for `(text)` and `(text, values)`; every other form must reach pg as it came. A
+ * transaction's BEGIN is not waited for: it goes out with the statement behind it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type pg from 'pg';
+import type { Socket } from 'node:net';
+import pg from 'pg';
 import { createPool } from '../../src/db/database.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
@@ -51,6 +53,59 @@ describe('a pooled client', () => {
       expect((error as Error).stack).toContain('pool.test.ts');
     } finally {
       client.release();
+    }
+  });
+
+  it('writes a BEGIN with the statement behind it, in one write, and is still a transaction', async () => {
+    const client = await pool.connect();
+    const stream = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+    const writes: number[] = [];
+    const write = stream._write.bind(stream);
+    const writev = stream._writev!.bind(stream);
+    stream._write = (chunk, encoding, cb) => { writes.push(1); write(chunk, encoding, cb); };
+    stream._writev = (chunks, cb) => { writes.push(chunks.length); writev(chunks, cb); };
+    try {
+      await settled(client.query('create table if not exists began (n int)'));
+      writes.length = 0;
+      expect((await settled(client.query('begin'))).command).toBe('BEGIN');
+      expect((await settled(client.query('insert into began values ($1) returning n', [7]))).rows).toEqual([{ n: 7 }]);
+      // BEGIN, then the insert's parse, bind, describe, execute and sync: one write.
+      expect(writes).toEqual([6]);
+      expect((await settled(client.query('select count(*)::int as n from began'))).rows).toEqual([{ n: 1 }]);
+      await settled(client.query('rollback'));
+      expect((await settled(client.query('select count(*)::int as n from began'))).rows).toEqual([{ n: 0 }]);
+      // A statement that fails aborts the transaction, as it would have without the pipeline.
+      await settled(client.query('begin'));
+      await expect(settled(client.query('select * from no_such_table'))).rejects.toMatchObject({ code: '42P01' });
+      await expect(settled(client.query('select 1'))).rejects.toMatchObject({ code: '25P02' });
+      await settled(client.query('rollback'));
+      expect((await settled(client.query('select 2 as x'))).rows).toEqual([{ x: 2 }]);
+    } finally {
+      stream._write = write;
+      stream._writev = writev;
+      client.release();
+    }
+  });
+
+  it('fails the statement behind a BEGIN that failed, and leaves nothing unhandled', async () => {
+    const client = await pool.connect();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    const admin = new pg.Client({ connectionString: t.url });
+    await admin.connect();
+    try {
+      const { rows: [{ pid }] } = await client.query('select pg_backend_pid() as pid');
+      await admin.query('select pg_terminate_backend($1)', [pid]);
+      await new Promise((r) => setTimeout(r, 100));
+      await settled(client.query('begin')).catch(() => {});
+      await expect(settled(client.query('select $1::int as x', [1]))).rejects.toThrow();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await admin.end();
+      client.release(true);
     }
   });
 });
