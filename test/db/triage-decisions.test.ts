@@ -115,12 +115,14 @@ describe('the decisions triage reads', () => {
 });
 
 describe('unpacking', () => {
-  it('refuses a text whose records do not match the count, and one with a record short of fields', () => {
+  it('refuses a text whose records do not match the count, and one with a record short of fields or past eight', () => {
     const one = ['7', 'step', '', '', 'suppressed', 'no_contact', '2027-01-01', 'a@b.test'].join('\u001f');
     expect(unpackDecisions(one, 1)?.get(7)).toHaveLength(1);
     expect(unpackDecisions(one, 2)).toBeNull();
     expect(unpackDecisions(`${one}\u001e${one}`, 1)).toBeNull();
     expect(unpackDecisions('7\u001fstep', 1)).toBeNull();
+    // A ninth field: a value held a field separator.
+    expect(unpackDecisions(`${one}\u001fmore`, 1)).toBeNull();
     expect(unpackDecisions(null, 0)).toEqual(new Map());
     expect(unpackDecisions(null, 1)).toBeNull();
   });
