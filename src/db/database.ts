@@ -150,10 +150,12 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
       const b = begun;
       begun = null;
       // Answers come in order, BEGIN's first: a BEGIN that failed fails the statement behind it.
-      return b.then(() => result, (error: unknown) => {
-        result.catch(() => {});
-        throw error;
-      });
+      // The statement's own failure may come first (pg refuses a value it cannot serialise without
+      // asking PostgreSQL): it is reported once BEGIN has answered, and never left unhandled.
+      // (A BEGIN that PostgreSQL refused while the connection lives, which nothing in Nudge
+      // provokes, would leave the statements behind it run outside a transaction.)
+      result.catch(() => {});
+      return b.then(() => result);
     };
   });
   return pool;

@@ -18,8 +18,9 @@
  *    of its own. It finds the contacts itself (the primary and those in a role, which LOCK holds),
  *    rather than waiting for LOCK's answer to name them.
  *
- * A CRM change to stage, closing date, contact or consent either committed before these reads or
- * waits until the transaction ends.
+ * A CRM change to stage, closing date, roles, contact or consent either committed before these
+ * reads or waits until the transaction ends. (A role added between the two reads is seen by
+ * HISTORY only: the sends it counts for that contact are left out with the contact.)
  *
  * Both are plain SQL compiled once, and prepared statements (`prepared`): the worker runs them for
  * every send, and building and compiling them with kysely's query builder each time showed in CPU

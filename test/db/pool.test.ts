@@ -87,6 +87,26 @@ describe('a pooled client', () => {
     }
   });
 
+  it('fails a statement behind a BEGIN that pg refuses before sending, and leaves nothing unhandled', async () => {
+    const client = await pool.connect();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const circular: Record<string, unknown> = {};
+      circular.self = circular;
+      await settled(client.query('begin'));
+      await expect(settled(client.query('select $1::jsonb as x', [circular]))).rejects.toThrow(/circular/i);
+      await settled(client.query('rollback'));
+      expect((await settled(client.query('select 3 as x'))).rows).toEqual([{ x: 3 }]);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      client.release();
+    }
+  });
+
   it('fails the statement behind a BEGIN that failed, and leaves nothing unhandled', async () => {
     const client = await pool.connect();
     const unhandled: unknown[] = [];
