@@ -19,9 +19,11 @@ export function parseInt8(text: string): number {
   return Number.isSafeInteger(n) ? n : (text as unknown as number);
 }
 
+const asText = (text: string) => text;
+
 export const typeParsers = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === DATE_OID) return (text: string) => text;
+    if (oid === DATE_OID) return asText;
     if (oid === INT8_OID) return parseInt8;
     return pg.types.getTypeParser(oid, format);
   },
@@ -37,7 +39,7 @@ const parseTimestamptz = pg.types.getTypeParser(TIMESTAMPTZ_OID) as (text: strin
  */
 export const textTimestampParsers = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
-    return oid === TIMESTAMPTZ_OID ? (text: string) => text : typeParsers.getTypeParser(oid, format);
+    return oid === TIMESTAMPTZ_OID ? asText : typeParsers.getTypeParser(oid, format);
   },
 };
 
@@ -106,8 +108,9 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     // (promoted, then left for a full collection: 143 MB for 186 pages of 1,000 rows, against
     // 5 MB through a callback), which doubled the scan's collection time and raised its peak.
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-    const send = (config: unknown, values: unknown) => new Promise((resolve, reject) => {
-      query(config, values, (error: Error | null, result: unknown) => (error ? reject(error) : resolve(result)));
+    const send = (text: string, values: unknown) => new Promise((resolve, reject) => {
+      const name = PREPARED.get(text);
+      query(name === undefined ? text : { name, text }, values, (error: Error | null, result: unknown) => (error ? reject(error) : resolve(result)));
     }).catch((error: Error) => {
       // As pg does: a stack that leads back to the statement, not to the socket.
       Error.captureStackTrace(error);
@@ -142,8 +145,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
         begun = b;
         return Promise.resolve(BEGUN);
       }
-      const name = PREPARED.get(config);
-      const result = send(name === undefined ? config : { name, text: config }, rest[0]);
+      const result = send(config, rest[0]);
       // The commit hook (commit-hook.ts) counts on a COMMIT being on the wire when this returns.
       if (config === 'commit' || config === 'rollback') flush();
       if (!begun) return result;
