@@ -21,7 +21,10 @@ const MINUTE = 60_000;
  * result is shared between calls (a scan asks for the same closing dates in the same zones over
  * and over): it must not be changed.
  */
-export function dueTime(opportunity: Opportunity, step: Step, zone: string): DueTime | null {
+/** What a due time is computed from. */
+export type DueOpportunity = Pick<Opportunity, 'closingDate' | 'stage' | 'stageEnteredAt'>;
+
+export function dueTime(opportunity: DueOpportunity, step: Step, zone: string): DueTime | null {
   const { trigger, timing } = step;
   let day: IsoDate;
   let at: Date;

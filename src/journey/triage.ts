@@ -10,7 +10,8 @@
  *
  * - `filters`, `trigger`: the stage, probability or amount filter fails on the row, or the trigger
  *   does not apply (no closing date, another stage): not eligible;
- * - `due`: it falls due after `now` even where local clocks run furthest ahead (UTC+14): scheduled;
+ * - `due`: it falls due after `now` even where local clocks run furthest ahead (UTC+14), or for a
+ *   stage-entered step, even where the stage was entered just before local midnight: scheduled;
  * - `not_spent`: it is spent for the one recipient it can have, the primary contact (by contact
  *   id) or the owner (by address), as `evaluate` matches a person;
  * - its window closed even where clocks run furthest behind (UTC-12), with quiet hours and
@@ -18,12 +19,17 @@
  *   at this closing date: `evaluate` suppresses it (expired, closing date passed) and writes
  *   nothing, a settled step collecting no second row.
  *
+ * Where the one recipient is the owner, or nobody, the time zone is the journey's
+ * (`defaults.timeZone`), as `evaluate` has it: the step's due time and window are then computed
+ * exactly, with `evaluate`'s own `dueTime`, instead of bounded over every zone.
+ *
  * Settled steps never change another step's verdict: the catch-up only weighs steps inside their
  * windows. Steps to a role are never settled here: their recipients are in rows not loaded yet.
  */
 import { occurrenceOf } from './decide.ts';
 import { isSpending, passesStageFilter } from './rules.ts';
 import { normalizeEmail } from './recipients.ts';
+import { dueTime, type DueOpportunity } from './due-time.ts';
 import { dayNumber } from './time.ts';
 import type { Journey, Opportunity, PastDecision, Step } from './types.ts';
 
@@ -62,20 +68,27 @@ export function mayNeedDecision(opportunity: TriageOpportunity, history: readonl
     ? dayNumber(opportunity.closingDate) : null;
   const at = now.getTime();
   const { steps } = journey;
-  for (let i = 0; i < steps.length; i++) if (!settled(opportunity, closingDay, history, steps[i]!, at)) return true;
+  const zone = journey.defaults.timeZone;
+  for (let i = 0; i < steps.length; i++) if (!settled(opportunity, closingDay, history, steps[i]!, at, zone)) return true;
   return false;
 }
 
-function settled(opportunity: TriageOpportunity, closingDay: number | null, history: readonly TriageDecision[], step: Step, now: number): boolean {
+function settled(
+  opportunity: TriageOpportunity, closingDay: number | null, history: readonly TriageDecision[], step: Step, now: number, defaultZone: string,
+): boolean {
   const first = firstDueDay(opportunity, closingDay, step);
   if (first === null) return true;
   if (Number.isNaN(first)) return false;
   const { trigger, timing } = step;
   const sendAt = (timing.sendAt.hour * 60 + timing.sendAt.minute) * MINUTE;
   // The earliest instant it falls due, over every time zone.
-  if (now < first * DAY + sendAt - AHEAD) return true;
+  if (now < earliestDue(opportunity, trigger, first, sendAt)) return true;
   const who = onlyRecipient(opportunity, step);
   if (who === undefined) return false;
+  // The owner (an address) and nobody are in the journey's time zone, as `evaluate` has them: their
+  // due time is known here, exactly. (A stage-entered step gets here with its `stageEnteredAt`.)
+  const due = typeof who === 'string' ? dueTime(opportunity as DueOpportunity, step, defaultZone) : null;
+  if (due && now < due.dueAt.getTime()) return true;
   const closingDate = opportunity.closingDate;
   const occurrence = occurrenceOf(step, closingDate);
   let spent = false;
@@ -88,12 +101,29 @@ function settled(opportunity: TriageOpportunity, closingDay: number | null, hist
   }
   // Nobody to send to is never spent.
   if (who !== NOBODY && spent) return true;
+  if (!decidedAtThisClosingDate) return false;
+  if (due) return now >= due.windowEndsAt.getTime();
   // The latest end of its window, over every time zone.
   const lastDay = first + (trigger.kind === 'stageEntered' ? 2 : 0);
   const moves = (timing.quietHours ? QUIET_MOVE : 0) + (timing.skipWeekends ? WEEKEND_MOVE : 0);
-  const latestWindowEnd = lastDay * DAY + sendAt + BEHIND + moves + timing.windowMinutes * MINUTE;
-  return now >= latestWindowEnd && decidedAtThisClosingDate;
+  return now >= lastDay * DAY + sendAt + BEHIND + moves + timing.windowMinutes * MINUTE;
 }
+
+/**
+ * The earliest instant `step` can fall due, in any time zone (quiet hours and weekends only move
+ * it later). A closing-date step: `sendAt` on its first possible day where clocks run furthest
+ * ahead. A stage-entered step: the local day it was entered began less than a day before it was
+ * entered (wherever that was), so `sendAt` of `daysAfter` days later comes after that instant
+ * plus `daysAfter` - 1 days and `sendAt`, give or take the zone's change of offset in between
+ * (`OFFSET_CHANGE`).
+ */
+function earliestDue(opportunity: TriageOpportunity, trigger: Step['trigger'], first: number, sendAt: number): number {
+  if (trigger.kind === 'closingDate') return first * DAY + sendAt - AHEAD;
+  return opportunity.stageEnteredAt!.getTime() + (trigger.daysAfter - 1) * DAY + sendAt - OFFSET_CHANGE;
+}
+
+/** The most a zone's offset changes between two instants a few days apart (DST: one hour), and one more. */
+const OFFSET_CHANGE = 2 * HOUR;
 
 /**
  * The first UTC day (a day number) whose `sendAt` could be `step`'s due time for `opportunity`,

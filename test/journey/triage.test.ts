@@ -79,11 +79,39 @@ describe('triage, by example', () => {
     expect(triage(snapshot(), journey([s3]), '2026-06-17T08:00:00Z')).toBe(false);
   });
 
+  it('an owner step runs on the journey\'s time zone, which triage knows: its window closes when it closes there', () => {
+    // Due the 21st at 09:00 in Brussels (07:00Z), for 60 minutes; something was decided for the
+    // owner at this closing date already, so once the window closed nothing is left to write.
+    const owner = daysAfter('update-closing-date', 1, { to: OWNER, timing: { sendAt: '09:00', windowMinutes: 60, quietHours: null, skipWeekends: false } });
+    const earlier = decision({ stepId: owner.id, status: 'failed', reason: 'template_error', recipient: 'owner@agency.example', contactId: null });
+    const s = snapshot({ history: [earlier] });
+    expect(acts(s, journey([owner]), at('2026-06-21T07:30:00Z'))).toEqual(['update-closing-date:send']);
+    expect(triage(s, journey([owner]), '2026-06-21T07:30:00Z')).toBe(true);
+    expect(acts(s, journey([owner]), at('2026-06-21T08:30:00Z'))).toEqual([]);
+    expect(triage(s, journey([owner]), '2026-06-21T08:30:00Z')).toBe(false);
+    // Not due yet in Brussels, though it is elsewhere.
+    expect(triage(snapshot(), journey([owner]), '2026-06-21T06:30:00Z')).toBe(false);
+  });
+
   it('owner steps are settled by the owner address', () => {
     const owner = daysAfter('update-closing-date', 1, { to: OWNER });
     const sent = decision({ stepId: owner.id, status: 'sent', recipient: 'owner@agency.example', contactId: null });
     expect(triage(snapshot({ history: [sent] }), journey([owner]), '2026-06-21T08:00:00Z')).toBe(false);
     expect(triage(snapshot(), journey([owner]), '2026-06-21T08:00:00Z')).toBe(true);
+  });
+
+  it('a stage entered just before local midnight, the clocks going forward that night, falls due an hour sooner than a day after', () => {
+    // Entered 2026-03-28T22:59Z = 23:59 CET in Brussels; CEST begins at 01:00Z. daysAfter 1 is due
+    // on the 29th at 09:00 CEST = 07:00Z: 8 h 01 min after it was entered, not 9 h 01.
+    const followUp = stageEntered('proposal-follow-up', 'proposal', 1);
+    const s = snapshot({
+      opportunity: { stage: 'proposal', stageEnteredAt: at('2026-03-28T22:59:00Z') },
+      contacts: [contact(1, { timeZone: 'Europe/Brussels' })],
+    });
+    expect(acts(s, journey([followUp]), at('2026-03-29T07:30:00Z'))).toEqual(['proposal-follow-up:send']);
+    expect(triage(s, journey([followUp]), '2026-03-29T07:30:00Z')).toBe(true);
+    // Long before: nothing to decide anywhere.
+    expect(triage(s, journey([followUp]), '2026-03-29T04:00:00Z')).toBe(false);
   });
 
   it('a stage entered late in the evening west of UTC counts from that local day', () => {
