@@ -85,10 +85,6 @@ function settled(
   if (now < earliestDue(opportunity, trigger, first, sendAt)) return true;
   const who = onlyRecipient(opportunity, step);
   if (who === undefined) return false;
-  // The owner (an address) and nobody are in the journey's time zone, as `evaluate` has them: their
-  // due time is known here, exactly. (A stage-entered step gets here with its `stageEnteredAt`.)
-  const due = typeof who === 'string' ? dueTime(opportunity as DueOpportunity, step, defaultZone) : null;
-  if (due && now < due.dueAt.getTime()) return true;
   const closingDate = opportunity.closingDate;
   const occurrence = occurrenceOf(step, closingDate);
   let spent = false;
@@ -101,12 +97,17 @@ function settled(
   }
   // Nobody to send to is never spent.
   if (who !== NOBODY && spent) return true;
-  if (!decidedAtThisClosingDate) return false;
-  if (due) return now >= due.windowEndsAt.getTime();
   // The latest end of its window, over every time zone.
   const lastDay = first + (trigger.kind === 'stageEntered' ? 2 : 0);
   const moves = (timing.quietHours ? QUIET_MOVE : 0) + (timing.skipWeekends ? WEEKEND_MOVE : 0);
-  return now >= lastDay * DAY + sendAt + BEHIND + moves + timing.windowMinutes * MINUTE;
+  if (decidedAtThisClosingDate && now >= lastDay * DAY + sendAt + BEHIND + moves + timing.windowMinutes * MINUTE) return true;
+  if (typeof who === 'number') return false;
+  // The owner (an address) and nobody are in the journey's time zone, as `evaluate` has them: their
+  // due time and window are known here, exactly. Asked last, for the few rows still open here.
+  // (A stage-entered step gets here with its `stageEnteredAt`.)
+  const due = dueTime(opportunity as DueOpportunity, step, defaultZone);
+  if (due === null) return false;
+  return now < due.dueAt.getTime() || (decidedAtThisClosingDate && now >= due.windowEndsAt.getTime());
 }
 
 /**
