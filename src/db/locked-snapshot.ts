@@ -5,9 +5,10 @@
  * trip (`runTogether`; with the transaction's BEGIN, which the pool sends along with them):
  *
  * 1. `LOCK`: the opportunity FOR SHARE with its stage, and its roles FOR SHARE; then each
- *    contact's advisory lock, in ascending id order; then the contacts FOR SHARE. The advisory lock serialises
- *    decisions about the same person (the frequency cap counts what the other decision claimed),
- *    and one order for everybody means two decisions about overlapping contacts cannot deadlock.
+ *    contact's advisory lock, in ascending id order; then the contacts FOR SHARE. The advisory
+ *    lock serialises decisions about the same person (the frequency cap counts what the other
+ *    decision claimed), and one order for everybody means two decisions about overlapping
+ *    contacts cannot deadlock.
  *    Each step reads the rows the one before it returned, so PostgreSQL cannot reorder them: the
  *    opportunity is locked before its contacts' advisory locks are taken, and those are held before
  *    the contacts are read. A row locked FOR SHARE is read as last committed, even when it changed
@@ -40,13 +41,13 @@ import type { ContactRole, Snapshot } from '../journey/types.ts';
 /** Inside a transaction: null when the opportunity no longer exists. */
 export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNeeds): Promise<Snapshot | null> {
   const since = needs.sentSince;
-  const [locked, history] = await runTogether(trx, [
-    CompiledQuery.raw(LOCK, [id]),
-    since === null ? CompiledQuery.raw(historyQuery(false, needs.activities), [id]) : CompiledQuery.raw(historyQuery(true, needs.activities), [id, since]),
-  ]) as [QueryResult<LockedRow>, QueryResult<HistoryRow>];
+  const history = since === null
+    ? CompiledQuery.raw(historyQuery(false, needs.activities), [id])
+    : CompiledQuery.raw(historyQuery(true, needs.activities), [id, since]);
+  const [locked, read] = await runTogether(trx, [CompiledQuery.raw(LOCK, [id]), history]) as [QueryResult<LockedRow>, QueryResult<HistoryRow>];
   const row = locked.rows[0];
   if (!row) return null;
-  const more = history.rows[0];
+  const more = read.rows[0];
   const roles = (row.roles ?? []).map(([contactId, role]): ContactRole => ({ contactId: parseInt8(contactId), role }));
   const contacts = new Map((row.contacts ?? []).map((c) => [parseInt8(c[0]), contactFromJson(c)]));
   const sent = new Map<number, Date[]>();
