@@ -4,7 +4,7 @@
  * drops its own databases, uses and empties its own Redis prefix, and runs its own SMTP sink.
  *
  *   BENCH_SCALE=0.1   every size × 0.1 (a quick run while developing)
- *   BENCH_PAIRS=5     more alternating pairs (at least 3)
+ *   BENCH_PAIRS=3     fewer alternating pairs (5 by default, at least 3)
  *   BENCH_ONLY=explain,tick,enqueue,e2e,scan,simulate   a subset (scan includes memory)
  *   BENCH_EXTRA_SQL='create index …'   run after the migrations: measure a what-if
  */

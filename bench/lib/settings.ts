@@ -10,7 +10,10 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export interface BenchSettings {
   /** Multiplies every size below. @defaultValue 1 */
   scale: number;
-  /** Alternating (baseline, subject) pairs per measure; at least 3. @defaultValue 3 */
+  /**
+   * Alternating (baseline, subject) pairs per measure; at least 3. @defaultValue 5: on two shared
+   * cores one pair's ratio strays by a tenth either way, and the median of three still followed it.
+   */
   pairs: number;
   /** Opportunities of the big table (scan, tick, memory, EXPLAIN). @defaultValue 1,000,000 */
   bigRows: number;
@@ -46,7 +49,7 @@ export function loadSettings(): Readonly<BenchSettings> {
   if (Number.isNaN(now.getTime())) throw new Error('BENCH_NOW must be an ISO instant');
   return Object.freeze({
     scale,
-    pairs: Math.max(3, Math.round(number('BENCH_PAIRS', 3, 3))),
+    pairs: Math.max(3, Math.round(number('BENCH_PAIRS', 5, 3))),
     bigRows: Math.round(1_000_000 * scale),
     smallRows: Math.round(100_000 * scale),
     emails: Math.max(200, Math.round(number('BENCH_EMAILS', 1_000, 1) * Math.min(1, scale * 5))),
