@@ -2,8 +2,8 @@
  * One delivery job: lock and reload the opportunity, decide again at `now`, then suppress (a row)
  * or render, send and record the outcome.
  *
- * Each send is one transaction, from the decision to the handover. The opportunity, its roles and
- * its contacts stay share-locked, and each contact's advisory lock held, while the SMTP client sets up
+ * Each send is one transaction, from the decision to the handover. The opportunity and its
+ * contacts stay share-locked, and each contact's advisory lock held, while the SMTP client sets up
  * the connection, the envelope and the message's body. Before the final dot (the one byte
  * sequence that makes the server keep a message) the send is claimed (a `deliveries` row, status
  * `unknown`, handed over, under the unique index `deliveries_spent`) and the transaction commits;

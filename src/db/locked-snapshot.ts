@@ -4,8 +4,8 @@
  * reads one opportunity in two statements, the fewest the locks allow, sent together in one round
  * trip (`runTogether`; with the transaction's BEGIN, which the pool sends along with them):
  *
- * 1. `LOCK`: the opportunity FOR SHARE with its stage, and its roles FOR SHARE; then each
- *    contact's advisory lock, in ascending id order; then the contacts FOR SHARE. The advisory
+ * 1. `LOCK`: the opportunity FOR SHARE with its stage and its roles; then each contact's
+ *    advisory lock, in ascending id order; then the contacts FOR SHARE. The advisory
  *    lock serialises decisions about the same person (the frequency cap counts what the other
  *    decision claimed), and one order for everybody means two decisions about overlapping
  *    contacts cannot deadlock.
@@ -16,12 +16,12 @@
  * 2. `HISTORY`: the decision history, and when asked for, the sends to these contacts and the
  *    activities, as JSON in one row. Its own statement, so that it sees every decision committed
  *    before the advisory locks were granted: PostgreSQL runs it once LOCK is done, with a snapshot
- *    of its own. It finds the contacts itself (the primary and those in a role, which LOCK holds),
- *    rather than waiting for LOCK's answer to name them.
+ *    of its own. It counts the sends of the contacts LOCK locked, which LOCK leaves in a
+ *    transaction-local setting, rather than waiting for LOCK's answer to name them.
  *
- * A CRM change to stage, closing date, roles, contact or consent either committed before these
- * reads or waits until the transaction ends. (A role added between the two reads is seen by
- * HISTORY only: the sends it counts for that contact are left out with the contact.)
+ * A CRM change to stage, closing date, contact or consent either committed before these reads or
+ * waits until the transaction ends. A change of roles does not wait: this send goes by the roles
+ * LOCK read.
  *
  * Both are plain SQL compiled once, and prepared statements (`prepared`): the worker runs them for
  * every send, and building and compiling them with kysely's query builder each time showed in CPU
@@ -59,6 +59,9 @@ export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNe
   };
 }
 
+/** A transaction-local setting: the ids of the contacts LOCK locked, for HISTORY. */
+const CONTACTS_SETTING = 'nudge.locked_contacts';
+
 const LOCK = prepared(`
 with locked as (
   -- Locked alone, not joined: a row changed while this waited for its lock is re-read as it now
@@ -71,9 +74,7 @@ with locked as (
          s.label as stage_label, s.probability as stage_probability, s.outcome as stage_outcome, s.position as stage_position
   from locked o join stages s on s.key = o.stage
 ), r as (
-  -- Locked too: HISTORY reads the same contacts again (it runs behind this statement, not after
-  -- its answer), so none may be removed from the opportunity until the transaction ends.
-  select oc.contact_id, oc.role from opportunity_contacts oc where oc.opportunity_id = $1 for share
+  select oc.contact_id, oc.role from opportunity_contacts oc where oc.opportunity_id = $1
 ), l as (
   -- A volatile function in the select list is evaluated after ORDER BY, so the locks are taken in
   -- ascending id order. The key is the one every version of the worker has used.
@@ -89,7 +90,10 @@ with locked as (
 )
 select o.*,
   (select json_agg(json_build_array(r.contact_id::text, r.role) order by r.contact_id) from r) as roles,
-  (select json_agg(json_build_array(${contactJson('c')}) order by c.id) from c) as contacts
+  (select json_agg(json_build_array(${contactJson('c')}) order by c.id) from c) as contacts,
+  -- For HISTORY, which runs right behind this statement (not after its answer): the contacts
+  -- locked here, until the transaction ends.
+  set_config('${CONTACTS_SETTING}', coalesce((select string_agg(l.id::text, ',') from l), ''), true) is not null as noted
 from o`);
 
 type LockedRow = OpportunityRow & {
@@ -99,7 +103,7 @@ type LockedRow = OpportunityRow & {
 
 /**
  * $1 the opportunity; with `sent`, $2 the frequency cap's start: the sends since then to the
- * opportunity's contacts (its primary contact and those in a role, which LOCK holds FOR SHARE).
+ * contacts LOCK locked (`CONTACTS_SETTING`).
  */
 function historyQuery(sent: boolean, activities: boolean): string {
   const key = (sent ? 2 : 0) + (activities ? 1 : 0);
@@ -109,8 +113,7 @@ select
    from deliveries d where d.opportunity_id = $1) as history,
   ${sent ? `(select json_agg(json_build_array(d.contact_id::text, ${ms('d.decided_at')}) order by d.decided_at)
    from deliveries d
-   where d.contact_id in (select o.primary_contact_id from opportunities o where o.id = $1
-                          union select oc.contact_id from opportunity_contacts oc where oc.opportunity_id = $1)
+   where d.contact_id = any(string_to_array(nullif(current_setting('${CONTACTS_SETTING}', true), ''), ',')::bigint[])
      and d.status in ('sent', 'unknown') and d.decided_at > $2::timestamptz)` : 'null::json'} as sent,
   ${activities ? `(select json_agg(json_build_array(${activityJson('a')}))
    from activities a where a.opportunity_id = $1 and a.kind in ('call', 'task'))` : 'null::json'} as activities`));
