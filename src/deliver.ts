@@ -25,7 +25,7 @@ import { armCommit } from './db/commit-hook.ts';
 import {
   claimSend, findClaim, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type ClaimRow, type NewDelivery,
 } from './db/deliveries.ts';
-import { lockAndLoadSnapshot } from './db/locked-snapshot.ts';
+import { lockAndLoadSnapshot, StaleRolesError } from './db/locked-snapshot.ts';
 import { composeEmail, templateContext, type ComposeSettings } from './email/compose.ts';
 import type { Mailer, OutgoingEmail, SendOutcome } from './email/mailer.ts';
 import { TemplateError, type Templates } from './email/templates.ts';
@@ -68,6 +68,9 @@ export class DeferredError extends Error {
 }
 
 const DEFAULT_HANDOVER_TIMEOUT_MS = 5_000;
+
+/** Reads of one job refused for roles that changed meanwhile, before the job is retried with backoff. */
+const STALE_READS = 3;
 
 /** One job being delivered: what every step of it needs. */
 interface Run {
@@ -112,11 +115,14 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Pr
   const result: DeliverResult = { sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 };
   const run: Run = { deps, metrics: deps.metrics ?? noMetrics, journey: deps.journey(), job, now, result, done: new Set() };
   let deferred: string | null = null;
+  let staleReads = 0;
   for (let more = true; more;) {
     const step: Step = { written: [], claimed: null, deferred: null, more: false, flight: null };
     try {
       await deps.db.transaction().execute((trx) => decideAndHandOver(run, trx, step));
     } catch (error) {
+      // Read while a CRM change of its roles committed, before anything was decided: read again.
+      if (error instanceof StaleRolesError && staleReads++ < STALE_READS) continue;
       if (step.claimed?.opened) {
         // The COMMIT went out with the message's final dot, and did not come back as committed.
         await claimAfterFailedCommit(run, step.claimed, error);

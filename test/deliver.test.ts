@@ -8,6 +8,7 @@ import { createWorld, type World } from './helpers/world.ts';
 import { DeferredError, deliver, type DeliverDeps } from '../src/deliver.ts';
 import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
 import { silentLogger } from '../src/logger.ts';
+import { createDb } from '../src/db/database.ts';
 import { until } from './helpers/daemon.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 
@@ -173,6 +174,46 @@ describe('changes between tick and work are honoured at send time', () => {
     await world.drain('2026-12-08T08:00:00Z');
     expect(world.smtp.received).toHaveLength(0);
     expect((await deliveries(world.database.db)).map((r) => r.reason)).toEqual(['expired']);
+  });
+});
+
+describe('a read that a CRM change of the roles overtook', () => {
+  it('is made again at once, and the step sent once', async () => {
+    const ids = await dueOpportunity();
+    const buyer = await insertContact(world.database.db, { email: 'bob@customer.test' });
+    await world.database.db.insertInto('opportunity_contacts').values({ opportunity_id: ids.opportunityId, contact_id: buyer, role: 'buyer' }).execute();
+    // The CRM renames the opportunity and removes the role in one transaction, committed while
+    // the worker waits for the opportunity's lock: its first read has the new title and the old role.
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    let changed!: () => void;
+    const updated = new Promise<void>((r) => { changed = r; });
+    const { db: crmDb } = createDb(world.database.url, { max: 1 });
+    try {
+      const crm = crmDb.transaction().execute(async (trx) => {
+        await trx.updateTable('opportunities').set({ title: 'Trip to Canada' }).where('id', '=', ids.opportunityId).execute();
+        await trx.deleteFrom('opportunity_contacts').where('opportunity_id', '=', ids.opportunityId).execute();
+        changed();
+        await held;
+      });
+      await updated;
+      const mailer = smtpMailer(world.smtp.url);
+      const delivering = deliver(await deps(mailer), job(ids.opportunityId), new Date(DUE));
+      delivering.catch(() => {});
+      await until('the worker to wait on the opportunity\'s lock', async () => {
+        const r = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock' and query like '%with locked as%'`.execute(world.database.db);
+        return r.rows[0]!.n > 0;
+      }, 4_000);
+      release();
+      await crm;
+      expect(await delivering).toMatchObject({ sent: 1 });
+      await mailer.close();
+    } finally {
+      await crmDb.destroy();
+    }
+    expect(world.smtp.received).toHaveLength(1);
+    expect((await deliveries(world.database.db)).map((r) => [r.status, r.reason])).toEqual([['sent', null]]);
   });
 });
 

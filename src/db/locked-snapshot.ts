@@ -20,8 +20,9 @@
  *    transaction-local setting, rather than waiting for LOCK's answer to name them.
  *
  * A CRM change to stage, closing date, contact or consent either committed before these reads or
- * waits until the transaction ends. A change of roles does not wait: this send goes by the roles
- * LOCK read.
+ * waits until the transaction ends. A change of roles does not wait; one that committed while
+ * LOCK waited for the opportunity (LOCK's roles are older than its opportunity) is seen by
+ * HISTORY, and the two reads are refused (`StaleRolesError`) and made again.
  *
  * Both are plain SQL compiled once, and prepared statements (`prepared`): the worker runs them for
  * every send, and building and compiling them with kysely's query builder each time showed in CPU
@@ -38,7 +39,16 @@ import {
 } from './snapshot-json.ts';
 import type { ContactRole, Snapshot } from '../journey/types.ts';
 
-/** Inside a transaction: null when the opportunity no longer exists. */
+/** The roles changed while the opportunity was being read: roll back and read again. */
+export class StaleRolesError extends Error {
+  override name = 'StaleRolesError';
+
+  constructor(opportunityId: number) {
+    super(`opportunity ${opportunityId}: its roles changed while it was being read`);
+  }
+}
+
+/** Inside a transaction: null when the opportunity no longer exists. Throws `StaleRolesError`. */
 export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNeeds): Promise<Snapshot | null> {
   const since = needs.sentSince;
   const history = since === null
@@ -48,6 +58,11 @@ export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNe
   const row = locked.rows[0];
   if (!row) return null;
   const more = read.rows[0];
+  // Roles are not locked: LOCK read them as its statement began, the opportunity as it was once
+  // its lock was granted. A CRM transaction that changed both and committed while LOCK waited
+  // would leave LOCK with the new opportunity and the old roles; HISTORY, begun after, reads the
+  // roles again. Told apart here, and read again by the caller (`StaleRolesError`).
+  if (JSON.stringify(row.roles ?? null) !== JSON.stringify(more?.roles ?? null)) throw new StaleRolesError(id);
   const roles = (row.roles ?? []).map(([contactId, role]): ContactRole => ({ contactId: parseInt8(contactId), role }));
   const contacts = new Map((row.contacts ?? []).map((c) => [parseInt8(c[0]), contactFromJson(c)]));
   const sent = new Map<number, Date[]>();
@@ -89,7 +104,7 @@ with locked as (
   for share
 )
 select o.*,
-  (select json_agg(json_build_array(r.contact_id::text, r.role) order by r.contact_id) from r) as roles,
+  (select json_agg(json_build_array(r.contact_id::text, r.role) order by r.contact_id, r.role) from r) as roles,
   (select json_agg(json_build_array(${contactJson('c')}) order by c.id) from c) as contacts,
   -- For HISTORY, which runs right behind this statement (not after its answer): the contacts
   -- locked here, until the transaction ends.
@@ -109,6 +124,8 @@ function historyQuery(sent: boolean, activities: boolean): string {
   const key = (sent ? 2 : 0) + (activities ? 1 : 0);
   return (HISTORY[key] ??= prepared(`
 select
+  (select json_agg(json_build_array(oc.contact_id::text, oc.role) order by oc.contact_id, oc.role)
+   from opportunity_contacts oc where oc.opportunity_id = $1) as roles,
   (select json_agg(json_build_array(${decisionJson('d')}) order by d.id)
    from deliveries d where d.opportunity_id = $1) as history,
   ${sent ? `(select json_agg(json_build_array(d.contact_id::text, ${ms('d.decided_at')}) order by d.decided_at)
@@ -122,6 +139,7 @@ select
 const HISTORY: string[] = [];
 
 interface HistoryRow {
+  roles: [string, string][] | null;
   history: DecisionJson[] | null;
   sent: SentJson[] | null;
   activities: ActivityJson[] | null;

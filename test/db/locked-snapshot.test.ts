@@ -5,7 +5,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, type Db } from '../../src/db/database.ts';
-import { lockAndLoadSnapshot } from '../../src/db/locked-snapshot.ts';
+import { lockAndLoadSnapshot, StaleRolesError } from '../../src/db/locked-snapshot.ts';
 import { loadSnapshot } from '../../src/db/snapshots.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { insertContact, insertOpportunity } from '../helpers/fixtures.ts';
@@ -133,5 +133,32 @@ describe('lockAndLoadSnapshot', () => {
     await crm;
     const snapshot = await reading;
     expect(snapshot?.opportunity.stage).toMatchObject({ key: 'negotiation', probability: 75 });
+  });
+
+  it('refuses a read made while a CRM change of the opportunity and its roles committed, and the next read is whole', async () => {
+    // LOCK reads the roles as its statement begins and the opportunity once its lock is granted:
+    // a CRM transaction that renames the opportunity and removes a role, committing while LOCK
+    // waits, would leave it with the new title and the removed role. HISTORY reads them after.
+    const { id } = await richOpportunity();
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    let changed!: () => void;
+    const updated = new Promise<void>((r) => { changed = r; });
+    const crm = other.transaction().execute(async (trx) => {
+      await trx.updateTable('opportunities').set({ title: 'renamed' }).where('id', '=', id).execute();
+      await trx.deleteFrom('opportunity_contacts').where('opportunity_id', '=', id).where('role', '=', 'decision-maker').execute();
+      changed();
+      await held;
+    });
+    await updated;
+    const reading = t.db.transaction().execute((trx) => lockAndLoadSnapshot(trx, id, NEEDS));
+    reading.catch(() => {});
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    await crm;
+    await expect(reading).rejects.toBeInstanceOf(StaleRolesError);
+    const again = await t.db.transaction().execute((trx) => lockAndLoadSnapshot(trx, id, NEEDS));
+    expect(again!.opportunity.title).toBe('renamed');
+    expect(again!.roles.map((r) => r.role)).toEqual(['champion']);
   });
 });
