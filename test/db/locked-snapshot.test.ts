@@ -58,6 +58,30 @@ async function richOpportunity(): Promise<{ id: number; primary: number; buyer: 
   return { id, primary, buyer };
 }
 
+/**
+ * The locked read of `id`, started while a CRM transaction (`change`) holds the opportunity's row,
+ * which commits once the read waits on its lock.
+ */
+async function readDuringCrmChange(id: number, change: (trx: Db) => Promise<void>) {
+  let release!: () => void;
+  const held = new Promise<void>((r) => { release = r; });
+  let changed!: () => void;
+  const updated = new Promise<void>((r) => { changed = r; });
+  const crm = other.transaction().execute(async (trx) => {
+    await change(trx);
+    changed();
+    await held;
+  });
+  await updated;
+  const reading = t.db.transaction().execute((trx) => lockAndLoadSnapshot(trx, id, NEEDS));
+  reading.catch(() => {});
+  // The worker waits on the row lock while the CRM's change is uncommitted.
+  await new Promise((r) => setTimeout(r, 200));
+  release();
+  await crm;
+  return reading;
+}
+
 describe('lockAndLoadSnapshot', () => {
   it('reads the same snapshot as the unlocked load: contacts, roles, history, sends, activities', async () => {
     const { id } = await richOpportunity();
@@ -116,22 +140,9 @@ describe('lockAndLoadSnapshot', () => {
 
   it('waits for a CRM transaction changing the stage, then reads the opportunity as it now is (not as deleted)', async () => {
     const { id } = await richOpportunity();
-    let release!: () => void;
-    const held = new Promise<void>((r) => { release = r; });
-    let changed!: () => void;
-    const updated = new Promise<void>((r) => { changed = r; });
-    const crm = other.transaction().execute(async (trx) => {
+    const snapshot = await readDuringCrmChange(id, async (trx) => {
       await trx.updateTable('opportunities').set({ stage: 'negotiation' }).where('id', '=', id).execute();
-      changed();
-      await held;
     });
-    await updated;
-    const reading = t.db.transaction().execute((trx) => lockAndLoadSnapshot(trx, id, NEEDS));
-    // The worker waits on the row lock while the CRM's change is uncommitted.
-    await new Promise((r) => setTimeout(r, 200));
-    release();
-    await crm;
-    const snapshot = await reading;
     expect(snapshot?.opportunity.stage).toMatchObject({ key: 'negotiation', probability: 75 });
   });
 
@@ -140,23 +151,10 @@ describe('lockAndLoadSnapshot', () => {
     // a CRM transaction that renames the opportunity and removes a role, committing while LOCK
     // waits, would leave it with the new title and the removed role. HISTORY reads them after.
     const { id } = await richOpportunity();
-    let release!: () => void;
-    const held = new Promise<void>((r) => { release = r; });
-    let changed!: () => void;
-    const updated = new Promise<void>((r) => { changed = r; });
-    const crm = other.transaction().execute(async (trx) => {
+    await expect(readDuringCrmChange(id, async (trx) => {
       await trx.updateTable('opportunities').set({ title: 'renamed' }).where('id', '=', id).execute();
       await trx.deleteFrom('opportunity_contacts').where('opportunity_id', '=', id).where('role', '=', 'decision-maker').execute();
-      changed();
-      await held;
-    });
-    await updated;
-    const reading = t.db.transaction().execute((trx) => lockAndLoadSnapshot(trx, id, NEEDS));
-    reading.catch(() => {});
-    await new Promise((r) => setTimeout(r, 200));
-    release();
-    await crm;
-    await expect(reading).rejects.toBeInstanceOf(StaleRolesError);
+    })).rejects.toBeInstanceOf(StaleRolesError);
     const again = await t.db.transaction().execute((trx) => lockAndLoadSnapshot(trx, id, NEEDS));
     expect(again!.opportunity.title).toBe('renamed');
     expect(again!.roles.map((r) => r.role)).toEqual(['champion']);
