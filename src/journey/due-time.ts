@@ -16,14 +16,14 @@ export interface DueTime {
 
 const MINUTE = 60_000;
 
+/** What a due time is computed from. */
+export type DueOpportunity = Pick<Opportunity, 'closingDate' | 'stage' | 'stageEnteredAt'>;
+
 /**
  * The due time of `step` for a recipient in `zone`, or null when its trigger does not apply. The
  * result is shared between calls (a scan asks for the same closing dates in the same zones over
  * and over): it must not be changed.
  */
-/** What a due time is computed from. */
-export type DueOpportunity = Pick<Opportunity, 'closingDate' | 'stage' | 'stageEnteredAt'>;
-
 export function dueTime(opportunity: DueOpportunity, step: Step, zone: string): DueTime | null {
   const { trigger, timing } = step;
   let day: IsoDate;
