@@ -22,6 +22,19 @@ afterAll(async () => {
   await t?.drop();
 });
 
+/** Collects the process's unhandled rejections until `stop`, which says what came. */
+function watchUnhandled(): { stop(): unknown[] } {
+  const seen: unknown[] = [];
+  const onUnhandled = (reason: unknown) => seen.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  return {
+    stop() {
+      process.off('unhandledRejection', onUnhandled);
+      return seen;
+    },
+  };
+}
+
 /** Settles within 2 s or fails: a call form the wrapper mishandles would never settle. */
 function settled<T>(p: Promise<T>): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('did not settle within 2 s')), 2000))]);
@@ -89,9 +102,7 @@ describe('a pooled client', () => {
 
   it('fails a statement behind a BEGIN that pg refuses before sending, and leaves nothing unhandled', async () => {
     const client = await pool.connect();
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown) => unhandled.push(reason);
-    process.on('unhandledRejection', onUnhandled);
+    const unhandled = watchUnhandled();
     try {
       const circular: Record<string, unknown> = {};
       circular.self = circular;
@@ -100,18 +111,16 @@ describe('a pooled client', () => {
       await settled(client.query('rollback'));
       expect((await settled(client.query('select 3 as x'))).rows).toEqual([{ x: 3 }]);
       await new Promise((r) => setTimeout(r, 50));
-      expect(unhandled).toEqual([]);
+      expect(unhandled.stop()).toEqual([]);
     } finally {
-      process.off('unhandledRejection', onUnhandled);
+      unhandled.stop();
       client.release();
     }
   });
 
   it('fails the statement behind a BEGIN that failed, and leaves nothing unhandled', async () => {
     const client = await pool.connect();
-    const unhandled: unknown[] = [];
-    const onUnhandled = (reason: unknown) => unhandled.push(reason);
-    process.on('unhandledRejection', onUnhandled);
+    const unhandled = watchUnhandled();
     const admin = new pg.Client({ connectionString: t.url });
     await admin.connect();
     try {
@@ -121,9 +130,9 @@ describe('a pooled client', () => {
       await settled(client.query('begin')).catch(() => {});
       await expect(settled(client.query('select $1::int as x', [1]))).rejects.toThrow();
       await new Promise((r) => setTimeout(r, 50));
-      expect(unhandled).toEqual([]);
+      expect(unhandled.stop()).toEqual([]);
     } finally {
-      process.off('unhandledRejection', onUnhandled);
+      unhandled.stop();
       await admin.end();
       client.release(true);
     }
