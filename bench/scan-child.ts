@@ -7,6 +7,10 @@
  * are deleted: the measured one runs in a process that has scanned before, as the daemon's every
  * tick after its first does (and as the raw read it is compared with, in the bench's
  * long-running process). The memory measure uses children without it: one scan each.
+ *
+ * BENCH_SAMPLE_HEAP=0 leaves out the heap sampler (its peak is then only read before and after):
+ * for the children whose speed is measured, which the sampler would slow (a few per cent of the
+ * scan's CPU on a slow machine), while the raw read they are compared with runs without one.
  */
 import path from 'node:path';
 import { loadContent } from '../src/content.ts';
@@ -30,7 +34,9 @@ async function main(): Promise<void> {
     if (!content) throw new Error(problems.join('\n'));
     let peakHeap = process.memoryUsage().heapUsed;
     const before = { rss: process.memoryUsage().rss, heap: peakHeap };
-    const sampler = setInterval(() => { peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed); }, 5);
+    const sampler = process.env.BENCH_SAMPLE_HEAP === '0'
+      ? undefined
+      : setInterval(() => { peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed); }, 5);
     // The daemon's pools: the primary for the lock and the writes, the scan's own for its reads.
     const scan = (on: Db, readDb: Db) => runScan(scanDeps(on, content.journey, async () => {}, readDb),
       now, { pageSize: Number(process.env.BENCH_PAGE_SIZE ?? DEFAULT_PAGE_SIZE) });
