@@ -38,7 +38,7 @@ async function main(): Promise<void> {
       ? undefined
       : setInterval(() => { peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed); }, 5);
     // The daemon's pools: the primary for the lock and the writes, the scan's own for its reads.
-    const scan = (on: Db, readDb: Db) => runScan(scanDeps(on, content.journey, async () => {}, readDb),
+    const scan = (on: Db, readDb: Db) => runScan(scanDeps(on, content.journey, async () => 0, readDb),
       now, { pageSize: Number(process.env.BENCH_PAGE_SIZE ?? DEFAULT_PAGE_SIZE) });
     if (process.env.BENCH_WARMUP_URL) {
       const warm = createDb(process.env.BENCH_WARMUP_URL, { max: 4, applicationName: 'nudge-bench-warmup' }).db;

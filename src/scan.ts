@@ -25,8 +25,11 @@ export interface ScanDeps {
    * work: the worker decides again on the primary, and the indexes refuse a duplicate. */
   readDb?: Db;
   journey: Journey;
-  /** Adds the jobs (with their deterministic ids); a job id already waiting is not added twice. */
-  enqueue(jobs: { id: string; data: DeliverJob }[]): Promise<void>;
+  /**
+   * Adds the jobs (with their deterministic ids); a job id already in the queue is not added twice.
+   * Resolves to how many were added: `enqueued` counts those, not the ones already waiting.
+   */
+  enqueue(jobs: { id: string; data: DeliverJob }[]): Promise<number>;
   logger: Logger;
   metrics?: Metrics;
   /** Release claims never handed to SMTP after this many milliseconds (real clock). @defaultValue 120000 */
@@ -46,7 +49,9 @@ export interface ScanSummary {
   /** Stale claims released before the pass (their steps are enqueued again by this pass). */
   releasedClaims: number;
   scanned: number;
+  /** Send jobs added to the queue (a job already waiting there under the same id is not counted). */
   enqueued: number;
+  /** Suppressions recorded (one already recorded is not counted). */
   suppressed: number;
   errors: number;
   skipped: boolean;
@@ -215,8 +220,7 @@ async function processPage(deps: ScanDeps, page: DecidedPage, summary: ScanSumma
       for (const row of inserted) deps.metrics?.decision('suppressed', row.reason);
     }
     if (jobs.size > 0) {
-      await deps.enqueue([...jobs].map(([id, data]) => ({ id, data })));
-      summary.enqueued += jobs.size;
+      summary.enqueued += await deps.enqueue([...jobs].map(([id, data]) => ({ id, data })));
     }
   });
 }

@@ -91,6 +91,10 @@ describe('tick, work --drain and explain', () => {
     expect(tick.code).toBe(0);
     // The 14-day step (due 2026-12-03) was never sent: it is recorded as expired.
     expect(tick.summary).toMatchObject({ scanned: 1, enqueued: 1, suppressed: 1 });
+    // Again before any worker ran: the job still waits and the suppression is recorded, so the
+    // summary counts nothing new.
+    const again = await nudge(['tick', '--now', '2026-12-10T08:00:00Z']);
+    expect(again.summary).toMatchObject({ scanned: 1, enqueued: 0, suppressed: 0 });
     const work = await nudge(['work', '--drain', '--now', '2026-12-10T08:00:00Z']);
     expect(work.code).toBe(0);
     expect(work.summary).toMatchObject({ sent: 1 });

@@ -169,6 +169,8 @@ describe('a Redis Cluster of three masters', () => {
       const tick = await runNudge(['tick', '--now', now], clusterEnv);
       expect(tick.stderr).toBe('');
       expect(tick.summary).toMatchObject({ enqueued: 50 });
+      // The same jobs, still waiting, are not added (nor counted) again.
+      expect((await runNudge(['tick', '--now', now], clusterEnv)).summary).toMatchObject({ enqueued: 0 });
       const work = await runNudge(['work', '--drain', '--now', now], clusterEnv);
       expect(work.summary).toMatchObject({ sent: 50 });
       expect(new Set(world.smtp.received.map((m) => m.envelopeTo[0])).size).toBe(50);

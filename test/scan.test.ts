@@ -36,7 +36,7 @@ describe('keyset pages', () => {
     await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'won' });
     const jobs: DeliverJob[] = [];
     const summary = await runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
-      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); } }, new Date('2027-01-14T09:00:00Z'), { pageSize: 2 });
+      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); return batch.length; } }, new Date('2027-01-14T09:00:00Z'), { pageSize: 2 });
     expect(summary.scanned).toBe(9);
     // 2027-01-17 - 3 days and 2027-01-24 - 10 days: only the first five are due (3 days before).
     expect(jobs.map((j) => j.opportunityId).sort((a, b) => a - b)).toEqual(ids.slice(0, 5));
@@ -54,7 +54,7 @@ describe('stage-entered pages', () => {
     const jobs: DeliverJob[] = [];
     const now = new Date(Date.now() + 2 * 86_400_000);
     const summary = await runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
-      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); } }, now, { pageSize: 2 });
+      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); return batch.length; } }, now, { pageSize: 2 });
     expect(summary.scanned).toBe(5);
     expect(new Set(jobs.map((j) => j.opportunityId)).size).toBe(jobs.length);
   });
@@ -139,9 +139,10 @@ describe('writes behind the pass', () => {
       await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: await insertContact(db(), { time_zone: 'UTC' }) });
     }
     let calls = 0;
-    const enqueue = async () => {
+    const enqueue = async (batch: unknown[]) => {
       calls += 1;
       if (calls === 2) throw new Error('redis is gone');
+      return batch.length;
     };
     const scan = runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger, enqueue },
       new Date('2027-01-14T09:00:00Z'), { pageSize: 2 });
@@ -181,7 +182,7 @@ describe('triage on real rows', () => {
     // A day later the 3-day step's window has closed for both: one was sent, one suppressed.
     const jobs: DeliverJob[] = [];
     const summary = await runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
-      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); } }, new Date('2027-01-15T12:00:00Z'));
+      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); return batch.length; } }, new Date('2027-01-15T12:00:00Z'));
     expect(summary).toMatchObject({ scanned: 2, enqueued: 0, suppressed: 0, errors: 0 });
     expect(jobs).toEqual([]);
     expect((await deliveries(db())).length).toBe(rows);
@@ -197,7 +198,7 @@ describe('a closing date PostgreSQL keeps but a calendar cannot', () => {
     const other = await insertOpportunity(db(), { closing_date: '2027-03-13', stage: 'proposal', primary_contact_id: await insertContact(db(), { time_zone: 'UTC' }) });
     const jobs: DeliverJob[] = [];
     const summary = await runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
-      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); } }, now);
+      enqueue: async (batch) => { jobs.push(...batch.map((b) => b.data)); return batch.length; } }, now);
     expect(summary.errors).toBe(0);
     expect(jobs.map((j) => [j.opportunityId, j.stepId]).sort()).toEqual([[odd, 'proposal-follow-up'], [other, 'closing-in-3-days']].sort());
   });

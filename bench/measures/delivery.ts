@@ -128,7 +128,7 @@ async function engineLatency(ctx: BenchContext, emails: readonly DirectEmail[], 
   const enqueue = ctx.rt.enqueuer();
   try {
     await worker.waitUntilReady();
-    const scheduled = await feed(emails, rate, performance.now() + 100, (e) => enqueue([e.job]));
+    const scheduled = await feed(emails, rate, performance.now() + 100, async (e) => { await enqueue([e.job]); });
     await ctx.sink.waitFor(emails.length, TIMEOUT_MS);
     return latencies(ctx, emails, scheduled);
   } finally {
