@@ -132,11 +132,11 @@ export class Runtime {
             // does not say so: those are counted first, in one command (the keys share a slot).
             // Not awaited before the adds: on the queue's own connection it runs before them, and
             // the chunk costs no extra round trip (awaited, it waited behind the other lane's adds).
-            const [queued] = await Promise.all([
-              this.redis.exists(...chunk.map((j) => this.queue.toKey(j.id))),
-              this.queue.addBulk(chunk.map((j) => ({ name: 'deliver', data: j.data, opts: { ...options, jobId: j.id } }))),
-            ]);
-            added += chunk.length - queued;
+            const queued = this.redis.exists(...chunk.map((j) => this.queue.toKey(j.id)));
+            const adds = this.queue.addBulk(chunk.map((j) => ({ name: 'deliver', data: j.data, opts: { ...options, jobId: j.id } })));
+            // Both settle before a failure of either is reported: no add is left running.
+            await settleAll([queued, adds]);
+            added += chunk.length - (await queued);
           } catch (error) {
             failed = true;
             throw error;
