@@ -6,7 +6,7 @@
  */
 import type { Db } from './db/database.ts';
 import {
-  closingDatePage, stageEnteredPage, type ClosingDateCursor, type OpportunityRow, type StageEnteredCursor,
+  closingDatePage, stageEnteredPage, type ClosingDateCursor, type ScanRow, type StageEnteredCursor,
 } from './db/opportunities.ts';
 import { addDays } from './journey/time.ts';
 import type { Journey, Step } from './journey/types.ts';
@@ -27,7 +27,7 @@ export interface PageOptions {
 
 /** One keyset page: its rows, and the part of the journey (one pass) it is read for. */
 export interface ScanPage {
-  rows: OpportunityRow[];
+  rows: ScanRow[];
   journey: Journey;
   /** closingDate: rows in (closing_date, id) order; stageEntered: one stage, in (stage_entered_at, id) order. */
   pass: 'closingDate' | 'stageEntered';
@@ -129,6 +129,6 @@ function stageEnteredSteps(journey: Journey): Map<string, Step[]> {
 }
 
 /** A row's place in the closing-date pass: its keyset cursor, and a bound of its page's decisions. */
-export function position(row: OpportunityRow): ClosingDateCursor {
+export function position(row: ScanRow): ClosingDateCursor {
   return { closingDate: row.closing_date!, id: row.id };
 }

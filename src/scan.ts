@@ -7,11 +7,11 @@
 import { sql } from 'kysely';
 import { timestamp, type Db } from './db/database.ts';
 import { releaseStaleClaims, type NewDelivery } from './db/deliveries.ts';
-import type { OpportunityRow } from './db/opportunities.ts';
+import type { ScanRow } from './db/opportunities.ts';
 import { decisionsAbout, decisionsAtClosingDates, loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
 import { mayNeedDecision, type TriageDecision, type TriageOpportunity } from './journey/triage.ts';
 import { evaluate, type StepEvaluation } from './journey/decide.ts';
-import type { Journey, Snapshot, Stage } from './journey/types.ts';
+import type { DecisionSnapshot, Journey, Stage } from './journey/types.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { deliverJobId, type DeliverJob } from './queue/queues.ts';
@@ -144,7 +144,7 @@ function preparePage(deps: ScanDeps, db: Db, page: ScanPage, now: Date): Promise
 }
 
 /** The rows of `page` triage leaves open. */
-async function openRows(db: Db, { rows, journey, pass }: ScanPage, now: Date): Promise<OpportunityRow[]> {
+async function openRows(db: Db, { rows, journey, pass }: ScanPage, now: Date): Promise<ScanRow[]> {
   if (rows.length === 0) return [];
   const decisions = pass === 'closingDate'
     ? await decisionsAtClosingDates(db, position(rows[0]!), position(rows[rows.length - 1]!))
@@ -167,7 +167,7 @@ const NO_DECISIONS: readonly TriageDecision[] = Object.freeze([]);
  * rows in that stage (one join, one stage row), and the time it entered it parsed only in the
  * stage-entered pass, the only one with a step that reads it.
  */
-function triageView(row: OpportunityRow, pass: ScanPage['pass'], stages: Map<string, Stage>): TriageOpportunity {
+function triageView(row: ScanRow, pass: ScanPage['pass'], stages: Map<string, Stage>): TriageOpportunity {
   let stage = stages.get(row.stage);
   if (!stage) {
     stage = { key: row.stage, label: row.stage_label, probability: row.stage_probability, outcome: row.stage_outcome, position: row.stage_position };
@@ -179,7 +179,7 @@ function triageView(row: OpportunityRow, pass: ScanPage['pass'], stages: Map<str
   };
 }
 
-function decidePage(deps: ScanDeps, snapshots: readonly Snapshot[], journey: Journey, now: Date, scanned: number): DecidedPage {
+function decidePage(deps: ScanDeps, snapshots: readonly DecisionSnapshot[], journey: Journey, now: Date, scanned: number): DecidedPage {
   const page: DecidedPage = { scanned, errors: 0, suppressions: [], jobs: new Map(), logs: [] };
   const warned = new Set<number>();
   for (const snapshot of snapshots) {
@@ -249,7 +249,7 @@ class WriteBehind {
 
 const WRITES_BEHIND = 2;
 
-function collect(deps: ScanDeps, snapshot: Snapshot, e: StepEvaluation, now: Date, page: DecidedPage): void {
+function collect(deps: ScanDeps, snapshot: DecisionSnapshot, e: StepEvaluation, now: Date, page: DecidedPage): void {
   const opportunityId = snapshot.opportunity.id;
   if (e.verdict.kind === 'send') {
     const data: DeliverJob = { opportunityId, stepId: e.step.id, closingDate: e.closingDate, occurrence: e.occurrence };

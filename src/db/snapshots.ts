@@ -8,10 +8,10 @@ import {
   activityFromJson, activityJson, contactFromJson, contactJson, decisionFromJson, decisionJson, ms,
   type ActivityJson, type ContactJson, type DecisionJson, type SentJson,
 } from './snapshot-json.ts';
-import { findOpportunity, toOpportunity, type OpportunityRow } from './opportunities.ts';
+import { findOpportunity, toDecisionOpportunity, toOpportunity, type ScanRow } from './opportunities.ts';
 import type { TriageDecision } from '../journey/triage.ts';
 import type {
-  Contact, ContactRole, IsoDate, Reason, Snapshot,
+  Contact, ContactRole, DecisionOpportunity, DecisionSnapshot, IsoDate, Reason, Snapshot,
 } from '../journey/types.ts';
 
 export interface SnapshotNeeds {
@@ -23,7 +23,14 @@ export interface SnapshotNeeds {
   sentSince: Date | null;
 }
 
-export async function loadSnapshots(db: Db, rows: readonly OpportunityRow[], needs: SnapshotNeeds): Promise<Snapshot[]> {
+/** The snapshots of a scan page's rows (opened by triage): enough to decide, not to render. */
+export function loadSnapshots(db: Db, rows: readonly ScanRow[], needs: SnapshotNeeds): Promise<DecisionSnapshot[]> {
+  return loadSnapshotsOf(db, rows, needs, toDecisionOpportunity);
+}
+
+async function loadSnapshotsOf<R extends ScanRow, O extends DecisionOpportunity>(
+  db: Db, rows: readonly R[], needs: SnapshotNeeds, toOpportunity: (row: R) => O,
+): Promise<Snapshot<O>[]> {
   if (rows.length === 0) return [];
   const ids = rows.map((r) => r.id);
   const primaries = [...new Set(rows.flatMap((r) => (r.primary_contact_id === null ? [] : [r.primary_contact_id])))];
@@ -98,7 +105,7 @@ interface BatchRow {
 export async function loadSnapshot(db: Db, id: number, needs: SnapshotNeeds): Promise<Snapshot | null> {
   const row = await findOpportunity(db, id);
   if (!row) return null;
-  const [snapshot] = await loadSnapshots(db, [row], needs);
+  const [snapshot] = await loadSnapshotsOf(db, [row], needs, toOpportunity);
   return snapshot ?? null;
 }
 

@@ -4,7 +4,7 @@
  */
 import { evaluate, type StepEvaluation } from './decide.ts';
 import type { Recipient } from './recipients.ts';
-import type { IsoDate, Journey, Snapshot, Step, SuppressionReason } from './types.ts';
+import type { DecisionSnapshot, IsoDate, Journey, Step, SuppressionReason } from './types.ts';
 
 /** What a job asks for: ids only, no personal data. */
 export interface DeliveryRequest {
@@ -22,7 +22,7 @@ export type JobAction =
   /** Nothing to do now (already spent, not due yet, step gone): no row. */
   | { kind: 'skip'; why: string; recipient: Recipient | null };
 
-export function decideJob(snapshot: Snapshot | null, journey: Journey, job: DeliveryRequest, now: Date): JobAction[] {
+export function decideJob(snapshot: DecisionSnapshot | null, journey: Journey, job: DeliveryRequest, now: Date): JobAction[] {
   const step = journey.steps.find((s) => s.id === job.stepId);
   if (!step) return [{ kind: 'skip', why: `step ${job.stepId} is no longer in the journey file`, recipient: null }];
   const common = { closingDate: job.closingDate, occurrence: job.occurrence };
@@ -39,7 +39,7 @@ export function decideJob(snapshot: Snapshot | null, journey: Journey, job: Deli
   return evaluations.map((e) => actionFor(e));
 }
 
-function closingDateChanged(snapshot: Snapshot, step: Step, job: DeliveryRequest): string | null {
+function closingDateChanged(snapshot: DecisionSnapshot, step: Step, job: DeliveryRequest): string | null {
   if (step.trigger.kind !== 'closingDate') return null;
   const current = snapshot.opportunity.closingDate;
   return current === job.closingDate ? null : `computed for ${job.closingDate ?? 'no date'}, the opportunity now closes ${current ?? 'on no date'}`;

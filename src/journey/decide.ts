@@ -5,7 +5,7 @@
 import { dueTime, type DueTime } from './due-time.ts';
 import { resolveRecipients, type Recipient } from './recipients.ts';
 import { judge, personOf, samePerson, type RuleCheck, type Verdict } from './rules.ts';
-import type { IsoDate, Journey, PastDecision, Snapshot, Step, SuppressionReason } from './types.ts';
+import type { DecisionSnapshot, IsoDate, Journey, PastDecision, Step, SuppressionReason } from './types.ts';
 
 export type { Verdict, RuleCheck } from './rules.ts';
 export { isSpending } from './rules.ts';
@@ -35,12 +35,12 @@ export function occurrenceOf(step: Step, closingDate: IsoDate | null): string {
 }
 
 /** Every (step, recipient) of one opportunity, judged at `now`. */
-export function evaluate(snapshot: Snapshot, journey: Journey, now: Date, options: EvaluateOptions = {}): StepEvaluation[] {
+export function evaluate(snapshot: DecisionSnapshot, journey: Journey, now: Date, options: EvaluateOptions = {}): StepEvaluation[] {
   const firstPass = journey.steps.flatMap((step) => evaluateStep(snapshot, journey, step, now, options.explain ?? false));
   return firstPass.map((e) => applyCatchUp(e, firstPass, snapshot.history, now));
 }
 
-function evaluateStep(snapshot: Snapshot, journey: Journey, step: Step, now: Date, explain: boolean): StepEvaluation[] {
+function evaluateStep(snapshot: DecisionSnapshot, journey: Journey, step: Step, now: Date, explain: boolean): StepEvaluation[] {
   const { opportunity } = snapshot;
   const closingDate = opportunity.closingDate;
   const occurrence = occurrenceOf(step, closingDate);

@@ -7,7 +7,7 @@ import { nextAllowed } from './due-time.ts';
 import { compareDecimals } from './money.ts';
 import { isCustomerFacing, isValidEmail, type Recipient } from './recipients.ts';
 import { localDate } from './time.ts';
-import type { DeliveryStatus, Journey, Opportunity, PastDecision, Snapshot, Step, SuppressionReason } from './types.ts';
+import type { DecisionSnapshot, DeliveryStatus, Journey, Opportunity, PastDecision, Step, SuppressionReason } from './types.ts';
 
 export type Verdict =
   /** Due now and nothing stands in the way. */
@@ -22,7 +22,7 @@ export type Verdict =
   | { kind: 'spent'; status: DeliveryStatus; decidedAt: Date };
 
 export interface RuleContext {
-  snapshot: Snapshot;
+  snapshot: DecisionSnapshot;
   journey: Journey;
   step: Step;
   recipient: Recipient | null;

@@ -12,11 +12,11 @@ import { evaluate, type StepEvaluation } from './decide.ts';
 import { MinHeap } from './min-heap.ts';
 import { isCustomerFacing } from './recipients.ts';
 import { addDays, zonedTime } from './time.ts';
-import type { Journey, PastDecision, Snapshot, SuppressionReason } from './types.ts';
+import type { DecisionSnapshot, Journey, PastDecision, SuppressionReason } from './types.ts';
 
 /** One opportunity as read for part of the journey (the scan reads some twice, per kind of trigger). */
 export interface SimulationUnit {
-  snapshot: Snapshot;
+  snapshot: DecisionSnapshot;
   journey: Journey;
 }
 
@@ -70,7 +70,7 @@ function decideAt(unit: { snapshot: MutableSnapshot; journey: Journey }, at: Dat
   }
 }
 
-type MutableSnapshot = Omit<Snapshot, 'history' | 'sentToContact'> & { history: PastDecision[]; sentToContact: Map<number, Date[]> };
+type MutableSnapshot = Omit<DecisionSnapshot, 'history' | 'sentToContact'> & { history: PastDecision[]; sentToContact: Map<number, Date[]> };
 
 function decision(e: StepEvaluation, at: Date, status: 'sent' | 'suppressed', reason: SuppressionReason | null): PastDecision {
   return {
