@@ -30,7 +30,7 @@ export function prometheusMetrics(queueCounts: () => Promise<Record<string, numb
   const latency = new Histogram({ name: 'nudge_due_to_sent_seconds', help: 'Seconds from due time to acceptance by SMTP', buckets: [1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400], registers: [registry] });
   const scanSeconds = new Histogram({ name: 'nudge_scan_duration_seconds', help: 'Duration of one scan pass', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] });
   const scanned = new Counter({ name: 'nudge_scan_opportunities_total', help: 'Opportunities read by scans', registers: [registry] });
-  const enqueued = new Counter({ name: 'nudge_scan_enqueued_total', help: 'Send jobs added to the queue by scans (not those already waiting)', registers: [registry] });
+  const enqueued = new Counter({ name: 'nudge_scan_enqueued_total', help: 'Send jobs added to the queue by scans (not those already in it)', registers: [registry] });
   new Gauge({
     name: 'nudge_queue_jobs', help: 'Delivery jobs in the queue, by state', labelNames: ['state'], registers: [registry],
     async collect() {

@@ -26,8 +26,9 @@ export interface ScanDeps {
   readDb?: Db;
   journey: Journey;
   /**
-   * Adds the jobs (with their deterministic ids); a job id already in the queue is not added twice.
-   * Resolves to how many were added: `enqueued` counts those, not the ones already waiting.
+   * Adds the jobs (with their deterministic, distinct ids); a job id already in the queue is not
+   * added twice. Resolves to how many were added: `enqueued` counts those, not the ones already in
+   * the queue (waiting, delayed for a retry, or active).
    */
   enqueue(jobs: { id: string; data: DeliverJob }[]): Promise<number>;
   logger: Logger;
@@ -49,7 +50,7 @@ export interface ScanSummary {
   /** Stale claims released before the pass (their steps are enqueued again by this pass). */
   releasedClaims: number;
   scanned: number;
-  /** Send jobs added to the queue (a job already waiting there under the same id is not counted). */
+  /** Send jobs added to the queue (one already there under the same id, waiting, delayed or active, is not counted). */
   enqueued: number;
   /** Suppressions recorded (one already recorded is not counted). */
   suppressed: number;

@@ -203,3 +203,22 @@ describe('a closing date PostgreSQL keeps but a calendar cannot', () => {
     expect(jobs.map((j) => [j.opportunityId, j.stepId]).sort()).toEqual([[odd, 'proposal-follow-up'], [other, 'closing-in-3-days']].sort());
   });
 });
+
+describe('the enqueuer', () => {
+  const job = (n: number) => {
+    const data: DeliverJob = { opportunityId: n, stepId: 'closing-in-7-days', closingDate: '2027-01-21', occurrence: '' };
+    return { id: `o${n}.closing-in-7-days.2027-01-21.once`, data };
+  };
+
+  it('resolves to the jobs it added, not those already in the queue, chunk by chunk and in both lanes', async () => {
+    const enqueue = world.rt.enqueuer();
+    expect(await enqueue([job(1), job(2)])).toBe(2);
+    // One already there, one new, in the same chunk.
+    expect(await enqueue([job(1), job(3)])).toBe(1);
+    // Three chunks of 1000 (two lanes), some of them already there.
+    const many = Array.from({ length: 2500 }, (_, i) => job(i + 1));
+    expect(await enqueue(many)).toBe(2497);
+    expect(await enqueue(many)).toBe(0);
+    expect(await world.rt.queue.getWaitingCount()).toBe(2500);
+  });
+});
