@@ -131,7 +131,7 @@ interface DecidedPage {
 /**
  * Triage, then the snapshots of what is left, then `evaluate`. Most rows in range are settled (a
  * step not due yet, already sent, or decided when its window closed: `src/journey/triage.ts`),
- * which their decisions alone tell; only the rest are loaded whole. Decided as soon as they are
+ * which their decisions alone tell; only the rest get their snapshots. Decided as soon as they are
  * loaded, so that a page waiting for its turn to write holds its few decisions, not its
  * snapshots; chained, not awaited in one function, so that nothing holds the page's rows once
  * triage is done.

@@ -1,6 +1,7 @@
 /**
  * Reading opportunities: the scan's keyset pages and single loads. Every query takes `db` first;
- * `toOpportunity` is the one place a row becomes a domain object.
+ * `toOpportunity` (a whole row) and `toDecisionOpportunity` (a scan page's row) are the only
+ * places a row becomes a domain object.
  */
 import { sql } from 'kysely';
 import { executePrepared, timestamp, type Db } from './database.ts';
@@ -14,7 +15,7 @@ export interface ScanRow {
   stage: string;
   primary_contact_id: number | null;
   owner_email: string | null;
-  /** Text when read through the scan's pool (`textTimestampParsers`); `toOpportunity` reads either. */
+  /** Text when read through the scan's pool (`textTimestampParsers`); `toDecisionOpportunity` reads either. */
   stage_entered_at: Date | string;
   stage_label: string;
   stage_probability: number;
@@ -91,7 +92,7 @@ export async function closingDatePage(
     .where('o.closing_date', '>=', range.from)
     .where('o.closing_date', '<=', range.to);
   if (after) q = q.where(sql<boolean>`(o.closing_date, o.id) > (${after.closingDate}::date, ${after.id}::bigint)`);
-  return (await executePrepared(db, q.orderBy('o.closing_date').orderBy('o.id').limit(limit))) as ScanRow[];
+  return executePrepared(db, q.orderBy('o.closing_date').orderBy('o.id').limit(limit));
 }
 
 export interface StageEnteredCursor {
@@ -113,12 +114,12 @@ export async function stageEnteredPage(
     .where('o.stage_entered_at', '>=', range.from)
     .where('o.stage_entered_at', '<=', range.to);
   if (after) q = q.where(sql<boolean>`(o.stage_entered_at, o.id) > (${after.stageEnteredAt}::timestamptz, ${after.id}::bigint)`);
-  return (await executePrepared(db, q.orderBy('o.stage_entered_at').orderBy('o.id').limit(limit))) as (ScanRow & { cursor: string })[];
+  return executePrepared(db, q.orderBy('o.stage_entered_at').orderBy('o.id').limit(limit));
 }
 
 /** One opportunity, or null. */
 export async function findOpportunity(db: Db, id: number): Promise<OpportunityRow | null> {
-  return ((await selectOpportunities(db).where('o.id', '=', id).executeTakeFirst()) as OpportunityRow | undefined) ?? null;
+  return (await selectOpportunities(db).where('o.id', '=', id).executeTakeFirst()) ?? null;
 }
 
 export async function listStages(db: Db): Promise<Stage[]> {

@@ -29,7 +29,7 @@ export function loadSnapshots(db: Db, rows: readonly ScanRow[], needs: SnapshotN
 }
 
 async function loadSnapshotsOf<R extends ScanRow, O extends DecisionOpportunity>(
-  db: Db, rows: readonly R[], needs: SnapshotNeeds, toOpportunity: (row: R) => O,
+  db: Db, rows: readonly R[], needs: SnapshotNeeds, convert: (row: R) => O,
 ): Promise<Snapshot<O>[]> {
   if (rows.length === 0) return [];
   const ids = rows.map((r) => r.id);
@@ -54,7 +54,7 @@ async function loadSnapshotsOf<R extends ScanRow, O extends DecisionOpportunity>
     const sentToContact = new Map<number, Date[]>();
     for (const id of mine.keys()) sentToContact.set(id, sent.get(id) ?? []);
     return {
-      opportunity: toOpportunity(row), contacts: mine, roles: myRoles,
+      opportunity: convert(row), contacts: mine, roles: myRoles,
       activities: activities.get(row.id) ?? [], history: history.get(row.id) ?? [], sentToContact,
     };
   });

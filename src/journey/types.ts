@@ -94,14 +94,17 @@ export interface PastDecision {
   decidedAt: Date;
 }
 
-/** Everything the decision needs about one opportunity, loaded at one moment. */
 /**
- * What deciding reads of an opportunity: the scan reads no more of each row (`src/scan-pages.ts`),
- * so that a page in memory is a third lighter. Rendering needs the rest (`Opportunity`).
+ * What deciding reads of an opportunity: the scan reads no more of each row (`DECISION_COLUMNS` in
+ * `src/db/opportunities.ts`), so that a page in memory is a third lighter. Rendering needs the rest
+ * (`Opportunity`).
  */
 export type DecisionOpportunity = Omit<Opportunity, 'title' | 'currency' | 'createdAt' | 'updatedAt'>;
 
-/** An opportunity with what deciding about it reads; `O` is the whole `Opportunity` unless said otherwise. */
+/**
+ * Everything the decision needs about one opportunity, loaded at one moment; `O` is the whole
+ * `Opportunity` unless said otherwise (`DecisionSnapshot`).
+ */
 export interface Snapshot<O extends DecisionOpportunity = Opportunity> {
   opportunity: O;
   /** The primary contact and every contact with a role on this opportunity, by id. */

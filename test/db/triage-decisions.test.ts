@@ -4,7 +4,7 @@
  */
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closingDatePage, toDecisionOpportunity } from '../../src/db/opportunities.ts';
+import { closingDatePage, stageEnteredPage, toDecisionOpportunity } from '../../src/db/opportunities.ts';
 import { decisionsAbout, decisionsAtClosingDates, unpackDecisions } from '../../src/db/snapshots.ts';
 import type { TriageDecision } from '../../src/journey/triage.ts';
 import { createScanReadDb } from '../../src/runtime.ts';
@@ -132,6 +132,8 @@ describe("the scan's read pool", () => {
   it('leaves timestamps as text, which toDecisionOpportunity reads as the instants the primary parses, offsets and microseconds included', async () => {
     const id = await insertOpportunity(t.db, { closing_date: '2031-03-10' });
     await sql`update opportunities set stage_entered_at = '2031-03-01 23:59:59.999999+05:30' where id = ${id}`.execute(t.db);
+    const other = await insertOpportunity(t.db, { closing_date: '2031-03-11' });
+    await sql`update opportunities set stage_entered_at = '1999-12-31 12:00:00.5-08' where id = ${other}`.execute(t.db);
     const readDb = createScanReadDb(t.url);
     try {
       const range = { from: '2031-03-10', to: '2031-03-10' };
@@ -143,8 +145,15 @@ describe("the scan's read pool", () => {
       expect(scanned).toEqual(toDecisionOpportunity(fromPrimary!));
       // 23:59:59.999999 at UTC+05:30 is 18:29:59.999999Z; a Date keeps the milliseconds.
       expect(scanned.stageEnteredAt.toISOString()).toBe('2031-03-01T18:29:59.999Z');
-      // A page holds what deciding reads, not what only rendering does.
-      for (const column of ['title', 'currency', 'created_at', 'updated_at']) expect(fromScan).not.toHaveProperty(column);
+      // One digit of fraction and a negative offset.
+      const [late] = await closingDatePage(readDb, { from: '2031-03-11', to: '2031-03-11' }, null, 10);
+      expect(toDecisionOpportunity(late!).stageEnteredAt.toISOString()).toBe('1999-12-31T20:00:00.500Z');
+      // A page holds what deciding reads, not what only rendering does, in both passes.
+      const [entered] = await stageEnteredPage(readDb, fromScan!.stage, { from: new Date('1999-12-31T19:00:00Z'), to: new Date('1999-12-31T21:00:00Z') }, null, 10);
+      expect(entered!.id).toBe(other);
+      for (const row of [fromScan, entered]) {
+        for (const column of ['title', 'currency', 'created_at', 'updated_at']) expect(row).not.toHaveProperty(column);
+      }
     } finally {
       await readDb.destroy();
     }
