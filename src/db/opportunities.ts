@@ -56,12 +56,6 @@ const DECISION_COLUMNS = [
   's.label as stage_label', 's.probability as stage_probability', 's.outcome as stage_outcome', 's.position as stage_position',
 ] as const;
 
-function selectOpportunities(db: Db) {
-  return db.selectFrom('opportunities as o')
-    .innerJoin('stages as s', 's.key', 'o.stage')
-    .select([...DECISION_COLUMNS, 'o.title', 'o.currency', 'o.created_at', 'o.updated_at']);
-}
-
 /**
  * The scan's pages: the columns deciding reads, and not the title, currency or timestamps, which
  * only rendering needs (the worker reads the whole row again at send time). Each page is held
@@ -72,6 +66,11 @@ function selectScanRows(db: Db) {
   return db.selectFrom('opportunities as o')
     .innerJoin('stages as s', 's.key', 'o.stage')
     .select(DECISION_COLUMNS);
+}
+
+/** The whole row (`OpportunityRow`): a scan page's columns and what rendering reads besides. */
+function selectOpportunities(db: Db) {
+  return selectScanRows(db).select(['o.title', 'o.currency', 'o.created_at', 'o.updated_at']);
 }
 
 export interface ClosingDateCursor {
