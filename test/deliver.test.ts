@@ -10,7 +10,7 @@ import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
 import { silentLogger } from '../src/logger.ts';
 import { createDb } from '../src/db/database.ts';
 import { until } from './helpers/daemon.ts';
-import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
+import { deliveries, heldCrmChange, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 
 const JOURNEY = `
 defaults:
@@ -184,19 +184,12 @@ describe('a read that a CRM change of the roles overtook', () => {
     await world.database.db.insertInto('opportunity_contacts').values({ opportunity_id: ids.opportunityId, contact_id: buyer, role: 'buyer' }).execute();
     // The CRM renames the opportunity and removes the role in one transaction, committed while
     // the worker waits for the opportunity's lock: its first read has the new title and the old role.
-    let release!: () => void;
-    const held = new Promise<void>((r) => { release = r; });
-    let changed!: () => void;
-    const updated = new Promise<void>((r) => { changed = r; });
     const { db: crmDb } = createDb(world.database.url, { max: 1 });
     try {
-      const crm = crmDb.transaction().execute(async (trx) => {
+      const crm = await heldCrmChange(crmDb, async (trx) => {
         await trx.updateTable('opportunities').set({ title: 'Trip to Canada' }).where('id', '=', ids.opportunityId).execute();
         await trx.deleteFrom('opportunity_contacts').where('opportunity_id', '=', ids.opportunityId).execute();
-        changed();
-        await held;
       });
-      await updated;
       const mailer = smtpMailer(world.smtp.url);
       const delivering = deliver(await deps(mailer), job(ids.opportunityId), new Date(DUE));
       delivering.catch(() => {});
@@ -205,8 +198,7 @@ describe('a read that a CRM change of the roles overtook', () => {
           where datname = current_database() and wait_event_type = 'Lock' and query like '%with locked as%'`.execute(world.database.db);
         return r.rows[0]!.n > 0;
       }, 4_000);
-      release();
-      await crm;
+      await crm.commit();
       expect(await delivering).toMatchObject({ sent: 1 });
       await mailer.close();
     } finally {

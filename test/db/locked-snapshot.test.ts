@@ -8,7 +8,7 @@ import { createDb, type Db } from '../../src/db/database.ts';
 import { lockAndLoadSnapshot, StaleRolesError } from '../../src/db/locked-snapshot.ts';
 import { loadSnapshot } from '../../src/db/snapshots.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { insertContact, insertOpportunity } from '../helpers/fixtures.ts';
+import { heldCrmChange, insertContact, insertOpportunity } from '../helpers/fixtures.ts';
 
 let t: TestDatabase;
 let other: Db;
@@ -63,22 +63,12 @@ async function richOpportunity(): Promise<{ id: number; primary: number; buyer: 
  * which commits once the read waits on its lock.
  */
 async function readDuringCrmChange(id: number, change: (trx: Db) => Promise<void>) {
-  let release!: () => void;
-  const held = new Promise<void>((r) => { release = r; });
-  let changed!: () => void;
-  const updated = new Promise<void>((r) => { changed = r; });
-  const crm = other.transaction().execute(async (trx) => {
-    await change(trx);
-    changed();
-    await held;
-  });
-  await updated;
+  const crm = await heldCrmChange(other, change);
   const reading = t.db.transaction().execute((trx) => lockAndLoadSnapshot(trx, id, NEEDS));
   reading.catch(() => {});
   // The worker waits on the row lock while the CRM's change is uncommitted.
   await new Promise((r) => setTimeout(r, 200));
-  release();
-  await crm;
+  await crm.commit();
   return reading;
 }
 

@@ -46,3 +46,27 @@ export async function deliveries(db: Db, opportunityId?: number) {
   if (opportunityId !== undefined) q = q.where('opportunity_id', '=', opportunityId);
   return q.execute();
 }
+
+/**
+ * A CRM transaction on `db` that has made `change` and holds it, uncommitted (its row locks held),
+ * until `commit()`, which waits for the commit.
+ */
+export async function heldCrmChange(db: Db, change: (trx: Db) => Promise<void>): Promise<{ commit(): Promise<void> }> {
+  let release!: () => void;
+  const held = new Promise<void>((r) => { release = r; });
+  let changed!: () => void;
+  const made = new Promise<void>((r) => { changed = r; });
+  const done = db.transaction().execute(async (trx) => {
+    await change(trx);
+    changed();
+    await held;
+  });
+  // A change that fails ends the transaction: reported here, not left waiting.
+  await Promise.race([made, done]);
+  return {
+    async commit() {
+      release();
+      await done;
+    },
+  };
+}
