@@ -94,7 +94,7 @@ export async function measureTicks(ctx: BenchContext, log: (line: string) => voi
       extra: [
         { text: `0 new jobs (got ${second.newJobs})`, ok: second.newJobs === 0 },
         { text: `0 new deliveries rows (got ${second.newRows})`, ok: second.newRows === 0 },
-        { text: `summaries report 0 enqueued (got ${second.reported}), and the first ticks' the jobs they added (${second.firstMiscounted ? `${second.firstMiscounted} did not` : 'all did'})`, ok: second.reported === 0 && second.firstMiscounted === 0 },
+        { text: `second ticks' summaries report 0 enqueued (got ${second.reported}); first ticks' report the jobs added (${second.firstMiscounted ? `${second.firstMiscounted} did not` : 'all did'})`, ok: second.reported === 0 && second.firstMiscounted === 0 },
       ],
       notes: [`the second ticks' jobs were all still waiting under the same ids, handed to BullMQ again: ${second.newJobs === 0 ? 'none added' : `${second.newJobs} added`}`],
     },
