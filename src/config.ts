@@ -3,6 +3,7 @@
  * variable's name and what is wrong, before anything is sent.
  */
 import path from 'node:path';
+import { SCAN_CHAINS } from './scan-pages.ts';
 
 export interface Config {
   /** PostgreSQL connection URL. Required. */
@@ -44,6 +45,12 @@ export interface Config {
   concurrency: number;
   /** Milliseconds between scans of the daemon. @defaultValue 60000 */
   scanEveryMs: number;
+  /**
+   * Keyset chains the scan reads at once (closing days, stage-entered passes; `src/scan-pages.ts`).
+   * 1 keeps the scan's order (closing date, then id), and with it the order jobs are queued in.
+   * @defaultValue 2
+   */
+  scanChains: number;
   /**
    * Milliseconds after which a claimed send that never reached SMTP is released by the scan (its
    * worker died between the claim and the message). @defaultValue 120000
@@ -105,6 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     attempts: integer(env, 'NUDGE_ATTEMPTS', 8, 1, 100),
     concurrency: integer(env, 'NUDGE_CONCURRENCY', 8, 1, 256),
     scanEveryMs: integer(env, 'NUDGE_SCAN_EVERY_MS', 60_000, 1_000, 86_400_000),
+    scanChains: integer(env, 'NUDGE_SCAN_CHAINS', SCAN_CHAINS, 1, 4),
     claimLeaseMs: integer(env, 'NUDGE_CLAIM_LEASE_MS', 120_000, 1_000, 86_400_000),
     jobLockMs: integer(env, 'NUDGE_JOB_LOCK_MS', 30_000, 1_000, 3_600_000),
     handoverTimeoutMs: integer(env, 'NUDGE_HANDOVER_TIMEOUT_MS', 5_000, 100, 300_000),

@@ -15,7 +15,7 @@ import type { DecisionSnapshot, Journey, Stage } from './journey/types.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { deliverJobId, type DeliverJob } from './queue/queues.ts';
-import { DEFAULT_PAGE_SIZE, forEachScanPage, position, type ScanPage } from './scan-pages.ts';
+import { DEFAULT_PAGE_SIZE, forEachScanPage, position, SCAN_CHAINS, type ScanPage } from './scan-pages.ts';
 import { settleAll } from './settle.ts';
 
 export interface ScanDeps {
@@ -35,6 +35,11 @@ export interface ScanDeps {
   metrics?: Metrics;
   /** Release claims never handed to SMTP after this many milliseconds (real clock). @defaultValue 120000 */
   claimLeaseMs?: number;
+  /**
+   * Keyset chains read at once (`forEachScanPage`): with more than one, pages are decided and their
+   * jobs queued in the order they are read, not in the scan's order. @defaultValue SCAN_CHAINS
+   */
+  chains?: number;
 }
 
 export interface ScanOptions {
@@ -95,7 +100,7 @@ async function scanPasses(
   const readDb = deps.readDb ?? deps.db;
   const writes = new WriteBehind();
   try {
-    await forEachScanPage<DecidedPage>(readDb, deps.journey, now, { pageSize }, async (page) => {
+    await forEachScanPage<DecidedPage>(readDb, deps.journey, now, { pageSize, chains: deps.chains ?? SCAN_CHAINS }, async (page) => {
       await processPage(deps, page, summary, writes);
       onProgress?.(summary);
     }, (page) => preparePage(deps, readDb, page, now));

@@ -34,6 +34,7 @@ describe('configuration', () => {
     [{ NODE_ENV: 'production', SMTP_URL: undefined }, /SMTP_URL: is required when NODE_ENV=production/],
     [{ PORT: 'eighty' }, /PORT: must be a whole number/],
     [{ NUDGE_HANDOVER_TIMEOUT_MS: '50' }, /NUDGE_HANDOVER_TIMEOUT_MS: must be a whole number from 100 to 300000/],
+    [{ NUDGE_SCAN_CHAINS: '0' }, /NUDGE_SCAN_CHAINS: must be a whole number from 1 to 4/],
     [{ NODE_ENV: 'production', PUBLIC_URL: 'http://nudge.example.com' }, /PUBLIC_URL: must be an https:\/\/ URL when NODE_ENV=production/],
   ])('%o stops the process naming the variable', async (env, message) => {
     const r = await nudge(['tick', '--now', '2026-12-01T09:00:00Z'], { DATABASE_URL: world.env.DATABASE_URL, ...env });

@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/database.ts';
 import { runScan } from '../src/scan.ts';
+import { forEachScanPage, type ScanPage } from '../src/scan-pages.ts';
 import { silentLogger } from '../src/logger.ts';
 import type { DeliverJob } from '../src/queue/queues.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
@@ -41,6 +42,96 @@ describe('keyset pages', () => {
     // 2027-01-17 - 3 days and 2027-01-24 - 10 days: only the first five are due (3 days before).
     expect(jobs.map((j) => j.opportunityId).sort((a, b) => a - b)).toEqual(ids.slice(0, 5));
     expect(jobs.every((j) => j.stepId === 'closing-in-3-days' && j.closingDate === '2027-01-17')).toBe(true);
+  });
+});
+
+describe('chains of pages', () => {
+  // At 2027-01-14T09:00Z the shipped journey reads closing days 2027-01-09 to 2027-01-30, one
+  // chain each, and the proposals that entered their stage since 2027-01-07, another chain.
+  const now = new Date('2027-01-14T09:00:00Z');
+
+  async function spreadOverDays(): Promise<{ closing: number[]; entered: number[] }> {
+    const closing: number[] = [];
+    const entered: number[] = [];
+    const days = ['2027-01-09', '2027-01-12', '2027-01-17', '2027-01-20', '2027-01-24', '2027-01-30'];
+    for (const [i, day] of days.entries()) {
+      // Three on most days (the id half of the cursor matters), one on the last: pages end mid-day and on the day's end.
+      for (let n = 0; n < (i === days.length - 1 ? 1 : 3); n++) {
+        const stage = n === 0 ? 'proposal' : 'negotiation';
+        const id = await insertOpportunity(db(), { closing_date: day, stage, stage_entered_at: new Date('2027-01-13T10:00:00Z') });
+        closing.push(id);
+        if (stage === 'proposal') entered.push(id);
+      }
+    }
+    // Outside the closing days read, but entered proposal in the stage-entered pass's range, before the others.
+    entered.unshift(await insertOpportunity(db(), { closing_date: '2027-03-01', stage: 'proposal', stage_entered_at: new Date('2027-01-12T10:00:00Z') }));
+    // Out of every range.
+    await insertOpportunity(db(), { closing_date: '2027-01-08', stage: 'proposal', stage_entered_at: new Date('2026-12-01T10:00:00Z') });
+    await insertOpportunity(db(), { closing_date: '2027-01-31', stage: 'qualification' });
+    return { closing, entered };
+  }
+
+  async function pagesOf(chains: number): Promise<ScanPage[]> {
+    const pages: ScanPage[] = [];
+    let running = 0;
+    let overlapped = false;
+    await forEachScanPage(db(), (await world.rt.content()).journey, now, { pageSize: 2, chains }, async (page) => {
+      running += 1;
+      overlapped ||= running > 1;
+      pages.push(page);
+      await new Promise((r) => setTimeout(r, 2));
+      running -= 1;
+    });
+    if (chains === 1) expect(overlapped).toBe(false);
+    return pages;
+  }
+
+  const ids = (pages: ScanPage[], pass: ScanPage['pass']) => pages.filter((p) => p.pass === pass).flatMap((p) => p.rows.map((r) => r.id));
+
+  it('read side by side, visit every opportunity of each pass once, each page within one closing day', async () => {
+    const { closing, entered } = await spreadOverDays();
+    const pages = await pagesOf(2);
+    expect(ids(pages, 'closingDate').sort((a, b) => a - b)).toEqual(closing);
+    expect(ids(pages, 'stageEntered').sort((a, b) => a - b)).toEqual([...entered].sort((a, b) => a - b));
+    // Days with no opportunity give no page.
+    expect(pages.every((p) => p.rows.length > 0)).toBe(true);
+    for (const page of pages.filter((p) => p.pass === 'closingDate')) {
+      expect(new Set(page.rows.map((r) => r.closing_date)).size).toBe(1);
+      expect(page.rows.map((r) => r.id)).toEqual([...page.rows.map((r) => r.id)].sort((a, b) => a - b));
+    }
+  });
+
+  it('read one at a time, come in the order of the passes: closing date then id, then the stage-entered pass', async () => {
+    const { closing, entered } = await spreadOverDays();
+    const pages = await pagesOf(1);
+    // Ids were given in closing-day order, so the closing-date pass's order is the ids' order;
+    // the stage-entered pass's is (stage_entered_at, id).
+    expect(pages.flatMap((p) => p.rows.map((r) => r.id))).toEqual([...closing, ...entered]);
+    expect(pages.map((p) => p.pass).lastIndexOf('closingDate')).toBeLessThan(pages.map((p) => p.pass).indexOf('stageEntered'));
+  });
+
+  it('a failure in one chain stops the other before its next page, and the pass throws it once both have stopped', async () => {
+    // Two closing days of five pages each: two chains, each with pages still to come.
+    for (const day of ['2027-01-17', '2027-01-20']) {
+      for (let n = 0; n < 10; n++) await insertOpportunity(db(), { closing_date: day, stage: 'negotiation' });
+    }
+    let after = 0;
+    let failed = false;
+    let running = 0;
+    const pass = forEachScanPage(db(), (await world.rt.content()).journey, now, { pageSize: 2, chains: 2 }, async () => {
+      if (failed) after += 1;
+      running += 1;
+      await new Promise((r) => setTimeout(r, 5));
+      running -= 1;
+      if (!failed) {
+        failed = true;
+        throw new Error('page failed');
+      }
+    });
+    await expect(pass).rejects.toThrow('page failed');
+    // The other chain may have been in the middle of one page; none began once that one had returned.
+    expect(after).toBeLessThanOrEqual(1);
+    expect(running).toBe(0);
   });
 });
 

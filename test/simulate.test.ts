@@ -47,10 +47,12 @@ const DAYS = 4;
 let world: World;
 
 beforeAll(async () => {
-  // One worker slot: when a contact has two emails due at the same instant and the cap allows one,
-  // the daemon sends whichever job a worker takes first. With one slot that is the scan's order,
-  // which simulate follows, so the two runs are comparable send for send.
-  world = await createWorld({ shippedTemplates: false, env: { NUDGE_CONCURRENCY: '1' } });
+  // One worker slot and one scan chain: when a contact has two emails due at the same instant and
+  // the cap allows one, the daemon sends whichever job a worker takes first. With one slot that is
+  // the order the scan queued them in, and with one chain that is the scan's order (closing date,
+  // then id), which simulate follows, so the two runs are comparable send for send. (Two chains
+  // queue the pages of two closing days as they are read, interleaved.)
+  world = await createWorld({ shippedTemplates: false, env: { NUDGE_CONCURRENCY: '1', NUDGE_SCAN_CHAINS: '1' } });
   world.write('journeys.yaml', JOURNEY);
   world.write('t.hbs', '---\nsubject: "{{reference}}"\n---\n<p>{{reference}}</p>\n');
   const db = world.database.db;
