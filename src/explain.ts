@@ -36,7 +36,7 @@ function explainOne(e: StepEvaluation, history: readonly PastDecision[], now: Da
   switch (v.kind) {
     case 'spent': {
       const row = history.find((d) => d.stepId === e.step.id && d.occurrence === e.occurrence && d.recipient === (e.recipient?.address ?? '') && d.status === v.status);
-      return { ...base, verdict: v.status as ExplainVerdict, reason: row?.reason ?? null, detail: v.decidedAt ? `decided ${v.decidedAt.toISOString()}` : 'decided' };
+      return { ...base, verdict: v.status as ExplainVerdict, reason: row?.reason ?? null, detail: `decided ${v.decidedAt.toISOString()}` };
     }
     case 'send':
       return { ...base, verdict: 'due', reason: null, detail: 'due now: it is sent at the next scan and work' };

@@ -8,10 +8,10 @@ import { sql } from 'kysely';
 import { timestamp, type Db } from './db/database.ts';
 import { releaseStaleClaims, type NewDelivery } from './db/deliveries.ts';
 import type { ScanRow } from './db/opportunities.ts';
-import { decisionsAbout, decisionsAtClosingDates, loadScanSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
+import { decisionsAbout, decisionsAtClosingDates, loadSnapshots, type SnapshotNeeds } from './db/snapshots.ts';
 import { mayNeedDecision, type TriageDecision, type TriageOpportunity } from './journey/triage.ts';
 import { evaluate, type StepEvaluation } from './journey/decide.ts';
-import type { EvaluatedSnapshot, Journey, Stage } from './journey/types.ts';
+import type { DecisionSnapshot, Journey, Stage } from './journey/types.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { deliverJobId, type DeliverJob } from './queue/queues.ts';
@@ -145,18 +145,18 @@ function preparePage(deps: ScanDeps, db: Db, page: ScanPage, now: Date): Promise
   const { journey } = page;
   const scanned = page.rows.length;
   return openRows(db, page, now)
-    .then(({ open, decisions }) => loadScanSnapshots(db, open, snapshotNeeds(journey, now), decisions, page.pass))
+    .then((open) => loadSnapshots(db, open, snapshotNeeds(journey, now)))
     .then((snapshots) => decidePage(deps, snapshots, journey, now, scanned));
 }
 
-/** The rows of `page` triage leaves open, and the decisions it read (the snapshots' history takes them). */
-async function openRows(db: Db, { rows, journey, pass }: ScanPage, now: Date): Promise<{ open: ScanRow[]; decisions: Map<number, TriageDecision[]> }> {
-  if (rows.length === 0) return { open: [], decisions: new Map() };
+/** The rows of `page` triage leaves open. */
+async function openRows(db: Db, { rows, journey, pass }: ScanPage, now: Date): Promise<ScanRow[]> {
+  if (rows.length === 0) return [];
   const decisions = pass === 'closingDate'
     ? await decisionsAtClosingDates(db, position(rows[0]!), position(rows[rows.length - 1]!))
     : await decisionsAbout(db, rows.map((r) => r.id));
   const stages = new Map<string, Stage>();
-  const open = rows.filter((row) => {
+  return rows.filter((row) => {
     try {
       return mayNeedDecision(triageView(row, pass, stages), decisions.get(row.id) ?? NO_DECISIONS, journey, now);
     } catch {
@@ -164,7 +164,6 @@ async function openRows(db: Db, { rows, journey, pass }: ScanPage, now: Date): P
       return true;
     }
   });
-  return { open, decisions };
 }
 
 const NO_DECISIONS: readonly TriageDecision[] = Object.freeze([]);
@@ -186,7 +185,7 @@ function triageView(row: ScanRow, pass: ScanPage['pass'], stages: Map<string, St
   };
 }
 
-function decidePage(deps: ScanDeps, snapshots: readonly EvaluatedSnapshot[], journey: Journey, now: Date, scanned: number): DecidedPage {
+function decidePage(deps: ScanDeps, snapshots: readonly DecisionSnapshot[], journey: Journey, now: Date, scanned: number): DecidedPage {
   const page: DecidedPage = { scanned, errors: 0, suppressions: [], jobs: new Map(), logs: [] };
   const warned = new Set<number>();
   for (const snapshot of snapshots) {
@@ -256,7 +255,7 @@ class WriteBehind {
 
 const WRITES_BEHIND = 2;
 
-function collect(deps: ScanDeps, snapshot: EvaluatedSnapshot, e: StepEvaluation, now: Date, page: DecidedPage): void {
+function collect(deps: ScanDeps, snapshot: DecisionSnapshot, e: StepEvaluation, now: Date, page: DecidedPage): void {
   const opportunityId = snapshot.opportunity.id;
   if (e.verdict.kind === 'send') {
     const data: DeliverJob = { opportunityId, stepId: e.step.id, closingDate: e.closingDate, occurrence: e.occurrence };

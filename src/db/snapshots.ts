@@ -11,7 +11,7 @@ import {
 import { findOpportunity, toDecisionOpportunity, toOpportunity, type ScanRow } from './opportunities.ts';
 import type { TriageDecision } from '../journey/triage.ts';
 import type {
-  Contact, ContactRole, DecisionOpportunity, DecisionSnapshot, IsoDate, KnownDecision, PastDecision, Reason, Snapshot,
+  Contact, ContactRole, DecisionOpportunity, DecisionSnapshot, IsoDate, Reason, Snapshot,
 } from '../journey/types.ts';
 
 export interface SnapshotNeeds {
@@ -23,48 +23,21 @@ export interface SnapshotNeeds {
   sentSince: Date | null;
 }
 
-/** The snapshots of a page's rows (`simulate`): enough to decide, not to render. */
+/** The snapshots of a scan page's rows (opened by triage): enough to decide, not to render. */
 export function loadSnapshots(db: Db, rows: readonly ScanRow[], needs: SnapshotNeeds): Promise<DecisionSnapshot[]> {
-  return loadSnapshotsOf(db, rows, needs, toDecisionOpportunity, WHOLE_HISTORY);
+  return loadSnapshotsOf(db, rows, needs, toDecisionOpportunity);
 }
 
-/**
- * The snapshots of a scan page's rows (opened by triage), their history taken from what triage
- * read of it (`known`, by opportunity) where that is all of it, so that PostgreSQL builds only the
- * rest: a stage-entered page's decisions (`decisionsAbout`) are all of its opportunities'; a
- * closing-date page's (`decisionsAtClosingDates`) hold every decision at each row's current
- * closing date, and the others are read. Those from triage do not say when they were made.
- */
-export function loadScanSnapshots(
-  db: Db, rows: readonly ScanRow[], needs: SnapshotNeeds, known: ReadonlyMap<number, readonly TriageDecision[]>, pass: 'closingDate' | 'stageEntered',
-): Promise<Snapshot<DecisionOpportunity, KnownDecision>[]> {
-  if (pass === 'stageEntered') return loadSnapshotsOf(db, rows, needs, toDecisionOpportunity, { read: 'none', known: (row) => known.get(row.id) ?? [] });
-  return loadSnapshotsOf(db, rows, needs, toDecisionOpportunity, {
-    read: 'otherClosingDates',
-    known: (row) => (known.get(row.id) ?? []).filter((d) => d.closingDate === row.closing_date),
-  });
-}
-
-/**
- * Where a snapshot's history comes from: read whole, or the decisions already known for the row
- * (`known`) and, with `otherClosingDates`, those at any other closing date than the row's.
- */
-type HistorySource<R, D> = { read: 'all' } | { read: 'otherClosingDates' | 'none'; known: (row: R) => readonly D[] };
-
-const WHOLE_HISTORY = { read: 'all' } as const;
-
-async function loadSnapshotsOf<R extends ScanRow, O extends DecisionOpportunity, D extends KnownDecision = PastDecision>(
-  db: Db, rows: readonly R[], needs: SnapshotNeeds, convert: (row: R) => O, source: HistorySource<R, D>,
-): Promise<Snapshot<O, D | PastDecision>[]> {
+async function loadSnapshotsOf<R extends ScanRow, O extends DecisionOpportunity>(
+  db: Db, rows: readonly R[], needs: SnapshotNeeds, convert: (row: R) => O,
+): Promise<Snapshot<O>[]> {
   if (rows.length === 0) return [];
   const ids = rows.map((r) => r.id);
   const primaries = [...new Set(rows.flatMap((r) => (r.primary_contact_id === null ? [] : [r.primary_contact_id])))];
   const roles = needs.roles !== false;
-  const parameters: unknown[] = [ids, primaries];
-  if (needs.sentSince) parameters.push(needs.sentSince);
-  if (source.read === 'otherClosingDates') parameters.push(rows.map((r) => r.closing_date));
-  const text = batchQuery(roles, needs.activities, needs.sentSince !== null, source.read);
-  const { rows: [found] } = await db.executeQuery<BatchRow>(CompiledQuery.raw(text, parameters));
+  const { rows: [found] } = await db.executeQuery<BatchRow>(needs.sentSince
+    ? CompiledQuery.raw(batchQuery(roles, needs.activities, true), [ids, primaries, needs.sentSince])
+    : CompiledQuery.raw(batchQuery(roles, needs.activities, false), [ids, primaries]));
   const rolesByOpportunity = groupBy(found?.roles ?? [], ([opportunityId]) => parseInt8(opportunityId),
     ([, contactId, role]): ContactRole => ({ contactId: parseInt8(contactId), role }));
   const contacts = new Map((found?.contacts ?? []).map((c) => [parseInt8(c[0]), contactFromJson(c)]));
@@ -72,8 +45,6 @@ async function loadSnapshotsOf<R extends ScanRow, O extends DecisionOpportunity,
   const activities = new Map((found?.activities ?? []).map(([id, list]) => [parseInt8(id), list.map(activityFromJson)]));
   const sent = groupBy(found?.sent ?? [], ([contactId]) => parseInt8(contactId), ([, at]) => new Date(at));
   return rows.map((row) => {
-    const read = history.get(row.id) ?? [];
-    const known = source.read === 'all' ? [] : source.known(row);
     const myRoles = rolesByOpportunity.get(row.id) ?? [];
     const mine = new Map<number, Contact>();
     for (const id of [row.primary_contact_id, ...myRoles.map((r) => r.contactId)]) {
@@ -84,28 +55,19 @@ async function loadSnapshotsOf<R extends ScanRow, O extends DecisionOpportunity,
     for (const id of mine.keys()) sentToContact.set(id, sent.get(id) ?? []);
     return {
       opportunity: convert(row), contacts: mine, roles: myRoles,
-      activities: activities.get(row.id) ?? [], history: known.length === 0 ? read : [...known, ...read], sentToContact,
+      activities: activities.get(row.id) ?? [], history: history.get(row.id) ?? [], sentToContact,
     };
   });
 }
 
 /**
  * One statement per page (a prepared one, `prepared`): $1 the opportunities, $2 their primary
- * contacts, with `sent` then the frequency cap's start, with history `otherClosingDates` then the
- * opportunities' closing dates (in $1's order). Everything comes as JSON in one row
+ * contacts, with `sent` $3 the frequency cap's start. Everything comes as JSON in one row
  * (`snapshot-json.ts`), history and activities grouped by opportunity; the contacts are the
- * primary ones and, with `roles`, those with a role. History: every decision (`all`), those at
- * another closing date than the opportunity's (`otherClosingDates`), or none.
+ * primary ones and, with `roles`, those with a role.
  */
-function batchQuery(roles: boolean, activities: boolean, sent: boolean, history: HistorySource<unknown, unknown>['read']): string {
-  // (With no history, $1 is still named, so that it has a type whatever else is left out.)
-  const key = (roles ? 4 : 0) + (activities ? 2 : 0) + (sent ? 1 : 0) + 8 * HISTORIES.indexOf(history);
-  const closingDates = `$${sent ? 4 : 3}::date[]`;
-  const historyOf = {
-    all: `deliveries d where d.opportunity_id = any($1::bigint[])`,
-    otherClosingDates: `unnest($1::bigint[], ${closingDates}) as o(id, closing_date)
-       join deliveries d on d.opportunity_id = o.id and d.closing_date is distinct from o.closing_date`,
-  } as const;
+function batchQuery(roles: boolean, activities: boolean, sent: boolean): string {
+  const key = (roles ? 4 : 0) + (activities ? 2 : 0) + (sent ? 1 : 0);
   return (BATCH[key] ??= prepared(`
 with cids as (
   select unnest($2::bigint[]) as id
@@ -115,9 +77,9 @@ select
   ${roles ? `(select json_agg(json_build_array(oc.opportunity_id::text, oc.contact_id::text, oc.role))
    from opportunity_contacts oc where oc.opportunity_id = any($1::bigint[]))` : 'null::json'} as roles,
   (select json_agg(json_build_array(${contactJson('c')})) from contacts c where c.id in (select id from cids)) as contacts,
-  ${history === 'none' ? '(select null::json where $1::bigint[] is not null)' : `(select json_agg(json_build_array(h.opportunity_id::text, h.list)) from (
+  (select json_agg(json_build_array(h.opportunity_id::text, h.list)) from (
      select d.opportunity_id, json_agg(json_build_array(${decisionJson('d')}) order by d.id) as list
-     from ${historyOf[history]} group by d.opportunity_id) h)`} as history,
+     from deliveries d where d.opportunity_id = any($1::bigint[]) group by d.opportunity_id) h) as history,
   ${activities ? `(select json_agg(json_build_array(h.opportunity_id::text, h.list)) from (
      select a.opportunity_id, json_agg(json_build_array(${activityJson('a')})) as list
      from activities a where a.opportunity_id = any($1::bigint[]) and a.kind in ('call', 'task') group by a.opportunity_id) h)` : 'null::json'} as activities,
@@ -127,7 +89,6 @@ select
 }
 
 const BATCH: string[] = [];
-const HISTORIES = ['all', 'otherClosingDates', 'none'] as const;
 
 interface BatchRow {
   roles: [opportunityId: string, contactId: string, role: string][] | null;
@@ -144,7 +105,7 @@ interface BatchRow {
 export async function loadSnapshot(db: Db, id: number, needs: SnapshotNeeds): Promise<Snapshot | null> {
   const row = await findOpportunity(db, id);
   if (!row) return null;
-  const [snapshot] = await loadSnapshotsOf(db, [row], needs, toOpportunity, WHOLE_HISTORY);
+  const [snapshot] = await loadSnapshotsOf(db, [row], needs, toOpportunity);
   return snapshot ?? null;
 }
 

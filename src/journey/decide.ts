@@ -5,7 +5,7 @@
 import { dueTime, type DueTime } from './due-time.ts';
 import { resolveRecipients, type Recipient } from './recipients.ts';
 import { judge, personOf, samePerson, type RuleCheck, type Verdict } from './rules.ts';
-import type { EvaluatedSnapshot, IsoDate, Journey, KnownDecision, Step, SuppressionReason } from './types.ts';
+import type { DecisionSnapshot, IsoDate, Journey, PastDecision, Step, SuppressionReason } from './types.ts';
 
 export type { Verdict, RuleCheck } from './rules.ts';
 export { isSpending } from './rules.ts';
@@ -35,12 +35,12 @@ export function occurrenceOf(step: Step, closingDate: IsoDate | null): string {
 }
 
 /** Every (step, recipient) of one opportunity, judged at `now`. */
-export function evaluate(snapshot: EvaluatedSnapshot, journey: Journey, now: Date, options: EvaluateOptions = {}): StepEvaluation[] {
+export function evaluate(snapshot: DecisionSnapshot, journey: Journey, now: Date, options: EvaluateOptions = {}): StepEvaluation[] {
   const firstPass = journey.steps.flatMap((step) => evaluateStep(snapshot, journey, step, now, options.explain ?? false));
   return firstPass.map((e) => applyCatchUp(e, firstPass, snapshot.history, now));
 }
 
-function evaluateStep(snapshot: EvaluatedSnapshot, journey: Journey, step: Step, now: Date, explain: boolean): StepEvaluation[] {
+function evaluateStep(snapshot: DecisionSnapshot, journey: Journey, step: Step, now: Date, explain: boolean): StepEvaluation[] {
   const { opportunity } = snapshot;
   const closingDate = opportunity.closingDate;
   const occurrence = occurrenceOf(step, closingDate);
@@ -60,7 +60,7 @@ function evaluateStep(snapshot: EvaluatedSnapshot, journey: Journey, step: Step,
  * Catch-up: when several closingDate steps for the same recipient are inside their windows at
  * once, only the one nearest the closing date is sent; the others are superseded.
  */
-function applyCatchUp(e: StepEvaluation, all: readonly StepEvaluation[], history: readonly KnownDecision[], now: Date): StepEvaluation {
+function applyCatchUp(e: StepEvaluation, all: readonly StepEvaluation[], history: readonly PastDecision[], now: Date): StepEvaluation {
   const offset = closingOffset(e);
   if (offset === null || !inWindow(e, now)) return e;
   if (e.verdict.kind !== 'send' && !(e.verdict.kind === 'suppress' && isRecipientReason(e.verdict.reason))) return e;
@@ -108,7 +108,7 @@ function isRecipientReason(reason: SuppressionReason): boolean {
  * `closing_date_passed`) only when nothing was ever decided for it, so a stale opportunity does
  * not collect a row for every step it already settled.
  */
-function shouldRecord(e: StepEvaluation, history: readonly KnownDecision[], now: Date): boolean {
+function shouldRecord(e: StepEvaluation, history: readonly PastDecision[], now: Date): boolean {
   if (e.verdict.kind !== 'suppress') return false;
   const same = history.filter((d) => d.stepId === e.step.id && d.closingDate === e.closingDate && samePerson(d, personOf(e.recipient)));
   if (same.some((d) => d.reason === (e.verdict as { reason: string }).reason)) return false;

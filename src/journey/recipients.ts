@@ -1,6 +1,6 @@
 /** Who a step's audience resolves to, for one opportunity at one moment. */
 import { isValidTimeZone } from './time.ts';
-import type { Audience, Contact, EvaluatedSnapshot, JourneyDefaults, Step } from './types.ts';
+import type { Audience, Contact, DecisionSnapshot, JourneyDefaults, Step } from './types.ts';
 
 export interface Recipient {
   /** The normalised address (trimmed, lower-case), or `''` when the recipient has none. */
@@ -33,7 +33,7 @@ export function isCustomerFacing(step: Step): boolean {
 }
 
 /** The recipients of `step`; an empty list means there is nobody to send to (`no_contact`). */
-export function resolveRecipients(snapshot: EvaluatedSnapshot, step: Step, defaults: JourneyDefaults): Recipient[] {
+export function resolveRecipients(snapshot: DecisionSnapshot, step: Step, defaults: JourneyDefaults): Recipient[] {
   const { opportunity } = snapshot;
   switch (step.to.kind) {
     case 'owner': {

@@ -7,7 +7,7 @@ import { nextAllowed } from './due-time.ts';
 import { compareDecimals } from './money.ts';
 import { isCustomerFacing, isValidEmail, type Recipient } from './recipients.ts';
 import { localDate } from './time.ts';
-import type { DeliveryStatus, EvaluatedSnapshot, Journey, KnownDecision, Opportunity, PastDecision, Step, SuppressionReason } from './types.ts';
+import type { DecisionSnapshot, DeliveryStatus, Journey, Opportunity, PastDecision, Step, SuppressionReason } from './types.ts';
 
 export type Verdict =
   /** Due now and nothing stands in the way. */
@@ -18,11 +18,11 @@ export type Verdict =
   | { kind: 'not_eligible'; reason: 'opportunity_closed' | 'stage_not_eligible' | null; detail: string }
   /** Not due yet (or waiting for quiet hours to end): `at` is when it will be. */
   | { kind: 'scheduled'; at: Date; detail: string }
-  /** Already spent for this recipient and occurrence (when: unless the history did not say). */
-  | { kind: 'spent'; status: DeliveryStatus; decidedAt?: Date };
+  /** Already spent for this recipient and occurrence. */
+  | { kind: 'spent'; status: DeliveryStatus; decidedAt: Date };
 
 export interface RuleContext {
-  snapshot: EvaluatedSnapshot;
+  snapshot: DecisionSnapshot;
   journey: Journey;
   step: Step;
   recipient: Recipient | null;
@@ -177,7 +177,7 @@ export function judge(ctx: RuleContext, explain = false): { verdict: Verdict; ch
 }
 
 function failureDetail(verdict: Verdict): string {
-  if (verdict.kind === 'spent') return `already ${verdict.status}${verdict.decidedAt ? ` ${verdict.decidedAt.toISOString()}` : ''}`;
+  if (verdict.kind === 'spent') return `already ${verdict.status} ${verdict.decidedAt.toISOString()}`;
   return 'detail' in verdict ? verdict.detail : '';
 }
 
@@ -225,7 +225,7 @@ export function isSpending(d: Pick<PastDecision, 'status' | 'reason'>): boolean 
 }
 
 /** Spent for this person: the same address, or the same contact under an address since changed. */
-function findSpent(history: readonly KnownDecision[], stepId: string, occurrence: string, recipient: Recipient): KnownDecision | undefined {
+function findSpent(history: readonly PastDecision[], stepId: string, occurrence: string, recipient: Recipient): PastDecision | undefined {
   const who = personOf(recipient);
   return history.find((d) => d.stepId === stepId && d.occurrence === occurrence && isSpending(d) && samePerson(d, who));
 }

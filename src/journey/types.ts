@@ -95,12 +95,6 @@ export interface PastDecision {
 }
 
 /**
- * A past decision as deciding reads it: when it was made is only shown (`explain`), never decided
- * on, and the scan, which takes most of a page's history from triage's read, does not read it.
- */
-export type KnownDecision = Omit<PastDecision, 'decidedAt'> & { decidedAt?: Date };
-
-/**
  * What deciding reads of an opportunity: the scan reads no more of each row (`DECISION_COLUMNS` in
  * `src/db/opportunities.ts`), so that a page in memory is a third lighter. Rendering needs the rest
  * (`Opportunity`).
@@ -111,23 +105,20 @@ export type DecisionOpportunity = Omit<Opportunity, 'title' | 'currency' | 'crea
  * Everything the decision needs about one opportunity, loaded at one moment; `O` is the whole
  * `Opportunity` unless said otherwise (`DecisionSnapshot`).
  */
-export interface Snapshot<O extends DecisionOpportunity = Opportunity, D extends KnownDecision = PastDecision> {
+export interface Snapshot<O extends DecisionOpportunity = Opportunity> {
   opportunity: O;
   /** The primary contact and every contact with a role on this opportunity, by id. */
   contacts: ReadonlyMap<number, Contact>;
   roles: readonly ContactRole[];
   activities: readonly Activity[];
   /** Past decisions of this opportunity (every step, every recipient). */
-  history: readonly D[];
+  history: readonly PastDecision[];
   /** Emails sent to each contact of this opportunity, all opportunities and journeys together. */
   sentToContact: ReadonlyMap<number, readonly Date[]>;
 }
 
-/** A snapshot enough to decide, not to render (`simulate`, the worker's decision). */
+/** A snapshot as the scan loads it: enough to decide, not to render. */
 export type DecisionSnapshot = Snapshot<DecisionOpportunity>;
-
-/** What `evaluate` reads: a `DecisionSnapshot`, or the scan's, whose history may not say when. */
-export type EvaluatedSnapshot = Snapshot<DecisionOpportunity, KnownDecision>;
 
 /** A local wall-clock time. */
 export interface LocalTime {
