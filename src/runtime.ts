@@ -12,7 +12,7 @@ import type { Logger } from './logger.ts';
 import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob, type RedisConnection } from './queue/queues.ts';
 import { noMetrics, prometheusMetrics, type Metrics, type PrometheusMetrics } from './metrics.ts';
 import type { ScanDeps } from './scan.ts';
-import { SCAN_CHAINS } from './scan-pages.ts';
+import { PAGES_AHEAD, SCAN_CHAINS } from './scan-pages.ts';
 import { settleAll } from './settle.ts';
 
 export class InvalidContentError extends Error {
@@ -27,14 +27,14 @@ const ENQUEUE_CHUNK = 1000;
 
 /**
  * The scan's read pool: for each chain read at once, a page read and `PAGES_AHEAD` pages prepared
- * (src/scan-pages.ts), in at least four connections (two chains shared four as fast as six). Its
+ * (src/scan-pages.ts), each with a connection of its own, and never fewer than four. Its
  * sessions turn parallel plans off: a keyset page (then of 500 rows) planned as a parallel Gather Merge
  * measured six times slower at 1,000,000 rows than the plain index scan. Timestamps come as text
  * (`textTimestampParsers`): triage settles most rows without reading one.
  */
 export function createScanReadDb(url: string, chains = SCAN_CHAINS): Db {
   return createDb(url, {
-    max: Math.max(4, 2 * chains), applicationName: 'nudge-scan', options: '-c max_parallel_workers_per_gather=0', types: textTimestampParsers,
+    max: Math.max(4, (1 + PAGES_AHEAD) * chains), applicationName: 'nudge-scan', options: '-c max_parallel_workers_per_gather=0', types: textTimestampParsers,
   }).db;
 }
 

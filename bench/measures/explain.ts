@@ -84,7 +84,7 @@ export async function explainChecks(ctx: BenchContext): Promise<ExplainCheck[]> 
     const entered = { from: new Date(now.getTime() - 7 * 86_400_000), to: new Date(now.getTime() + 86_400_000) };
     const midStage = await ctx.big.db.selectFrom('opportunities').select(['id', sql<string>`stage_entered_at::text`.as('cursor')]).where('stage', '=', 'proposal')
       .where('stage_entered_at', '>=', entered.from).where('stage_entered_at', '<=', entered.to)
-      .orderBy('stage_entered_at').orderBy('id').offset(Math.floor(skip / 20)).limit(1).executeTakeFirst();
+      .orderBy('stage_entered_at').orderBy('id').offset(Math.floor(ctx.settings.bigRows / 400)).limit(1).executeTakeFirst();
     await stageEnteredPage(spy.db, 'proposal', entered, { stageEnteredAt: midStage?.cursor ?? entered.from.toISOString(), id: midStage?.id ?? 0 }, DEFAULT_PAGE_SIZE);
     const stage = judge('stageEnteredPage (keyset page)', await explain(), 'opportunities_stage_entered_scan',
       /ROW\((?:\w+\.)?stage_entered_at, (?:\w+\.)?id\)\s*>/);
