@@ -9,7 +9,7 @@ import {
   closingDatePage, stageEnteredPage, type ClosingDateCursor, type ScanRow, type StageEnteredCursor,
 } from './db/opportunities.ts';
 import { addDays } from './journey/time.ts';
-import type { Journey, Step } from './journey/types.ts';
+import type { IsoDate, Journey, Step } from './journey/types.ts';
 import { settleAll } from './settle.ts';
 
 /**
@@ -25,10 +25,10 @@ export interface PageOptions {
   /** Also read opportunities whose steps fall due up to this many days after `now` (simulate). @defaultValue 0 */
   horizonDays?: number;
   /**
-   * Keyset chains read at once (`SCAN_CHAINS` for the scan). Each closing day is a chain of its
-   * own, and so is each stage's stage-entered pass: with one, pages come in the order of the
-   * passes; with more, chains are read side by side, their pages arrive interleaved, and `onPage`
-   * may run for two pages at once. @defaultValue 1
+   * Keyset chains read at once (`SCAN_CHAINS` for the scan). With more than one, each closing day
+   * is a chain of its own, and so is each stage's stage-entered pass: chains are read side by side,
+   * their pages arrive interleaved, and `onPage` may run for two pages at once. With one, the
+   * passes are read in order, the closing-date pass as one chain. @defaultValue 1
    */
   chains?: number;
 }
@@ -54,9 +54,9 @@ export interface ScanPage {
  * closingDate steps by (closing_date, id), then stageEntered steps per stage by
  * (stage_entered_at, id).
  *
- * The closing-date pass is read one closing day at a time, each day a keyset chain of its own,
- * and each stage's stage-entered pass is another; `options.chains` of them are read at once. With
- * one, pages come in the order above; with more, interleaved.
+ * Each stage's stage-entered pass is a keyset chain of its own, and so is the closing-date pass,
+ * or, when `options.chains` are read at once, each of its closing days. With one chain at a time,
+ * pages come in the order above; with more, interleaved.
  *
  * `prepare` (reading what a page needs besides its rows) starts as soon as the page's rows
  * arrive, and later pages are read meanwhile, while `onPage` runs on an earlier one: at most three
@@ -80,8 +80,10 @@ export async function forEachScanPage<P = ScanPage>(
     const from = addDays(today, -lookback - Math.max(...offsets));
     const to = addDays(today, horizon + 2 - Math.min(...offsets));
     const sub = { ...journey, steps: closingSteps };
-    for (let day = from; day <= to; day = addDays(day, 1)) {
-      const range = { from: day, to: day };
+    // One chain per closing day when several are read at once; one for the whole range otherwise
+    // (fewer, fuller pages: `simulate`, over 90 days, would read a short page every day).
+    const ranges = (options.chains ?? 1) > 1 ? daysOf(from, to).map((day) => ({ from: day, to: day })) : [{ from, to }];
+    for (const range of ranges) {
       chains.push(() => keysetPages(pageSize, (after: ClosingDateCursor | null) => closingDatePage(db, range, after, pageSize),
         position, (rows) => prepare({ rows, journey: sub, pass: 'closingDate' }), onPage, stop));
     }
@@ -166,6 +168,12 @@ export const PAGES_AHEAD = 1;
 function lookbackDays(journey: Journey): number {
   const longest = Math.max(0, ...journey.steps.map((s) => s.timing.windowMinutes));
   return Math.ceil(longest / 1440) + 3;
+}
+
+function daysOf(from: IsoDate, to: IsoDate): IsoDate[] {
+  const days: IsoDate[] = [];
+  for (let day = from; day <= to; day = addDays(day, 1)) days.push(day);
+  return days;
 }
 
 function stageEnteredSteps(journey: Journey): Map<string, Step[]> {

@@ -104,6 +104,8 @@ describe('chains of pages', () => {
   it('read one at a time, come in the order of the passes: closing date then id, then the stage-entered pass', async () => {
     const { closing, entered } = await spreadOverDays();
     const pages = await pagesOf(1);
+    // The closing-date pass is one chain: its pages run on from one day into the next.
+    expect(pages.some((p) => p.pass === 'closingDate' && new Set(p.rows.map((r) => r.closing_date)).size > 1)).toBe(true);
     // Ids were given in closing-day order, so the closing-date pass's order is the ids' order;
     // the stage-entered pass's is (stage_entered_at, id).
     expect(pages.flatMap((p) => p.rows.map((r) => r.id))).toEqual([...closing, ...entered]);

@@ -19,7 +19,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { DEFAULT_PAGE_SIZE, forEachScanPage } from '../../src/scan-pages.ts';
+import { DEFAULT_PAGE_SIZE, forEachScanPage, SCAN_CHAINS } from '../../src/scan-pages.ts';
 import { resetDecisions, seconds, type BenchContext } from '../lib/context.ts';
 import { capturingDb, cursorRead, rawClient, unlimited, type CapturedQuery } from '../lib/raw-read.ts';
 import { REPO } from '../lib/settings.ts';
@@ -31,10 +31,10 @@ const MB = 1024 * 1024;
 const run = promisify(execFile);
 
 /** The scan's page queries at `now` (first pages, limit lifted): the raw read of the same rows. */
-export async function scanQueries(ctx: BenchContext, url: string, horizonDays = 0, pageSize = PAGE_SIZE): Promise<CapturedQuery[]> {
+export async function scanQueries(ctx: BenchContext, url: string, horizonDays = 0, pageSize = PAGE_SIZE, chains = SCAN_CHAINS): Promise<CapturedQuery[]> {
   const capture = capturingDb(url);
   try {
-    await forEachScanPage(capture.db, ctx.journey, ctx.settings.now, { pageSize, horizonDays }, async () => {});
+    await forEachScanPage(capture.db, ctx.journey, ctx.settings.now, { pageSize, horizonDays, chains }, async () => {});
   } finally {
     await capture.destroy();
   }

@@ -13,7 +13,8 @@ const DAYS = 90;
 
 export async function measureSimulate(ctx: BenchContext): Promise<Measure> {
   const db = ctx.small.db;
-  const queries = await scanQueries(ctx, ctx.small.url, DAYS, PAGE_SIZE);
+  // simulate reads one chain at a time (`runSimulation`).
+  const queries = await scanQueries(ctx, ctx.small.url, DAYS, PAGE_SIZE, 1);
   const client = await rawClient(ctx.small.url);
   const counts = { rows: 0, sends: 0, suppressions: 0 };
   try {
