@@ -46,7 +46,7 @@ export interface Config {
   /** Milliseconds between scans of the daemon. @defaultValue 60000 */
   scanEveryMs: number;
   /**
-   * Keyset chains the scan reads at once (closing days, stage-entered passes; `src/scan-pages.ts`).
+   * Keyset chains the scan reads at once (spans of closing days, stage-entered passes; `src/scan-pages.ts`).
    * 1 keeps the scan's order (closing date, then id), and with it the order jobs are queued in.
    * @defaultValue 2
    */

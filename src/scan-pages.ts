@@ -8,7 +8,7 @@ import type { Db } from './db/database.ts';
 import {
   closingDatePage, stageEnteredPage, type ClosingDateCursor, type ScanRow, type StageEnteredCursor,
 } from './db/opportunities.ts';
-import { addDays } from './journey/time.ts';
+import { addDays, daysBetween } from './journey/time.ts';
 import type { IsoDate, Journey, Step } from './journey/types.ts';
 import { settleAll } from './settle.ts';
 
@@ -25,10 +25,11 @@ export interface PageOptions {
   /** Also read opportunities whose steps fall due up to this many days after `now` (simulate). @defaultValue 0 */
   horizonDays?: number;
   /**
-   * Keyset chains read at once (`SCAN_CHAINS` for the scan). With more than one, each closing day
-   * is a chain of its own, and so is each stage's stage-entered pass: chains are read side by side,
-   * their pages arrive interleaved, and `onPage` may run for two pages at once. With one, the
-   * passes are read in order, the closing-date pass as one chain. @defaultValue 1
+   * Keyset chains read at once (`SCAN_CHAINS` for the scan). With more than one, the closing-date
+   * pass is cut into spans of closing days (`daySpans`), each a chain of its own, and so is each
+   * stage's stage-entered pass: chains are read side by side, their pages arrive interleaved, and
+   * `onPage` may run for two pages at once. With one, the passes are read in order, the
+   * closing-date pass as one chain. @defaultValue 1
    */
   chains?: number;
 }
@@ -55,8 +56,8 @@ export interface ScanPage {
  * (stage_entered_at, id).
  *
  * Each stage's stage-entered pass is a keyset chain of its own, and so is the closing-date pass,
- * or, when `options.chains` are read at once, each of its closing days. With one chain at a time,
- * pages come in the order above; with more, interleaved.
+ * or, when `options.chains` are read at once, each span of its closing days. With one chain at a
+ * time, pages come in the order above; with more, interleaved.
  *
  * `prepare` (reading what a page needs besides its rows) starts as soon as the page's rows
  * arrive, and later pages are read meanwhile, while `onPage` runs on an earlier one: at most three
@@ -80,10 +81,7 @@ export async function forEachScanPage<P = ScanPage>(
     const from = addDays(today, -lookback - Math.max(...offsets));
     const to = addDays(today, horizon + 2 - Math.min(...offsets));
     const sub = { ...journey, steps: closingSteps };
-    // One chain per closing day when several are read at once; one for the whole range otherwise
-    // (fewer, fuller pages: `simulate`, over 90 days, would read a short page every day).
-    const ranges = (options.chains ?? 1) > 1 ? daysOf(from, to).map((day) => ({ from: day, to: day })) : [{ from, to }];
-    for (const range of ranges) {
+    for (const range of daySpans(from, to, spansPerChain(options.chains ?? 1))) {
       chains.push(() => keysetPages(pageSize, (after: ClosingDateCursor | null) => closingDatePage(db, range, after, pageSize),
         position, (rows) => prepare({ rows, journey: sub, pass: 'closingDate' }), onPage, stop));
     }
@@ -170,10 +168,28 @@ function lookbackDays(journey: Journey): number {
   return Math.ceil(longest / 1440) + 3;
 }
 
-function daysOf(from: IsoDate, to: IsoDate): IsoDate[] {
-  const days: IsoDate[] = [];
-  for (let day = from; day <= to; day = addDays(day, 1)) days.push(day);
-  return days;
+/**
+ * The closing-date pass in `count` spans of whole days, as even in days as can be (fewer when
+ * there are fewer days). Each span ends in a short page, and a reader idles at the end while
+ * another finishes a long span: two spans per chain read at once (four short pages, not one a day)
+ * scanned 1,000,000 opportunities as fast as one span per day (1.03 times as fast, the median of
+ * 13 alternating pairs, within the noise) in fewer statements.
+ */
+function daySpans(from: IsoDate, to: IsoDate, count: number): { from: IsoDate; to: IsoDate }[] {
+  const days = daysBetween(from, to) + 1;
+  const spans = Math.max(1, Math.min(count, days));
+  const out: { from: IsoDate; to: IsoDate }[] = [];
+  for (let i = 0; i < spans; i++) {
+    const first = Math.floor((i * days) / spans);
+    const last = Math.floor(((i + 1) * days) / spans) - 1;
+    out.push({ from: addDays(from, first), to: addDays(from, last) });
+  }
+  return out;
+}
+
+/** One span (the whole pass, in order) with one chain at a time; two per chain with several. */
+function spansPerChain(chains: number): number {
+  return chains > 1 ? 2 * chains : 1;
 }
 
 function stageEnteredSteps(journey: Journey): Map<string, Step[]> {

@@ -82,21 +82,22 @@ describe('chains of pages', () => {
       await new Promise((r) => setTimeout(r, 2));
       running -= 1;
     });
-    if (chains === 1) expect(overlapped).toBe(false);
+    // One chain at a time never overlaps; two overlap (each reader's first page arrives at once).
+    expect(overlapped).toBe(chains > 1);
     return pages;
   }
 
   const ids = (pages: ScanPage[], pass: ScanPage['pass']) => pages.filter((p) => p.pass === pass).flatMap((p) => p.rows.map((r) => r.id));
 
-  it('read side by side, visit every opportunity of each pass once, each page within one closing day', async () => {
+  it('read side by side, visit every opportunity of each pass once, each page in the order of its pass', async () => {
     const { closing, entered } = await spreadOverDays();
     const pages = await pagesOf(2);
     expect(ids(pages, 'closingDate').sort((a, b) => a - b)).toEqual(closing);
     expect(ids(pages, 'stageEntered').sort((a, b) => a - b)).toEqual([...entered].sort((a, b) => a - b));
     // Days with no opportunity give no page.
     expect(pages.every((p) => p.rows.length > 0)).toBe(true);
+    // Ids were given in closing-day order: within a page, (closing_date, id) order is id order.
     for (const page of pages.filter((p) => p.pass === 'closingDate')) {
-      expect(new Set(page.rows.map((r) => r.closing_date)).size).toBe(1);
       expect(page.rows.map((r) => r.id)).toEqual([...page.rows.map((r) => r.id)].sort((a, b) => a - b));
     }
   });

@@ -51,7 +51,7 @@ beforeAll(async () => {
   // the cap allows one, the daemon sends whichever job a worker takes first. With one slot that is
   // the order the scan queued them in, and with one chain that is the scan's order (closing date,
   // then id), which simulate follows, so the two runs are comparable send for send. (Two chains
-  // queue the pages of two closing days as they are read, interleaved.)
+  // queue the pages of two spans of closing days as they are read, interleaved.)
   world = await createWorld({ shippedTemplates: false, env: { NUDGE_CONCURRENCY: '1', NUDGE_SCAN_CHAINS: '1' } });
   world.write('journeys.yaml', JOURNEY);
   world.write('t.hbs', '---\nsubject: "{{reference}}"\n---\n<p>{{reference}}</p>\n');

@@ -67,8 +67,8 @@ export async function explainChecks(ctx: BenchContext): Promise<ExplainCheck[]> 
     return rows[0]!['QUERY PLAN'][0]!.Plan;
   };
   try {
-    // The scan reads each closing day as a chain of its own (`forEachScanPage`): a page of today's,
-    // from a cursor about half-way through it (today holds some 2.5 % of the rows).
+    // The scan reads spans of a few closing days, each a chain of its own (`forEachScanPage`): a
+    // page of one day's, today, from a cursor about half-way through it (some 2.5 % of the rows).
     const range = { from: today, to: today };
     const skip = Math.floor(ctx.settings.bigRows / 80);
     const mid = await ctx.big.db.selectFrom('opportunities').select(['closing_date', 'id'])
