@@ -26,9 +26,9 @@ export interface PageOptions {
   horizonDays?: number;
   /**
    * Keyset chains read at once (`SCAN_CHAINS` for the scan). With more than one, the closing-date
-   * pass is cut into spans of closing days (`daySpans`), each a chain of its own, and so is each
-   * stage's stage-entered pass: chains are read side by side, their pages arrive interleaved, and
-   * `onPage` may run for two pages at once. With one, the passes are read in order, the
+   * pass is cut into spans of closing days (`closingDateSpans`), each a chain of its own, and so is
+   * each stage's stage-entered pass: chains are read side by side, their pages arrive interleaved,
+   * and `onPage` may run for as many pages at once. With one, the passes are read in order, the
    * closing-date pass as one chain. @defaultValue 1
    */
   chains?: number;
@@ -60,28 +60,22 @@ export interface ScanPage {
  * time, pages come in the order above; with more, interleaved.
  *
  * `prepare` (reading what a page needs besides its rows) starts as soon as the page's rows
- * arrive, and later pages are read meanwhile, while `onPage` runs on an earlier one: at most three
- * pages per chain read at once are held (one processed, `PAGES_AHEAD` prepared or being prepared,
- * one being read).
+ * arrive, and the next page is read meanwhile, while `onPage` runs on an earlier one: at most
+ * 1 + `PAGES_AHEAD` pages per chain read at once are held (one processed, the next one read or
+ * being prepared).
  */
 export async function forEachScanPage<P = ScanPage>(
   db: Db, journey: Journey, now: Date, options: PageOptions, onPage: (page: P) => Promise<void>,
   prepare: (page: ScanPage) => Promise<P> = async (page) => page as P,
 ): Promise<void> {
   const { pageSize } = options;
-  const horizon = options.horizonDays ?? 0;
   const lookback = lookbackDays(journey);
   const stop = { failed: false };
   const chains: (() => Promise<void>)[] = [];
   const closingSteps = journey.steps.filter((s) => s.trigger.kind === 'closingDate');
   if (closingSteps.length > 0) {
-    const offsets = closingSteps.map((s) => (s.trigger.kind === 'closingDate' ? s.trigger.offsetDays : 0));
-    const today = now.toISOString().slice(0, 10);
-    // The due day is closing date + offset; it lies within [today - lookback, today + horizon + 2].
-    const from = addDays(today, -lookback - Math.max(...offsets));
-    const to = addDays(today, horizon + 2 - Math.min(...offsets));
     const sub = { ...journey, steps: closingSteps };
-    for (const range of daySpans(from, to, spansPerChain(options.chains ?? 1))) {
+    for (const range of closingDateSpans(journey, now, options)) {
       chains.push(() => keysetPages(pageSize, (after: ClosingDateCursor | null) => closingDatePage(db, range, after, pageSize),
         position, (rows) => prepare({ rows, journey: sub, pass: 'closingDate' }), onPage, stop));
     }
@@ -112,8 +106,8 @@ export async function forEachScanPage<P = ScanPage>(
 
 /**
  * Reads keyset pages until a short one. Each page's `prepare` starts when its rows arrive; pages
- * are read ahead while earlier ones are prepared and processed, up to `PAGES_AHEAD` prepared or
- * being prepared besides the one in `onPage`, which sees them in order.
+ * are read ahead while earlier ones are prepared and processed, up to `PAGES_AHEAD` read or being
+ * read, prepared or being prepared besides the one in `onPage`, which sees them in order.
  */
 async function keysetPages<R, C, P>(
   pageSize: number, fetch: (after: C | null) => Promise<R[]>, cursorOf: (last: R) => C,
@@ -175,7 +169,7 @@ function lookbackDays(journey: Journey): number {
  * scanned 1,000,000 opportunities as fast as one span per day (1.03 times as fast, the median of
  * 13 alternating pairs, within the noise) in fewer statements.
  */
-function daySpans(from: IsoDate, to: IsoDate, count: number): { from: IsoDate; to: IsoDate }[] {
+export function daySpans(from: IsoDate, to: IsoDate, count: number): { from: IsoDate; to: IsoDate }[] {
   const days = daysBetween(from, to) + 1;
   const spans = Math.max(1, Math.min(count, days));
   const out: { from: IsoDate; to: IsoDate }[] = [];
@@ -187,9 +181,21 @@ function daySpans(from: IsoDate, to: IsoDate, count: number): { from: IsoDate; t
   return out;
 }
 
-/** One span (the whole pass, in order) with one chain at a time; two per chain with several. */
-function spansPerChain(chains: number): number {
-  return chains > 1 ? 2 * chains : 1;
+/**
+ * The closing days the closing-date pass reads, in the spans its chains read: one span (the
+ * whole pass, in order) with one chain at a time, two per chain with several. Empty when the
+ * journey has no closing-date step.
+ */
+export function closingDateSpans(journey: Journey, now: Date, options: Omit<PageOptions, 'pageSize'>): { from: IsoDate; to: IsoDate }[] {
+  const offsets = journey.steps.flatMap((s) => (s.trigger.kind === 'closingDate' ? [s.trigger.offsetDays] : []));
+  if (offsets.length === 0) return [];
+  const today = now.toISOString().slice(0, 10);
+  const lookback = lookbackDays(journey);
+  // The due day is closing date + offset; it lies within [today - lookback, today + horizon + 2].
+  const from = addDays(today, -lookback - Math.max(...offsets));
+  const to = addDays(today, (options.horizonDays ?? 0) + 2 - Math.min(...offsets));
+  const chains = options.chains ?? 1;
+  return daySpans(from, to, chains > 1 ? 2 * chains : 1);
 }
 
 function stageEnteredSteps(journey: Journey): Map<string, Step[]> {

@@ -1,8 +1,8 @@
 /**
  * One scheduler pass: stream open opportunities in keyset pages, evaluate their steps at `now`,
  * write the suppressions, enqueue the sends. Memory holds a few pages at a time, whatever the
- * table's size: in each chain read at once (`src/scan-pages.ts`), one being read, one being
- * prepared and one being processed, and the decisions of those waiting to be written.
+ * table's size: in each chain read at once (`src/scan-pages.ts`), one being processed and the
+ * next being read or prepared, and the decisions of those waiting to be written.
  */
 import { sql } from 'kysely';
 import { timestamp, type Db } from './db/database.ts';

@@ -6,7 +6,8 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/database.ts';
 import { runScan } from '../src/scan.ts';
-import { forEachScanPage, type ScanPage } from '../src/scan-pages.ts';
+import { closingDateSpans, daySpans, forEachScanPage, type ScanPage } from '../src/scan-pages.ts';
+import { addDays } from '../src/journey/time.ts';
 import { silentLogger } from '../src/logger.ts';
 import type { DeliverJob } from '../src/queue/queues.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
@@ -46,9 +47,31 @@ describe('keyset pages', () => {
 });
 
 describe('chains of pages', () => {
-  // At 2027-01-14T09:00Z the shipped journey reads closing days 2027-01-09 to 2027-01-30, one
-  // chain each, and the proposals that entered their stage since 2027-01-07, another chain.
+  // At 2027-01-14T09:00Z the shipped journey reads closing days 2027-01-09 to 2027-01-30 (with two
+  // chains, in four spans: to 01-13, 01-19, 01-24 and 01-30, each a chain), and the proposals
+  // that entered their stage since 2027-01-07, another chain.
   const now = new Date('2027-01-14T09:00:00Z');
+
+  it('cut the closing days into spans that cover each day once, none empty', async () => {
+    const journey = (await world.rt.content()).journey;
+    expect(closingDateSpans(journey, now, { chains: 2 })).toEqual([
+      { from: '2027-01-09', to: '2027-01-13' }, { from: '2027-01-14', to: '2027-01-19' },
+      { from: '2027-01-20', to: '2027-01-24' }, { from: '2027-01-25', to: '2027-01-30' },
+    ]);
+    expect(closingDateSpans(journey, now, { chains: 1 })).toEqual([{ from: '2027-01-09', to: '2027-01-30' }]);
+    expect(daySpans('2027-01-09', '2027-01-09', 4)).toEqual([{ from: '2027-01-09', to: '2027-01-09' }]);
+    expect(daySpans('2027-01-09', '2027-01-11', 4)).toEqual(['09', '10', '11'].map((d) => ({ from: `2027-01-${d}`, to: `2027-01-${d}` })));
+    for (const [days, count] of [[7, 3], [8, 4], [22, 4], [100, 8], [5, 5]] as const) {
+      const spans = daySpans('2027-01-01', addDays('2027-01-01', days - 1), count);
+      expect(spans).toHaveLength(count);
+      expect(spans[0]!.from).toBe('2027-01-01');
+      expect(spans[spans.length - 1]!.to).toBe(addDays('2027-01-01', days - 1));
+      for (const [i, s] of spans.entries()) {
+        expect(s.from <= s.to).toBe(true);
+        if (i > 0) expect(s.from).toBe(addDays(spans[i - 1]!.to, 1));
+      }
+    }
+  });
 
   async function spreadOverDays(): Promise<{ closing: number[]; entered: number[] }> {
     const closing: number[] = [];
@@ -75,14 +98,18 @@ describe('chains of pages', () => {
     const pages: ScanPage[] = [];
     let running = 0;
     let overlapped = false;
+    let second!: () => void;
+    const secondStarted = new Promise<void>((r) => { second = r; });
     await forEachScanPage(db(), (await world.rt.content()).journey, now, { pageSize: 2, chains }, async (page) => {
       running += 1;
       overlapped ||= running > 1;
+      if (running > 1) second();
       pages.push(page);
-      await new Promise((r) => setTimeout(r, 2));
+      // With chains side by side, the first page waits (up to a second) for another to start.
+      if (chains > 1 && pages.length === 1) await Promise.race([secondStarted, new Promise((r) => setTimeout(r, 1000))]);
       running -= 1;
     });
-    // One chain at a time never overlaps; two overlap (each reader's first page arrives at once).
+    // One chain at a time never overlaps; two do.
     expect(overlapped).toBe(chains > 1);
     return pages;
   }
@@ -96,6 +123,8 @@ describe('chains of pages', () => {
     expect(ids(pages, 'stageEntered').sort((a, b) => a - b)).toEqual([...entered].sort((a, b) => a - b));
     // Days with no opportunity give no page.
     expect(pages.every((p) => p.rows.length > 0)).toBe(true);
+    // A span holds several days: a page runs on from 01-09 into 01-12.
+    expect(pages.some((p) => p.pass === 'closingDate' && new Set(p.rows.map((r) => r.closing_date)).size > 1)).toBe(true);
     // Ids were given in closing-day order: within a page, (closing_date, id) order is id order.
     for (const page of pages.filter((p) => p.pass === 'closingDate')) {
       expect(page.rows.map((r) => r.id)).toEqual([...page.rows.map((r) => r.id)].sort((a, b) => a - b));
@@ -114,7 +143,8 @@ describe('chains of pages', () => {
   });
 
   it('a failure in one chain stops the other before its next page, and the pass throws it once both have stopped', async () => {
-    // Two closing days of five pages each: two chains, each with pages still to come.
+    // Two closing days of five pages each, in two spans (to 01-19, and from 01-20): two chains,
+    // each with pages still to come.
     for (const day of ['2027-01-17', '2027-01-20']) {
       for (let n = 0; n < 10; n++) await insertOpportunity(db(), { closing_date: day, stage: 'negotiation' });
     }

@@ -9,6 +9,7 @@
 import { CompiledQuery, sql } from 'kysely';
 import { closingDatePage, stageEnteredPage } from '../../src/db/opportunities.ts';
 import { decisionsAtClosingDates } from '../../src/db/snapshots.ts';
+import { closingDateSpans, SCAN_CHAINS } from '../../src/scan-pages.ts';
 import { DEFAULT_PAGE_SIZE } from '../../src/scan-pages.ts';
 import type { BenchContext } from '../lib/context.ts';
 import { loggingDb } from '../lib/raw-read.ts';
@@ -67,10 +68,11 @@ export async function explainChecks(ctx: BenchContext): Promise<ExplainCheck[]> 
     return rows[0]!['QUERY PLAN'][0]!.Plan;
   };
   try {
-    // The scan reads spans of a few closing days, each a chain of its own (`forEachScanPage`): a
-    // page of one day's, today, from a cursor about half-way through it (some 2.5 % of the rows).
-    const range = { from: today, to: today };
-    const skip = Math.floor(ctx.settings.bigRows / 80);
+    // The scan reads spans of a few closing days, each a chain of its own (`closingDateSpans`): a
+    // page of the span holding today, from a cursor some 2.5 % of the rows into it.
+    const spans = closingDateSpans(ctx.journey, now, { chains: SCAN_CHAINS });
+    const range = spans.find((s) => s.from <= today && today <= s.to) ?? spans[0] ?? { from: today, to: today };
+    const skip = Math.floor(ctx.settings.bigRows / 40);
     const mid = await ctx.big.db.selectFrom('opportunities').select(['closing_date', 'id'])
       .where('closing_date', '>=', range.from).where('closing_date', '<=', range.to)
       .orderBy('closing_date').orderBy('id').offset(skip).limit(1).executeTakeFirst();
