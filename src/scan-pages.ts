@@ -114,7 +114,7 @@ async function keysetPages<R, C, P>(
   prepare: (rows: R[]) => Promise<P>, onPage: (page: P) => Promise<void>, stop: { failed: boolean },
 ): Promise<void> {
   const read = (after: C | null) => fetch(after).then((rows) => {
-    // An empty page (a closing day with no opportunity in range) is neither prepared nor handed on.
+    // An empty page (a span of closing days with no opportunity in range) is neither prepared nor handed on.
     const prepared = rows.length > 0 ? prepare(rows) : null;
     // A failure surfaces when awaited; until then it must not count as unhandled.
     prepared?.catch(() => {});
