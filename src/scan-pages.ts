@@ -89,17 +89,11 @@ export async function forEachScanPage<P = ScanPage>(
       (rows) => prepare({ rows, journey: sub, pass: 'stageEntered' }), onPage, stop));
   }
   let next = 0;
-  // Each reader takes the next chain in order. A failure stops every reader before its next page,
-  // and the pass throws once all have stopped (nothing keeps reading under the scan's lock).
+  // Each reader takes the next chain in order. A chain that fails sets `stop` (`keysetPages`), so
+  // every reader stops before its next page, and the pass throws once all have stopped (nothing
+  // keeps reading under the scan's lock).
   const reader = async () => {
-    while (!stop.failed && next < chains.length) {
-      try {
-        await chains[next++]!();
-      } catch (error) {
-        stop.failed = true;
-        throw error;
-      }
-    }
+    while (!stop.failed && next < chains.length) await chains[next++]!();
   };
   await settleAll(Array.from({ length: Math.max(1, Math.min(options.chains ?? 1, chains.length)) }, reader));
 }
