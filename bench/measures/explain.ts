@@ -9,8 +9,7 @@
 import { CompiledQuery, sql } from 'kysely';
 import { closingDatePage, stageEnteredPage } from '../../src/db/opportunities.ts';
 import { decisionsAtClosingDates } from '../../src/db/snapshots.ts';
-import { closingDateSpans, SCAN_CHAINS } from '../../src/scan-pages.ts';
-import { DEFAULT_PAGE_SIZE } from '../../src/scan-pages.ts';
+import { closingDateSpans, DEFAULT_PAGE_SIZE, SCAN_CHAINS } from '../../src/scan-pages.ts';
 import type { BenchContext } from '../lib/context.ts';
 import { loggingDb } from '../lib/raw-read.ts';
 
