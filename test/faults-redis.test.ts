@@ -1,7 +1,7 @@
 /**
  * Redis faults under running daemons, on Redis servers of the test's own: restarted mid-run
  * (empty, as with no persistence), emptied with FLUSHALL mid-run, and a Redis Cluster of three
- * masters. Also: SIGTERM mid-run leaves nothing stalled, and a bad edit of a template while the
+ * masters. Also: two daemons and two `work` processes share the work, SIGTERM mid-run leaves nothing stalled, and a bad edit of a template while the
  * daemon runs keeps the last good version. Each ends with counts from the SMTP server and
  * `deliveries`: every due email sent exactly once.
  */
@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
-import { startDaemon, until, type Daemon } from './helpers/daemon.ts';
+import { startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries } from './helpers/fixtures.ts';
 import { startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
 import { createWorld, type World } from './helpers/world.ts';
@@ -119,6 +119,24 @@ describe('Redis emptied with FLUSHALL mid-run', () => {
   }, 180_000);
 });
 
+describe('two `nudge start` processes and two extra `work` processes on one database and Redis', () => {
+  it('share the batch: every email goes once, each process sends some, all stop cleanly', async () => {
+    daemons = [startDaemon(env()), startDaemon(env()), startWorkProcess(env()), startWorkProcess(env())];
+    const ports = await Promise.all(daemons.map((d) => d.port));
+    expect(ports.map((p) => p === null)).toEqual([false, false, true, true]);
+    // Due only once all four are up, so that every one of them can take a share.
+    await dueNow(300);
+    await expectEachSentOnce(300);
+    const sentBy = daemons.map((d) => d.logs.filter((l) => l.msg === 'sent').length);
+    expect(sentBy.reduce((a, b) => a + b, 0)).toBe(300);
+    for (const n of sentBy) expect(n).toBeGreaterThan(0);
+    // The `work` processes never scan.
+    expect(daemons.slice(2).flatMap((d) => d.logs).filter((l) => l.msg === 'scan done')).toEqual([]);
+    await stopAll();
+    logsMentionNobody();
+  }, 180_000);
+});
+
 describe('SIGTERM mid-run', () => {
   it('stops within the grace period and leaves no job active or stalled', async () => {
     await dueNow(200);
@@ -142,7 +160,7 @@ describe('SIGTERM mid-run', () => {
 describe('a template broken while the daemon runs', () => {
   it('keeps the last good version, reports the error, and carries on', async () => {
     daemons = [startDaemon(env())];
-    await until('the daemon', async () => (await daemons[0]!.port) > 0);
+    await until('the daemon', async () => ((await daemons[0]!.port) ?? 0) > 0);
     world.write('t.hbs', '---\nsubject: "{{reference}}"\n---\n<p>{{#if contact}}broken\n');
     await new Promise((r) => setTimeout(r, 1_500));
     await dueNow(20);

@@ -1,9 +1,10 @@
 /**
- * `nudge start`: scheduler, delivery workers and the HTTP server in one process, each optional.
- * SIGTERM/SIGINT stop taking jobs, let active ones finish within the grace period, then close.
+ * `nudge start`: scheduler, delivery workers and the HTTP server in one process, each optional
+ * (`nudge work` without `--drain` is workers alone). SIGTERM/SIGINT stop taking jobs, let active
+ * ones finish within the grace period, then close.
  */
 import type { Worker } from 'bullmq';
-import { systemClock } from '../src/clock.ts';
+import { systemClock, type Clock } from '../src/clock.ts';
 import { configWarnings } from '../src/config.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
@@ -13,6 +14,10 @@ import { startScheduler } from './scheduler.ts';
 export interface DaemonOptions {
   scheduler: boolean;
   worker: boolean;
+  /** Serve /healthz, /readyz, /metrics and unsubscribe links on `PORT`. @defaultValue true */
+  http?: boolean;
+  /** The clock workers judge time by (`work --now`). @defaultValue the system clock */
+  clock?: Clock;
   /** Milliseconds active jobs get to finish after SIGTERM. @defaultValue 20000 */
   graceMs?: number;
 }
@@ -21,10 +26,11 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
   for (const w of configWarnings(rt.config)) rt.logger.warn(w);
   rt.enablePrometheus();
   const content = await rt.liveContent();
-  const http: HttpServer = await startHttpServer(rt, rt.config.port);
+  const http: HttpServer | null = options.http === false ? null : await startHttpServer(rt, rt.config.port);
   const scheduler = options.scheduler ? await startScheduler(rt, content, systemClock) : null;
-  const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock: systemClock, content, mailer: rt.mailer() }) : null;
-  rt.logger.info({ port: http.port, scheduler: options.scheduler, worker: options.worker }, 'nudge started');
+  const clock = options.clock ?? systemClock;
+  const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer() }) : null;
+  rt.logger.info({ port: http?.port ?? null, scheduler: options.scheduler, worker: options.worker }, 'nudge started');
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -42,7 +48,7 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
   }, grace);
   timer.unref();
   await Promise.all([worker?.close(), scheduler?.close()]);
-  await http.close();
+  await http?.close();
   await rt.close();
   clearTimeout(timer);
   rt.logger.info('stopped');

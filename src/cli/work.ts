@@ -2,16 +2,19 @@ import type { Command } from 'commander';
 import { LiveContent } from '../content.ts';
 import { listStages } from '../db/opportunities.ts';
 import { drain } from '../../workers/drain.ts';
-import { clockFrom, EXIT, UsageError, withRuntime } from './shared.ts';
+import { runDaemon } from '../../workers/daemon.ts';
+import { clockFrom, EXIT, withRuntime } from './shared.ts';
 
 export function registerWork(program: Command): void {
   program.command('work')
-    .description('process delivery jobs: with --drain, every job that is ready, then exit; last line is a JSON summary')
+    .description('process delivery jobs until SIGTERM or SIGINT (workers only: no scans, no HTTP server); with --drain, every job that is ready, then exit, the last line a JSON summary')
     .option('--drain', 'exit once no job is waiting or active (jobs delayed for a retry are left for later)')
     .option('--now <iso>', 'judge time-based rules as of this instant instead of the clock')
     .action((opts: { drain?: boolean; now?: string }) => withRuntime(async (rt) => {
-      if (!opts.drain) throw new UsageError('work needs --drain (to run workers continuously, use `nudge start --no-scheduler`)');
       const clock = clockFrom(opts.now);
+      // Workers alone, as many processes as SMTP allows; `start --no-scheduler` is the same with
+      // the HTTP server (health, readiness, metrics) on PORT.
+      if (!opts.drain) return runDaemon(rt, { scheduler: false, worker: true, http: false, clock });
       const content = new LiveContent(await rt.content(), rt.config, () => listStages(rt.db), rt.logger);
       const t = await drain(rt, { clock, content, mailer: rt.mailer() });
       console.log(`processed ${t.jobs} jobs: ${t.sent} sent, ${t.suppressed} suppressed, ${t.failed} failed, ${t.unknown} unknown, ${t.skipped} skipped, ${t.retrying} to retry later`);
@@ -20,5 +23,5 @@ export function registerWork(program: Command): void {
         console.error(`nudge: ${t.infrastructureErrors} jobs failed on PostgreSQL or Redis (see the log); they are retried`);
         return EXIT.infrastructure;
       }
-    }));
+    }, opts.drain ? {} : { logLevel: 'info' }));
 }

@@ -1,19 +1,29 @@
-/** `nudge start` in a child process: its port, its JSON log lines, its exit. */
+/** `nudge start` (or `nudge work`) in a child process: its port, its JSON log lines, its exit. */
 import type { ChildProcess } from 'node:child_process';
 import { spawnNudge } from './cli.ts';
 
 export interface Daemon {
   child: ChildProcess;
-  port: Promise<number>;
+  /** The HTTP server's port, once started; null for `work`, which serves none. */
+  port: Promise<number | null>;
   logs: Record<string, unknown>[];
   exited: Promise<number | null>;
 }
 
 export function startDaemon(env: Record<string, string>, args: string[] = []): Daemon {
-  const child = spawnNudge(['start', ...args], { ...env, PORT: '0', LOG_LEVEL: 'info', NUDGE_SCAN_EVERY_MS: '1000' });
+  return startProcess(['start', ...args], env);
+}
+
+/** `nudge work`: delivery workers alone, until SIGTERM; its port resolves to null (no HTTP server). */
+export function startWorkProcess(env: Record<string, string>): Daemon {
+  return startProcess(['work'], env);
+}
+
+function startProcess(args: string[], env: Record<string, string>): Daemon {
+  const child = spawnNudge(args, { ...env, PORT: '0', LOG_LEVEL: 'info', NUDGE_SCAN_EVERY_MS: '1000' });
   const logs: Record<string, unknown>[] = [];
-  let resolvePort!: (p: number) => void;
-  const port = new Promise<number>((r) => { resolvePort = r; });
+  let resolvePort!: (p: number | null) => void;
+  const port = new Promise<number | null>((r) => { resolvePort = r; });
   let buffer = '';
   child.stderr!.on('data', (d) => {
     buffer += d;
@@ -23,13 +33,16 @@ export function startDaemon(env: Record<string, string>, args: string[] = []): D
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
-        if (entry.msg === 'nudge started') resolvePort(entry.port as number);
+        if (entry.msg === 'nudge started') resolvePort(entry.port as number | null);
       } catch {
         logs.push({ msg: line });
       }
     }
   });
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => {
+    resolvePort(null); // never started: the assertions on its logs and exit code tell why
+    r(code);
+  }));
   return { child, port, logs, exited };
 }
 
