@@ -276,19 +276,28 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
 async function claimAfterFailedCommit(run: Run, claimed: Claimed, error: unknown): Promise<void> {
   const { deps } = run;
   deps.logger.error({ ...claimed.log, err: (error as Error).message }, 'the claim may not have committed while the message was completed; recording it again');
+  const id = await persisting(run, claimed.log, 'could not record a completed send: PostgreSQL unreachable; the step may be sent again',
+    async () => (await claimSend(deps.db, claimed.row)) ?? (await findClaim(deps.db, claimed.row)));
+  if (id === null) {
+    // Spent by a row of another status meanwhile: nothing of ours to record.
+    await withdraw(claimed.flight);
+    return;
+  }
+  await finishSend(run, { ...claimed, id });
+}
+
+/**
+ * Runs a write that alone records what happened to an email (its claim, how SMTP answered); while
+ * PostgreSQL cannot be reached (connections cut, a restart), tries again for about a minute with
+ * a fresh connection each time. Only then does it give up, logging `lastWords`, and throw.
+ */
+async function persisting<T>(run: Run, log: Record<string, unknown>, lastWords: string, write: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const id = (await claimSend(deps.db, claimed.row)) ?? (await findClaim(deps.db, claimed.row));
-      if (id === null) {
-        // Spent by a row of another status meanwhile: nothing of ours to record.
-        await withdraw(claimed.flight);
-        return;
-      }
-      await finishSend(run, { ...claimed, id });
-      return;
+      return await write();
     } catch (failure) {
       if (attempt >= RECORD_ATTEMPTS) {
-        deps.logger.error({ ...claimed.log, err: (failure as Error).message }, 'could not record a completed send: PostgreSQL unreachable; the step may be sent again');
+        run.deps.logger.error({ ...log, err: (failure as Error).message }, lastWords);
         throw failure;
       }
       await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** (attempt - 1), 16_000)));
@@ -296,24 +305,30 @@ async function claimAfterFailedCommit(run: Run, claimed: Claimed, error: unknown
   }
 }
 
-/** Attempts to record a send whose claim did not commit: waits of 0.25 s doubling to 16 s, about a minute in all. */
+/** Attempts of a write that records an email: waits of 0.25 s doubling to 16 s, about a minute in all. */
 const RECORD_ATTEMPTS = 9;
 
-/** After the claim committed: let the message go, and record how SMTP answered. Returns a deferral's code. */
+/**
+ * After the claim committed: let the message go, and record how SMTP answered (tried again while
+ * PostgreSQL cannot be reached: an accepted email left `unknown`, or a deferred one left claimed,
+ * would be counted wrong or never sent). Returns a deferral's code.
+ */
 async function finishSend(run: Run, claimed: Claimed): Promise<string | null> {
   const { deps, metrics, result } = run;
   claimed.flight.answer(true);
   const outcome = await claimed.flight.outcome;
+  const record = (write: () => Promise<void>) => persisting(run, claimed.log,
+    `could not record how SMTP answered (${outcome.kind}): PostgreSQL unreachable; the send stays unknown`, write);
   switch (outcome.kind) {
     case 'accepted':
-      await markSent(deps.db, claimed.id, outcome.response.slice(0, 500));
+      await record(() => markSent(deps.db, claimed.id, outcome.response.slice(0, 500)));
       result.sent += 1;
       metrics.decision('sent', null);
       if (claimed.dueAt) metrics.dueToSent((run.now.getTime() - claimed.dueAt.getTime()) / 1000);
       deps.logger.info({ ...claimed.log, transport: deps.mailer.transport }, 'sent');
       return null;
     case 'rejected':
-      await markRejected(deps.db, claimed.id, outcome.response.slice(0, 500));
+      await record(() => markRejected(deps.db, claimed.id, outcome.response.slice(0, 500)));
       result.failed += 1;
       metrics.decision('failed', 'smtp_rejected');
       deps.logger.warn({ ...claimed.log, reason: 'smtp_rejected', code: outcome.code }, 'failed');
@@ -321,12 +336,12 @@ async function finishSend(run: Run, claimed: Claimed): Promise<string | null> {
     case 'deferred':
     case 'withdrawn':
       // Nothing was accepted (a 4xx to the message itself): the claim goes and the job retries.
-      await releaseClaim(deps.db, claimed.id);
+      await record(() => releaseClaim(deps.db, claimed.id));
       metrics.deferred();
       deps.logger.warn(claimed.log, 'smtp deferred the send; will retry');
       return replyCode(outcome);
     case 'unknown':
-      await markUnknown(deps.db, claimed.id, outcome.reason.slice(0, 500));
+      await record(() => markUnknown(deps.db, claimed.id, outcome.reason.slice(0, 500)));
       result.unknown += 1;
       metrics.decision('unknown', null);
       deps.logger.error(claimed.log, 'send outcome unknown: connection lost after the message was handed over; not resent');

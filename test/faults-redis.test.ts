@@ -1,11 +1,14 @@
 /**
  * Redis faults under running daemons, on Redis servers of the test's own: restarted mid-run
  * (empty, as with no persistence), emptied with FLUSHALL mid-run, and a Redis Cluster of three
- * masters. Also: two daemons and two `work` processes share the work, SIGTERM mid-run leaves nothing stalled, and a bad edit of a template while the
+ * masters; PostgreSQL connections cut under running daemons. Also: two daemons and two `work`
+ * processes share the work, SIGTERM mid-run leaves nothing stalled, and a bad edit of a template while the
  * daemon runs keeps the last good version. Each ends with counts from the SMTP server and
  * `deliveries`: every due email sent exactly once.
  */
 import { spawnSync } from 'node:child_process';
+import pg from 'pg';
+import { PG_ADMIN_URL } from './helpers/env.ts';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
@@ -132,6 +135,33 @@ describe('two `nudge start` processes and two extra `work` processes on one data
     for (const n of sentBy) expect(n).toBeGreaterThan(0);
     // The `work` processes never scan.
     expect(daemons.slice(2).flatMap((d) => d.logs).filter((l) => l.msg === 'scan done')).toEqual([]);
+    await stopAll();
+    logsMentionNobody();
+  }, 180_000);
+});
+
+describe('PostgreSQL connections cut under running daemons', () => {
+  it('the daemons reconnect and record every send: each email once, each row sent', async () => {
+    daemons = [startDaemon(env()), startDaemon(env())];
+    await Promise.all(daemons.map((d) => d.port));
+    await dueNow(600);
+    await until('the first emails', () => world.smtp.received.length >= 50);
+    // Cut every connection of the database again and again while the batch goes out.
+    const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+    await admin.connect();
+    let cuts = 0;
+    try {
+      while (world.smtp.received.length < 500) {
+        const r = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [world.database.name]);
+        cuts += r.rowCount ?? 0;
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+    } finally {
+      await admin.end();
+    }
+    expect(cuts).toBeGreaterThan(0);
+    // No SMTP fault: every outcome is known, so every email ends `sent`, none `unknown`.
+    await expectEachSentOnce(600);
     await stopAll();
     logsMentionNobody();
   }, 180_000);

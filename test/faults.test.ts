@@ -161,9 +161,9 @@ describe('PostgreSQL connections cut mid-run', () => {
     expect(new Set(addresses).size).toBe(addresses.length);
     const rows = await spendingRows();
     expect(rows).toHaveLength(300);
-    const received = new Set(addresses);
-    const lost = rows.filter((r) => r.status === 'unknown' && !received.has(r.recipient)).length;
-    expect(addresses.length).toBe(300 - lost);
-    expect(lost).toBeLessThanOrEqual(8);
+    // No SMTP fault: every outcome is known and recorded (its write tried again once PostgreSQL
+    // is back), so every row is `sent`, none `unknown`, and every email arrived.
+    expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+    expect(addresses).toHaveLength(300);
   }, 240_000);
 });
