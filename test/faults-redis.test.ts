@@ -12,24 +12,11 @@ import { PG_ADMIN_URL } from './helpers/env.ts';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
-import { startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
+import { closingInThreeDays, DUE_NOW_JOURNEY, startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries } from './helpers/fixtures.ts';
 import { startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
 import { createWorld, type World } from './helpers/world.ts';
-import { addDays } from '../src/journey/time.ts';
 
-// Due at 00:00 UTC three days before the closing date, with a 24-hour window: a closing date
-// three days after today (UTC) is due now, whenever the test runs.
-const JOURNEY = `
-defaults:
-  timeZone: UTC
-  sendAt: "00:00"
-  window: 24h
-steps:
-  - id: three-days
-    template: t
-    trigger: { closingDate: { daysBefore: 3 } }
-`;
 const TEMPLATE = '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n';
 
 let world: World;
@@ -38,7 +25,7 @@ let daemons: Daemon[] = [];
 
 beforeAll(async () => {
   world = await createWorld({ shippedTemplates: false });
-  world.write('journeys.yaml', JOURNEY);
+  world.write('journeys.yaml', DUE_NOW_JOURNEY);
   world.write('t.hbs', TEMPLATE);
   redis = await startOwnRedis();
 });
@@ -60,7 +47,7 @@ afterEach(async () => {
 });
 
 async function dueNow(n: number): Promise<void> {
-  const closing = addDays(new Date().toISOString().slice(0, 10), 3);
+  const closing = closingInThreeDays();
   await sql`
     with c as (
       insert into contacts (email, first_name, time_zone)

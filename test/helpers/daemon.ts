@@ -1,6 +1,27 @@
 /** `nudge start` (or `nudge work`) in a child process: its port, its JSON log lines, its exit. */
 import type { ChildProcess } from 'node:child_process';
 import { spawnNudge } from './cli.ts';
+import { addDays } from '../../src/journey/time.ts';
+
+/**
+ * For daemons on the real clock: due at 00:00 UTC three days before the closing date, with a
+ * 24-hour window, so a closing date of `closingInThreeDays()` is due now, whenever the test runs.
+ */
+export const DUE_NOW_JOURNEY = `
+defaults:
+  timeZone: UTC
+  sendAt: "00:00"
+  window: 24h
+steps:
+  - id: three-days
+    template: t
+    trigger: { closingDate: { daysBefore: 3 } }
+`;
+
+/** Three days after today (UTC): a closing date whose `DUE_NOW_JOURNEY` step is due now. */
+export function closingInThreeDays(): string {
+  return addDays(new Date().toISOString().slice(0, 10), 3);
+}
 
 export interface Daemon {
   child: ChildProcess;

@@ -1,0 +1,100 @@
+/**
+ * PostgreSQL restarted under running daemons, on a server of the test's own (stopped as a crash
+ * would stop it, then started again on the same port and data): the daemons carry on, and the
+ * counts from the SMTP server and `deliveries` say every due email went exactly once.
+ *
+ * It needs the machine's PostgreSQL server binaries (`pg_config --bindir` or `PG_BINDIR`). Where
+ * there are none (the services in containers, say) it is skipped, saying so, except in CI.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runNudge } from './helpers/cli.ts';
+import { closingInThreeDays, DUE_NOW_JOURNEY, startDaemon, until, type Daemon } from './helpers/daemon.ts';
+import { REDIS_URL } from './helpers/env.ts';
+import { postgresBinaries, startOwnPostgres, type OwnPostgres } from './helpers/postgres-server.ts';
+import { removeQueueKeys, testQueuePrefix } from './helpers/queue.ts';
+import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
+
+const binaries = postgresBinaries();
+if (!binaries && process.env.CI) throw new Error('CI: no PostgreSQL server binaries for the restart test (set PG_BINDIR)');
+if (!binaries) console.warn('skipped: PostgreSQL restarted under running daemons (no server binaries; set PG_BINDIR)');
+
+let server: OwnPostgres;
+let smtp: SmtpSink;
+let templatesDir: string;
+let env: Record<string, string>;
+const prefix = testQueuePrefix();
+let daemons: Daemon[] = [];
+
+async function query(text: string, values: unknown[] = []): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: server.url('nudge') });
+  await client.connect();
+  try {
+    return await client.query(text, values);
+  } finally {
+    await client.end();
+  }
+}
+
+describe.skipIf(!binaries)('PostgreSQL restarted under running daemons', () => {
+  beforeAll(async () => {
+    server = await startOwnPostgres();
+    smtp = await startSmtpSink();
+    templatesDir = mkdtempSync(path.join(os.tmpdir(), 'nudge-templates-'));
+    writeFileSync(path.join(templatesDir, 'journeys.yaml'), DUE_NOW_JOURNEY);
+    writeFileSync(path.join(templatesDir, 't.hbs'), '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n');
+    env = {
+      DATABASE_URL: server.url('nudge'), REDIS_URL, SMTP_URL: smtp.url, NUDGE_QUEUE_PREFIX: prefix,
+      NUDGE_TEMPLATES_DIR: templatesDir, MAIL_FROM: 'Acme Travel <sales@acme.test>', PUBLIC_URL: 'https://nudge.acme.test',
+      NUDGE_SECRET: 'test-secret-0123456789abcdef', NUDGE_RETRY_BASE_MS: '200', NUDGE_JOB_LOCK_MS: '2000', NUDGE_CONCURRENCY: '2',
+    };
+    const migrated = await runNudge(['migrate'], env);
+    expect(migrated.code, migrated.stderr).toBe(0);
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const d of daemons) if (d.child.exitCode === null) d.child.kill('SIGKILL');
+    await server?.stop();
+    await smtp?.close();
+    await removeQueueKeys(prefix, REDIS_URL);
+    if (templatesDir) rmSync(templatesDir, { recursive: true, force: true });
+  });
+
+  it('the daemons reconnect and finish the batch: every email once, every row sent', async () => {
+    daemons = [startDaemon(env), startDaemon(env)];
+    expect((await Promise.all(daemons.map((d) => d.port))).every((p) => p !== null)).toBe(true);
+    const closing = closingInThreeDays();
+    await query(`
+      with c as (
+        insert into contacts (email, first_name, time_zone)
+        select 'r-' || i || '@customer.test', 'R' || i, 'UTC' from generate_series(1, 400) as i returning id
+      )
+      insert into opportunities (title, closing_date, stage, primary_contact_id)
+      select 'Deal ' || id, $1::date, 'proposal', id from c`, [closing]);
+
+    await until('the first emails', () => smtp.received.length >= 50);
+    await server.crash();
+    const atCrash = smtp.received.length;
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await server.start();
+    expect(atCrash).toBeLessThan(400);
+
+    await until('400 sent', async () => Number((await query(`select count(*) from deliveries where status = 'sent'`)).rows[0].count) >= 400, 90_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // a couple more scans: still nothing doubled
+    const addresses = smtp.received.map((m) => m.envelopeTo[0]!);
+    expect(addresses).toHaveLength(400);
+    expect(new Set(addresses).size).toBe(400);
+    // No SMTP fault: every outcome is known, so every row is `sent`, none `unknown`.
+    const statuses = (await query('select status, count(*)::int as n from deliveries group by status')).rows;
+    expect(statuses).toEqual([{ status: 'sent', n: 400 }]);
+
+    for (const d of daemons) d.child.kill('SIGTERM');
+    expect(await Promise.all(daemons.map((d) => d.exited))).toEqual([0, 0]);
+    const logs = JSON.stringify(daemons.flatMap((d) => d.logs));
+    expect(logs).not.toMatch(/@customer\.test/);
+    expect(logs).not.toMatch(/Deal \d+/);
+  }, 180_000);
+});

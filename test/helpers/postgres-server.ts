@@ -1,0 +1,94 @@
+/**
+ * A PostgreSQL server of a test's own, on a loopback port of its own, to stop and start under
+ * running daemons without touching the shared one. Built with the machine's server binaries
+ * (`pg_config --bindir`, or `PG_BINDIR`); as root, run as the `postgres` user, since PostgreSQL
+ * refuses to run as root. Nothing it holds outlives the test.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { freePort } from './redis-server.ts';
+
+export interface OwnPostgres {
+  port: number;
+  /** A URL of the server with `database` in its path. */
+  url(database: string): string;
+  /** Stops the server as a crash would (immediate shutdown: no checkpoint; recovery at the next start). */
+  crash(): Promise<void>;
+  /** Starts it again on the same port, with the data it had. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Where the server binaries are, or null when this machine has none (only a client, say). */
+export function postgresBinaries(): string | null {
+  const fromEnv = process.env.PG_BINDIR;
+  const dir = fromEnv ?? spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' }).stdout?.trim();
+  return dir && existsSync(path.join(dir, 'postgres')) && existsSync(path.join(dir, 'initdb')) ? dir : null;
+}
+
+/** As root, the `postgres` user's ids, to run the server and own its files; otherwise nothing (this user). */
+function owner(): { uid: number; gid: number } | Record<string, never> {
+  if (process.getuid?.() !== 0) return {};
+  const id = (flag: string) => Number(spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' }).stdout.trim());
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+async function waitForConnection(url: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`postgres exited with code ${child.exitCode} while starting`);
+    const client = new pg.Client({ connectionString: url });
+    client.on('error', () => {}); // refused while the server starts: expected
+    try {
+      await client.connect();
+      await client.query('select 1');
+      return;
+    } catch {
+      // not up yet
+    } finally {
+      await client.end().catch(() => {});
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('postgres did not start within 10 s');
+}
+
+export async function startOwnPostgres(): Promise<OwnPostgres> {
+  const bin = postgresBinaries();
+  if (!bin) throw new Error('no PostgreSQL server binaries (set PG_BINDIR or put pg_config on PATH)');
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nudge-pg-'));
+  const data = path.join(dir, 'data');
+  const ids = owner();
+  if ('uid' in ids) chownSync(dir, ids.uid, ids.gid);
+  const init = spawnSync(path.join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'root', '--no-sync', '-E', 'UTF8', '--locale=C'], { encoding: 'utf8', ...ids });
+  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`);
+  const url = (database: string) => `postgres://root@127.0.0.1:${port}/${database}`;
+  let child: ChildProcess | null = null;
+  const start = async () => {
+    child = spawn(path.join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', dir,
+      '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off'], { stdio: 'ignore', ...ids });
+    await waitForConnection(url('postgres'), child);
+  };
+  /** SIGQUIT: immediate shutdown, as after a crash; SIGINT: fast shutdown. */
+  const halt = async (signal: NodeJS.Signals) => {
+    const c = child;
+    if (!c || c.exitCode !== null) return;
+    const exited = new Promise((resolve) => c.once('exit', resolve));
+    c.kill(signal);
+    await exited;
+  };
+  await start();
+  return {
+    port,
+    url,
+    crash: () => halt('SIGQUIT'),
+    start,
+    async stop() {
+      await halt('SIGINT');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
