@@ -20,10 +20,10 @@
  *   `handoverTimeoutMs` gives up (rolled back, nothing claimed, the gate answers no when it is
  *   reached) and the job is retried with backoff.
  */
-import type { Db } from './db/database.ts';
+import { mayPassOnRetry, type Db } from './db/database.ts';
 import { armCommit } from './db/commit-hook.ts';
 import {
-  claimSend, findClaim, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type ClaimRow, type NewDelivery,
+  claimCommitted, claimSend, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type ClaimRow, type NewDelivery,
 } from './db/deliveries.ts';
 import { lockAndLoadSnapshot, StaleRolesError } from './db/locked-snapshot.ts';
 import { composeEmail, templateContext, type ComposeSettings } from './email/compose.ts';
@@ -276,10 +276,13 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
 async function claimAfterFailedCommit(run: Run, claimed: Claimed, error: unknown): Promise<void> {
   const { deps } = run;
   deps.logger.error({ ...claimed.log, err: (error as Error).message }, 'the claim may not have committed while the message was completed; recording it again');
-  const id = await persisting(run, claimed.log, 'could not record a completed send: PostgreSQL unreachable; the step may be sent again',
-    async () => (await claimSend(deps.db, claimed.row)) ?? (await findClaim(deps.db, claimed.row)));
+  // Ours if it committed after all (found by the id the INSERT returned); else inserted now. A row
+  // found any other way could be another worker's claim, still in flight: never adopted.
+  const id = await persisting(run, claimed.log, 'could not record a completed send; the step may be sent again',
+    async () => ((await claimCommitted(deps.db, claimed.id)) ? claimed.id : claimSend(deps.db, claimed.row)));
   if (id === null) {
-    // Spent by a row of another status meanwhile: nothing of ours to record.
+    // Spent by another row meanwhile (another worker's claim or decision): nothing of ours to record.
+    deps.logger.error(claimed.log, 'the step was spent by another worker while this send\'s claim was lost; the send is not recorded');
     await withdraw(claimed.flight);
     return;
   }
@@ -289,17 +292,20 @@ async function claimAfterFailedCommit(run: Run, claimed: Claimed, error: unknown
 /**
  * Runs a write that alone records what happened to an email (its claim, how SMTP answered); while
  * PostgreSQL cannot be reached (connections cut, a restart), tries again for about a minute with
- * a fresh connection each time. Only then does it give up, logging `lastWords`, and throw.
+ * a fresh connection each time, logging each try. Only then, or at once for an error that a retry
+ * cannot mend (`mayPassOnRetry`), does it give up, logging `lastWords`, and throw.
  */
 async function persisting<T>(run: Run, log: Record<string, unknown>, lastWords: string, write: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await write();
     } catch (failure) {
-      if (attempt >= RECORD_ATTEMPTS) {
-        run.deps.logger.error({ ...log, err: (failure as Error).message }, lastWords);
+      const err = (failure as Error).message;
+      if (attempt >= RECORD_ATTEMPTS || !mayPassOnRetry(failure)) {
+        run.deps.logger.error({ ...log, err }, lastWords);
         throw failure;
       }
+      run.deps.logger.warn({ ...log, attempt, err }, 'could not record the send yet (PostgreSQL unreachable); trying again');
       await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** (attempt - 1), 16_000)));
     }
   }
@@ -318,7 +324,7 @@ async function finishSend(run: Run, claimed: Claimed): Promise<string | null> {
   claimed.flight.answer(true);
   const outcome = await claimed.flight.outcome;
   const record = (write: () => Promise<void>) => persisting(run, claimed.log,
-    `could not record how SMTP answered (${outcome.kind}): PostgreSQL unreachable; the send stays unknown`, write);
+    `could not record how SMTP answered (${outcome.kind}); the send stays unknown`, write);
   switch (outcome.kind) {
     case 'accepted':
       await record(() => markSent(deps.db, claimed.id, outcome.response.slice(0, 500)));

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import { pino } from 'pino';
 import { createWorld, type World } from './helpers/world.ts';
 import { DeferredError, deliver, type DeliverDeps } from '../src/deliver.ts';
 import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
@@ -352,11 +353,12 @@ describe('a claim whose COMMIT fails once the message is complete', () => {
   it('is recorded again after the send, trying again while that fails: one email, one row, sent', async () => {
     const { opportunityId } = await dueOpportunity();
     // A deferred constraint trigger fails the first COMMIT that carries a claim: PostgreSQL has
-    // the COMMIT (the message's final dot has gone with it) and answers with an error. It fails
-    // the worker's first attempt to record the claim again too, which must try once more.
+    // the COMMIT (the message's final dot has gone with it) and answers with an error, as with a
+    // serialization failure (40001). It fails the worker's first attempt to record the claim
+    // again too, which must try once more.
     await sql`create sequence fail_once`.execute(world.database.db);
     await sql`create function fail_first_claim() returns trigger language plpgsql as $$
-      begin if nextval('fail_once') <= 2 then raise exception 'commit refused for the test'; end if; return null; end $$`.execute(world.database.db);
+      begin if nextval('fail_once') <= 2 then raise exception 'commit refused for the test' using errcode = '40001'; end if; return null; end $$`.execute(world.database.db);
     await sql`create constraint trigger fail_first_claim after insert on deliveries deferrable initially deferred
       for each row when (new.status = 'unknown') execute function fail_first_claim()`.execute(world.database.db);
     const mailer = smtpMailer(world.smtp.url);
@@ -372,6 +374,68 @@ describe('a claim whose COMMIT fails once the message is complete', () => {
       await mailer.close();
       await sql`drop trigger fail_first_claim on deliveries`.execute(world.database.db);
       await sql`drop function fail_first_claim(); drop sequence fail_once`.execute(world.database.db);
+    }
+  });
+});
+
+describe('the outcome of a send, while PostgreSQL refuses to record it', () => {
+  /** A trigger failing the first `times` updates to `sent` with `errcode`; returns how many it saw. */
+  async function failSentUpdates(times: number, errcode: string): Promise<() => Promise<number>> {
+    await sql`create sequence sent_updates`.execute(world.database.db);
+    await sql.raw(`create function fail_sent() returns trigger language plpgsql as $$
+      begin if nextval('sent_updates') <= ${times} then raise exception 'update refused for the test' using errcode = '${errcode}'; end if; return new; end $$`).execute(world.database.db);
+    await sql`create trigger fail_sent before update on deliveries for each row when (new.status = 'sent') execute function fail_sent()`.execute(world.database.db);
+    return async () => Number((await sql<{ n: string }>`select last_value as n from sent_updates`.execute(world.database.db)).rows[0]!.n);
+  }
+
+  async function dropTrigger(): Promise<void> {
+    await sql`drop trigger if exists fail_sent on deliveries`.execute(world.database.db);
+    await sql`drop function if exists fail_sent(); drop sequence if exists sent_updates`.execute(world.database.db);
+  }
+
+  /** deliver, with a logger that keeps its lines. */
+  async function deliverLogged(mailer: Mailer, opportunityId: number) {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>); } });
+    const outcome = await deliver({ ...(await deps(mailer)), logger }, job(opportunityId), new Date(DUE)).then((r) => r, (e: Error) => e);
+    return { outcome, lines };
+  }
+
+  it('a failure that may pass (a serialization failure here, a cut connection in life) is tried again: sent, once', async () => {
+    const { opportunityId } = await dueOpportunity();
+    const seen = await failSentUpdates(2, '40001');
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const { outcome, lines } = await deliverLogged(mailer, opportunityId);
+      expect(outcome).toMatchObject({ sent: 1 });
+      expect(await seen()).toBe(3);
+      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
+      expect(world.smtp.received).toHaveLength(1);
+      const retries = lines.filter((l) => l.msg === 'could not record the send yet (PostgreSQL unreachable); trying again');
+      expect(retries.map((l) => [l.opportunityId, l.attempt])).toEqual([[opportunityId, 1], [opportunityId, 2]]);
+      expect(JSON.stringify(lines)).not.toMatch(/ada@customer\.test|Trip to the USA/);
+    } finally {
+      await mailer.close();
+      await dropTrigger();
+    }
+  });
+
+  it('an error no retry can mend is not tried again: the send stays unknown, never resent', async () => {
+    const { opportunityId } = await dueOpportunity();
+    const seen = await failSentUpdates(1_000, 'P0001');
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const { outcome, lines } = await deliverLogged(mailer, opportunityId);
+      expect((outcome as Error).message).toMatch(/update refused for the test/);
+      expect(await seen()).toBe(1);
+      expect(lines.map((l) => l.msg)).toContain('could not record how SMTP answered (accepted); the send stays unknown');
+      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['unknown']);
+      // The job's retry finds the step spent.
+      expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 0, skipped: 1 });
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+      await dropTrigger();
     }
   });
 });

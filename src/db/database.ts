@@ -48,6 +48,19 @@ export function timestamp(value: Date | string): Date {
   return typeof value === 'string' ? parseTimestamptz(value) : value;
 }
 
+/**
+ * Whether a failed statement may succeed if tried again in a while: the connection could not be
+ * made or was lost (refused, cut, timed out; no answer from PostgreSQL at all), or the server was
+ * shutting down, starting or out of connections, or the transaction lost a serialization race.
+ * Not a statement PostgreSQL answered with any other error (a constraint, a bug): that fails the
+ * same way every time.
+ */
+export function mayPassOnRetry(error: unknown): boolean {
+  if (!(error instanceof pg.DatabaseError)) return true;
+  const code = error.code ?? '';
+  return code.startsWith('08') || code.startsWith('57P') || code === '53300' || code === '40001' || code === '40P01';
+}
+
 /** The texts registered with `prepared`, by statement name. */
 const PREPARED = new Map<string, string>();
 

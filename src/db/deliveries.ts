@@ -76,13 +76,13 @@ export async function releaseClaim(db: Db, id: number): Promise<void> {
   await db.deleteFrom('deliveries').where('id', '=', id).where('status', '=', 'unknown').execute();
 }
 
-/** The claim (status `unknown`) for this send's recipient and occurrence, if there is one. */
-export async function findClaim(db: Db, row: Pick<ClaimRow, 'opportunity_id' | 'step_id' | 'occurrence' | 'recipient'>): Promise<number | null> {
-  const found = await db.selectFrom('deliveries').select('id')
-    .where('opportunity_id', '=', row.opportunity_id).where('step_id', '=', row.step_id)
-    .where('occurrence', '=', row.occurrence).where('recipient', '=', row.recipient).where('status', '=', 'unknown')
-    .executeTakeFirst();
-  return found?.id ?? null;
+/**
+ * Whether the claim a transaction inserted as `id` committed, when its COMMIT went unanswered:
+ * ids come from a sequence and are never reused, so a row with this id is that claim, and no
+ * other worker's.
+ */
+export async function claimCommitted(db: Db, id: number): Promise<boolean> {
+  return (await db.selectFrom('deliveries').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
 }
 
 export async function listDeliveries(db: Db, opportunityId: number): Promise<DeliveryRow[]> {
