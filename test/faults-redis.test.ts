@@ -138,7 +138,9 @@ describe('PostgreSQL connections cut under running daemons', () => {
     await admin.connect();
     let cuts = 0;
     try {
+      const deadline = Date.now() + 60_000;
       while (world.smtp.received.length < 500) {
+        if (Date.now() > deadline) throw new Error(`only ${world.smtp.received.length} of 600 emails within 60 s of cuts`);
         const r = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [world.database.name]);
         cuts += r.rowCount ?? 0;
         await new Promise((resolve) => setTimeout(resolve, 150));

@@ -5,7 +5,7 @@
  * refuses to run as root. Nothing it holds outlives the test.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -32,13 +32,22 @@ export function postgresBinaries(): string | null {
 /** As root, the `postgres` user's ids, to run the server and own its files; otherwise nothing (this user). */
 function owner(): { uid: number; gid: number } | Record<string, never> {
   if (process.getuid?.() !== 0) return {};
-  const id = (flag: string) => Number(spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' }).stdout.trim());
+  const id = (flag: string) => {
+    const r = spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' });
+    if (r.status !== 0 || !/^\d+$/.test(r.stdout.trim())) throw new Error('running as root, and there is no `postgres` user to run a PostgreSQL server as');
+    return Number(r.stdout.trim());
+  };
   return { uid: id('-u'), gid: id('-g') };
 }
 
-async function waitForConnection(url: string, child: ChildProcess): Promise<void> {
+/** The process has ended (by itself or by a signal). */
+function ended(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+async function waitForConnection(url: string, child: ChildProcess, log: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null) throw new Error(`postgres exited with code ${child.exitCode} while starting`);
+    if (ended(child)) throw new Error(`postgres ended (${child.exitCode ?? child.signalCode}) while starting; its log: ${readLog(log)}`);
     const client = new pg.Client({ connectionString: url });
     client.on('error', () => {}); // refused while the server starts: expected
     try {
@@ -52,7 +61,15 @@ async function waitForConnection(url: string, child: ChildProcess): Promise<void
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error('postgres did not start within 10 s');
+  throw new Error(`postgres did not start within 10 s; its log: ${readLog(log)}`);
+}
+
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').slice(-2_000);
+  } catch {
+    return '(none)';
+  }
 }
 
 export async function startOwnPostgres(): Promise<OwnPostgres> {
@@ -61,34 +78,41 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nudge-pg-'));
   const data = path.join(dir, 'data');
-  const ids = owner();
-  if ('uid' in ids) chownSync(dir, ids.uid, ids.gid);
-  const init = spawnSync(path.join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'root', '--no-sync', '-E', 'UTF8', '--locale=C'], { encoding: 'utf8', ...ids });
-  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`);
+  const log = path.join(dir, 'server.log');
   const url = (database: string) => `postgres://root@127.0.0.1:${port}/${database}`;
   let child: ChildProcess | null = null;
   const start = async () => {
-    child = spawn(path.join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', dir,
-      '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off'], { stdio: 'ignore', ...ids });
-    await waitForConnection(url('postgres'), child);
+    const out = openSync(log, 'a');
+    try {
+      child = spawn(path.join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', dir,
+        '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'full_page_writes=off'], { stdio: ['ignore', out, out], ...ids });
+    } finally {
+      closeSync(out);
+    }
+    await waitForConnection(url('postgres'), child, log);
   };
   /** SIGQUIT: immediate shutdown, as after a crash; SIGINT: fast shutdown. */
   const halt = async (signal: NodeJS.Signals) => {
     const c = child;
-    if (!c || c.exitCode !== null) return;
+    if (!c || ended(c)) return;
     const exited = new Promise((resolve) => c.once('exit', resolve));
     c.kill(signal);
     await exited;
   };
-  await start();
-  return {
-    port,
-    url,
-    crash: () => halt('SIGQUIT'),
-    start,
-    async stop() {
-      await halt('SIGINT');
-      rmSync(dir, { recursive: true, force: true });
-    },
+  const remove = async () => {
+    await halt('SIGINT');
+    rmSync(dir, { recursive: true, force: true });
   };
+  let ids: ReturnType<typeof owner> = {};
+  try {
+    ids = owner();
+    if ('uid' in ids) chownSync(dir, ids.uid, ids.gid);
+    const init = spawnSync(path.join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'root', '--no-sync', '-E', 'UTF8', '--locale=C'], { encoding: 'utf8', ...ids });
+    if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.error?.message}`);
+    await start();
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+  return { port, url, crash: () => halt('SIGQUIT'), start, stop: remove };
 }
