@@ -64,9 +64,14 @@ describe.skipIf(!binaries)('PostgreSQL restarted under running daemons', () => {
     if (templatesDir) rmSync(templatesDir, { recursive: true, force: true });
   });
 
-  it('the daemons reconnect and finish the batch: every email once, every row sent', async () => {
+  it('the daemons say they are not ready, reconnect and finish the batch: every email once, every row sent', async () => {
     daemons = [startDaemon(env), startDaemon(env)];
-    expect((await Promise.all(daemons.map((d) => d.port))).every((p) => p !== null)).toBe(true);
+    const ports = await Promise.all(daemons.map((d) => d.port));
+    expect(ports.every((p) => p !== null)).toBe(true);
+    const ready = async () => {
+      const r = await fetch(`http://127.0.0.1:${ports[0]}/readyz`);
+      return { status: r.status, body: await r.json() as { checks: Record<string, string> } };
+    };
     const closing = closingInThreeDays();
     await query(`
       with c as (
@@ -79,8 +84,14 @@ describe.skipIf(!binaries)('PostgreSQL restarted under running daemons', () => {
     await until('the first emails', () => smtp.received.length >= 50);
     await server.crash();
     const atCrash = smtp.received.length;
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // The readiness probe says so while PostgreSQL is down, and again once it is back.
+    const down = await ready();
+    expect(down.status).toBe(503);
+    expect(down.body.checks).toMatchObject({ redis: 'ok' });
+    expect(down.body.checks.postgres).not.toBe('ok');
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
     await server.start();
+    await until('ready again', async () => (await ready()).status === 200, 30_000);
     expect(atCrash).toBeLessThan(400);
 
     await until('400 sent', async () => Number((await query(`select count(*) from deliveries where status = 'sent'`)).rows[0].count) >= 400, 90_000);
