@@ -6,6 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
 import { startDaemon, until, type Daemon } from './helpers/daemon.ts';
+import { freePort } from './helpers/redis-server.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, type World } from './helpers/world.ts';
 import { addDays } from '../src/journey/time.ts';
@@ -87,6 +88,28 @@ describe('two daemons on one database and Redis', () => {
     const text = JSON.stringify(daemons.flatMap((d) => d.logs));
     expect(text).not.toContain('daemon@customer.test');
     expect(text).not.toContain('Trip to the USA');
+  });
+});
+
+describe('two daemons on one machine with the same PORT', () => {
+  it('the second runs without its HTTP server, saying so, and keeps running: the email goes once', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const contact = await insertContact(world.database.db, { email: 'same-port@customer.test', time_zone: 'UTC', first_name: 'Sam' });
+    const id = await insertOpportunity(world.database.db, { title: 'Trip to Japan', closing_date: addDays(today, 3), stage: 'proposal', primary_contact_id: contact });
+    const port = String(await freePort());
+    const first = startDaemon({ ...world.env, PORT: port });
+    expect(await first.port).toBe(Number(port));
+    const second = startDaemon({ ...world.env, PORT: port });
+    daemons.push(first, second);
+    expect(await second.port).toBeNull();
+    expect(second.child.exitCode).toBeNull();
+    expect(second.logs.map((l) => l.msg)).toContain('PORT is in use by another process: this one runs without its HTTP server (health, readiness, metrics); give each process on a machine its own PORT, or PORT=0 for any free one');
+    await until('the email', async () => (await deliveries(world.database.db, id)).some((r) => r.status === 'sent'));
+    await new Promise((r) => setTimeout(r, 2_000)); // more scans by both: still one email
+    expect(world.smtp.received.filter((m) => m.envelopeTo[0] === 'same-port@customer.test')).toHaveLength(1);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    for (const d of [first, second]) d.child.kill('SIGTERM');
+    expect(await Promise.all([first.exited, second.exited])).toEqual([0, 0]);
   });
 });
 

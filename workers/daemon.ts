@@ -26,7 +26,7 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
   for (const w of configWarnings(rt.config)) rt.logger.warn(w);
   rt.enablePrometheus();
   const content = await rt.liveContent();
-  const http: HttpServer | null = options.http === false ? null : await startHttpServer(rt, rt.config.port);
+  const http: HttpServer | null = options.http === false ? null : await startHttpUnlessPortTaken(rt);
   const scheduler = options.scheduler ? await startScheduler(rt, content, systemClock) : null;
   const clock = options.clock ?? systemClock;
   const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer() }) : null;
@@ -52,4 +52,20 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
   await rt.close();
   clearTimeout(timer);
   rt.logger.info('stopped');
+}
+
+/**
+ * The HTTP server on `PORT`; when another process already listens there (a second `nudge start`
+ * on the same machine with the same settings), this one runs without it, saying so: its scans and
+ * sends do not depend on it, and the other process answers unsubscribe links for both.
+ */
+async function startHttpUnlessPortTaken(rt: Runtime): Promise<HttpServer | null> {
+  try {
+    return await startHttpServer(rt, rt.config.port);
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'EADDRINUSE') throw error;
+    rt.logger.error({ port: rt.config.port },
+      'PORT is in use by another process: this one runs without its HTTP server (health, readiness, metrics); give each process on a machine its own PORT, or PORT=0 for any free one');
+    return null;
+  }
 }

@@ -41,7 +41,7 @@ export function startWorkProcess(env: Record<string, string>): Daemon {
 }
 
 function startProcess(args: string[], env: Record<string, string>): Daemon {
-  const child = spawnNudge(args, { ...env, PORT: '0', LOG_LEVEL: 'info', NUDGE_SCAN_EVERY_MS: '1000' });
+  const child = spawnNudge(args, { PORT: '0', ...env, LOG_LEVEL: 'info', NUDGE_SCAN_EVERY_MS: '1000' });
   const logs: Record<string, unknown>[] = [];
   let resolvePort!: (p: number | null) => void;
   const port = new Promise<number | null>((r) => { resolvePort = r; });
