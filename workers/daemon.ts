@@ -26,7 +26,9 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
   for (const w of configWarnings(rt.config)) rt.logger.warn(w);
   rt.enablePrometheus();
   const content = await rt.liveContent();
-  const http: HttpServer | null = options.http === false ? null : await startHttpUnlessPortTaken(rt);
+  // A process that only serves HTTP has nothing to do without it: there, a taken port is fatal.
+  const http: HttpServer | null = options.http === false ? null
+    : options.scheduler || options.worker ? await startHttpUnlessPortTaken(rt) : await startHttpServer(rt, rt.config.port);
   const scheduler = options.scheduler ? await startScheduler(rt, content, systemClock) : null;
   const clock = options.clock ?? systemClock;
   const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer() }) : null;
