@@ -3,6 +3,8 @@
  * a scan every second; health, readiness, unsubscribe, and a clean stop on SIGTERM.
  */
 import type { ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
 import { startDaemon, until, type Daemon } from './helpers/daemon.ts';
@@ -103,13 +105,27 @@ describe('two daemons on one machine with the same PORT', () => {
     daemons.push(first, second);
     expect(await second.port).toBeNull();
     expect(second.child.exitCode).toBeNull();
-    expect(second.logs.map((l) => l.msg)).toContain('PORT is in use by another process: this one runs without its HTTP server (health, readiness, metrics); give each process on a machine its own PORT, or PORT=0 for any free one');
+    expect(second.logs.map((l) => l.msg)).toContain('PORT is in use by another nudge process: this one runs without its HTTP server (health, readiness, metrics); give each process on a machine its own PORT, or PORT=0 for any free one');
     await until('the email', async () => (await deliveries(world.database.db, id)).some((r) => r.status === 'sent'));
     await new Promise((r) => setTimeout(r, 2_000)); // more scans by both: still one email
     expect(world.smtp.received.filter((m) => m.envelopeTo[0] === 'same-port@customer.test')).toHaveLength(1);
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
     for (const d of [first, second]) d.child.kill('SIGTERM');
     expect(await Promise.all([first.exited, second.exited])).toEqual([0, 0]);
+    expect(second.logs.map((l) => l.msg)).toContain('stopped');
+  });
+
+  it('a port taken by something other than Nudge stops start, naming it', async () => {
+    const other = http.createServer((_req, res) => res.end('not nudge\n'));
+    await new Promise<void>((resolve) => other.listen(0, '0.0.0.0', () => resolve()));
+    try {
+      const port = (other.address() as AddressInfo).port;
+      const r = await runNudge(['start'], { ...world.env, PORT: String(port) });
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`EADDRINUSE: address already in use 0.0.0.0:${port}`);
+    } finally {
+      await new Promise((resolve) => other.close(resolve));
+    }
   });
 });
 

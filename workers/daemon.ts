@@ -8,7 +8,7 @@ import { systemClock, type Clock } from '../src/clock.ts';
 import { configWarnings } from '../src/config.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
-import { startHttpServer, type HttpServer } from './http-server.ts';
+import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer } from './http-server.ts';
 import { startScheduler } from './scheduler.ts';
 
 export interface DaemonOptions {
@@ -57,17 +57,29 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
 }
 
 /**
- * The HTTP server on `PORT`; when another process already listens there (a second `nudge start`
- * on the same machine with the same settings), this one runs without it, saying so: its scans and
- * sends do not depend on it, and the other process answers unsubscribe links for both.
+ * The HTTP server on `PORT`; when a Nudge of the same installation already listens there (a
+ * second `nudge start` on the same machine with the same settings), this one runs without it,
+ * saying so: its scans and sends do not depend on it, and the other process answers unsubscribe
+ * links for both. A port taken by anything else stops the process, as before.
  */
 async function startHttpUnlessPortTaken(rt: Runtime): Promise<HttpServer | null> {
   try {
     return await startHttpServer(rt, rt.config.port);
   } catch (error) {
-    if ((error as { code?: string }).code !== 'EADDRINUSE') throw error;
+    if ((error as { code?: string }).code !== 'EADDRINUSE' || !(await sameInstallationListens(rt))) throw error;
     rt.logger.error({ port: rt.config.port },
-      'PORT is in use by another process: this one runs without its HTTP server (health, readiness, metrics); give each process on a machine its own PORT, or PORT=0 for any free one');
+      'PORT is in use by another nudge process: this one runs without its HTTP server (health, readiness, metrics); give each process on a machine its own PORT, or PORT=0 for any free one');
     return null;
+  }
+}
+
+/** Whether the process on `PORT` answers /healthz as a Nudge of this installation does. */
+async function sameInstallationListens(rt: Runtime): Promise<boolean> {
+  const host = ['0.0.0.0', '::', ''].includes(rt.config.httpHost) ? '127.0.0.1' : rt.config.httpHost;
+  try {
+    const r = await fetch(`http://${host.includes(':') ? `[${host}]` : host}:${rt.config.port}/healthz`, { signal: AbortSignal.timeout(2_000) });
+    return r.ok && r.headers.get(INSTALLATION_HEADER) === installationTag(rt);
+  } catch {
+    return false;
   }
 }

@@ -4,7 +4,7 @@
  * behind NUDGE_BOARD_TOKEN. A GET on an unsubscribe link only shows a confirmation form: mail
  * scanners follow links, and a link alone must not unsubscribe anyone.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
@@ -19,11 +19,20 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
+/** Names the installation (its queue prefix, hashed) on /healthz. */
+export const INSTALLATION_HEADER = 'x-nudge-installation';
+
+export function installationTag(rt: Runtime): string {
+  return createHash('sha256').update(rt.config.queuePrefix).digest('hex').slice(0, 16);
+}
+
 export async function startHttpServer(rt: Runtime, port: number): Promise<HttpServer> {
   const app = Fastify({ logger: false });
   // One-click unsubscribe posts a form body; nothing here needs it parsed.
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
-  app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok\n'));
+  // The header tells a second process on this machine that the port is taken by Nudge of the
+  // same installation (`startHttpUnlessPortTaken`), not by something else.
+  app.get('/healthz', async (_req, reply) => reply.header(INSTALLATION_HEADER, installationTag(rt)).type('text/plain').send('ok\n'));
   app.get('/readyz', async (_req, reply) => {
     const checks = await readiness(rt);
     const ok = Object.values(checks).every((v) => v === 'ok');
@@ -41,7 +50,12 @@ export async function startHttpServer(rt: Runtime, port: number): Promise<HttpSe
     rt.logger.error({ err: (err as Error).message }, 'http handler failed');
     return reply.code(500).type('text/plain').send('internal error\n');
   });
-  await app.listen({ port, host: rt.config.httpHost });
+  try {
+    await app.listen({ port, host: rt.config.httpHost });
+  } catch (error) {
+    await app.close().catch(() => {});
+    throw error;
+  }
   const address = app.server.address();
   return {
     port: typeof address === 'object' && address ? address.port : port,
