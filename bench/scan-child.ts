@@ -1,7 +1,8 @@
 /**
  * One scan in a process of its own, for the memory measure: `runScan` at BENCH_NOW over
  * DATABASE_URL with an enqueue that discards. Prints one JSON line: the peak resident set
- * (`process.resourceUsage().maxRSS`) and the peak V8 heap (`heapUsed` sampled every 5 ms).
+ * (`process.resourceUsage().maxRSS`), the peak V8 heap (`heapUsed` sampled every 5 ms), and the
+ * process's CPU time during the scan.
  *
  * With BENCH_WARMUP_URL a first scan runs there (the small table), unmeasured, and its decisions
  * are deleted: the measured one runs in a process that has scanned before, as the daemon's every
@@ -51,11 +52,13 @@ async function main(): Promise<void> {
         await warm.destroy();
       }
     }
+    const cpu = process.cpuUsage();
     const summary = await scan(db, readDb);
+    const { user, system } = process.cpuUsage(cpu);
     clearInterval(sampler);
     peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
     console.log(JSON.stringify({
-      scanned: summary.scanned, ms: summary.ms,
+      scanned: summary.scanned, ms: summary.ms, cpuMs: { user: user / 1000, system: system / 1000 },
       maxRssBytes: process.resourceUsage().maxRSS * 1024, peakHeapBytes: peakHeap,
       rssBeforeBytes: before.rss, heapBeforeBytes: before.heap,
     }));

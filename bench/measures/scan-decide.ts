@@ -44,6 +44,8 @@ export async function scanQueries(ctx: BenchContext, url: string, horizonDays = 
 export interface ChildResult {
   scanned: number;
   ms: number;
+  /** CPU time of the child's process during the measured scan (not PostgreSQL's). */
+  cpuMs: { user: number; system: number };
   maxRssBytes: number;
   peakHeapBytes: number;
 }
@@ -100,6 +102,7 @@ export async function measureScanAndMemory(ctx: BenchContext, log: (line: string
       notes: [
         `rows per pass: the scan read ${scanned}, the raw read ${rawRows}${scanned === rawRows ? ' (the same rows)' : ` (${scanned - rawRows} more: rows read twice by the scan)`}, of ${bigRows} opportunities`,
         `the scans measured ran warm (a child that scanned the small table first); the cold children of the memory measure scanned at a median ${Math.round(cold).toLocaleString('en-US')} rows/s (ratio ${(cold / median(raw.map((r) => r.rate))).toFixed(3)} to the median raw read)`,
+        `the warm children's own CPU during the scan, median: ${(median(warm.map((r) => r.cpuMs.user + r.cpuMs.system)) / 1000).toFixed(2)} s over ${(median(warm.map((r) => r.ms)) / 1000).toFixed(2)} s (PostgreSQL's is not counted)`,
       ],
     },
     memory: {
