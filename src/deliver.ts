@@ -305,7 +305,7 @@ async function persisting<T>(run: Run, log: Record<string, unknown>, lastWords: 
         run.deps.logger.error({ ...log, err }, lastWords);
         throw failure;
       }
-      run.deps.logger.warn({ ...log, attempt, err }, 'could not record the send yet (PostgreSQL unreachable); trying again');
+      run.deps.logger.warn({ ...log, attempt, err }, 'could not record the send yet (PostgreSQL unreachable or refusing for now); trying again');
       await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** (attempt - 1), 16_000)));
     }
   }

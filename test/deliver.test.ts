@@ -411,7 +411,7 @@ describe('the outcome of a send, while PostgreSQL refuses to record it', () => {
       expect(await seen()).toBe(3);
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
       expect(world.smtp.received).toHaveLength(1);
-      const retries = lines.filter((l) => l.msg === 'could not record the send yet (PostgreSQL unreachable); trying again');
+      const retries = lines.filter((l) => l.msg === 'could not record the send yet (PostgreSQL unreachable or refusing for now); trying again');
       expect(retries.map((l) => [l.opportunityId, l.attempt])).toEqual([[opportunityId, 1], [opportunityId, 2]]);
       expect(JSON.stringify(lines)).not.toMatch(/ada@customer\.test|Trip to the USA/);
     } finally {
