@@ -2,6 +2,7 @@
  * End to end against the real services: rows written through the SQL contract, `tick` then
  * `drain` as of an instant, and what arrived at a real SMTP server and what `deliveries` says.
  */
+import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { pino } from 'pino';
@@ -370,6 +371,44 @@ describe('a claim whose COMMIT fails once the message is complete', () => {
       // The job's retry finds the step spent.
       expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 0, skipped: 1 });
       expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+      await sql`drop trigger fail_first_claim on deliveries`.execute(world.database.db);
+      await sql`drop function fail_first_claim(); drop sequence fail_once`.execute(world.database.db);
+    }
+  });
+});
+
+describe('a claim lost with its COMMIT while another worker claimed the same send', () => {
+  it("is not taken for this worker's own: the other claim is left as it is, and this send is logged as unrecorded", async () => {
+    const { opportunityId, contactId } = await dueOpportunity();
+    // The first claim's COMMIT fails (after the message's final dot went with it). Then, before
+    // this worker records its claim again, another worker's claim of the same send appears: the
+    // logger's line for that moment writes it, synchronously, through psql.
+    await sql`create sequence fail_once`.execute(world.database.db);
+    await sql`create function fail_first_claim() returns trigger language plpgsql as $$
+      begin if nextval('fail_once') <= 1 then raise exception 'commit refused for the test' using errcode = '40001'; end if; return null; end $$`.execute(world.database.db);
+    await sql`create constraint trigger fail_first_claim after insert on deliveries deferrable initially deferred
+      for each row when (new.status = 'unknown') execute function fail_first_claim()`.execute(world.database.db);
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, {
+      write: (line: string) => {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        lines.push(entry);
+        if (entry.msg !== 'the claim may not have committed while the message was completed; recording it again') return;
+        execFileSync('psql', [world.database.url, '-qc', `insert into deliveries (opportunity_id, step_id, contact_id, recipient, status,
+          decided_at, closing_date, occurrence, claimed_at, handed_at, detail) values (${opportunityId}, 'closing-in-3-days', ${contactId},
+          'ada@customer.test', 'unknown', now(), '2026-12-10', '', now(), now(), 'the other worker')`]);
+      },
+    });
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const error = await deliver({ ...(await deps(mailer)), logger }, job(opportunityId), new Date(DUE)).then(() => null, (e: Error) => e);
+      expect(error?.message).toMatch(/commit refused for the test/);
+      await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
+      const rows = await deliveries(world.database.db);
+      expect(rows.map((r) => [r.status, r.detail])).toEqual([['unknown', 'the other worker']]);
+      expect(lines.map((l) => l.msg)).toContain("the step was spent by another worker while this send's claim was lost; the send is not recorded");
     } finally {
       await mailer.close();
       await sql`drop trigger fail_first_claim on deliveries`.execute(world.database.db);
