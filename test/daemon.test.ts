@@ -65,11 +65,19 @@ describe('two daemons on one database and Redis', () => {
       expect(ready.status).toBe(200);
       expect(await ready.json()).toEqual({ ok: true, checks: { postgres: 'ok', redis: 'ok' } });
     }
+    // The job completes just after the email arrives (the row marked `sent`, then BullMQ told).
+    await until('the job counted by BullMQ', async () => /^bullmq_job_completed_total\{queue="deliver"\} 1$/m
+      .test(await (await fetch(`http://127.0.0.1:${ports[0]}/metrics`)).text()));
     const metrics = await Promise.all(ports.map(async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text()));
     const sentCounts = metrics.map((m) => Number(/^nudge_decisions_total\{status="sent",reason=""\} (\d+)$/m.exec(m)?.[1] ?? 0));
     expect(sentCounts.reduce((a, b) => a + b, 0)).toBe(1);
     expect(metrics.join('\n')).toMatch(/^nudge_scan_duration_seconds_count \d+$/m);
     expect(metrics.join('\n')).toMatch(/^nudge_queue_jobs\{state="waiting"\} \d+$/m);
+    // BullMQ's own, from Redis: the same for both processes; the one job's completion counted.
+    for (const m of metrics) {
+      expect(m).toMatch(/^bullmq_job_count\{queue="deliver", state="waiting"\} \d+$/m);
+      expect(m).toMatch(/^bullmq_job_completed_total\{queue="deliver"\} 1$/m);
+    }
     // Let several intervals pass: more scans must not mean more emails.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(world.smtp.received).toHaveLength(1);

@@ -1,5 +1,5 @@
 /** Process wiring for delivery: a BullMQ Worker whose processor is `deliver`. */
-import { Worker } from 'bullmq';
+import { MetricsTime, Worker } from 'bullmq';
 import type { Clock } from '../src/clock.ts';
 import type { LiveContent } from '../src/content.ts';
 import { deliver, type DeliverDeps, type DeliverResult } from '../src/deliver.ts';
@@ -46,6 +46,9 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // A killed worker's active jobs go back to the queue once its lock lapses.
     lockDuration: rt.config.jobLockMs,
     stalledInterval: rt.config.jobLockMs,
+    // BullMQ's own counts of completed and failed jobs, a data point a minute for a week, for
+    // /metrics (`bullmq_job_completed_total`, `bullmq_job_failed_total`).
+    metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
   });
   worker.on('failed', (job, err) => {
     rt.logger.warn({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, 'delivery job failed; BullMQ retries it with backoff');

@@ -1,7 +1,7 @@
 /**
  * The daemon's HTTP server (fastify): liveness, readiness (PostgreSQL and Redis really answer),
- * Prometheus metrics, the one-click unsubscribe of RFC 8058, and the queue dashboard (Bull Board)
- * behind NUDGE_BOARD_TOKEN. A GET on an unsubscribe link only shows a confirmation form: mail
+ * Prometheus metrics (Nudge's and BullMQ's own), the one-click unsubscribe of RFC 8058, and the
+ * queue dashboard (Bull Board) behind NUDGE_BOARD_TOKEN. A GET on an unsubscribe link only shows a confirmation form: mail
  * scanners follow links, and a link alone must not unsubscribe anyone.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -41,7 +41,11 @@ export async function startHttpServer(rt: Runtime, port: number): Promise<HttpSe
   app.get('/metrics', async (_req, reply) => {
     if (!('registry' in rt.metrics)) return reply.code(404).send('metrics are off\n');
     const registry = (rt.metrics as PrometheusMetrics).registry;
-    return reply.type(registry.contentType).send(await registry.metrics());
+    // Nudge's own metrics, then BullMQ's for the delivery queue (jobs by state, completed and
+    // failed totals, from the workers' metrics in Redis); left out while Redis does not answer,
+    // which /readyz reports.
+    const bullmq = await rt.queue.exportPrometheusMetrics().catch(() => '');
+    return reply.type(registry.contentType).send(`${await registry.metrics()}${bullmq ? `${bullmq}\n` : ''}`);
   });
   app.get<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribePage(rt, req.params.token, reply));
   app.post<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribe(rt, req.params.token, reply));
