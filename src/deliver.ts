@@ -15,19 +15,18 @@
  *   neither; the claim it could not finish stays `unknown`, never a second email. A duplicate job
  *   waits on the contact's lock, then finds the claim and sends nothing. A failure before the
  *   COMMIT abandons the message unfinished; a COMMIT that fails after it went out has its claim
- *   written again when the send ends.
+ *   written again when the send ends. The outcome is recorded after the COMMIT, each write tried
+ *   again while PostgreSQL cannot be reached (src/send-outcome.ts).
  * - CRM writers wait a bounded time: a send not ready for its final dot within
  *   `handoverTimeoutMs` gives up (rolled back, nothing claimed, the gate answers no when it is
  *   reached) and the job is retried with backoff.
  */
-import { mayPassOnRetry, type Db } from './db/database.ts';
+import type { Db } from './db/database.ts';
 import { armCommit } from './db/commit-hook.ts';
-import {
-  claimCommitted, claimSend, markRejected, markSent, markUnknown, recordDecision, releaseClaim, type ClaimRow, type NewDelivery,
-} from './db/deliveries.ts';
+import { claimSend, recordDecision, type ClaimRow, type NewDelivery } from './db/deliveries.ts';
 import { lockAndLoadSnapshot, StaleRolesError } from './db/locked-snapshot.ts';
 import { composeEmail, templateContext, type ComposeSettings } from './email/compose.ts';
-import type { Mailer, OutgoingEmail, SendOutcome } from './email/mailer.ts';
+import type { Mailer, OutgoingEmail } from './email/mailer.ts';
 import { TemplateError, type Templates } from './email/templates.ts';
 import { decideJob, type JobAction } from './journey/decide-job.ts';
 import type { Journey, Snapshot } from './journey/types.ts';
@@ -36,6 +35,7 @@ import { noMetrics, type Metrics } from './metrics.ts';
 import type { DeliverJob } from './queue/queues.ts';
 import { snapshotNeeds } from './scan.ts';
 import { startSend, type InFlight } from './send-gate.ts';
+import { claimAfterFailedCommit, finishSend, replyCode, withdraw, type Claimed } from './send-outcome.ts';
 
 export interface DeliverDeps {
   db: Db;
@@ -94,16 +94,6 @@ interface Step {
   more: boolean;
   /** The send started in this transaction, withdrawn if the transaction does not commit. */
   flight: InFlight | null;
-}
-
-interface Claimed {
-  id: number;
-  flight: InFlight;
-  row: ClaimRow;
-  dueAt: Date | null;
-  log: Record<string, unknown>;
-  /** The gate was opened as the claim's COMMIT went out: the message may be complete. */
-  opened: boolean;
 }
 
 /** The transaction gave up waiting for the handover: rolled back, the send withdrawn. */
@@ -266,101 +256,6 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
   run.deps.logger.warn(prepared.log, 'smtp deferred the send; will retry');
 }
 
-/**
- * The gate opened as the claim's COMMIT was written, and the commit failed or its answer was lost
- * with the connection: the message may have been completed with no claim committed. Record the
- * claim now, outside the transaction (or find it, if it did commit), then the outcome, as for any
- * claim; while PostgreSQL cannot be reached, try again for about a minute (the job's retry would
- * otherwise find no claim and send again). Only then is the send left unrecorded, and logged.
- */
-async function claimAfterFailedCommit(run: Run, claimed: Claimed, error: unknown): Promise<void> {
-  const { deps } = run;
-  deps.logger.error({ ...claimed.log, err: (error as Error).message }, 'the claim may not have committed while the message was completed; recording it again');
-  // Ours if it committed after all (found by the id the INSERT returned); else inserted now. A row
-  // found any other way could be another worker's claim, still in flight: never adopted.
-  const id = await persisting(run, claimed.log, 'could not record a completed send; the step may be sent again',
-    async () => ((await claimCommitted(deps.db, claimed.id)) ? claimed.id : claimSend(deps.db, claimed.row)));
-  if (id === null) {
-    // Spent by another row meanwhile (another worker's claim or decision): nothing of ours to record.
-    deps.logger.error(claimed.log, 'the step was spent by another worker while this send\'s claim was lost; the send is not recorded');
-    await withdraw(claimed.flight);
-    return;
-  }
-  await finishSend(run, { ...claimed, id });
-}
-
-/**
- * Runs a write that alone records what happened to an email (its claim, how SMTP answered); while
- * PostgreSQL cannot be reached (connections cut, a restart), tries again for about a minute with
- * a fresh connection each time, logging each try. Only then, or at once for an error that a retry
- * cannot mend (`mayPassOnRetry`), does it give up, logging `lastWords`, and throw.
- */
-async function persisting<T>(run: Run, log: Record<string, unknown>, lastWords: string, write: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await write();
-    } catch (failure) {
-      const err = (failure as Error).message;
-      if (attempt >= RECORD_ATTEMPTS || !mayPassOnRetry(failure)) {
-        run.deps.logger.error({ ...log, err }, lastWords);
-        throw failure;
-      }
-      run.deps.logger.warn({ ...log, attempt, err }, 'could not record the send yet (PostgreSQL unreachable or refusing for now); trying again');
-      await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** (attempt - 1), 16_000)));
-    }
-  }
-}
-
-/** Attempts of a write that records an email: waits of 0.25 s doubling to 16 s, about a minute in all. */
-const RECORD_ATTEMPTS = 9;
-
-/**
- * After the claim committed: let the message go, and record how SMTP answered (tried again while
- * PostgreSQL cannot be reached: an accepted email left `unknown`, or a deferred one left claimed,
- * would be counted wrong or never sent). Returns a deferral's code.
- */
-async function finishSend(run: Run, claimed: Claimed): Promise<string | null> {
-  const { deps, metrics, result } = run;
-  claimed.flight.answer(true);
-  const outcome = await claimed.flight.outcome;
-  const record = (write: () => Promise<void>) => persisting(run, claimed.log,
-    `could not record how SMTP answered (${outcome.kind}); the send stays unknown`, write);
-  switch (outcome.kind) {
-    case 'accepted':
-      await record(() => markSent(deps.db, claimed.id, outcome.response.slice(0, 500)));
-      result.sent += 1;
-      metrics.decision('sent', null);
-      if (claimed.dueAt) metrics.dueToSent((run.now.getTime() - claimed.dueAt.getTime()) / 1000);
-      deps.logger.info({ ...claimed.log, transport: deps.mailer.transport }, 'sent');
-      return null;
-    case 'rejected':
-      await record(() => markRejected(deps.db, claimed.id, outcome.response.slice(0, 500)));
-      result.failed += 1;
-      metrics.decision('failed', 'smtp_rejected');
-      deps.logger.warn({ ...claimed.log, reason: 'smtp_rejected', code: outcome.code }, 'failed');
-      return null;
-    case 'deferred':
-    case 'withdrawn':
-      // Nothing was accepted (a 4xx to the message itself): the claim goes and the job retries.
-      await record(() => releaseClaim(deps.db, claimed.id));
-      metrics.deferred();
-      deps.logger.warn(claimed.log, 'smtp deferred the send; will retry');
-      return replyCode(outcome);
-    case 'unknown':
-      await record(() => markUnknown(deps.db, claimed.id, outcome.reason.slice(0, 500)));
-      result.unknown += 1;
-      metrics.decision('unknown', null);
-      deps.logger.error(claimed.log, 'send outcome unknown: connection lost after the message was handed over; not resent');
-      return null;
-  }
-}
-
-/** Answers the gate no (if it is ever reached) and waits for the send to end. */
-async function withdraw(flight: InFlight): Promise<void> {
-  flight.answer(false);
-  await flight.outcome;
-}
-
 async function recordSuppression(run: Run, trx: Db, action: Extract<JobAction, { kind: 'suppress' }>): Promise<boolean> {
   const { job } = run;
   const row: NewDelivery = {
@@ -370,11 +265,6 @@ async function recordSuppression(run: Run, trx: Db, action: Extract<JobAction, {
   };
   run.deps.logger.info({ ...logFields(job, action), reason: action.reason }, 'suppressed');
   return recordDecision(trx, row);
-}
-
-/** The SMTP reply code of a deferral, for the job's error: never the server's text. */
-function replyCode(outcome: Extract<SendOutcome, { kind: 'deferred' | 'withdrawn' }>): string {
-  return outcome.kind === 'withdrawn' ? 'withdrawn' : (/^\d{3}/.exec(outcome.reason)?.[0] ?? 'connection');
 }
 
 /** Whom an action is about, to deal with each recipient of a job once. */
