@@ -19,15 +19,31 @@ export function spawnNudge(args: string[], env: Record<string, string | undefine
   return spawn(process.execPath, [BIN, ...args], { env: childEnv, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-export function runNudge(args: string[], env: Record<string, string | undefined>, cwd = REPO): Promise<CliResult> {
+/** Longer than any command of the suite takes (the longest drains a couple of thousand emails in seconds). */
+const RUN_TIMEOUT_MS = 90_000;
+
+/**
+ * Runs `nudge` to its exit. One that has not exited after `timeoutMs` is killed, and the promise
+ * rejects naming the command with the end of its output: a hung command fails its test with
+ * something to read, and no process outlives the test.
+ */
+export function runNudge(args: string[], env: Record<string, string | undefined>, cwd = REPO, timeoutMs = RUN_TIMEOUT_MS): Promise<CliResult> {
   const child = spawnNudge(args, env, cwd);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => { stdout += d; });
   child.stderr!.on('data', (d) => { stderr += d; });
   return new Promise((resolve, reject) => {
-    child.on('error', reject);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`nudge ${args.join(' ')} did not exit within ${timeoutMs} ms; stdout ends: ${stdout.slice(-1_000)}; stderr ends: ${stderr.slice(-2_000)}`));
+    }, timeoutMs);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
     child.on('close', (code) => {
+      clearTimeout(timer);
       const last = stdout.trim().split('\n').at(-1) ?? '';
       let summary: Record<string, unknown> | null = null;
       try {
