@@ -3,6 +3,10 @@
  * Prometheus. Labels carry reasons and statuses, never people.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { within } from './settle.ts';
+
+/** How long a scrape waits for Redis's answers before leaving them out: a scrape must not hang. */
+export const SCRAPE_WAIT_MS = 2_000;
 
 export interface Metrics {
   /** One decision written (or a send's outcome): status sent | suppressed | failed | unknown. */
@@ -35,9 +39,9 @@ export function prometheusMetrics(queueCounts: () => Promise<Record<string, numb
     name: 'nudge_queue_jobs', help: 'Delivery jobs in the queue, by state', labelNames: ['state'], registers: [registry],
     async collect() {
       try {
-        for (const [state, n] of Object.entries(await queueCounts())) this.set({ state }, n);
+        for (const [state, n] of Object.entries(await within(SCRAPE_WAIT_MS, 'Redis', queueCounts()))) this.set({ state }, n);
       } catch {
-        // Redis down: the gauge keeps its last values; readiness reports the outage.
+        // Redis down or not answering: the gauge keeps its last values; readiness reports the outage.
       }
     },
   });

@@ -87,8 +87,15 @@ describe('Redis restarted mid-run, empty', () => {
   it('the daemons reconnect, the scans re-enqueue from PostgreSQL, every email goes once', async () => {
     await dueNow(200);
     daemons = [startDaemon(env()), startDaemon(env())];
+    const port = await daemons[0]!.port;
     await until('the first emails', () => world.smtp.received.length >= 30);
     await redis.kill();
+    // A scrape while Redis is down answers, without the queue's figures, instead of hanging.
+    const scrape = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(8_000) });
+    expect(scrape.status).toBe(200);
+    const text = await scrape.text();
+    expect(text).toMatch(/^# TYPE nudge_decisions_total counter$/m);
+    expect(text).not.toMatch(/^bullmq_job_count/m);
     await new Promise((r) => setTimeout(r, 1_000));
     await redis.start();
     await expectEachSentOnce(200);

@@ -4,13 +4,14 @@
  * queue dashboard (Bull Board) behind NUDGE_BOARD_TOKEN. A GET on an unsubscribe link only shows a confirmation form: mail
  * scanners follow links, and a link alone must not unsubscribe anyone.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { sql } from 'kysely';
-import type { PrometheusMetrics } from '../src/metrics.ts';
+import { SCRAPE_WAIT_MS, type PrometheusMetrics } from '../src/metrics.ts';
+import { within } from '../src/settle.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { verifyUnsubscribeToken } from '../src/unsubscribe-token.ts';
 
@@ -19,11 +20,15 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-/** Names the installation (its queue prefix, hashed) on /healthz. */
+/**
+ * Names the installation on /healthz without telling anything about it: a keyed hash of its
+ * database, Redis and queue prefix. Processes of one installation share all four.
+ */
 export const INSTALLATION_HEADER = 'x-nudge-installation';
 
 export function installationTag(rt: Runtime): string {
-  return createHash('sha256').update(rt.config.queuePrefix).digest('hex').slice(0, 16);
+  const { databaseUrl, redisUrl, queuePrefix, secret } = rt.config;
+  return createHmac('sha256', secret).update(`${databaseUrl}\n${redisUrl}\n${queuePrefix}`).digest('hex').slice(0, 16);
 }
 
 export async function startHttpServer(rt: Runtime, port: number): Promise<HttpServer> {
@@ -42,9 +47,9 @@ export async function startHttpServer(rt: Runtime, port: number): Promise<HttpSe
     if (!('registry' in rt.metrics)) return reply.code(404).send('metrics are off\n');
     const registry = (rt.metrics as PrometheusMetrics).registry;
     // Nudge's own metrics, then BullMQ's for the delivery queue (jobs by state, completed and
-    // failed totals, from the workers' metrics in Redis); left out while Redis does not answer,
-    // which /readyz reports.
-    const bullmq = await rt.queue.exportPrometheusMetrics().catch(() => '');
+    // failed totals, from the workers' metrics in Redis); left out while Redis does not answer
+    // within the scrape's wait, which /readyz reports.
+    const bullmq = await within(SCRAPE_WAIT_MS, 'Redis', rt.queue.exportPrometheusMetrics()).catch(() => '');
     return reply.type(registry.contentType).send(`${await registry.metrics()}${bullmq ? `${bullmq}\n` : ''}`);
   });
   app.get<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribePage(rt, req.params.token, reply));
@@ -69,10 +74,9 @@ export async function startHttpServer(rt: Runtime, port: number): Promise<HttpSe
 
 /** Each dependency answers within two seconds, or the process is not ready. */
 async function readiness(rt: Runtime): Promise<Record<string, string>> {
-  const timeout = <T>(p: Promise<T>) => Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2_000))]);
   const check = async (fn: () => Promise<unknown>) => {
     try {
-      await timeout(fn());
+      await within(2_000, 'the check', fn());
       return 'ok';
     } catch (err) {
       return `failing: ${(err as Error).message}`;
