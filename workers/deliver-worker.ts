@@ -46,9 +46,9 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // A killed worker's active jobs go back to the queue once its lock lapses.
     lockDuration: rt.config.jobLockMs,
     stalledInterval: rt.config.jobLockMs,
-    // BullMQ's own counts of completed and failed jobs, a data point a minute for a week, for
-    // /metrics (`bullmq_job_completed_total`, `bullmq_job_failed_total`).
-    metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
+    // BullMQ's own counts of completed and failed jobs, for /metrics (`bullmq_job_completed_total`,
+    // `bullmq_job_failed_total`), with a data point a minute for a day: each scrape reads them all.
+    metrics: { maxDataPoints: MetricsTime.ONE_HOUR * 24 },
   });
   worker.on('failed', (job, err) => {
     rt.logger.warn({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, 'delivery job failed; BullMQ retries it with backoff');
