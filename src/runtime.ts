@@ -13,7 +13,16 @@ import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob, type
 import { noMetrics, prometheusMetrics, type Metrics, type PrometheusMetrics } from './metrics.ts';
 import type { ScanDeps } from './scan.ts';
 import { PAGES_AHEAD, SCAN_CHAINS } from './scan-pages.ts';
-import { settleAll } from './settle.ts';
+import { settleAll, within } from './settle.ts';
+
+
+/** How long `close` waits for Redis to answer QUIT before closing the connection outright. */
+const QUIT_WAIT_MS = 5_000;
+/**
+ * How long `close` waits for each pool, queue or connection to close: past it, a warning, and the
+ * next one. Longer than any of them takes when its server answers.
+ */
+const CLOSE_WAIT_MS = 15_000;
 
 export class InvalidContentError extends Error {
   constructor(readonly problems: string[]) {
@@ -86,7 +95,9 @@ export class Runtime {
       const redis = redisConnection(this.config.redisUrl, this.config.redisCluster);
       redis.on('error', (err) => this.logger.warn({ err: err.message }, 'redis connection error'));
       this._redis = redis;
-      this.closers.push(() => redis.quit().catch(() => redis.disconnect()));
+      // QUIT is a courtesy: a connection that does not answer it (a Redis gone, a Cluster node
+      // reconnecting) is closed outright, so that the process can exit.
+      this.closers.push(() => within(QUIT_WAIT_MS, 'Redis QUIT', redis.quit()).catch(() => redis.disconnect()));
     }
     return this._redis;
   }
@@ -157,6 +168,8 @@ export class Runtime {
   }
 
   async close(): Promise<void> {
-    for (const close of this.closers.splice(0)) await close().catch((err) => this.logger.warn({ err }, 'error while closing'));
+    for (const close of this.closers.splice(0)) {
+      await within(CLOSE_WAIT_MS, 'closing a connection', close()).catch((err: Error) => this.logger.warn({ err: err.message }, 'error while closing'));
+    }
   }
 }

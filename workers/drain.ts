@@ -7,7 +7,11 @@ import type { LiveContent } from '../src/content.ts';
 import { DeferredError, type DeliverResult } from '../src/deliver.ts';
 import type { Mailer } from '../src/email/mailer.ts';
 import type { Runtime } from '../src/runtime.ts';
+import { within } from '../src/settle.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
+
+/** Longer than a job started just before the close can take (a send's SMTP timeouts). */
+const CLOSE_WAIT_MS = 60_000;
 
 export interface DrainTotals extends DeliverResult {
   jobs: number;
@@ -36,6 +40,11 @@ export async function drain(rt: Runtime, options: { clock: Clock; content: LiveC
     const c = await rt.queue.getJobCounts('waiting', 'active', 'prioritized', 'paused');
     quiet = (c.waiting ?? 0) + (c.active ?? 0) + (c.prioritized ?? 0) + (c.paused ?? 0) === 0 ? quiet + 1 : 0;
   }
-  await worker.close();
+  // Nothing is waiting or active: closing only disconnects. Bounded all the same (BullMQ's close
+  // has been seen to hang on a Redis Cluster once every job was done), so `work --drain` exits.
+  await within(CLOSE_WAIT_MS, 'the delivery worker to close', worker.close()).catch(async (err: Error) => {
+    rt.logger.warn({ err: err.message }, 'the delivery worker did not close; disconnecting it');
+    await worker.disconnect().catch(() => {});
+  });
   return totals;
 }
