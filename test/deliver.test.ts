@@ -350,18 +350,43 @@ describe('the rows a send was decided on, while the SMTP transaction is set up',
   });
 });
 
+/**
+ * A deferred constraint trigger failing the COMMIT of the first `times` transactions that insert
+ * a claim, as a serialization failure (40001) would: PostgreSQL has the COMMIT (the message's
+ * final dot has gone with it) and answers with an error.
+ */
+async function failClaimCommits(times: number): Promise<void> {
+  await sql`create sequence fail_once`.execute(world.database.db);
+  await sql.raw(`create function fail_first_claim() returns trigger language plpgsql as $$
+    begin if nextval('fail_once') <= ${times} then raise exception 'commit refused for the test' using errcode = '40001'; end if; return null; end $$`).execute(world.database.db);
+  await sql`create constraint trigger fail_first_claim after insert on deliveries deferrable initially deferred
+    for each row when (new.status = 'unknown') execute function fail_first_claim()`.execute(world.database.db);
+}
+
+async function dropFailClaimCommits(): Promise<void> {
+  await sql`drop trigger fail_first_claim on deliveries`.execute(world.database.db);
+  await sql`drop function fail_first_claim(); drop sequence fail_once`.execute(world.database.db);
+}
+
+/** A logger that keeps its lines, parsed, and shows each to `onLine` as it is written. */
+function keptLogger(onLine: (entry: Record<string, unknown>) => void = () => {}) {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, {
+    write: (line: string) => {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      lines.push(entry);
+      onLine(entry);
+    },
+  });
+  return { logger, lines };
+}
+
 describe('a claim whose COMMIT fails once the message is complete', () => {
   it('is recorded again after the send, trying again while that fails: one email, one row, sent', async () => {
     const { opportunityId } = await dueOpportunity();
-    // A deferred constraint trigger fails the first COMMIT that carries a claim: PostgreSQL has
-    // the COMMIT (the message's final dot has gone with it) and answers with an error, as with a
-    // serialization failure (40001). It fails the worker's first attempt to record the claim
-    // again too, which must try once more.
-    await sql`create sequence fail_once`.execute(world.database.db);
-    await sql`create function fail_first_claim() returns trigger language plpgsql as $$
-      begin if nextval('fail_once') <= 2 then raise exception 'commit refused for the test' using errcode = '40001'; end if; return null; end $$`.execute(world.database.db);
-    await sql`create constraint trigger fail_first_claim after insert on deliveries deferrable initially deferred
-      for each row when (new.status = 'unknown') execute function fail_first_claim()`.execute(world.database.db);
+    // The first COMMIT that carries a claim fails, and so does the worker's first attempt to
+    // record the claim again, which must try once more.
+    await failClaimCommits(2);
     const mailer = smtpMailer(world.smtp.url);
     try {
       const error = await deliver(await deps(mailer), job(opportunityId), new Date(DUE)).then(() => null, (e: Error) => e);
@@ -373,8 +398,7 @@ describe('a claim whose COMMIT fails once the message is complete', () => {
       expect(world.smtp.received).toHaveLength(1);
     } finally {
       await mailer.close();
-      await sql`drop trigger fail_first_claim on deliveries`.execute(world.database.db);
-      await sql`drop function fail_first_claim(); drop sequence fail_once`.execute(world.database.db);
+      await dropFailClaimCommits();
     }
   });
 });
@@ -385,21 +409,12 @@ describe('a claim lost with its COMMIT while another worker claimed the same sen
     // The first claim's COMMIT fails (after the message's final dot went with it). Then, before
     // this worker records its claim again, another worker's claim of the same send appears: the
     // logger's line for that moment writes it, synchronously, through psql.
-    await sql`create sequence fail_once`.execute(world.database.db);
-    await sql`create function fail_first_claim() returns trigger language plpgsql as $$
-      begin if nextval('fail_once') <= 1 then raise exception 'commit refused for the test' using errcode = '40001'; end if; return null; end $$`.execute(world.database.db);
-    await sql`create constraint trigger fail_first_claim after insert on deliveries deferrable initially deferred
-      for each row when (new.status = 'unknown') execute function fail_first_claim()`.execute(world.database.db);
-    const lines: Record<string, unknown>[] = [];
-    const logger = pino({ level: 'info' }, {
-      write: (line: string) => {
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        lines.push(entry);
-        if (entry.msg !== 'the claim may not have committed while the message was completed; recording it again') return;
-        execFileSync('psql', [world.database.url, '-qc', `insert into deliveries (opportunity_id, step_id, contact_id, recipient, status,
-          decided_at, closing_date, occurrence, claimed_at, handed_at, detail) values (${opportunityId}, 'closing-in-3-days', ${contactId},
-          'ada@customer.test', 'unknown', now(), '2026-12-10', '', now(), now(), 'the other worker')`]);
-      },
+    await failClaimCommits(1);
+    const { logger, lines } = keptLogger((entry) => {
+      if (entry.msg !== 'the claim may not have committed while the message was completed; recording it again') return;
+      execFileSync('psql', [world.database.url, '-qc', `insert into deliveries (opportunity_id, step_id, contact_id, recipient, status,
+        decided_at, closing_date, occurrence, claimed_at, handed_at, detail) values (${opportunityId}, 'closing-in-3-days', ${contactId},
+        'ada@customer.test', 'unknown', now(), '2026-12-10', '', now(), now(), 'the other worker')`]);
     });
     const mailer = smtpMailer(world.smtp.url);
     try {
@@ -411,8 +426,7 @@ describe('a claim lost with its COMMIT while another worker claimed the same sen
       expect(lines.map((l) => l.msg)).toContain("the step was spent by another worker while this send's claim was lost; the send is not recorded");
     } finally {
       await mailer.close();
-      await sql`drop trigger fail_first_claim on deliveries`.execute(world.database.db);
-      await sql`drop function fail_first_claim(); drop sequence fail_once`.execute(world.database.db);
+      await dropFailClaimCommits();
     }
   });
 });
@@ -434,8 +448,7 @@ describe('the outcome of a send, while PostgreSQL refuses to record it', () => {
 
   /** deliver, with a logger that keeps its lines. */
   async function deliverLogged(mailer: Mailer, opportunityId: number) {
-    const lines: Record<string, unknown>[] = [];
-    const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>); } });
+    const { logger, lines } = keptLogger();
     const outcome = await deliver({ ...(await deps(mailer)), logger }, job(opportunityId), new Date(DUE)).then((r) => r, (e: Error) => e);
     return { outcome, lines };
   }
