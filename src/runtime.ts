@@ -15,7 +15,6 @@ import type { ScanDeps } from './scan.ts';
 import { PAGES_AHEAD, SCAN_CHAINS } from './scan-pages.ts';
 import { settleAll, within } from './settle.ts';
 
-
 /** How long `close` waits for Redis to answer QUIT before closing the connection outright. */
 const QUIT_WAIT_MS = 5_000;
 /**
