@@ -15,7 +15,8 @@
  *   neither; the claim it could not finish stays `unknown`, never a second email. A duplicate job
  *   waits on the contact's lock, then finds the claim and sends nothing. A failure before the
  *   COMMIT abandons the message unfinished; a COMMIT that fails after it went out has its claim
- *   written again when the send ends. The outcome is recorded after the COMMIT, each write tried
+ *   written again when the send ends (kept in the job's data until it is: the job's next attempt
+ *   records it rather than send). The outcome is recorded after the COMMIT, each write tried
  *   again while PostgreSQL cannot be reached (src/send-outcome.ts).
  * - CRM writers wait a bounded time: a send not ready for its final dot within
  *   `handoverTimeoutMs` gives up (rolled back, nothing claimed, the gate answers no when it is
@@ -35,7 +36,9 @@ import { noMetrics, type Metrics } from './metrics.ts';
 import type { DeliverJob } from './queue/queues.ts';
 import { snapshotNeeds } from './scan.ts';
 import { startSend, type InFlight } from './send-gate.ts';
-import { claimAfterFailedCommit, finishSend, replyCode, withdraw, type Claimed } from './send-outcome.ts';
+import {
+  claimAfterFailedCommit, finishSend, recordLeftOver, replyCode, UnrecordedSends, withdraw, type Claimed, type KeepJobData,
+} from './send-outcome.ts';
 
 export interface DeliverDeps {
   db: Db;
@@ -82,6 +85,8 @@ interface Run {
   result: DeliverResult;
   /** Recipients already dealt with by an earlier transaction of this job. */
   done: Set<string>;
+  /** Sends completed but not yet recorded, kept in the job's data (src/send-outcome.ts). */
+  unrecorded: UnrecordedSends;
 }
 
 /** What one transaction did: rows to count once it committed, and the send it claimed or deferred. */
@@ -101,9 +106,18 @@ class HandoverTimeout extends Error {
   override name = 'HandoverTimeout';
 }
 
-export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date): Promise<DeliverResult> {
+/**
+ * Delivers one job. `keep` replaces the job's data in the queue: a send that was completed but
+ * could not be recorded is kept there, and the job's next attempt records it instead of sending.
+ */
+export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date, keep?: KeepJobData): Promise<DeliverResult> {
   const result: DeliverResult = { sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 };
-  const run: Run = { deps, metrics: deps.metrics ?? noMetrics, journey: deps.journey(), job, now, result, done: new Set() };
+  const run: Run = {
+    deps, metrics: deps.metrics ?? noMetrics, journey: deps.journey(), job, now, result, done: new Set(),
+    unrecorded: new UnrecordedSends(job, deps.logger, keep),
+  };
+  // First what an earlier attempt sent and could not record: then the step is spent, not resent.
+  for (const send of run.unrecorded.left) await recordLeftOver(run, send);
   let deferred: string | null = null;
   let staleReads = 0;
   for (let more = true; more;) {

@@ -3,12 +3,18 @@
  * after a claim whose COMMIT went unanswered while the message may have been completed: record
  * the claim again first. Each of these writes alone says what happened to an email, so each is
  * tried again while PostgreSQL cannot be reached (`persisting`).
+ *
+ * While it is not recorded, such a send is also kept in the job's own data in Redis
+ * (`UnrecordedSends`): whoever runs the job next (its retry once this attempt gave up, or another
+ * worker once this one died or its lock lapsed) records it from there instead of sending it again.
  */
 import { mayPassOnRetry } from './db/database.ts';
 import { claimCommitted, claimSend, markRejected, markSent, markUnknown, releaseClaim, type ClaimRow } from './db/deliveries.ts';
 import type { DeliverDeps, DeliverResult } from './deliver.ts';
 import type { SendOutcome } from './email/mailer.ts';
+import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
+import type { DeliverJob } from './queue/queues.ts';
 import type { InFlight } from './send-gate.ts';
 
 /** What recording a send needs of the job being delivered. */
@@ -17,6 +23,86 @@ export interface OutcomeRun {
   metrics: Metrics;
   now: Date;
   result: DeliverResult;
+  unrecorded: UnrecordedSends;
+}
+
+/**
+ * A send whose message may have been completed while PostgreSQL did not take its claim or its
+ * outcome, as kept in the job's data (JSON: the row's instants are strings there).
+ */
+export interface UnrecordedSend {
+  /** The id the claim's INSERT returned: the claim's row, if that INSERT committed after all. */
+  claimId: number;
+  row: ClaimRow;
+  outcome: SendOutcome;
+}
+
+/** Replaces the job's data in Redis (BullMQ's `job.updateData`). */
+export type KeepJobData = (data: DeliverJob) => Promise<void>;
+
+/** Kept until the real outcome is known: a send cut off after its final dot is `unknown`, never resent. */
+const NOT_YET_KNOWN: SendOutcome = { kind: 'unknown', reason: 'the message was completed while its claim was being recorded; how the server answered was not recorded' };
+
+/**
+ * The job's unrecorded sends, one per recipient, written to the job's data at each change. Without
+ * `keep` (a caller with no queue) they are only held in memory.
+ */
+export class UnrecordedSends {
+  #sends: UnrecordedSend[];
+
+  constructor(private readonly job: DeliverJob, private readonly logger: Logger, private readonly keep?: KeepJobData) {
+    this.#sends = [...(job.unrecorded ?? [])];
+  }
+
+  /** What an earlier attempt of the job left to record. */
+  get left(): readonly UnrecordedSend[] {
+    return this.#sends;
+  }
+
+  async add(send: UnrecordedSend): Promise<void> {
+    this.#sends = [...this.#sends.filter((s) => !sameRecipient(s.row, send.row)), send];
+    await this.save();
+  }
+
+  async remove(row: ClaimRow): Promise<void> {
+    if (!this.#sends.some((s) => sameRecipient(s.row, row))) return;
+    this.#sends = this.#sends.filter((s) => !sameRecipient(s.row, row));
+    await this.save();
+  }
+
+  private async save(): Promise<void> {
+    if (!this.keep) return;
+    const { unrecorded: _, ...request } = this.job;
+    try {
+      await this.keep(this.#sends.length > 0 ? { ...request, unrecorded: this.#sends } : request);
+    } catch (error) {
+      // Redis is down too (or the job is gone): PostgreSQL's retries are all that is left.
+      this.logger.error({ opportunityId: this.job.opportunityId, stepId: this.job.stepId, err: (error as Error).message },
+        'could not keep the unrecorded send in the job; if it cannot be recorded either, a retry may send it again');
+    }
+  }
+}
+
+function sameRecipient(a: ClaimRow, b: ClaimRow): boolean {
+  return a.contact_id === b.contact_id && a.recipient === b.recipient;
+}
+
+/**
+ * Records a send an earlier attempt of this job completed but could not record (its claim, or how
+ * SMTP answered): the claim is found or written again, then the outcome, and nothing is sent. A
+ * deferral releases the claim, so the job's send goes again, as after any deferral.
+ */
+export async function recordLeftOver(run: OutcomeRun, send: UnrecordedSend): Promise<void> {
+  const row: ClaimRow = { ...send.row, due_at: send.row.due_at === null ? null : new Date(send.row.due_at), decided_at: new Date(send.row.decided_at) };
+  const log = { opportunityId: row.opportunity_id, stepId: row.step_id, contactId: row.contact_id };
+  run.deps.logger.warn({ ...log, outcome: send.outcome.kind }, 'recording a send an earlier attempt completed but could not record; not sending it again');
+  const claimed: Claimed = { id: send.claimId, flight: settledFlight(send.outcome), row, dueAt: row.due_at, log, opened: true };
+  const id = await recordClaim(run, claimed);
+  if (id !== null) await finishSend(run, { ...claimed, id });
+}
+
+function settledFlight(outcome: SendOutcome): InFlight {
+  return { answer: () => {}, outcome: Promise.resolve(outcome) };
 }
 
 /** A send claimed in a transaction: its row's id, the send held at its gate, and what to log. */
@@ -34,23 +120,39 @@ export interface Claimed {
  * The gate opened as the claim's COMMIT was written, and the commit failed or its answer was lost
  * with the connection: the message may have been completed with no claim committed. Record the
  * claim now, outside the transaction (or find it, if it did commit), then the outcome, as for any
- * claim; while PostgreSQL cannot be reached, try again for about a minute (the job's retry would
- * otherwise find no claim and send again). Only then is the send left unrecorded, and logged.
+ * claim; while PostgreSQL cannot be reached, try again for about a minute. Only then is the send
+ * left to the job's next attempt, which records it from the job's data (it finds no claim).
  */
 export async function claimAfterFailedCommit(run: OutcomeRun, claimed: Claimed, error: unknown): Promise<void> {
+  run.deps.logger.error({ ...claimed.log, err: (error as Error).message }, 'the claim may not have committed while the message was completed; recording it again');
+  // Kept in the job first: if this worker dies, or its lock lapses, before the claim is recorded,
+  // whoever runs the job next records it instead of sending again.
+  await run.unrecorded.add({ claimId: claimed.id, row: claimed.row, outcome: NOT_YET_KNOWN });
+  const id = await recordClaim(run, claimed);
+  if (id !== null) await finishSend(run, { ...claimed, id });
+}
+
+/**
+ * Finds the claim (ours if it committed after all: found by the id its INSERT returned) or writes
+ * it again. A row found any other way could be another worker's claim, still in flight: never
+ * adopted. Returns null when another row spent the step meanwhile: nothing of ours to record.
+ */
+async function recordClaim(run: OutcomeRun, claimed: Claimed): Promise<number | null> {
   const { deps } = run;
-  deps.logger.error({ ...claimed.log, err: (error as Error).message }, 'the claim may not have committed while the message was completed; recording it again');
-  // Ours if it committed after all (found by the id the INSERT returned); else inserted now. A row
-  // found any other way could be another worker's claim, still in flight: never adopted.
-  const id = await persisting(run, claimed.log, 'could not record a completed send; the step may be sent again',
-    async () => ((await claimCommitted(deps.db, claimed.id)) ? claimed.id : claimSend(deps.db, claimed.row)));
+  let id: number | null;
+  try {
+    id = await persisting(run, claimed.log, 'could not record a completed send; it is kept in the job, whose retry records it',
+      async () => ((await claimCommitted(deps.db, claimed.id)) ? claimed.id : claimSend(deps.db, claimed.row)));
+  } catch (failure) {
+    await run.unrecorded.add({ claimId: claimed.id, row: claimed.row, outcome: await claimed.flight.outcome });
+    throw failure;
+  }
   if (id === null) {
-    // Spent by another row meanwhile (another worker's claim or decision): nothing of ours to record.
     deps.logger.error(claimed.log, 'the step was spent by another worker while this send\'s claim was lost; the send is not recorded');
     await withdraw(claimed.flight);
-    return;
+    await run.unrecorded.remove(claimed.row);
   }
-  await finishSend(run, { ...claimed, id });
+  return id;
 }
 
 /**
@@ -87,8 +189,15 @@ export async function finishSend(run: OutcomeRun, claimed: Claimed): Promise<str
   const { deps, metrics, result } = run;
   claimed.flight.answer(true);
   const outcome = await claimed.flight.outcome;
-  const record = (write: () => Promise<void>) => persisting(run, claimed.log,
-    `could not record how SMTP answered (${outcome.kind}); the send stays unknown`, write);
+  const record = async (write: () => Promise<void>) => {
+    try {
+      await persisting(run, claimed.log, `could not record how SMTP answered (${outcome.kind}); it is kept in the job, whose retry records it`, write);
+    } catch (failure) {
+      await run.unrecorded.add({ claimId: claimed.id, row: claimed.row, outcome });
+      throw failure;
+    }
+    await run.unrecorded.remove(claimed.row);
+  };
   switch (outcome.kind) {
     case 'accepted':
       await record(() => markSent(deps.db, claimed.id, outcome.response.slice(0, 500)));

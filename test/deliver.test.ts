@@ -8,6 +8,7 @@ import { sql } from 'kysely';
 import { pino } from 'pino';
 import { createWorld, type World } from './helpers/world.ts';
 import { DeferredError, deliver, type DeliverDeps } from '../src/deliver.ts';
+import type { DeliverJob } from '../src/queue/queues.ts';
 import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
 import { silentLogger } from '../src/logger.ts';
 import { createDb } from '../src/db/database.ts';
@@ -353,12 +354,13 @@ describe('the rows a send was decided on, while the SMTP transaction is set up',
 /**
  * A deferred constraint trigger failing the COMMIT of the first `times` transactions that insert
  * a claim, as a serialization failure (40001) would: PostgreSQL has the COMMIT (the message's
- * final dot has gone with it) and answers with an error.
+ * final dot has gone with it) and answers with an error. P0001 instead is an error that no retry
+ * can mend.
  */
-async function failClaimCommits(times: number): Promise<void> {
+async function failClaimCommits(times: number, errcode: '40001' | 'P0001' = '40001'): Promise<void> {
   await sql`create sequence fail_once`.execute(world.database.db);
   await sql.raw(`create function fail_first_claim() returns trigger language plpgsql as $$
-    begin if nextval('fail_once') <= ${times} then raise exception 'commit refused for the test' using errcode = '40001'; end if; return null; end $$`).execute(world.database.db);
+    begin if nextval('fail_once') <= ${times} then raise exception 'commit refused for the test' using errcode = '${errcode}'; end if; return null; end $$`).execute(world.database.db);
   await sql`create constraint trigger fail_first_claim after insert on deliveries deferrable initially deferred
     for each row when (new.status = 'unknown') execute function fail_first_claim()`.execute(world.database.db);
 }
@@ -398,6 +400,90 @@ describe('a claim whose COMMIT fails once the message is complete', () => {
       expect(world.smtp.received).toHaveLength(1);
     } finally {
       await mailer.close();
+      await dropFailClaimCommits();
+    }
+  });
+});
+
+describe('a completed send that PostgreSQL will not record', () => {
+  /** A `keep` that holds the job's data as Redis would: through JSON. */
+  function keptJob(opportunityId: number) {
+    const kept = { data: job(opportunityId) as DeliverJob };
+    const keep = async (data: DeliverJob) => {
+      kept.data = JSON.parse(JSON.stringify(data)) as DeliverJob;
+    };
+    return { kept, keep };
+  }
+
+  it("is kept in the job when its claim cannot be written again, and the job's retry records it as sent: one email", async () => {
+    const { opportunityId } = await dueOpportunity();
+    // The claim's COMMIT fails after the final dot went, and so does writing the claim again,
+    // with an error no retry mends: the attempt gives up with the message delivered.
+    await failClaimCommits(2, 'P0001');
+    const { kept, keep } = keptJob(opportunityId);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const error = await deliver(await deps(mailer), kept.data, new Date(DUE), keep).then(() => null, (e: Error) => e);
+      expect(error?.message).toMatch(/commit refused for the test/);
+      await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
+      expect(await deliveries(world.database.db)).toEqual([]);
+      expect(kept.data.unrecorded?.map((u) => [u.row.recipient, u.outcome.kind])).toEqual([['ada@customer.test', 'accepted']]);
+      // The retry, later, records it: without the kept send it would find the step due and send again.
+      const { logger, lines } = keptLogger();
+      expect(await deliver({ ...(await deps(mailer)), logger }, kept.data, new Date('2026-12-07T08:05:00Z'), keep)).toMatchObject({ sent: 1, skipped: 1 });
+      expect((await deliveries(world.database.db)).map((r) => [r.status, r.opportunity_id, r.decided_at.toISOString()]))
+        .toEqual([['sent', opportunityId, DUE.replace('Z', '.000Z')]]);
+      expect(kept.data.unrecorded).toBeUndefined();
+      expect(lines.map((l) => l.msg)).toContain('recording a send an earlier attempt completed but could not record; not sending it again');
+      expect(JSON.stringify(lines)).not.toMatch(/ada@customer\.test|Trip to the USA/);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+      await dropFailClaimCommits();
+    }
+  });
+
+  it('is kept in the job when its outcome cannot be written, and the retry records it as sent', async () => {
+    const { opportunityId } = await dueOpportunity();
+    await sql.raw(`create function refuse_sent() returns trigger language plpgsql as $$
+      begin raise exception 'update refused for the test' using errcode = 'P0001'; end $$`).execute(world.database.db);
+    await sql`create trigger refuse_sent before update on deliveries for each row when (new.status = 'sent') execute function refuse_sent()`.execute(world.database.db);
+    const { kept, keep } = keptJob(opportunityId);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const error = await deliver(await deps(mailer), kept.data, new Date(DUE), keep).then(() => null, (e: Error) => e);
+      expect(error?.message).toMatch(/update refused for the test/);
+      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['unknown']);
+      expect(kept.data.unrecorded?.map((u) => u.outcome.kind)).toEqual(['accepted']);
+      await sql`drop trigger refuse_sent on deliveries; drop function refuse_sent()`.execute(world.database.db);
+      expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, skipped: 1 });
+      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
+      expect(kept.data.unrecorded).toBeUndefined();
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+      await sql`drop trigger if exists refuse_sent on deliveries; drop function if exists refuse_sent()`.execute(world.database.db);
+    }
+  });
+
+  it('is recorded by the BullMQ retry of the job, through the job data in Redis: one email, sent', async () => {
+    const { opportunityId } = await dueOpportunity();
+    await failClaimCommits(2, 'P0001');
+    try {
+      expect((await world.tick(DUE)).enqueued).toBe(1);
+      expect(await world.drain('2026-12-07T08:00:30Z')).toMatchObject({ jobs: 1, sent: 0, retrying: 1 });
+      await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
+      expect(await deliveries(world.database.db)).toEqual([]);
+      const [delayed] = await world.rt.queue.getDelayed();
+      expect(delayed?.data.unrecorded?.map((u) => u.outcome.kind)).toEqual(['accepted']);
+      // The retry, without waiting out its backoff (a worker would take it once due; `drain` leaves
+      // delayed jobs): the job as BullMQ kept it, data and all.
+      await delayed!.promote();
+      expect(await world.drain('2026-12-07T08:01:00Z')).toMatchObject({ jobs: 1, sent: 1, retrying: 0 });
+      expect((await deliveries(world.database.db)).map((r) => [r.status, r.opportunity_id])).toEqual([['sent', opportunityId]]);
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
       await dropFailClaimCommits();
     }
   });
@@ -480,7 +566,7 @@ describe('the outcome of a send, while PostgreSQL refuses to record it', () => {
       const { outcome, lines } = await deliverLogged(mailer, opportunityId);
       expect((outcome as Error).message).toMatch(/update refused for the test/);
       expect(await seen()).toBe(1);
-      expect(lines.map((l) => l.msg)).toContain('could not record how SMTP answered (accepted); the send stays unknown');
+      expect(lines.map((l) => l.msg)).toContain('could not record how SMTP answered (accepted); it is kept in the job, whose retry records it');
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['unknown']);
       // The job's retry finds the step spent.
       expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 0, skipped: 1 });

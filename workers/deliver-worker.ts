@@ -37,7 +37,7 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       lastRefresh = Date.now();
       await options.content.refresh();
     }
-    return deliver(deps, job.data, options.clock.now());
+    return deliver(deps, job.data, options.clock.now(), (data) => job.updateData(data));
   }, {
     connection: rt.redis,
     prefix: queuePrefix(rt.config.queuePrefix, DELIVER_QUEUE),
@@ -52,6 +52,11 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
   });
   worker.on('failed', (job, err) => {
     rt.logger.warn({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, 'delivery job failed; BullMQ retries it with backoff');
+    if (job && job.attemptsMade >= (job.opts.attempts ?? 1) && (job.data.unrecorded?.length ?? 0) > 0) {
+      // The job goes (removeOnFail) with the sends it kept: a later scan finds their steps due.
+      rt.logger.error({ jobId: job.id, opportunityId: job.data.opportunityId, stepId: job.data.stepId },
+        'the last attempt of the job could not record a send it completed; the step may be sent again');
+    }
   });
   worker.on('error', (err) => rt.logger.error({ err: err.message }, 'delivery worker error'));
   return worker;
