@@ -140,7 +140,10 @@ describe('PostgreSQL connections cut under running daemons', () => {
     await Promise.all(daemons.map((d) => d.port));
     await dueNow(600);
     await until('the first emails', () => world.smtp.received.length >= 50);
-    // Cut every connection of the database again and again while the batch goes out.
+    // Cut every connection of the database again and again while the batch goes out: every
+    // 400 ms, longer than one send's transaction even when it must open a new SMTP connection
+    // (a cut send closes its own, and the sink, smtp-server, greets a new one after 100 ms). At
+    // 150 ms, on a machine where that is most of the interval, no send got through.
     const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
     await admin.connect();
     let cuts = 0;
@@ -150,12 +153,15 @@ describe('PostgreSQL connections cut under running daemons', () => {
         if (Date.now() > deadline) throw new Error(`only ${world.smtp.received.length} of 600 emails within 60 s of cuts`);
         const r = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [world.database.name]);
         cuts += r.rowCount ?? 0;
-        await new Promise((resolve) => setTimeout(resolve, 150));
+        await new Promise((resolve) => setTimeout(resolve, 400));
       }
     } finally {
       await admin.end();
     }
     expect(cuts).toBeGreaterThan(0);
+    // The cuts caught sends in their transactions, not only idle connections.
+    const cutJobs = daemons.flatMap((d) => d.logs).filter((l) => l.msg === 'delivery job failed; BullMQ retries it with backoff');
+    expect(cutJobs.length).toBeGreaterThan(0);
     // No SMTP fault: every outcome is known, so every email ends `sent`, none `unknown`.
     await expectEachSentOnce(600);
     await stopAll();
