@@ -116,8 +116,20 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date, kee
     deps, metrics: deps.metrics ?? noMetrics, journey: deps.journey(), job, now, result, done: new Set(),
     unrecorded: new UnrecordedSends(job, deps.logger, keep),
   };
-  // First what an earlier attempt sent and could not record: then the step is spent, not resent.
-  for (const send of run.unrecorded.left) await recordLeftOver(run, send);
+  try {
+    return await deliverJob(run);
+  } finally {
+    // The job ends (or fails, to be retried) only once what it kept in its data is there.
+    await run.unrecorded.written();
+  }
+}
+
+async function deliverJob(run: Run): Promise<DeliverResult> {
+  const { deps, job, result } = run;
+  // First what an earlier attempt sent and could not record: recorded, not sent again.
+  for (const send of run.unrecorded.left) {
+    if (await recordLeftOver(run, send)) run.done.add(recipientKey(send.row.contact_id, send.row.recipient));
+  }
   let deferred: string | null = null;
   let staleReads = 0;
   for (let more = true; more;) {
@@ -167,10 +179,10 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date, kee
 async function decideAndHandOver(run: Run, trx: Db, step: Step): Promise<void> {
   const { deps, job, now } = run;
   const snapshot = await lockAndLoadSnapshot(trx, job.opportunityId, snapshotNeeds(run.journey, now));
-  const actions = decideJob(snapshot, run.journey, job, now).filter((a) => !run.done.has(recipientKey(a)));
+  const actions = decideJob(snapshot, run.journey, job, now).filter((a) => !run.done.has(actionKey(a)));
   for (const action of actions) {
     if (action.kind === 'send') continue;
-    run.done.add(recipientKey(action));
+    run.done.add(actionKey(action));
     if (action.kind === 'skip') {
       run.result.skipped += 1;
       deps.logger.debug({ ...logFields(job, action), why: action.why }, 'skipped');
@@ -180,7 +192,7 @@ async function decideAndHandOver(run: Run, trx: Db, step: Step): Promise<void> {
   }
   const sends = actions.filter((a): a is Extract<JobAction, { kind: 'send' }> => a.kind === 'send');
   for (const [i, action] of sends.entries()) {
-    run.done.add(recipientKey(action));
+    run.done.add(actionKey(action));
     const prepared = await prepare(run, trx, snapshot!, action, step);
     if (!prepared) continue;
     step.more = i + 1 < sends.length;
@@ -237,7 +249,7 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
   if (reached.kind === 'gate' || reached.outcome.kind === 'accepted' || reached.outcome.kind === 'unknown') {
     const id = await claimSend(trx, prepared.row);
     if (id !== null) {
-      const claimed: Claimed = { id, flight, row: prepared.row, dueAt: prepared.row.due_at ?? null, log: prepared.log, opened: false };
+      const claimed: Claimed = { id, flight, row: prepared.row, dueAt: prepared.row.due_at ?? null, log: prepared.log, opened: false, kept: false };
       step.claimed = claimed;
       step.flight = null;
       // The final dot follows the claim's COMMIT with nothing in between: a worker killed at any
@@ -282,8 +294,12 @@ async function recordSuppression(run: Run, trx: Db, action: Extract<JobAction, {
 }
 
 /** Whom an action is about, to deal with each recipient of a job once. */
-function recipientKey(action: JobAction): string {
-  return `${action.recipient?.contact?.id ?? '-'}:${action.recipient?.address ?? ''}`;
+function recipientKey(contactId: number | null | undefined, address: string | undefined): string {
+  return `${contactId ?? '-'}:${address ?? ''}`;
+}
+
+function actionKey(action: JobAction): string {
+  return recipientKey(action.recipient?.contact?.id, action.recipient?.address);
 }
 
 function logFields(job: DeliverJob, action: JobAction): Record<string, unknown> {

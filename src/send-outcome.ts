@@ -9,7 +9,7 @@
  * worker once this one died or its lock lapsed) records it from there instead of sending it again.
  */
 import { mayPassOnRetry } from './db/database.ts';
-import { claimCommitted, claimSend, markRejected, markSent, markUnknown, releaseClaim, type ClaimRow } from './db/deliveries.ts';
+import { claimCommitted, claimSend, deliveryStatus, markRejected, markSent, markUnknown, releaseClaim, type ClaimRow } from './db/deliveries.ts';
 import type { DeliverDeps, DeliverResult } from './deliver.ts';
 import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
@@ -44,11 +44,14 @@ export type KeepJobData = (data: DeliverJob) => Promise<void>;
 const NOT_YET_KNOWN: SendOutcome = { kind: 'unknown', reason: 'the message was completed while its claim was being recorded; how the server answered was not recorded' };
 
 /**
- * The job's unrecorded sends, one per recipient, written to the job's data at each change. Without
- * `keep` (a caller with no queue) they are only held in memory.
+ * The job's unrecorded sends, one per recipient, written to the job's data at each change. The
+ * writes go out in order and nothing waits for them but `written`: a PostgreSQL write never waits
+ * for Redis (unreachable, its commands would wait for it). Without `keep` (a caller with no queue)
+ * they are only held in memory.
  */
 export class UnrecordedSends {
   #sends: UnrecordedSend[];
+  #writes: Promise<void> = Promise.resolve();
 
   constructor(private readonly job: DeliverJob, private readonly logger: Logger, private readonly keep?: KeepJobData) {
     this.#sends = [...(job.unrecorded ?? [])];
@@ -59,27 +62,34 @@ export class UnrecordedSends {
     return this.#sends;
   }
 
-  async add(send: UnrecordedSend): Promise<void> {
+  /** Keeps a send in the job's data, in place of any earlier one to the same recipient. */
+  hold(send: UnrecordedSend): void {
     this.#sends = [...this.#sends.filter((s) => !sameRecipient(s.row, send.row)), send];
-    await this.save();
+    this.save();
   }
 
-  async remove(row: ClaimRow): Promise<void> {
+  /** The send to this recipient is recorded: out of the job's data. */
+  forget(row: ClaimRow): void {
     if (!this.#sends.some((s) => sameRecipient(s.row, row))) return;
     this.#sends = this.#sends.filter((s) => !sameRecipient(s.row, row));
-    await this.save();
+    this.save();
   }
 
-  private async save(): Promise<void> {
-    if (!this.keep) return;
+  /** The writes made so far have landed (or failed, logged): the job may end. */
+  written(): Promise<void> {
+    return this.#writes;
+  }
+
+  private save(): void {
+    const keep = this.keep;
+    if (!keep) return;
     const { unrecorded: _, ...request } = this.job;
-    try {
-      await this.keep(this.#sends.length > 0 ? { ...request, unrecorded: this.#sends } : request);
-    } catch (error) {
-      // Redis is down too (or the job is gone): PostgreSQL's retries are all that is left.
-      this.logger.error({ opportunityId: this.job.opportunityId, stepId: this.job.stepId, err: (error as Error).message },
+    const data: DeliverJob = this.#sends.length > 0 ? { ...request, unrecorded: this.#sends } : request;
+    this.#writes = this.#writes.then(() => keep(data).catch((error: Error) => {
+      // Redis refused (or the job is gone): PostgreSQL's retries are all that is left.
+      this.logger.error({ opportunityId: this.job.opportunityId, stepId: this.job.stepId, err: error.message },
         'could not keep the unrecorded send in the job; if it cannot be recorded either, a retry may send it again');
-    }
+    }));
   }
 }
 
@@ -89,16 +99,25 @@ function sameRecipient(a: ClaimRow, b: ClaimRow): boolean {
 
 /**
  * Records a send an earlier attempt of this job completed but could not record (its claim, or how
- * SMTP answered): the claim is found or written again, then the outcome, and nothing is sent. A
- * deferral releases the claim, so the job's send goes again, as after any deferral.
+ * SMTP answered): the claim is found or written again, then the outcome, and nothing is sent.
+ * Returns false for a deferral: the claim is released, and the job's send goes again, as after
+ * any deferral.
  */
-export async function recordLeftOver(run: OutcomeRun, send: UnrecordedSend): Promise<void> {
+export async function recordLeftOver(run: OutcomeRun, send: UnrecordedSend): Promise<boolean> {
   const row: ClaimRow = { ...send.row, due_at: send.row.due_at === null ? null : new Date(send.row.due_at), decided_at: new Date(send.row.decided_at) };
   const log = { opportunityId: row.opportunity_id, stepId: row.step_id, contactId: row.contact_id };
   run.deps.logger.warn({ ...log, outcome: send.outcome.kind }, 'recording a send an earlier attempt completed but could not record; not sending it again');
-  const claimed: Claimed = { id: send.claimId, flight: settledFlight(send.outcome), row, dueAt: row.due_at, log, opened: true };
+  const status = await persisting(run, log, 'could not read the send an earlier attempt kept; the job tries again later',
+    () => deliveryStatus(run.deps.db, send.claimId));
+  if (status !== null && status !== 'unknown') {
+    // Recorded after all: the attempt that kept it got through before it could take it out.
+    run.unrecorded.forget(row);
+    return true;
+  }
+  const claimed: Claimed = { id: send.claimId, flight: settledFlight(send.outcome), row, dueAt: row.due_at, log, opened: true, kept: true };
   const id = await recordClaim(run, claimed);
-  if (id !== null) await finishSend(run, { ...claimed, id });
+  // Its latency is the send's own: as of the attempt that made it.
+  return id === null || (await finishSend({ ...run, now: row.decided_at }, { ...claimed, id })) === null;
 }
 
 function settledFlight(outcome: SendOutcome): InFlight {
@@ -114,6 +133,8 @@ export interface Claimed {
   log: Record<string, unknown>;
   /** The gate was opened as the claim's COMMIT went out: the message may be complete. */
   opened: boolean;
+  /** The send is kept in the job's data (its claim was lost): its outcome goes there too. */
+  kept: boolean;
 }
 
 /**
@@ -125,11 +146,12 @@ export interface Claimed {
  */
 export async function claimAfterFailedCommit(run: OutcomeRun, claimed: Claimed, error: unknown): Promise<void> {
   run.deps.logger.error({ ...claimed.log, err: (error as Error).message }, 'the claim may not have committed while the message was completed; recording it again');
-  // Kept in the job first: if this worker dies, or its lock lapses, before the claim is recorded,
-  // whoever runs the job next records it instead of sending again.
-  await run.unrecorded.add({ claimId: claimed.id, row: claimed.row, outcome: NOT_YET_KNOWN });
-  const id = await recordClaim(run, claimed);
-  if (id !== null) await finishSend(run, { ...claimed, id });
+  // Kept in the job at once: if this worker dies, or its lock lapses, before the claim is
+  // recorded, whoever runs the job next records it instead of sending again.
+  run.unrecorded.hold({ claimId: claimed.id, row: claimed.row, outcome: NOT_YET_KNOWN });
+  const kept = { ...claimed, kept: true };
+  const id = await recordClaim(run, kept);
+  if (id !== null) await finishSend(run, { ...kept, id });
 }
 
 /**
@@ -144,13 +166,13 @@ async function recordClaim(run: OutcomeRun, claimed: Claimed): Promise<number | 
     id = await persisting(run, claimed.log, 'could not record a completed send; it is kept in the job, whose retry records it',
       async () => ((await claimCommitted(deps.db, claimed.id)) ? claimed.id : claimSend(deps.db, claimed.row)));
   } catch (failure) {
-    await run.unrecorded.add({ claimId: claimed.id, row: claimed.row, outcome: await claimed.flight.outcome });
+    run.unrecorded.hold({ claimId: claimed.id, row: claimed.row, outcome: await claimed.flight.outcome });
     throw failure;
   }
   if (id === null) {
     deps.logger.error(claimed.log, 'the step was spent by another worker while this send\'s claim was lost; the send is not recorded');
     await withdraw(claimed.flight);
-    await run.unrecorded.remove(claimed.row);
+    run.unrecorded.forget(claimed.row);
   }
   return id;
 }
@@ -159,14 +181,17 @@ async function recordClaim(run: OutcomeRun, claimed: Claimed): Promise<number | 
  * Runs a write that alone records what happened to an email (its claim, how SMTP answered); while
  * PostgreSQL cannot be reached (connections cut, a restart), tries again for about a minute with
  * a fresh connection each time, logging each try. Only then, or at once for an error that a retry
- * cannot mend (`mayPassOnRetry`), does it give up, logging `lastWords`, and throw.
+ * cannot mend (`mayPassOnRetry`), does it give up, logging `lastWords`, and throw. `meanwhile`
+ * runs once, at the first failure.
  */
-async function persisting<T>(run: OutcomeRun, log: Record<string, unknown>, lastWords: string, write: () => Promise<T>): Promise<T> {
+async function persisting<T>(run: OutcomeRun, log: Record<string, unknown>, lastWords: string, write: () => Promise<T>,
+  meanwhile: () => void = () => {}): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await write();
     } catch (failure) {
       const err = (failure as Error).message;
+      if (attempt === 1) meanwhile();
       if (attempt >= RECORD_ATTEMPTS || !mayPassOnRetry(failure)) {
         run.deps.logger.error({ ...log, err }, lastWords);
         throw failure;
@@ -189,14 +214,13 @@ export async function finishSend(run: OutcomeRun, claimed: Claimed): Promise<str
   const { deps, metrics, result } = run;
   claimed.flight.answer(true);
   const outcome = await claimed.flight.outcome;
+  // In the job's data while it is not recorded: from now on if the send is kept there already,
+  // from the first failed write if not (a worker stopped or killed meanwhile leaves it there).
+  const hold = () => run.unrecorded.hold({ claimId: claimed.id, row: claimed.row, outcome });
+  if (claimed.kept) hold();
   const record = async (write: () => Promise<void>) => {
-    try {
-      await persisting(run, claimed.log, `could not record how SMTP answered (${outcome.kind}); it is kept in the job, whose retry records it`, write);
-    } catch (failure) {
-      await run.unrecorded.add({ claimId: claimed.id, row: claimed.row, outcome });
-      throw failure;
-    }
-    await run.unrecorded.remove(claimed.row);
+    await persisting(run, claimed.log, `could not record how SMTP answered (${outcome.kind}); it is kept in the job, whose retry records it`, write, hold);
+    run.unrecorded.forget(claimed.row);
   };
   switch (outcome.kind) {
     case 'accepted':

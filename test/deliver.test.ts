@@ -430,7 +430,7 @@ describe('a completed send that PostgreSQL will not record', () => {
       expect(kept.data.unrecorded?.map((u) => [u.row.recipient, u.outcome.kind])).toEqual([['ada@customer.test', 'accepted']]);
       // The retry, later, records it: without the kept send it would find the step due and send again.
       const { logger, lines } = keptLogger();
-      expect(await deliver({ ...(await deps(mailer)), logger }, kept.data, new Date('2026-12-07T08:05:00Z'), keep)).toMatchObject({ sent: 1, skipped: 1 });
+      expect(await deliver({ ...(await deps(mailer)), logger }, kept.data, new Date('2026-12-07T08:05:00Z'), keep)).toMatchObject({ sent: 1, skipped: 0 });
       expect((await deliveries(world.database.db)).map((r) => [r.status, r.opportunity_id, r.decided_at.toISOString()]))
         .toEqual([['sent', opportunityId, DUE.replace('Z', '.000Z')]]);
       expect(kept.data.unrecorded).toBeUndefined();
@@ -457,13 +457,78 @@ describe('a completed send that PostgreSQL will not record', () => {
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['unknown']);
       expect(kept.data.unrecorded?.map((u) => u.outcome.kind)).toEqual(['accepted']);
       await sql`drop trigger refuse_sent on deliveries; drop function refuse_sent()`.execute(world.database.db);
-      expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, skipped: 1 });
+      expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, skipped: 0 });
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
       expect(kept.data.unrecorded).toBeUndefined();
       expect(world.smtp.received).toHaveLength(1);
     } finally {
       await mailer.close();
       await sql`drop trigger if exists refuse_sent on deliveries; drop function if exists refuse_sent()`.execute(world.database.db);
+    }
+  });
+
+  it('is kept in the job from the moment its claim is lost: a second worker taking the job meanwhile sends nothing', async () => {
+    const { opportunityId } = await dueOpportunity();
+    // The claim's COMMIT fails, then writing it again fails for a while (a restart, in life):
+    // the first worker keeps trying, and a second takes the job from Redis, as after a lapsed lock.
+    await failClaimCommits(4);
+    const { kept, keep } = keptJob(opportunityId);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const first = deliver(await deps(mailer), kept.data, new Date(DUE), keep).then(() => null, (e: Error) => e);
+      await until('the send to be kept in the job', () => (kept.data.unrecorded?.length ?? 0) > 0, 10_000);
+      const second = await deliver(await deps(mailer), kept.data, new Date('2026-12-07T08:00:05Z'), keep);
+      expect(second.sent + second.unknown).toBe(1);
+      expect((await first)?.message).toMatch(/commit refused for the test/);
+      const rows = await deliveries(world.database.db);
+      expect(rows).toHaveLength(1);
+      expect(['sent', 'unknown']).toContain(rows[0]!.status);
+      expect(kept.data.unrecorded).toBeUndefined();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+      await dropFailClaimCommits();
+    }
+  });
+
+  it('kept with a deferral (the server refused the message for now): the retry sends it again, once', async () => {
+    const { opportunityId, contactId } = await dueOpportunity();
+    const row = {
+      opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test',
+      due_at: DUE, decided_at: DUE, closing_date: '2026-12-10', occurrence: '', message_id: '<kept@acme.test>', template: 'reminder.hbs', transport: 'smtp',
+    };
+    const data = { ...job(opportunityId), unrecorded: [{ claimId: 1_000_000, row, outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }] } as unknown as DeliverJob;
+    const { kept, keep } = keptJob(opportunityId);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      expect(await deliver(await deps(mailer), data, new Date(DUE), keep)).toMatchObject({ sent: 1, unknown: 0 });
+      expect((await deliveries(world.database.db)).map((r) => [r.status, r.message_id === '<kept@acme.test>'])).toEqual([['sent', false]]);
+      expect(kept.data.unrecorded).toBeUndefined();
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+    }
+  });
+
+  it('kept though it was recorded after all: the retry only takes it out of the job, counting nothing twice', async () => {
+    const { opportunityId } = await dueOpportunity();
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 1 });
+      const [sent] = await deliveries(world.database.db);
+      const row = {
+        opportunity_id: opportunityId, step_id: sent!.step_id, contact_id: sent!.contact_id, recipient: sent!.recipient, due_at: DUE,
+        decided_at: DUE, closing_date: '2026-12-10', occurrence: '', message_id: sent!.message_id, template: sent!.template, transport: 'smtp',
+      };
+      const data = { ...job(opportunityId), unrecorded: [{ claimId: sent!.id, row, outcome: { kind: 'accepted', response: '250 ok' } }] } as unknown as DeliverJob;
+      const { kept, keep } = keptJob(opportunityId);
+      expect(await deliver(await deps(mailer), data, new Date(DUE), keep)).toEqual({ sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 });
+      expect(kept.data.unrecorded).toBeUndefined();
+      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
     }
   });
 

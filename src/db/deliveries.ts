@@ -85,6 +85,11 @@ export async function claimCommitted(db: Db, id: number): Promise<boolean> {
   return (await db.selectFrom('deliveries').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
 }
 
+/** The status of the row with this id, or null when there is none (never written, or released). */
+export async function deliveryStatus(db: Db, id: number): Promise<DeliveryRow['status'] | null> {
+  return (await db.selectFrom('deliveries').select('status').where('id', '=', id).executeTakeFirst())?.status ?? null;
+}
+
 export async function listDeliveries(db: Db, opportunityId: number): Promise<DeliveryRow[]> {
   return db.selectFrom('deliveries').selectAll().where('opportunity_id', '=', opportunityId).orderBy('id').execute();
 }
