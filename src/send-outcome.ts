@@ -9,7 +9,7 @@
  * worker once this one died or its lock lapsed) records it from there instead of sending it again.
  */
 import { mayPassOnRetry } from './db/database.ts';
-import { claimCommitted, claimSend, deliveryStatus, markRejected, markSent, markUnknown, releaseClaim, type ClaimRow } from './db/deliveries.ts';
+import { claimCommitted, claimSend, deliveryState, markRejected, markSent, markUnknown, releaseClaim, type ClaimRow } from './db/deliveries.ts';
 import type { DeliverDeps, DeliverResult } from './deliver.ts';
 import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
@@ -100,24 +100,35 @@ function sameRecipient(a: ClaimRow, b: ClaimRow): boolean {
 /**
  * Records a send an earlier attempt of this job completed but could not record (its claim, or how
  * SMTP answered): the claim is found or written again, then the outcome, and nothing is sent.
- * Returns false for a deferral: the claim is released, and the job's send goes again, as after
- * any deferral.
+ * Returns false for a deferral: nothing was accepted, so its claim (if it is there) is released,
+ * and the job's send goes again, as after any deferral.
  */
 export async function recordLeftOver(run: OutcomeRun, send: UnrecordedSend): Promise<boolean> {
   const row: ClaimRow = { ...send.row, due_at: send.row.due_at === null ? null : new Date(send.row.due_at), decided_at: new Date(send.row.decided_at) };
   const log = { opportunityId: row.opportunity_id, stepId: row.step_id, contactId: row.contact_id };
-  run.deps.logger.warn({ ...log, outcome: send.outcome.kind }, 'recording a send an earlier attempt completed but could not record; not sending it again');
-  const status = await persisting(run, log, 'could not read the send an earlier attempt kept; the job tries again later',
-    () => deliveryStatus(run.deps.db, send.claimId));
-  if (status !== null && status !== 'unknown') {
-    // Recorded after all: the attempt that kept it got through before it could take it out.
+  const { outcome } = send;
+  run.deps.logger.warn({ ...log, outcome: outcome.kind }, 'recording a send an earlier attempt completed but could not record; not sending it again');
+  const found = await persisting(run, log, 'could not read the send an earlier attempt kept; the job tries again later',
+    () => deliveryState(run.deps.db, send.claimId));
+  if (outcome.kind === 'deferred' || outcome.kind === 'withdrawn') {
+    if (found?.status === 'unknown') {
+      await persisting(run, log, 'could not release the claim of a deferred send; the job tries again later', () => releaseClaim(run.deps.db, send.claimId));
+      run.metrics.deferred();
+    }
+    run.unrecorded.forget(row);
+    return false;
+  }
+  // Recorded after all: the attempt that kept it got through before it could take it out.
+  const recorded = found !== null && (found.status !== 'unknown' || (outcome.kind === 'unknown' && found.detail === outcome.reason.slice(0, 500)));
+  if (recorded) {
     run.unrecorded.forget(row);
     return true;
   }
-  const claimed: Claimed = { id: send.claimId, flight: settledFlight(send.outcome), row, dueAt: row.due_at, log, opened: true, kept: true };
-  const id = await recordClaim(run, claimed);
+  const claimed: Claimed = { id: send.claimId, flight: settledFlight(outcome), row, dueAt: row.due_at, log, opened: true, kept: true };
+  const id = found === null ? await recordClaim(run, claimed) : send.claimId;
   // Its latency is the send's own: as of the attempt that made it.
-  return id === null || (await finishSend({ ...run, now: row.decided_at }, { ...claimed, id })) === null;
+  if (id !== null) await finishSend({ ...run, now: row.decided_at }, { ...claimed, id });
+  return true;
 }
 
 function settledFlight(outcome: SendOutcome): InFlight {
@@ -182,7 +193,7 @@ async function recordClaim(run: OutcomeRun, claimed: Claimed): Promise<number | 
  * PostgreSQL cannot be reached (connections cut, a restart), tries again for about a minute with
  * a fresh connection each time, logging each try. Only then, or at once for an error that a retry
  * cannot mend (`mayPassOnRetry`), does it give up, logging `lastWords`, and throw. `meanwhile`
- * runs once, at the first failure.
+ * runs at the first failure, and again on giving up.
  */
 async function persisting<T>(run: OutcomeRun, log: Record<string, unknown>, lastWords: string, write: () => Promise<T>,
   meanwhile: () => void = () => {}): Promise<T> {
@@ -193,6 +204,8 @@ async function persisting<T>(run: OutcomeRun, log: Record<string, unknown>, last
       const err = (failure as Error).message;
       if (attempt === 1) meanwhile();
       if (attempt >= RECORD_ATTEMPTS || !mayPassOnRetry(failure)) {
+        // Again (each write holds the whole state): the first one may have failed as well.
+        if (attempt > 1) meanwhile();
         run.deps.logger.error({ ...log, err }, lastWords);
         throw failure;
       }

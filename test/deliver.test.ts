@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { createWorld, type World } from './helpers/world.ts';
 import { DeferredError, deliver, type DeliverDeps } from '../src/deliver.ts';
 import type { DeliverJob } from '../src/queue/queues.ts';
+import { claimSend } from '../src/db/deliveries.ts';
 import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
 import { silentLogger } from '../src/logger.ts';
 import { createDb } from '../src/db/database.ts';
@@ -407,10 +408,11 @@ describe('a claim whose COMMIT fails once the message is complete', () => {
 
 describe('a completed send that PostgreSQL will not record', () => {
   /** A `keep` that holds the job's data as Redis would: through JSON. */
-  function keptJob(opportunityId: number) {
-    const kept = { data: job(opportunityId) as DeliverJob };
+  function keptJob(start: DeliverJob) {
+    const kept = { data: start, writes: 0 };
     const keep = async (data: DeliverJob) => {
       kept.data = JSON.parse(JSON.stringify(data)) as DeliverJob;
+      kept.writes += 1;
     };
     return { kept, keep };
   }
@@ -420,7 +422,7 @@ describe('a completed send that PostgreSQL will not record', () => {
     // The claim's COMMIT fails after the final dot went, and so does writing the claim again,
     // with an error no retry mends: the attempt gives up with the message delivered.
     await failClaimCommits(2, 'P0001');
-    const { kept, keep } = keptJob(opportunityId);
+    const { kept, keep } = keptJob(job(opportunityId));
     const mailer = smtpMailer(world.smtp.url);
     try {
       const error = await deliver(await deps(mailer), kept.data, new Date(DUE), keep).then(() => null, (e: Error) => e);
@@ -449,7 +451,7 @@ describe('a completed send that PostgreSQL will not record', () => {
     await sql.raw(`create function refuse_sent() returns trigger language plpgsql as $$
       begin raise exception 'update refused for the test' using errcode = 'P0001'; end $$`).execute(world.database.db);
     await sql`create trigger refuse_sent before update on deliveries for each row when (new.status = 'sent') execute function refuse_sent()`.execute(world.database.db);
-    const { kept, keep } = keptJob(opportunityId);
+    const { kept, keep } = keptJob(job(opportunityId));
     const mailer = smtpMailer(world.smtp.url);
     try {
       const error = await deliver(await deps(mailer), kept.data, new Date(DUE), keep).then(() => null, (e: Error) => e);
@@ -472,13 +474,13 @@ describe('a completed send that PostgreSQL will not record', () => {
     // The claim's COMMIT fails, then writing it again fails for a while (a restart, in life):
     // the first worker keeps trying, and a second takes the job from Redis, as after a lapsed lock.
     await failClaimCommits(4);
-    const { kept, keep } = keptJob(opportunityId);
+    const { kept, keep } = keptJob(job(opportunityId));
     const mailer = smtpMailer(world.smtp.url);
     try {
       const first = deliver(await deps(mailer), kept.data, new Date(DUE), keep).then(() => null, (e: Error) => e);
       await until('the send to be kept in the job', () => (kept.data.unrecorded?.length ?? 0) > 0, 10_000);
-      const second = await deliver(await deps(mailer), kept.data, new Date('2026-12-07T08:00:05Z'), keep);
-      expect(second.sent + second.unknown).toBe(1);
+      // Whichever worker writes the claim first records the send; the other finds the step spent.
+      await deliver(await deps(mailer), kept.data, new Date('2026-12-07T08:00:05Z'), keep);
       expect((await first)?.message).toMatch(/commit refused for the test/);
       const rows = await deliveries(world.database.db);
       expect(rows).toHaveLength(1);
@@ -499,11 +501,32 @@ describe('a completed send that PostgreSQL will not record', () => {
       due_at: DUE, decided_at: DUE, closing_date: '2026-12-10', occurrence: '', message_id: '<kept@acme.test>', template: 'reminder.hbs', transport: 'smtp',
     };
     const data = { ...job(opportunityId), unrecorded: [{ claimId: 1_000_000, row, outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }] } as unknown as DeliverJob;
-    const { kept, keep } = keptJob(opportunityId);
+    const { kept, keep } = keptJob(data);
     const mailer = smtpMailer(world.smtp.url);
     try {
-      expect(await deliver(await deps(mailer), data, new Date(DUE), keep)).toMatchObject({ sent: 1, unknown: 0 });
+      expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, unknown: 0 });
+      expect(kept.writes).toBe(1);
       expect((await deliveries(world.database.db)).map((r) => [r.status, r.message_id === '<kept@acme.test>'])).toEqual([['sent', false]]);
+      expect(kept.data.unrecorded).toBeUndefined();
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+    }
+  });
+
+  it('kept with a deferral whose claim is still there: the claim is released and the send goes again, once', async () => {
+    const { opportunityId, contactId } = await dueOpportunity();
+    const row = {
+      opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test',
+      due_at: new Date(DUE), decided_at: new Date(DUE), closing_date: '2026-12-10', occurrence: '', message_id: '<kept@acme.test>', template: 'reminder.hbs', transport: 'smtp',
+    };
+    const claimId = await claimSend(world.database.db, row);
+    const data = { ...job(opportunityId), unrecorded: [{ claimId, row, outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }] } as unknown as DeliverJob;
+    const { kept, keep } = keptJob(JSON.parse(JSON.stringify(data)) as DeliverJob);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, unknown: 0 });
+      expect((await deliveries(world.database.db)).map((r) => [r.status, r.id === claimId])).toEqual([['sent', false]]);
       expect(kept.data.unrecorded).toBeUndefined();
       expect(world.smtp.received).toHaveLength(1);
     } finally {
@@ -522,8 +545,9 @@ describe('a completed send that PostgreSQL will not record', () => {
         decided_at: DUE, closing_date: '2026-12-10', occurrence: '', message_id: sent!.message_id, template: sent!.template, transport: 'smtp',
       };
       const data = { ...job(opportunityId), unrecorded: [{ claimId: sent!.id, row, outcome: { kind: 'accepted', response: '250 ok' } }] } as unknown as DeliverJob;
-      const { kept, keep } = keptJob(opportunityId);
-      expect(await deliver(await deps(mailer), data, new Date(DUE), keep)).toEqual({ sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 });
+      const { kept, keep } = keptJob(data);
+      expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toEqual({ sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 });
+      expect(kept.writes).toBe(1);
       expect(kept.data.unrecorded).toBeUndefined();
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
       expect(world.smtp.received).toHaveLength(1);

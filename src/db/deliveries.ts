@@ -85,9 +85,9 @@ export async function claimCommitted(db: Db, id: number): Promise<boolean> {
   return (await db.selectFrom('deliveries').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
 }
 
-/** The status of the row with this id, or null when there is none (never written, or released). */
-export async function deliveryStatus(db: Db, id: number): Promise<DeliveryRow['status'] | null> {
-  return (await db.selectFrom('deliveries').select('status').where('id', '=', id).executeTakeFirst())?.status ?? null;
+/** The status and detail of the row with this id, or null when there is none (never written, or released). */
+export async function deliveryState(db: Db, id: number): Promise<Pick<DeliveryRow, 'status' | 'detail'> | null> {
+  return (await db.selectFrom('deliveries').select(['status', 'detail']).where('id', '=', id).executeTakeFirst()) ?? null;
 }
 
 export async function listDeliveries(db: Db, opportunityId: number): Promise<DeliveryRow[]> {
