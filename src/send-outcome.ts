@@ -9,7 +9,7 @@
  * worker once this one died or its lock lapsed) records it from there instead of sending it again.
  */
 import { mayPassOnRetry } from './db/database.ts';
-import { claimCommitted, claimSend, deliveryState, markRejected, markSent, markUnknown, releaseClaim, type ClaimRow } from './db/deliveries.ts';
+import { claimCommitted, deliveryState, markRejected, markSent, markUnknown, reclaimSend, releaseClaim, type ClaimRow } from './db/deliveries.ts';
 import type { DeliverDeps, DeliverResult } from './deliver.ts';
 import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
@@ -167,15 +167,19 @@ export async function claimAfterFailedCommit(run: OutcomeRun, claimed: Claimed, 
 
 /**
  * Finds the claim (ours if it committed after all: found by the id its INSERT returned) or writes
- * it again. A row found any other way could be another worker's claim, still in flight: never
- * adopted. Returns null when another row spent the step meanwhile: nothing of ours to record.
+ * it again under that id. A row found any other way could be another worker's claim, still in
+ * flight: never adopted. Returns null when another row spent the step meanwhile: nothing of ours
+ * to record.
  */
 async function recordClaim(run: OutcomeRun, claimed: Claimed): Promise<number | null> {
   const { deps } = run;
+  const ours = async () => ((await claimCommitted(deps.db, claimed.id)) ? claimed.id : null);
   let id: number | null;
   try {
+    // Under the same id, a write whose answer was lost is found by the next try, and a second
+    // writer of this send (the job taken again meanwhile) finds the first one's row.
     id = await persisting(run, claimed.log, 'could not record a completed send; it is kept in the job, whose retry records it',
-      async () => ((await claimCommitted(deps.db, claimed.id)) ? claimed.id : claimSend(deps.db, claimed.row)));
+      async () => (await ours()) ?? (await reclaimSend(deps.db, claimed.id, claimed.row)) ?? ours());
   } catch (failure) {
     run.unrecorded.hold({ claimId: claimed.id, row: claimed.row, outcome: await claimed.flight.outcome });
     throw failure;

@@ -44,6 +44,27 @@ on conflict do nothing
 returning id`);
 
 /**
+ * Writes again a claim whose transaction did not commit, under the id its INSERT was given there
+ * (ids come from a sequence and are never given twice, so that id is this send's alone): if this
+ * write's own answer is lost, `claimCommitted` still finds it. Returns null when the id or the
+ * step is taken (another writer of this send, or another claim of the step).
+ */
+export async function reclaimSend(db: Db, id: number, row: ClaimRow): Promise<number | null> {
+  const { rows: [inserted] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(RECLAIM, [
+    id, row.opportunity_id, row.step_id, row.contact_id, row.recipient, row.due_at, row.decided_at,
+    row.closing_date, row.occurrence, row.message_id, row.template, row.transport,
+  ]));
+  return inserted?.id ?? null;
+}
+
+const RECLAIM = `
+insert into deliveries (id, opportunity_id, step_id, contact_id, recipient, due_at, decided_at, closing_date, occurrence,
+  message_id, template, transport, status, reason, claimed_at, handed_at)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'unknown', null, now(), now())
+on conflict do nothing
+returning id`;
+
+/**
  * Releases claims never handed to SMTP and older than `leaseMs` (real clock): their worker died
  * between the claim and the message. The next scan enqueues those steps again. Claims are now
  * written already handed over (`claimSend`); only rows left by older versions, which claimed
