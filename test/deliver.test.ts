@@ -10,6 +10,8 @@ import { createWorld, type World } from './helpers/world.ts';
 import { DeferredError, deliver, type DeliverDeps } from '../src/deliver.ts';
 import type { DeliverJob } from '../src/queue/queues.ts';
 import { claimSend } from '../src/db/deliveries.ts';
+import { startDeliverWorker } from '../workers/deliver-worker.ts';
+import { fixedClock } from '../src/clock.ts';
 import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
 import { silentLogger } from '../src/logger.ts';
 import { createDb } from '../src/db/database.ts';
@@ -577,6 +579,20 @@ describe('a completed send that PostgreSQL will not record', () => {
       expect(world.smtp.received).toHaveLength(1);
     } finally {
       await dropFailClaimCommits();
+    }
+  });
+});
+
+describe("a killed worker's jobs", () => {
+  it('are looked for every 5 s at most, so they run again within the lock and 5 s, not twice the lock', async () => {
+    expect(world.rt.config.jobLockMs).toBe(30_000);
+    const mailer = smtpMailer(world.smtp.url);
+    const worker = startDeliverWorker(world.rt, { clock: fixedClock(DUE), content: await world.rt.liveContent(), mailer, autorun: false });
+    try {
+      expect([worker.opts.lockDuration, worker.opts.stalledInterval]).toEqual([30_000, 5_000]);
+    } finally {
+      await worker.close();
+      await mailer.close();
     }
   });
 });

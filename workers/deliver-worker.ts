@@ -28,6 +28,9 @@ export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): 
   };
 }
 
+/** Longest wait between two checks for jobs whose worker died. */
+const STALLED_CHECK_MS = 5_000;
+
 export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): Worker<DeliverJob, DeliverResult> {
   const deps = deliverDeps(rt, options.content, options.mailer);
   let lastRefresh = 0;
@@ -43,9 +46,11 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     prefix: queuePrefix(rt.config.queuePrefix, DELIVER_QUEUE),
     concurrency: rt.config.concurrency,
     autorun: options.autorun ?? true,
-    // A killed worker's active jobs go back to the queue once its lock lapses.
+    // A killed worker's active jobs go back to the queue once its lock lapses, seen by the next
+    // check for stalled jobs: every 5 s at most, so a job is taken again within the lock and 5 s
+    // (with the check every lock, as before, it could take twice the lock).
     lockDuration: rt.config.jobLockMs,
-    stalledInterval: rt.config.jobLockMs,
+    stalledInterval: Math.min(rt.config.jobLockMs, STALLED_CHECK_MS),
     // BullMQ's own counts of completed and failed jobs, for /metrics (`bullmq_job_completed_total`,
     // `bullmq_job_failed_total`), with a data point a minute for a day: each scrape reads them all.
     metrics: { maxDataPoints: MetricsTime.ONE_HOUR * 24 },
