@@ -46,6 +46,9 @@ export function createScanReadDb(url: string, chains = SCAN_CHAINS): Db {
   }).db;
 }
 
+/** How long the primary pool keeps an idle connection: through the quiet minutes between due times. */
+const PRIMARY_IDLE_MS = 5 * 60_000;
+
 export class Runtime {
   private closers: (() => Promise<unknown>)[] = [];
   private _db: Db | null = null;
@@ -82,7 +85,9 @@ export class Runtime {
 
   get db(): Db {
     if (!this._db) {
-      const { db } = createDb(this.config.databaseUrl, { max: this.config.concurrency + 4 });
+      // Connections kept through a quiet spell: each new one costs a connection set-up and the
+      // parsing of every prepared statement, paid by the first sends after it (due-to-sent).
+      const { db } = createDb(this.config.databaseUrl, { max: this.config.concurrency + 4, idleTimeoutMs: PRIMARY_IDLE_MS });
       this._db = db;
       this.closers.push(() => db.destroy());
     }

@@ -583,6 +583,17 @@ describe('a completed send that PostgreSQL will not record', () => {
   });
 });
 
+describe("the workers' PostgreSQL connections", () => {
+  it("are kept through a quiet spell longer than pg's 10 s: the first sends after it pay no new connection", async () => {
+    const pid = async () => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(world.rt.db)).rows[0]!.pid;
+    const before = await pid();
+    await new Promise((resolve) => setTimeout(resolve, 11_000));
+    const alive = await sql<{ n: string }>`select count(*) as n from pg_stat_activity where pid = ${before}`.execute(world.database.db);
+    expect(Number(alive.rows[0]!.n)).toBe(1);
+    expect(await pid()).toBe(before);
+  }, 30_000);
+});
+
 describe("a killed worker's jobs", () => {
   it('are looked for every 5 s at most, so they run again within the lock and 5 s, not twice the lock', async () => {
     expect(world.rt.config.jobLockMs).toBe(30_000);

@@ -95,6 +95,8 @@ export interface DbOptions {
   options?: string;
   /** How the pool's connections parse values. @defaultValue typeParsers */
   types?: typeof typeParsers;
+  /** Milliseconds a connection may sit idle before the pool closes it. @defaultValue 10000 (pg's) */
+  idleTimeoutMs?: number;
 }
 
 const BEGUN = Object.freeze({ command: 'BEGIN', rowCount: null, rows: [], fields: [] });
@@ -107,6 +109,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     ...(options.options ? { options: options.options } : {}),
     types: options.types ?? typeParsers,
     connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
     pipeline: true,
   } as pg.PoolConfig);
   // An idle client losing its connection (PostgreSQL restarted) must not crash the process.
