@@ -34,6 +34,14 @@ export class InvalidContentError extends Error {
 const ENQUEUE_CHUNK = 1000;
 
 /**
+ * How long the daemon's pools keep an idle connection (pg closes one after 10 s): through the
+ * quiet minutes between due times, and from one scan to the next (a minute by default). Each new
+ * connection costs a set-up and the parsing of every prepared statement, paid by the first sends
+ * after a quiet spell (due-to-sent) and by every scan.
+ */
+const KEEP_IDLE_MS = 5 * 60_000;
+
+/**
  * The scan's read pool: for each chain read at once, a page read and `PAGES_AHEAD` pages prepared
  * (src/scan-pages.ts), each with a connection of its own, and never fewer than four. Its
  * sessions turn parallel plans off: a keyset page (then of 500 rows) planned as a parallel Gather Merge
@@ -43,11 +51,10 @@ const ENQUEUE_CHUNK = 1000;
 export function createScanReadDb(url: string, chains = SCAN_CHAINS): Db {
   return createDb(url, {
     max: Math.max(4, (1 + PAGES_AHEAD) * chains), applicationName: 'nudge-scan', options: '-c max_parallel_workers_per_gather=0', types: textTimestampParsers,
+    idleTimeoutMs: KEEP_IDLE_MS,
   }).db;
 }
 
-/** How long the primary pool keeps an idle connection: through the quiet minutes between due times. */
-const PRIMARY_IDLE_MS = 5 * 60_000;
 
 export class Runtime {
   private closers: (() => Promise<unknown>)[] = [];
@@ -85,9 +92,7 @@ export class Runtime {
 
   get db(): Db {
     if (!this._db) {
-      // Connections kept through a quiet spell: each new one costs a connection set-up and the
-      // parsing of every prepared statement, paid by the first sends after it (due-to-sent).
-      const { db } = createDb(this.config.databaseUrl, { max: this.config.concurrency + 4, idleTimeoutMs: PRIMARY_IDLE_MS });
+      const { db } = createDb(this.config.databaseUrl, { max: this.config.concurrency + 4, idleTimeoutMs: KEEP_IDLE_MS });
       this._db = db;
       this.closers.push(() => db.destroy());
     }

@@ -584,13 +584,13 @@ describe('a completed send that PostgreSQL will not record', () => {
 });
 
 describe("the workers' PostgreSQL connections", () => {
-  it("are kept through a quiet spell longer than pg's 10 s: the first sends after it pay no new connection", async () => {
-    const pid = async () => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(world.rt.db)).rows[0]!.pid;
-    const before = await pid();
+  it("are kept through a quiet spell longer than pg's 10 s, the scan's too: the first sends after it pay no new connection", async () => {
+    const pid = async (db: typeof world.rt.db) => (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(db)).rows[0]!.pid;
+    const before = [await pid(world.rt.db), await pid(world.rt.readDb)];
     await new Promise((resolve) => setTimeout(resolve, 11_000));
-    const alive = await sql<{ n: string }>`select count(*) as n from pg_stat_activity where pid = ${before}`.execute(world.database.db);
-    expect(Number(alive.rows[0]!.n)).toBe(1);
-    expect(await pid()).toBe(before);
+    const alive = await sql<{ n: string }>`select count(*) as n from pg_stat_activity where pid in (${before[0]}, ${before[1]})`.execute(world.database.db);
+    expect(Number(alive.rows[0]!.n)).toBe(2);
+    expect([await pid(world.rt.db), await pid(world.rt.readDb)]).toEqual(before);
   }, 30_000);
 });
 
