@@ -9,7 +9,7 @@
  * worker once this one died or its lock lapsed) records it from there instead of sending it again.
  */
 import { mayPassOnRetry } from './db/database.ts';
-import { claimCommitted, deliveryState, markRejected, markSent, markUnknown, reclaimSend, releaseClaim, type ClaimRow } from './db/deliveries.ts';
+import { deliveryState, markRejected, markSent, markUnknown, reclaimSend, releaseClaim, type ClaimRow } from './db/deliveries.ts';
 import type { DeliverDeps, DeliverResult } from './deliver.ts';
 import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
@@ -173,7 +173,7 @@ export async function claimAfterFailedCommit(run: OutcomeRun, claimed: Claimed, 
  */
 async function recordClaim(run: OutcomeRun, claimed: Claimed): Promise<number | null> {
   const { deps } = run;
-  const ours = async () => ((await claimCommitted(deps.db, claimed.id)) ? claimed.id : null);
+  const ours = async () => ((await deliveryState(deps.db, claimed.id)) === null ? null : claimed.id);
   let id: number | null;
   try {
     // Under the same id, a write whose answer was lost is found by the next try, and a second

@@ -29,11 +29,16 @@ export type ClaimRow = Required<Pick<NewDelivery, 'opportunity_id' | 'step_id' |
  * second email. A prepared statement: one runs for every send.
  */
 export async function claimSend(db: Db, row: ClaimRow): Promise<number | null> {
-  const { rows: [inserted] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(CLAIM, [
+  const { rows: [inserted] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(CLAIM, claimValues(row)));
+  return inserted?.id ?? null;
+}
+
+/** A claim's values, in the order of CLAIM's columns (RECLAIM's after its id). */
+function claimValues(row: ClaimRow): unknown[] {
+  return [
     row.opportunity_id, row.step_id, row.contact_id, row.recipient, row.due_at, row.decided_at,
     row.closing_date, row.occurrence, row.message_id, row.template, row.transport,
-  ]));
-  return inserted?.id ?? null;
+  ];
 }
 
 const CLAIM = prepared(`
@@ -46,14 +51,11 @@ returning id`);
 /**
  * Writes again a claim whose transaction did not commit, under the id its INSERT was given there
  * (ids come from a sequence and are never given twice, so that id is this send's alone): if this
- * write's own answer is lost, `claimCommitted` still finds it. Returns null when the id or the
+ * write's own answer is lost, `deliveryState` still finds it. Returns null when the id or the
  * step is taken (another writer of this send, or another claim of the step).
  */
 export async function reclaimSend(db: Db, id: number, row: ClaimRow): Promise<number | null> {
-  const { rows: [inserted] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(RECLAIM, [
-    id, row.opportunity_id, row.step_id, row.contact_id, row.recipient, row.due_at, row.decided_at,
-    row.closing_date, row.occurrence, row.message_id, row.template, row.transport,
-  ]));
+  const { rows: [inserted] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(RECLAIM, [id, ...claimValues(row)]));
   return inserted?.id ?? null;
 }
 
@@ -98,15 +100,11 @@ export async function releaseClaim(db: Db, id: number): Promise<void> {
 }
 
 /**
- * Whether the claim a transaction inserted as `id` committed, when its COMMIT went unanswered:
- * ids come from a sequence and are never reused, so a row with this id is that claim, and no
+ * The status and detail of the row with this id, or null when there is none (never written, or
+ * released). For a claim whose COMMIT went unanswered, whether it committed: ids come from a
+ * sequence and are never reused, so a row with the id its INSERT returned is that claim, and no
  * other worker's.
  */
-export async function claimCommitted(db: Db, id: number): Promise<boolean> {
-  return (await db.selectFrom('deliveries').select('id').where('id', '=', id).executeTakeFirst()) !== undefined;
-}
-
-/** The status and detail of the row with this id, or null when there is none (never written, or released). */
 export async function deliveryState(db: Db, id: number): Promise<Pick<DeliveryRow, 'status' | 'detail'> | null> {
   return (await db.selectFrom('deliveries').select(['status', 'detail']).where('id', '=', id).executeTakeFirst()) ?? null;
 }
