@@ -373,6 +373,20 @@ async function dropFailClaimCommits(): Promise<void> {
   await sql`drop function fail_first_claim(); drop sequence fail_once`.execute(world.database.db);
 }
 
+/** A trigger failing the first `times` updates to `sent` with `errcode`; returns how many it saw. */
+async function failSentUpdates(times: number, errcode: string): Promise<() => Promise<number>> {
+  await sql`create sequence sent_updates`.execute(world.database.db);
+  await sql.raw(`create function fail_sent() returns trigger language plpgsql as $$
+    begin if nextval('sent_updates') <= ${times} then raise exception 'update refused for the test' using errcode = '${errcode}'; end if; return new; end $$`).execute(world.database.db);
+  await sql`create trigger fail_sent before update on deliveries for each row when (new.status = 'sent') execute function fail_sent()`.execute(world.database.db);
+  return async () => Number((await sql<{ n: string }>`select last_value as n from sent_updates`.execute(world.database.db)).rows[0]!.n);
+}
+
+async function dropFailSentUpdates(): Promise<void> {
+  await sql`drop trigger if exists fail_sent on deliveries`.execute(world.database.db);
+  await sql`drop function if exists fail_sent(); drop sequence if exists sent_updates`.execute(world.database.db);
+}
+
 /** A logger that keeps its lines, parsed, and shows each to `onLine` as it is written. */
 function keptLogger(onLine: (entry: Record<string, unknown>) => void = () => {}) {
   const lines: Record<string, unknown>[] = [];
@@ -412,6 +426,14 @@ describe('a claim whose COMMIT fails once the message is complete', () => {
 });
 
 describe('a completed send that PostgreSQL will not record', () => {
+  /** A claim's row for the due opportunity's send, as a worker would have kept it. */
+  function keptRow(opportunityId: number, contactId: number | null) {
+    return {
+      opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test', due_at: new Date(DUE),
+      decided_at: new Date(DUE), closing_date: '2026-12-10', occurrence: '', message_id: '<kept@acme.test>', template: 'reminder.hbs', transport: 'smtp',
+    };
+  }
+
   /** A `keep` that holds the job's data as Redis would: through JSON. */
   function keptJob(start: DeliverJob) {
     const kept = { data: start, writes: 0 };
@@ -453,9 +475,8 @@ describe('a completed send that PostgreSQL will not record', () => {
 
   it('is kept in the job when its outcome cannot be written, and the retry records it as sent', async () => {
     const { opportunityId } = await dueOpportunity();
-    await sql.raw(`create function refuse_sent() returns trigger language plpgsql as $$
-      begin raise exception 'update refused for the test' using errcode = 'P0001'; end $$`).execute(world.database.db);
-    await sql`create trigger refuse_sent before update on deliveries for each row when (new.status = 'sent') execute function refuse_sent()`.execute(world.database.db);
+    // The first update to `sent` fails with an error no retry mends; the retry's goes through.
+    await failSentUpdates(1, 'P0001');
     const { kept, keep } = keptJob(job(opportunityId));
     const mailer = smtpMailer(world.smtp.url);
     try {
@@ -463,14 +484,13 @@ describe('a completed send that PostgreSQL will not record', () => {
       expect(error?.message).toMatch(/update refused for the test/);
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['unknown']);
       expect(kept.data.unrecorded?.map((u) => u.outcome.kind)).toEqual(['accepted']);
-      await sql`drop trigger refuse_sent on deliveries; drop function refuse_sent()`.execute(world.database.db);
       expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, skipped: 0 });
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
       expect(kept.data.unrecorded).toBeUndefined();
       expect(world.smtp.received).toHaveLength(1);
     } finally {
       await mailer.close();
-      await sql`drop trigger if exists refuse_sent on deliveries; drop function if exists refuse_sent()`.execute(world.database.db);
+      await dropFailSentUpdates();
     }
   });
 
@@ -501,12 +521,8 @@ describe('a completed send that PostgreSQL will not record', () => {
 
   it('kept with a deferral (the server refused the message for now): the retry sends it again, once', async () => {
     const { opportunityId, contactId } = await dueOpportunity();
-    const row = {
-      opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test',
-      due_at: DUE, decided_at: DUE, closing_date: '2026-12-10', occurrence: '', message_id: '<kept@acme.test>', template: 'reminder.hbs', transport: 'smtp',
-    };
-    const data = { ...job(opportunityId), unrecorded: [{ claimId: 1_000_000, row, outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }] } as unknown as DeliverJob;
-    const { kept, keep } = keptJob(data);
+    const data = { ...job(opportunityId), unrecorded: [{ claimId: 1_000_000, row: keptRow(opportunityId, contactId), outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }] };
+    const { kept, keep } = keptJob(JSON.parse(JSON.stringify(data)) as DeliverJob);
     const mailer = smtpMailer(world.smtp.url);
     try {
       expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, unknown: 0 });
@@ -521,10 +537,7 @@ describe('a completed send that PostgreSQL will not record', () => {
 
   it('kept with a deferral whose claim is still there: the claim is released and the send goes again, once', async () => {
     const { opportunityId, contactId } = await dueOpportunity();
-    const row = {
-      opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test',
-      due_at: new Date(DUE), decided_at: new Date(DUE), closing_date: '2026-12-10', occurrence: '', message_id: '<kept@acme.test>', template: 'reminder.hbs', transport: 'smtp',
-    };
+    const row = keptRow(opportunityId, contactId);
     const claimId = await claimSend(world.database.db, row);
     const data = { ...job(opportunityId), unrecorded: [{ claimId, row, outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }] } as unknown as DeliverJob;
     const { kept, keep } = keptJob(JSON.parse(JSON.stringify(data)) as DeliverJob);
@@ -545,12 +558,8 @@ describe('a completed send that PostgreSQL will not record', () => {
     try {
       expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 1 });
       const [sent] = await deliveries(world.database.db);
-      const row = {
-        opportunity_id: opportunityId, step_id: sent!.step_id, contact_id: sent!.contact_id, recipient: sent!.recipient, due_at: DUE,
-        decided_at: DUE, closing_date: '2026-12-10', occurrence: '', message_id: sent!.message_id, template: sent!.template, transport: 'smtp',
-      };
-      const data = { ...job(opportunityId), unrecorded: [{ claimId: sent!.id, row, outcome: { kind: 'accepted', response: '250 ok' } }] } as unknown as DeliverJob;
-      const { kept, keep } = keptJob(data);
+      const data = { ...job(opportunityId), unrecorded: [{ claimId: sent!.id, row: keptRow(opportunityId, sent!.contact_id), outcome: { kind: 'accepted', response: '250 ok' } }] };
+      const { kept, keep } = keptJob(JSON.parse(JSON.stringify(data)) as DeliverJob);
       expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toEqual({ sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 });
       expect(kept.writes).toBe(1);
       expect(kept.data.unrecorded).toBeUndefined();
@@ -637,20 +646,6 @@ describe('a claim lost with its COMMIT while another worker claimed the same sen
 });
 
 describe('the outcome of a send, while PostgreSQL refuses to record it', () => {
-  /** A trigger failing the first `times` updates to `sent` with `errcode`; returns how many it saw. */
-  async function failSentUpdates(times: number, errcode: string): Promise<() => Promise<number>> {
-    await sql`create sequence sent_updates`.execute(world.database.db);
-    await sql.raw(`create function fail_sent() returns trigger language plpgsql as $$
-      begin if nextval('sent_updates') <= ${times} then raise exception 'update refused for the test' using errcode = '${errcode}'; end if; return new; end $$`).execute(world.database.db);
-    await sql`create trigger fail_sent before update on deliveries for each row when (new.status = 'sent') execute function fail_sent()`.execute(world.database.db);
-    return async () => Number((await sql<{ n: string }>`select last_value as n from sent_updates`.execute(world.database.db)).rows[0]!.n);
-  }
-
-  async function dropTrigger(): Promise<void> {
-    await sql`drop trigger if exists fail_sent on deliveries`.execute(world.database.db);
-    await sql`drop function if exists fail_sent(); drop sequence if exists sent_updates`.execute(world.database.db);
-  }
-
   /** deliver, with a logger that keeps its lines. */
   async function deliverLogged(mailer: Mailer, opportunityId: number) {
     const { logger, lines } = keptLogger();
@@ -673,7 +668,7 @@ describe('the outcome of a send, while PostgreSQL refuses to record it', () => {
       expect(JSON.stringify(lines)).not.toMatch(/ada@customer\.test|Trip to the USA/);
     } finally {
       await mailer.close();
-      await dropTrigger();
+      await dropFailSentUpdates();
     }
   });
 
@@ -692,7 +687,7 @@ describe('the outcome of a send, while PostgreSQL refuses to record it', () => {
       expect(world.smtp.received).toHaveLength(1);
     } finally {
       await mailer.close();
-      await dropTrigger();
+      await dropFailSentUpdates();
     }
   });
 });
