@@ -15,6 +15,7 @@ import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import type { DeliverJob } from './queue/queues.ts';
+import { seal, SealError, unseal } from './seal.ts';
 import type { InFlight } from './send-gate.ts';
 
 /** What recording a send needs of the job being delivered. */
@@ -28,13 +29,51 @@ export interface OutcomeRun {
 
 /**
  * A send whose message may have been completed while PostgreSQL did not take its claim or its
- * outcome, as kept in the job's data (JSON: the row's instants are strings there).
+ * outcome (read back from the job's data, the row's instants are strings).
  */
 export interface UnrecordedSend {
   /** The id the claim's INSERT returned: the claim's row, if that INSERT committed after all. */
   claimId: number;
   row: ClaimRow;
   outcome: SendOutcome;
+}
+
+/**
+ * An unrecorded send as the job's data holds it: the claim's id, and its row and outcome sealed
+ * under NUDGE_SECRET (`src/seal.ts`), since they name the recipient and a queue payload carries
+ * ids only. Bound to the job's opportunity, step and claim id.
+ */
+export interface KeptSend {
+  claimId: number;
+  sealed: string;
+}
+
+const SEAL_PURPOSE = 'kept-send';
+
+function sealBound(job: DeliverJob, claimId: number): string {
+  return `${job.opportunityId}.${job.stepId}.${claimId}`;
+}
+
+/** An unrecorded send sealed for the job's data. */
+export function keepSend(secret: string, job: DeliverJob, send: UnrecordedSend): KeptSend {
+  return { claimId: send.claimId, sealed: seal(secret, SEAL_PURPOSE, sealBound(job, send.claimId), { row: send.row, outcome: send.outcome }) };
+}
+
+/**
+ * The unrecorded sends of a job's data, opened. A SealError (another NUDGE_SECRET, an altered
+ * payload) is thrown: the job fails rather than send what may have been sent.
+ */
+export function keptSends(secret: string, job: DeliverJob): UnrecordedSend[] {
+  return (job.unrecorded ?? []).map((kept) => {
+    try {
+      const { row, outcome } = unseal(secret, SEAL_PURPOSE, sealBound(job, kept.claimId), kept.sealed) as Omit<UnrecordedSend, 'claimId'>;
+      return { claimId: kept.claimId, row, outcome };
+    } catch (error) {
+      if (!(error instanceof SealError)) throw error;
+      throw new SealError(`the send an earlier attempt of this job kept (claim ${kept.claimId}) ${error.message}: `
+        + 'every worker must share one NUDGE_SECRET; the job is not sent until it can be read');
+    }
+  });
 }
 
 /** Replaces the job's data in Redis (BullMQ's `job.updateData`). */
@@ -53,8 +92,9 @@ export class UnrecordedSends {
   #sends: UnrecordedSend[];
   #writes: Promise<void> = Promise.resolve();
 
-  constructor(private readonly job: DeliverJob, private readonly logger: Logger, private readonly keep?: KeepJobData) {
-    this.#sends = [...(job.unrecorded ?? [])];
+  /** Throws a SealError when the job's kept sends do not open with `secret` (`keptSends`). */
+  constructor(private readonly job: DeliverJob, private readonly secret: string, private readonly logger: Logger, private readonly keep?: KeepJobData) {
+    this.#sends = keptSends(secret, job);
   }
 
   /** What an earlier attempt of the job left to record. */
@@ -84,7 +124,9 @@ export class UnrecordedSends {
     const keep = this.keep;
     if (!keep) return;
     const { unrecorded: _, ...request } = this.job;
-    const data: DeliverJob = this.#sends.length > 0 ? { ...request, unrecorded: this.#sends } : request;
+    const data: DeliverJob = this.#sends.length > 0
+      ? { ...request, unrecorded: this.#sends.map((send) => keepSend(this.secret, request, send)) }
+      : request;
     this.#writes = this.#writes.then(() => keep(data).catch((error: Error) => {
       // Redis refused (or the job is gone): PostgreSQL's retries are all that is left.
       this.logger.error({ opportunityId: this.job.opportunityId, stepId: this.job.stepId, err: error.message },

@@ -10,6 +10,8 @@ import { createWorld, type World } from './helpers/world.ts';
 import { DeferredError, deliver, type DeliverDeps } from '../src/deliver.ts';
 import type { DeliverJob } from '../src/queue/queues.ts';
 import { claimSend } from '../src/db/deliveries.ts';
+import { keepSend, keptSends, type UnrecordedSend } from '../src/send-outcome.ts';
+import { SealError } from '../src/seal.ts';
 import { startDeliverWorker } from '../workers/deliver-worker.ts';
 import { fixedClock } from '../src/clock.ts';
 import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
@@ -63,6 +65,7 @@ async function dueOpportunity(overrides: { title?: string; amount?: string | nul
   return { contactId, opportunityId };
 }
 
+const SECRET = 'test-secret-0123456789abcdef';
 const job = (opportunityId: number) => ({ opportunityId, stepId: 'closing-in-3-days', closingDate: '2026-12-10', occurrence: '' });
 
 /** What a worker passes to `deliver`, with the test's mailer. */
@@ -70,7 +73,7 @@ async function deps(mailer: Mailer, handoverTimeoutMs?: number): Promise<Deliver
   const content = await world.rt.content();
   return {
     db: world.database.db, mailer, templates: () => content.templates, journey: () => content.journey,
-    compose: { mailFrom: 'Acme <sales@acme.test>', publicUrl: 'https://nudge.acme.test', secret: 'test-secret-0123456789abcdef' },
+    compose: { mailFrom: 'Acme <sales@acme.test>', publicUrl: 'https://nudge.acme.test', secret: SECRET },
     logger: silentLogger, ...(handoverTimeoutMs === undefined ? {} : { handoverTimeoutMs }),
   };
 }
@@ -434,6 +437,14 @@ describe('a completed send that PostgreSQL will not record', () => {
     };
   }
 
+  /** The job's data holding one kept send, sealed (under `secret`), as Redis would hold it: through JSON. */
+  function withKept(opportunityId: number, send: UnrecordedSend, secret = SECRET, sealedFor = job(opportunityId)): DeliverJob {
+    return JSON.parse(JSON.stringify({ ...job(opportunityId), unrecorded: [keepSend(secret, sealedFor, send)] })) as DeliverJob;
+  }
+
+  /** The kept sends of the job's data, opened. */
+  const opened = (data: DeliverJob) => keptSends(SECRET, data);
+
   /** A `keep` that holds the job's data as Redis would: through JSON. */
   function keptJob(start: DeliverJob) {
     const kept = { data: start, writes: 0 };
@@ -456,7 +467,9 @@ describe('a completed send that PostgreSQL will not record', () => {
       expect(error?.message).toMatch(/commit refused for the test/);
       await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
       expect(await deliveries(world.database.db)).toEqual([]);
-      expect(kept.data.unrecorded?.map((u) => [u.row.recipient, u.outcome.kind])).toEqual([['ada@customer.test', 'accepted']]);
+      expect(opened(kept.data).map((u) => [u.row.recipient, u.outcome.kind])).toEqual([['ada@customer.test', 'accepted']]);
+      // Sealed: the queue's payload names no one.
+      expect(JSON.stringify(kept.data)).not.toMatch(/ada@customer\.test|Trip to the USA/);
       // The retry, later, records it: without the kept send it would find the step due and send again.
       const { logger, lines } = keptLogger();
       expect(await deliver({ ...(await deps(mailer)), logger }, kept.data, new Date('2026-12-07T08:05:00Z'), keep)).toMatchObject({ sent: 1, skipped: 0 });
@@ -483,7 +496,7 @@ describe('a completed send that PostgreSQL will not record', () => {
       const error = await deliver(await deps(mailer), kept.data, new Date(DUE), keep).then(() => null, (e: Error) => e);
       expect(error?.message).toMatch(/update refused for the test/);
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['unknown']);
-      expect(kept.data.unrecorded?.map((u) => u.outcome.kind)).toEqual(['accepted']);
+      expect(opened(kept.data).map((u) => u.outcome.kind)).toEqual(['accepted']);
       expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, skipped: 0 });
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
       expect(kept.data.unrecorded).toBeUndefined();
@@ -521,8 +534,7 @@ describe('a completed send that PostgreSQL will not record', () => {
 
   it('kept with a deferral (the server refused the message for now): the retry sends it again, once', async () => {
     const { opportunityId, contactId } = await dueOpportunity();
-    const data = { ...job(opportunityId), unrecorded: [{ claimId: 1_000_000, row: keptRow(opportunityId, contactId), outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }] };
-    const { kept, keep } = keptJob(JSON.parse(JSON.stringify(data)) as DeliverJob);
+    const { kept, keep } = keptJob(withKept(opportunityId, { claimId: 1_000_000, row: keptRow(opportunityId, contactId), outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }));
     const mailer = smtpMailer(world.smtp.url);
     try {
       expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, unknown: 0 });
@@ -539,8 +551,7 @@ describe('a completed send that PostgreSQL will not record', () => {
     const { opportunityId, contactId } = await dueOpportunity();
     const row = keptRow(opportunityId, contactId);
     const claimId = await claimSend(world.database.db, row);
-    const data = { ...job(opportunityId), unrecorded: [{ claimId, row, outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }] } as unknown as DeliverJob;
-    const { kept, keep } = keptJob(JSON.parse(JSON.stringify(data)) as DeliverJob);
+    const { kept, keep } = keptJob(withKept(opportunityId, { claimId: claimId!, row, outcome: { kind: 'deferred', reason: '451 4.3.0 try later' } }));
     const mailer = smtpMailer(world.smtp.url);
     try {
       expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toMatchObject({ sent: 1, unknown: 0 });
@@ -558,13 +569,33 @@ describe('a completed send that PostgreSQL will not record', () => {
     try {
       expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 1 });
       const [sent] = await deliveries(world.database.db);
-      const data = { ...job(opportunityId), unrecorded: [{ claimId: sent!.id, row: keptRow(opportunityId, sent!.contact_id), outcome: { kind: 'accepted', response: '250 ok' } }] };
-      const { kept, keep } = keptJob(JSON.parse(JSON.stringify(data)) as DeliverJob);
+      const { kept, keep } = keptJob(withKept(opportunityId, { claimId: sent!.id, row: keptRow(opportunityId, sent!.contact_id), outcome: { kind: 'accepted', response: '250 ok' } }));
       expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toEqual({ sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 });
       expect(kept.writes).toBe(1);
       expect(kept.data.unrecorded).toBeUndefined();
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
       expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+    }
+  });
+
+  it('kept under another NUDGE_SECRET, or moved from another job: the job fails, naming the secret, and sends nothing', async () => {
+    const { opportunityId, contactId } = await dueOpportunity();
+    const other = await dueOpportunity();
+    const send: UnrecordedSend = { claimId: 1_000_000, row: keptRow(opportunityId, contactId), outcome: { kind: 'accepted', response: '250 ok' } };
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      for (const data of [withKept(opportunityId, send, 'another-secret-0123456789abcdef'), withKept(opportunityId, send, SECRET, job(other.opportunityId))]) {
+        const { kept, keep } = keptJob(data);
+        const error = await deliver(await deps(mailer), kept.data, new Date(DUE), keep).then(() => null, (e: Error) => e);
+        expect(error).toBeInstanceOf(SealError);
+        expect(error?.message).toMatch(/claim 1000000.*NUDGE_SECRET/);
+        expect(kept.writes).toBe(0);
+      }
+      expect(await deliveries(world.database.db)).toEqual([]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(world.smtp.received).toHaveLength(0);
     } finally {
       await mailer.close();
     }
@@ -579,7 +610,11 @@ describe('a completed send that PostgreSQL will not record', () => {
       await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
       expect(await deliveries(world.database.db)).toEqual([]);
       const [delayed] = await world.rt.queue.getDelayed();
-      expect(delayed?.data.unrecorded?.map((u) => u.outcome.kind)).toEqual(['accepted']);
+      expect(opened(delayed!.data).map((u) => u.outcome.kind)).toEqual(['accepted']);
+      // As Redis holds it: ids, and the rest sealed.
+      const stored = await (await world.rt.queue.client).hget(world.rt.queue.toKey(delayed!.id!), 'data');
+      expect(stored).toContain(`"opportunityId":${opportunityId}`);
+      expect(stored).not.toMatch(/@customer\.test|Trip to the USA/);
       // The retry, without waiting out its backoff (a worker would take it once due; `drain` leaves
       // delayed jobs): the job as BullMQ kept it, data and all.
       await delayed!.promote();

@@ -5,16 +5,17 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 import type { DeliveryRequest } from '../journey/decide-job.ts';
-import type { UnrecordedSend } from '../send-outcome.ts';
+import type { KeptSend } from '../send-outcome.ts';
 
 export const DELIVER_QUEUE = 'deliver';
 export const SCAN_QUEUE = 'scan';
 
 /**
  * A delivery job's data: what to decide again, and any send an earlier attempt completed and
- * could not record (src/send-outcome.ts), to be recorded rather than sent again.
+ * could not record (src/send-outcome.ts: sealed, since it names the recipient), to be recorded
+ * rather than sent again.
  */
-export type DeliverJob = DeliveryRequest & { unrecorded?: UnrecordedSend[] };
+export type DeliverJob = DeliveryRequest & { unrecorded?: KeptSend[] };
 
 /** The key prefix of one queue: a hash tag, so all of the queue's keys share one slot. */
 export function queuePrefix(prefix: string, queue: string): string {
