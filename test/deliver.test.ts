@@ -8,7 +8,7 @@ import { sql } from 'kysely';
 import { pino } from 'pino';
 import { createWorld, type World } from './helpers/world.ts';
 import { DeferredError, deliver, type DeliverDeps } from '../src/deliver.ts';
-import type { DeliverJob } from '../src/queue/queues.ts';
+import { deliverJobId, deliverJobOptions, type DeliverJob } from '../src/queue/queues.ts';
 import { claimSend } from '../src/db/deliveries.ts';
 import { keepSend, keptSends, type UnrecordedSend } from '../src/send-outcome.ts';
 import { SealError } from '../src/seal.ts';
@@ -623,6 +623,35 @@ describe('a completed send that PostgreSQL will not record', () => {
       expect(world.smtp.received).toHaveLength(1);
     } finally {
       await dropFailClaimCommits();
+    }
+  });
+});
+
+describe('a job whose attempts are spent while it holds a send it could not record', () => {
+  it('is not dropped: it waits and tries again, without attempts, until the send is recorded; one email, sent', async () => {
+    const { opportunityId } = await dueOpportunity();
+    // Writing `sent` fails twice with an error no retry mends: the job's only attempt, then its
+    // first extra try, give up with the message delivered and kept in the job.
+    const sentUpdates = await failSentUpdates(2, 'P0001');
+    const data = job(opportunityId);
+    await world.rt.queue.add('deliver', data, { ...deliverJobOptions({ prefix: world.rt.config.queuePrefix, attempts: 1, retryBaseMs: world.rt.config.retryBaseMs }), jobId: deliverJobId(data) });
+    const held: Error[] = [];
+    const failed: Error[] = [];
+    const mailer = smtpMailer(world.smtp.url);
+    const worker = startDeliverWorker(world.rt, { clock: fixedClock(DUE), content: await world.rt.liveContent(), mailer, onHeld: (_job, err) => held.push(err) });
+    worker.on('failed', (_job, err) => failed.push(err));
+    try {
+      await until('the send to be recorded', async () => (await deliveries(world.database.db)).some((r) => r.status === 'sent'), 20_000);
+      expect(held.map((e) => e.message)).toEqual(['update refused for the test', 'update refused for the test']);
+      expect(failed).toEqual([]);
+      expect(await sentUpdates()).toBe(3);
+      await until('the job to complete', async () => (await world.rt.queue.getJob(deliverJobId(data))) === undefined, 10_000);
+      expect((await deliveries(world.database.db)).map((r) => [r.status, r.opportunity_id])).toEqual([['sent', opportunityId]]);
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await worker.close();
+      await mailer.close();
+      await dropFailSentUpdates();
     }
   });
 });

@@ -18,7 +18,7 @@ describe('a sealed value', () => {
   it('does not open with another secret, purpose or bound, altered, or malformed', () => {
     const sealed = seal(SECRET, 'kept-send', 'o1.step.7', VALUE);
     const bytes = Buffer.from(sealed.slice(3), 'base64url');
-    bytes[bytes.length - 1] ^= 1;
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 1, bytes.length - 1);
     const cases: [string, string, string, string][] = [
       ['another-secret-0123456789abcdef', 'kept-send', 'o1.step.7', sealed],
       [SECRET, 'another-purpose', 'o1.step.7', sealed],

@@ -1,5 +1,5 @@
 /** Process wiring for delivery: a BullMQ Worker whose processor is `deliver`. */
-import { MetricsTime, Worker } from 'bullmq';
+import { DelayedError, MetricsTime, Worker, type Job } from 'bullmq';
 import type { Clock } from '../src/clock.ts';
 import type { LiveContent } from '../src/content.ts';
 import { deliver, type DeliverDeps, type DeliverResult } from '../src/deliver.ts';
@@ -13,6 +13,12 @@ export interface DeliverWorkerOptions {
   mailer: Mailer;
   /** Start taking jobs at once. @defaultValue true */
   autorun?: boolean;
+  /**
+   * A job's last attempt failed while it held a send it could not record: instead of failing (and
+   * being dropped with it), the job waits `HELD_RETRY_MS` and tries again, attempts or not. Called
+   * then, with the attempt's error; BullMQ emits no `failed` for it.
+   */
+  onHeld?: (job: Job<DeliverJob>, error: Error) => void;
 }
 
 export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): DeliverDeps {
@@ -31,16 +37,37 @@ export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): 
 /** Longest wait between two checks for jobs whose worker died. */
 const STALLED_CHECK_MS = 5_000;
 
+/**
+ * Longest wait before a job whose attempts are spent, and that still holds a send it could not
+ * record, tries again: the last backoff, at most this (once PostgreSQL is back, the send is
+ * recorded within it).
+ */
+export const HELD_RETRY_MS = 5 * 60_000;
+
 export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): Worker<DeliverJob, DeliverResult> {
   const deps = deliverDeps(rt, options.content, options.mailer);
   let lastRefresh = 0;
-  const worker = new Worker<DeliverJob, DeliverResult>(DELIVER_QUEUE, async (job) => {
+  const worker = new Worker<DeliverJob, DeliverResult>(DELIVER_QUEUE, async (job, token) => {
     // Edits to templates and the journey reach workers within a few seconds.
     if (Date.now() - lastRefresh > 5_000) {
       lastRefresh = Date.now();
       await options.content.refresh();
     }
-    return deliver(deps, job.data, options.clock.now(), (data) => job.updateData(data));
+    try {
+      return await deliver(deps, job.data, options.clock.now(), (data) => job.updateData(data));
+    } catch (error) {
+      // `updateData` has put the sends it keeps in `job.data` too.
+      if (job.attemptsMade + 1 < (job.opts.attempts ?? 1) || (job.data.unrecorded?.length ?? 0) === 0) throw error;
+      // Dropped, the job would take with it the only record of a send that may have reached the
+      // customer, and a later scan would find the step due again: it waits instead, as long as
+      // PostgreSQL will not take the record (BullMQ counts no attempt for a job moved this way).
+      const waitMs = Math.min(rt.config.retryBaseMs * 2 ** Math.max(0, (job.opts.attempts ?? 1) - 1), HELD_RETRY_MS);
+      rt.logger.error({ jobId: job.id, opportunityId: job.data.opportunityId, stepId: job.data.stepId, err: (error as Error).message, retryInMs: waitMs },
+        'the job\'s attempts are spent while it holds a send it could not record; it is kept and tried again, not dropped');
+      await job.moveToDelayed(Date.now() + waitMs, token);
+      options.onHeld?.(job, error as Error);
+      throw new DelayedError();
+    }
   }, {
     connection: rt.redis,
     prefix: queuePrefix(rt.config.queuePrefix, DELIVER_QUEUE),
@@ -56,12 +83,9 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     metrics: { maxDataPoints: MetricsTime.ONE_HOUR * 24 },
   });
   worker.on('failed', (job, err) => {
-    rt.logger.warn({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message }, 'delivery job failed; BullMQ retries it with backoff');
-    if (job && job.attemptsMade >= (job.opts.attempts ?? 1) && (job.data.unrecorded?.length ?? 0) > 0) {
-      // The job goes (removeOnFail) with the sends it kept: a later scan finds their steps due.
-      rt.logger.error({ jobId: job.id, opportunityId: job.data.opportunityId, stepId: job.data.stepId },
-        'the last attempt of the job could not record a send it completed; the step may be sent again');
-    }
+    const last = job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1);
+    rt.logger.warn({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message },
+      last ? 'delivery job failed its last attempt; dropped (a later scan enqueues the step again while its window is open)' : 'delivery job failed; BullMQ retries it with backoff');
   });
   worker.on('error', (err) => rt.logger.error({ err: err.message }, 'delivery worker error'));
   return worker;

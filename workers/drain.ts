@@ -23,16 +23,19 @@ export interface DrainTotals extends DeliverResult {
 
 export async function drain(rt: Runtime, options: { clock: Clock; content: LiveContent; mailer: Mailer }): Promise<DrainTotals> {
   const totals: DrainTotals = { jobs: 0, sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0, retrying: 0, infrastructureErrors: 0 };
-  const worker = startDeliverWorker(rt, options);
+  // A job moved to wait again rather than dropped (it holds a send it could not record) failed
+  // this time all the same.
+  const failed = (err: Error) => {
+    totals.jobs += 1;
+    totals.retrying += 1;
+    if (!(err instanceof DeferredError)) totals.infrastructureErrors += 1;
+  };
+  const worker = startDeliverWorker(rt, { ...options, onHeld: (_job, err) => failed(err) });
   worker.on('completed', (_job, r: DeliverResult) => {
     totals.jobs += 1;
     for (const k of ['sent', 'suppressed', 'failed', 'unknown', 'skipped'] as const) totals[k] += r[k];
   });
-  worker.on('failed', (_job, err) => {
-    totals.jobs += 1;
-    totals.retrying += 1;
-    if (!(err instanceof DeferredError)) totals.infrastructureErrors += 1;
-  });
+  worker.on('failed', (_job, err) => failed(err));
   // Two quiet looks in a row: a job moving from waiting to active is never seen as "nothing left".
   let quiet = 0;
   while (quiet < 2) {
