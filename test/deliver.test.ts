@@ -673,7 +673,7 @@ describe("a killed worker's jobs", () => {
     const mailer = smtpMailer(world.smtp.url);
     const worker = startDeliverWorker(world.rt, { clock: fixedClock(DUE), content: await world.rt.liveContent(), mailer, autorun: false });
     try {
-      expect([worker.opts.lockDuration, worker.opts.stalledInterval]).toEqual([30_000, 5_000]);
+      expect([worker.opts.lockDuration, worker.opts.stalledInterval, worker.opts.maxStalledCount]).toEqual([30_000, 5_000, 10]);
     } finally {
       await worker.close();
       await mailer.close();

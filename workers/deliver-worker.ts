@@ -37,6 +37,9 @@ export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): 
 /** Longest wait between two checks for jobs whose worker died. */
 const STALLED_CHECK_MS = 5_000;
 
+/** Times a job's worker may die (or lose its lock) while holding it before BullMQ fails the job. */
+const MAX_STALLS = 10;
+
 /**
  * Longest wait before a job whose attempts are spent, and that still holds a send it could not
  * record, tries again: the last backoff, at most this (once PostgreSQL is back, the send is
@@ -78,6 +81,10 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // (with the check every lock, as before, it could take twice the lock).
     lockDuration: rt.config.jobLockMs,
     stalledInterval: Math.min(rt.config.jobLockMs, STALLED_CHECK_MS),
+    // BullMQ fails a job that stalls more often than this (1 by default), with no `failed` event:
+    // it would take with it a send it keeps, unrecorded (src/send-outcome.ts), and a later scan
+    // would send that again. A job that stalls only runs again: the database refuses a second send.
+    maxStalledCount: MAX_STALLS,
     // BullMQ's own counts of completed and failed jobs, for /metrics (`bullmq_job_completed_total`,
     // `bullmq_job_failed_total`), with a data point a minute for a day: each scrape reads them all.
     metrics: { maxDataPoints: MetricsTime.ONE_HOUR * 24 },
