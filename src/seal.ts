@@ -26,7 +26,8 @@ export function seal(secret: string, purpose: string, bound: string, value: unkn
 }
 
 /** What `seal` sealed with the same secret, purpose and bound; a SealError otherwise. */
-export function unseal(secret: string, purpose: string, bound: string, sealed: string): unknown {
+export function unseal(secret: string, purpose: string, bound: string, sealed: unknown): unknown {
+  if (typeof sealed !== 'string') throw new SealError('not a sealed value');
   const [version, packed, ...rest] = sealed.split('.');
   const bytes = Buffer.from(packed ?? '', 'base64url');
   if (version !== VERSION || rest.length > 0 || bytes.length < IV_BYTES + TAG_BYTES) throw new SealError('not a sealed value of this version');

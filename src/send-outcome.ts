@@ -14,7 +14,7 @@ import type { DeliverDeps, DeliverResult } from './deliver.ts';
 import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
-import type { DeliverJob } from './queue/queues.ts';
+import { deliverJobId, type DeliverJob } from './queue/queues.ts';
 import { seal, SealError, unseal } from './seal.ts';
 import type { InFlight } from './send-gate.ts';
 
@@ -41,7 +41,7 @@ export interface UnrecordedSend {
 /**
  * An unrecorded send as the job's data holds it: the claim's id, and its row and outcome sealed
  * under NUDGE_SECRET (`src/seal.ts`), since they name the recipient and a queue payload carries
- * ids only. Bound to the job's opportunity, step and claim id.
+ * ids only. Bound to the job (its id) and the claim's id.
  */
 export interface KeptSend {
   claimId: number;
@@ -51,7 +51,7 @@ export interface KeptSend {
 const SEAL_PURPOSE = 'kept-send';
 
 function sealBound(job: DeliverJob, claimId: number): string {
-  return `${job.opportunityId}.${job.stepId}.${claimId}`;
+  return `${deliverJobId(job)}/${claimId}`;
 }
 
 /** An unrecorded send sealed for the job's data. */
@@ -61,7 +61,8 @@ export function keepSend(secret: string, job: DeliverJob, send: UnrecordedSend):
 
 /**
  * The unrecorded sends of a job's data, opened. A SealError (another NUDGE_SECRET, an altered
- * payload) is thrown: the job fails rather than send what may have been sent.
+ * payload) is thrown: the job fails rather than send what may have been sent, and is kept, not
+ * dropped, once its attempts are spent (`workers/deliver-worker.ts`).
  */
 export function keptSends(secret: string, job: DeliverJob): UnrecordedSend[] {
   return (job.unrecorded ?? []).map((kept) => {

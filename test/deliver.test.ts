@@ -654,6 +654,33 @@ describe('a job whose attempts are spent while it holds a send it could not reco
       await dropFailSentUpdates();
     }
   });
+
+  it('holding a send that does not open with this NUDGE_SECRET: kept, not dropped, and nothing is sent', async () => {
+    const { opportunityId, contactId } = await dueOpportunity();
+    const data = job(opportunityId);
+    const row = { opportunity_id: opportunityId, step_id: data.stepId, contact_id: contactId, recipient: 'ada@customer.test', due_at: new Date(DUE),
+      decided_at: new Date(DUE), closing_date: data.closingDate, occurrence: '', message_id: '<kept@acme.test>', template: 'reminder.hbs', transport: 'smtp' };
+    const unrecorded = [keepSend('another-secret-0123456789abcdef', data, { claimId: 1_000_000, row, outcome: { kind: 'accepted', response: '250 ok' } })];
+    await world.rt.queue.add('deliver', { ...data, unrecorded }, {
+      ...deliverJobOptions({ prefix: world.rt.config.queuePrefix, attempts: 1, retryBaseMs: world.rt.config.retryBaseMs }), jobId: deliverJobId(data),
+    });
+    const held: Error[] = [];
+    const mailer = smtpMailer(world.smtp.url);
+    const worker = startDeliverWorker(world.rt, { clock: fixedClock(DUE), content: await world.rt.liveContent(), mailer, onHeld: (_job, err) => held.push(err) });
+    try {
+      await until('the job to be held', () => held.length > 0, 10_000);
+      // Closed (a job it took meanwhile finished), the worker takes it no more: it stays delayed.
+      await worker.close();
+      expect(held[0]).toBeInstanceOf(SealError);
+      const kept = await world.rt.queue.getJob(deliverJobId(data));
+      expect([await kept?.getState(), kept?.attemptsMade, kept?.data.unrecorded]).toEqual(['delayed', 0, unrecorded]);
+      expect(await deliveries(world.database.db)).toEqual([]);
+      expect(world.smtp.received).toHaveLength(0);
+    } finally {
+      await worker.close();
+      await mailer.close();
+    }
+  });
 });
 
 describe("the workers' PostgreSQL connections", () => {

@@ -31,5 +31,9 @@ describe('a sealed value', () => {
     for (const [secret, purpose, bound, value] of cases) {
       expect(() => unseal(secret, purpose, bound, value), `${purpose} ${bound} ${value.slice(0, 12)}`).toThrow(SealError);
     }
+    // What JSON from elsewhere may hold instead of a sealed string.
+    for (const value of [undefined, null, 42, { sealed: sealed }]) {
+      expect(() => unseal(SECRET, 'kept-send', 'o1.step.7', value), JSON.stringify(value)).toThrow(SealError);
+    }
   });
 });

@@ -42,10 +42,11 @@ const MAX_STALLS = 10;
 
 /**
  * Longest wait before a job whose attempts are spent, and that still holds a send it could not
- * record, tries again: the last backoff, at most this (once PostgreSQL is back, the send is
- * recorded within it).
+ * record, tries again: the backoff doubled once more, at least `HELD_RETRY_MIN_MS`, at most this
+ * (once PostgreSQL is back, the send is recorded within it).
  */
 export const HELD_RETRY_MS = 5 * 60_000;
+const HELD_RETRY_MIN_MS = 1_000;
 
 export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): Worker<DeliverJob, DeliverResult> {
   const deps = deliverDeps(rt, options.content, options.mailer);
@@ -64,9 +65,12 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       // Dropped, the job would take with it the only record of a send that may have reached the
       // customer, and a later scan would find the step due again: it waits instead, as long as
       // PostgreSQL will not take the record (BullMQ counts no attempt for a job moved this way).
-      const waitMs = Math.min(rt.config.retryBaseMs * 2 ** Math.max(0, (job.opts.attempts ?? 1) - 1), HELD_RETRY_MS);
+      const backoff = rt.config.retryBaseMs * 2 ** Math.max(0, (job.opts.attempts ?? 1) - 1);
+      const waitMs = Math.min(Math.max(backoff, HELD_RETRY_MIN_MS), HELD_RETRY_MS);
       rt.logger.error({ jobId: job.id, opportunityId: job.data.opportunityId, stepId: job.data.stepId, err: (error as Error).message, retryInMs: waitMs },
         'the job\'s attempts are spent while it holds a send it could not record; it is kept and tried again, not dropped');
+      // Written again first: a write of the kept send that Redis refused earlier only logged.
+      await job.updateData(job.data);
       await job.moveToDelayed(Date.now() + waitMs, token);
       options.onHeld?.(job, error as Error);
       throw new DelayedError();
@@ -81,18 +85,23 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // (with the check every lock, as before, it could take twice the lock).
     lockDuration: rt.config.jobLockMs,
     stalledInterval: Math.min(rt.config.jobLockMs, STALLED_CHECK_MS),
-    // BullMQ fails a job that stalls more often than this (1 by default), with no `failed` event:
-    // it would take with it a send it keeps, unrecorded (src/send-outcome.ts), and a later scan
-    // would send that again. A job that stalls only runs again: the database refuses a second send.
+    // BullMQ fails a job that stalls more often than this (1 by default; the next worker to take
+    // it fails it with an UnrecoverableError): it would take with it a send it keeps, unrecorded
+    // (src/send-outcome.ts), and a later scan would send that again. A job that stalls only runs
+    // again: the database refuses a second send.
     maxStalledCount: MAX_STALLS,
     // BullMQ's own counts of completed and failed jobs, for /metrics (`bullmq_job_completed_total`,
     // `bullmq_job_failed_total`), with a data point a minute for a day: each scrape reads them all.
     metrics: { maxDataPoints: MetricsTime.ONE_HOUR * 24 },
   });
   worker.on('failed', (job, err) => {
-    const last = job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1);
-    rt.logger.warn({ jobId: job?.id, attempts: job?.attemptsMade, err: err.message },
-      last ? 'delivery job failed its last attempt; dropped (a later scan enqueues the step again while its window is open)' : 'delivery job failed; BullMQ retries it with backoff');
+    // Its attempts spent, or stalled too often (BullMQ fails it at once, whatever attempts are left).
+    const last = job !== undefined && (job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError');
+    const fields = { jobId: job?.id, attempts: job?.attemptsMade, err: err.message };
+    if (!last) rt.logger.warn(fields, 'delivery job failed; BullMQ retries it with backoff');
+    else if ((job.data.unrecorded?.length ?? 0) === 0) rt.logger.warn(fields, 'delivery job failed for good; dropped (a later scan enqueues the step again while its window is open)');
+    // The job goes (removeOnFail) with the send it kept: a later scan finds its step due.
+    else rt.logger.error({ ...fields, opportunityId: job.data.opportunityId, stepId: job.data.stepId }, 'delivery job failed for good while it held a send it could not record; the step may be sent again');
   });
   worker.on('error', (err) => rt.logger.error({ err: err.message }, 'delivery worker error'));
   return worker;
