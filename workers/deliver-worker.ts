@@ -69,9 +69,11 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       const waitMs = Math.min(Math.max(backoff, HELD_RETRY_MIN_MS), HELD_RETRY_MS);
       rt.logger.error({ jobId: job.id, opportunityId: job.data.opportunityId, stepId: job.data.stepId, err: (error as Error).message, retryInMs: waitMs },
         'the job\'s attempts are spent while it holds a send it could not record; it is kept and tried again, not dropped');
-      // Written again first: a write of the kept send that Redis refused earlier only logged.
-      await job.updateData(job.data);
+      // Moved only if this worker still holds the job's lock; then its data written again: a
+      // write of the kept send that Redis refused earlier only logged (no worker takes the job
+      // before the wait is over).
       await job.moveToDelayed(Date.now() + waitMs, token);
+      await job.updateData(job.data);
       options.onHeld?.(job, error as Error);
       throw new DelayedError();
     }
