@@ -65,6 +65,15 @@ export interface Config {
    * is deferred and retried. @defaultValue 5000
    */
   handoverTimeoutMs: number;
+  /**
+   * Milliseconds the one-shot commands (`tick`, `work --drain`) wait for Redis to answer before
+   * they fail with exit 3; the daemon waits for it as long as it takes. @defaultValue 20000
+   */
+  redisWaitMs: number;
+  /** LOG_LEVEL when set (a pino level); each command has its own default. */
+  logLevel: string | null;
+  /** LOG_FORMAT when set. */
+  logFormat: 'json' | 'pretty' | null;
 }
 
 export class ConfigError extends Error {
@@ -116,6 +125,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     claimLeaseMs: integer(env, 'NUDGE_CLAIM_LEASE_MS', 120_000, 1_000, 86_400_000),
     jobLockMs: integer(env, 'NUDGE_JOB_LOCK_MS', 30_000, 1_000, 3_600_000),
     handoverTimeoutMs: integer(env, 'NUDGE_HANDOVER_TIMEOUT_MS', 5_000, 100, 300_000),
+    redisWaitMs: integer(env, 'NUDGE_REDIS_WAIT_MS', 20_000, 100, 3_600_000),
+    logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS),
+    logFormat: oneOf(env, 'LOG_FORMAT', ['json', 'pretty'] as const),
   });
 }
 
@@ -146,6 +158,15 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: nu
   const n = Number(raw);
   if (!/^\d+$/.test(raw) || n < min || n > max) throw new ConfigError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
   return n;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, values: readonly T[]): T | null {
+  const raw = env[name]?.trim();
+  if (!raw) return null;
+  if (!(values as readonly string[]).includes(raw)) throw new ConfigError(name, `must be one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+  return raw as T;
 }
 
 function boardToken(env: NodeJS.ProcessEnv): string | null {

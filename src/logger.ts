@@ -9,16 +9,17 @@ export type { Logger };
 
 /**
  * JSON lines in production and whenever stderr is not a terminal (log collectors); readable,
- * coloured lines in a terminal. LOG_FORMAT=json|pretty overrides the choice.
+ * coloured lines in a terminal. `format` (LOG_FORMAT, validated with the configuration) overrides
+ * the choice.
  */
-export function createLogger(options: { level?: string; name?: string } = {}): Logger {
-  const format = process.env.LOG_FORMAT ?? (process.stderr.isTTY && process.env.NODE_ENV !== 'production' ? 'pretty' : 'json');
+export function createLogger(options: { level?: string; format?: 'json' | 'pretty' | null; name?: string } = {}): Logger {
+  const format = options.format ?? (process.stderr.isTTY && process.env.NODE_ENV !== 'production' ? 'pretty' : 'json');
   const destination = format === 'pretty'
     ? pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,name' })
     : pino.destination({ fd: 2, sync: true });
   return pino({
     name: options.name ?? 'nudge',
-    level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+    level: options.level ?? 'info',
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
   }, destination);

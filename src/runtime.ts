@@ -64,6 +64,12 @@ export class Runtime {
   private _readDb: Db | null = null;
   /** No-op until `enablePrometheus` (the daemon) turns it on. */
   metrics: Metrics = noMetrics;
+  /**
+   * How long Redis may take to answer the commands of `redisBound` before they fail: set by the
+   * one-shot commands (`tick`, `work --drain`: NUDGE_REDIS_WAIT_MS), which must exit. Null for the
+   * daemon: its commands wait for Redis to come back.
+   */
+  redisWaitMs: number | null = null;
 
   constructor(readonly config: Readonly<Config>, readonly logger: Logger) {}
 
@@ -106,16 +112,27 @@ export class Runtime {
       this._redis = redis;
       // QUIT is a courtesy: a connection that does not answer it (a Redis gone, a Cluster node
       // reconnecting) is closed outright, so that the process can exit.
-      this.closers.push(() => within(QUIT_WAIT_MS, 'Redis QUIT', redis.quit()).catch(() => redis.disconnect()));
+      this.closers.push(async () => {
+        if (redis.status !== 'ready') return redis.disconnect();
+        await within(QUIT_WAIT_MS, 'Redis QUIT', redis.quit()).catch(() => redis.disconnect());
+      });
     }
     return this._redis;
+  }
+
+  /** `promise`, a Redis command's answer: within `redisWaitMs` when it is set, or a rejection naming `what`. */
+  redisBound<T>(what: string, promise: Promise<T>): Promise<T> {
+    return this.redisWaitMs === null ? promise : within(this.redisWaitMs, what, promise);
   }
 
   get queue(): Queue<DeliverJob> {
     if (!this._queue) {
       const queue = deliverQueue(this.redis, this.config.queuePrefix);
       this._queue = queue;
-      this.closers.unshift(() => queue.close());
+      // Closing waits for a connection that never came up: not then (the connection is dropped).
+      this.closers.unshift(async () => {
+        if (this._redis?.status === 'ready') await queue.close();
+      });
     }
     return this._queue;
   }
@@ -158,11 +175,13 @@ export class Runtime {
             // guard, and may come out low: a job that finishes in between is added again uncounted
             // (its worker then finds it decided). A failed count does not fail the tick: the chunk
             // then counts whole.
-            const queued = await this.redis.exists(...chunk.map((j) => this.queue.toKey(j.id))).catch((error: Error) => {
-              this.logger.warn({ err: error.message }, 'could not count the jobs already queued; counting the chunk as added');
-              return 0;
-            });
-            await this.queue.addBulk(chunk.map((j) => ({ name: 'deliver', data: j.data, opts: { ...options, jobId: j.id } })));
+            const queued = await this.redisBound('Redis (counting queued jobs)', this.redis.exists(...chunk.map((j) => this.queue.toKey(j.id))))
+              .catch((error: Error) => {
+                this.logger.warn({ err: error.message }, 'could not count the jobs already queued; counting the chunk as added');
+                return 0;
+              });
+            await this.redisBound('Redis (adding jobs)',
+              this.queue.addBulk(chunk.map((j) => ({ name: 'deliver', data: j.data, opts: { ...options, jobId: j.id } }))));
             added += chunk.length - queued;
           } catch (error) {
             failed = true;

@@ -6,7 +6,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runNudge } from './helpers/cli.ts';
+import { runNudge, spawnNudge } from './helpers/cli.ts';
+import { until } from './helpers/daemon.ts';
+import { freePort, startOwnRedis } from './helpers/redis-server.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
@@ -36,6 +38,9 @@ describe('configuration', () => {
     [{ NUDGE_HANDOVER_TIMEOUT_MS: '50' }, /NUDGE_HANDOVER_TIMEOUT_MS: must be a whole number from 100 to 300000/],
     [{ NUDGE_SCAN_CHAINS: '0' }, /NUDGE_SCAN_CHAINS: must be a whole number from 1 to 4/],
     [{ NODE_ENV: 'production', PUBLIC_URL: 'http://nudge.example.com' }, /PUBLIC_URL: must be an https:\/\/ URL when NODE_ENV=production/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"/],
+    [{ LOG_FORMAT: 'bogus' }, /LOG_FORMAT: must be one of json, pretty, got "bogus"/],
+    [{ NUDGE_REDIS_WAIT_MS: 'soon' }, /NUDGE_REDIS_WAIT_MS: must be a whole number from 100 to 3600000/],
   ])('%o stops the process naming the variable', async (env, message) => {
     const r = await nudge(['tick', '--now', '2026-12-01T09:00:00Z'], { DATABASE_URL: world.env.DATABASE_URL, ...env });
     expect(r.code).toBe(2);
@@ -148,6 +153,66 @@ describe('several processes at once', () => {
     const rows = (await deliveries(world.database.db)).filter((r) => ids.includes(r.opportunity_id));
     expect(rows.filter((r) => r.status === 'sent')).toHaveLength(30);
     expect(works.reduce((n, w) => n + Number(w.summary?.sent ?? 0), 0)).toBe(30);
+  }, 180_000);
+});
+
+describe('a Redis that does not answer', () => {
+  /** `count` opportunities closing on `closingDate`: their 3-days-before step is due at 09:00 UTC three days before. */
+  async function due(prefix: string, count: number, closingDate: string): Promise<number[]> {
+    const ids: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const c = await insertContact(world.database.db, { email: `${prefix}-${i}@customer.test`, time_zone: 'UTC' });
+      ids.push(await insertOpportunity(world.database.db, { title: `Deal ${prefix} ${i}`, closing_date: closingDate, stage: 'proposal', primary_contact_id: c }));
+    }
+    return ids;
+  }
+
+  it('stops tick and work --drain with exit 3 naming Redis after NUDGE_REDIS_WAIT_MS, not for ever', async () => {
+    const ids = await due('noredis', 1, '2027-06-20');
+    const NOW = '2027-06-17T09:00:00Z';
+    const env = { REDIS_URL: `redis://127.0.0.1:${await freePort()}`, NUDGE_REDIS_WAIT_MS: '1000' };
+    // A hang fails here: runNudge kills the command after 30 s and rejects.
+    const tick = await runNudge(['tick', '--now', NOW], { ...world.env, ...env }, cwd, 30_000);
+    expect(tick.code).toBe(3);
+    expect(tick.stderr).toMatch(/cannot reach Redis .*Redis \(adding jobs\) did not answer within 1000 ms/);
+    const work = await runNudge(['work', '--drain', '--now', NOW], { ...world.env, ...env }, cwd, 30_000);
+    expect(work.code).toBe(3);
+    expect(work.summary).toMatchObject({ jobs: 0, unreachable: 'Redis (counting jobs) did not answer within 1000 ms' });
+    expect(work.stderr).toMatch(/cannot reach Redis/);
+    expect((await deliveries(world.database.db)).filter((r) => ids.includes(r.opportunity_id) && r.status !== 'suppressed')).toEqual([]);
+  }, 90_000);
+
+  it('gone in the middle of work --drain: it stops with exit 3, and the next tick and drain send the rest, each once', async () => {
+    const redis = await startOwnRedis();
+    try {
+      const ids = await due('midredis', 300, '2027-05-20');
+      const NOW = '2027-05-17T09:00:00Z';
+      const env = { ...world.env, REDIS_URL: redis.url, NUDGE_REDIS_WAIT_MS: '1000' };
+      const mine = () => world.smtp.received.filter((m) => m.envelopeTo[0]!.startsWith('midredis-'));
+      expect((await runNudge(['tick', '--now', NOW], env, cwd)).summary).toMatchObject({ enqueued: 300 });
+      const child = spawnNudge(['work', '--drain', '--now', NOW], env, cwd);
+      let stdout = '';
+      child.stdout!.on('data', (d) => { stdout += d; });
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      await until('the first emails', () => mine().length > 0, 30_000);
+      await redis.kill();
+      const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('hung'), 60_000))]);
+      if (code === 'hung') child.kill('SIGKILL');
+      expect(code).toBe(3);
+      expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toMatchObject({ unreachable: expect.stringMatching(/^Redis/) as unknown });
+      expect(mine().length).toBeLessThan(300);
+      // Back, empty: the next tick enqueues what is not decided, and a drain sends it.
+      await redis.start();
+      expect((await runNudge(['tick', '--now', NOW], env, cwd)).code).toBe(0);
+      expect((await runNudge(['work', '--drain', '--now', NOW], env, cwd)).code).toBe(0);
+      expect(mine()).toHaveLength(300);
+      expect(new Set(mine().map((m) => m.envelopeTo[0])).size).toBe(300);
+      const rows = (await deliveries(world.database.db)).filter((r) => ids.includes(r.opportunity_id) && r.step_id === 'closing-in-3-days');
+      expect(rows.map((r) => r.status).filter((s) => s === 'sent')).toHaveLength(300);
+      expect(rows).toHaveLength(300);
+    } finally {
+      await redis.stop();
+    }
   }, 180_000);
 });
 

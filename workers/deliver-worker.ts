@@ -19,6 +19,8 @@ export interface DeliverWorkerOptions {
    * then, with the attempt's error; BullMQ emits no `failed` for it.
    */
   onHeld?: (job: Job<DeliverJob>, error: Error) => void;
+  /** Counts the jobs being delivered (their processor running), for a caller that must know when none is. */
+  running?: { count: number };
 }
 
 export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): DeliverDeps {
@@ -51,7 +53,7 @@ const HELD_RETRY_MIN_MS = 1_000;
 export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): Worker<DeliverJob, DeliverResult> {
   const deps = deliverDeps(rt, options.content, options.mailer);
   let lastRefresh = 0;
-  const worker = new Worker<DeliverJob, DeliverResult>(DELIVER_QUEUE, async (job, token) => {
+  const deliverOne = async (job: Job<DeliverJob>, token?: string): Promise<DeliverResult> => {
     // Edits to templates and the journey reach workers within a few seconds.
     if (Date.now() - lastRefresh > 5_000) {
       lastRefresh = Date.now();
@@ -76,6 +78,15 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       await job.updateData(job.data);
       options.onHeld?.(job, error as Error);
       throw new DelayedError();
+    }
+  };
+  const running = options.running ?? { count: 0 };
+  const worker = new Worker<DeliverJob, DeliverResult>(DELIVER_QUEUE, async (job, token) => {
+    running.count += 1;
+    try {
+      return await deliverOne(job, token);
+    } finally {
+      running.count -= 1;
     }
   }, {
     connection: rt.redis,

@@ -27,7 +27,14 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(err.exitCode === 0 ? 0 : 1);
   });
   await program.parseAsync(argv);
+  // Done: the command printed its result and closed what it opened (a daemon, once stopped). A
+  // handle a library leaves open must not keep the process alive: a BullMQ worker closed while
+  // Redis was gone keeps its timers.
+  setTimeout(() => process.exit(), LINGER_MS).unref();
 }
+
+/** How long a finished command may take to let go of its last handles before it exits anyway. */
+const LINGER_MS = 1_000;
 
 /** A `.env` file in the working directory, when there is one; real environment variables win. */
 function loadDotEnv(): void {

@@ -26,7 +26,7 @@ async function preview(opts: { port?: string; host: string }): Promise<number> {
   // Loaded here, not at the top: the other commands need not load fastify and chokidar.
   const { startPreviewServer } = await import('../preview/server.ts');
   const { watchContent } = await import('../preview/watch.ts');
-  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', name: 'nudge-preview' });
+  const logger = createLogger({ level: config.logLevel ?? 'info', format: config.logFormat, name: 'nudge-preview' });
   const db: Db | null = config.databaseUrl ? createDb(config.databaseUrl, { max: 4, applicationName: 'nudge-preview' }).db : null;
   if (!db) console.error('note: DATABASE_URL is not set: previewing with the built-in sample opportunity; no calendar or forecast');
   const stages = async () => (db ? listStages(db).catch(() => null) : null);

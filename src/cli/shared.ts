@@ -21,12 +21,16 @@ export function clockFrom(now: string | undefined): Clock {
 }
 
 /** Runs `fn` with a Runtime, closes it, and turns known failures into a message and an exit code. */
-export async function withRuntime(fn: (rt: Runtime) => Promise<number | void>, options: { logLevel?: string } = {}): Promise<void> {
+export async function withRuntime(
+  fn: (rt: Runtime) => Promise<number | void>, options: { logLevel?: string; oneShot?: boolean } = {},
+): Promise<void> {
   let rt: Runtime | null = null;
   let code: number = EXIT.ok;
   try {
     const config = loadConfig();
-    rt = new Runtime(config, createLogger({ level: process.env.LOG_LEVEL ?? options.logLevel ?? 'warn' }));
+    rt = new Runtime(config, createLogger({ level: config.logLevel ?? options.logLevel ?? 'warn', format: config.logFormat }));
+    // A command that must end does not wait for ever on a Redis that does not answer.
+    if (options.oneShot) rt.redisWaitMs = config.redisWaitMs;
     code = (await fn(rt)) ?? EXIT.ok;
   } catch (error) {
     code = report(error);
@@ -57,6 +61,7 @@ export function report(error: unknown): number {
 
 function infrastructureHint(e: { code?: string; message?: string }): string {
   if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(e.message ?? '')) return 'cannot connect (is PostgreSQL/Redis running? check DATABASE_URL and REDIS_URL): ';
+  if (/^Redis .*did not answer/.test(e.message ?? '')) return 'cannot reach Redis (is it running? check REDIS_URL, or raise NUDGE_REDIS_WAIT_MS): ';
   if (e.code === '42P01') return 'the schema is missing (run `nudge migrate`): ';
   return '';
 }

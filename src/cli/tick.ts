@@ -17,5 +17,5 @@ export function registerTick(program: Command): void {
       if (onProgress) process.stderr.write('\n');
       console.log(`scanned ${summary.scanned} opportunities as of ${now.toISOString()}: ${summary.enqueued} sends enqueued, ${summary.suppressed} suppressions recorded${summary.errors ? `, ${summary.errors} opportunities could not be evaluated (see the log)` : ''}`);
       console.log(JSON.stringify({ now: now.toISOString(), scanned: summary.scanned, enqueued: summary.enqueued, suppressed: summary.suppressed, errors: summary.errors, ms: summary.ms }));
-    }));
+    }, { oneShot: true }));
 }

@@ -19,9 +19,13 @@ export function registerWork(program: Command): void {
       const t = await drain(rt, { clock, content, mailer: rt.mailer() });
       console.log(`processed ${t.jobs} jobs: ${t.sent} sent, ${t.suppressed} suppressed, ${t.failed} failed, ${t.unknown} unknown, ${t.skipped} skipped, ${t.retrying} to retry later`);
       console.log(JSON.stringify(t));
+      if (t.unreachable) {
+        console.error(`nudge: cannot reach Redis (is it running? check REDIS_URL, or raise NUDGE_REDIS_WAIT_MS): ${t.unreachable}; jobs may be left, and are taken again later`);
+        return EXIT.infrastructure;
+      }
       if (t.infrastructureErrors > 0) {
         console.error(`nudge: ${t.infrastructureErrors} jobs failed on PostgreSQL or Redis (see the log); they are retried`);
         return EXIT.infrastructure;
       }
-    }, opts.drain ? {} : { logLevel: 'info' }));
+    }, opts.drain ? { oneShot: true } : { logLevel: 'info' }));
 }
