@@ -2,7 +2,8 @@
  * `nudge start` as an operator runs it: two processes on one database and Redis, the real clock,
  * a scan every second; health, readiness, unsubscribe, and a clean stop on SIGTERM.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +11,7 @@ import { runNudge } from './helpers/cli.ts';
 import { startDaemon, until, type Daemon } from './helpers/daemon.ts';
 import { freePort } from './helpers/redis-server.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
-import { createWorld, type World } from './helpers/world.ts';
+import { createWorld, REPO, type World } from './helpers/world.ts';
 import { addDays } from '../src/journey/time.ts';
 import { signUnsubscribeToken } from '../src/unsubscribe-token.ts';
 
@@ -166,6 +167,35 @@ describe('unsubscribe', () => {
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
   });
+});
+
+describe('started by npm (npx nudge start, npm run)', () => {
+  it('stops as on SIGTERM when npm goes: npm passes SIGTERM to a shell, which does not pass it on', async () => {
+    // npm's own topology: npm → sh -c → node. The shell stays Nudge's parent (`; true`), as npm's does.
+    const shell = spawn('sh', ['-c', `"${process.execPath}" "${path.join(REPO, 'bin', 'nudge.js')}" start --no-scheduler; true`], {
+      env: { ...process.env, ...world.env, PORT: '0', LOG_LEVEL: 'info', npm_command: 'exec' }, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const logs: Record<string, unknown>[] = [];
+    shell.stderr!.on('data', (d: Buffer) => {
+      for (const line of d.toString().split('\n').filter(Boolean)) {
+        try { logs.push(JSON.parse(line) as Record<string, unknown>); } catch { logs.push({ msg: line }); }
+      }
+    });
+    const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    let pid = 0;
+    try {
+      await until('nudge to start', () => logs.some((l) => l.msg === 'nudge started'), 30_000);
+      pid = logs.find((l) => l.msg === 'nudge started')!.pid as number;
+      expect(pid).not.toBe(shell.pid);
+      shell.kill('SIGTERM');
+      await until('nudge to stop', () => !alive(pid), 15_000);
+      expect(logs.find((l) => l.msg === 'stopping: finishing active jobs')).toMatchObject({ signal: 'npm, which started this process, is gone' });
+      expect(logs.some((l) => l.msg === 'stopped')).toBe(true);
+    } finally {
+      if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+      shell.kill('SIGKILL');
+    }
+  }, 60_000);
 });
 
 describe('the queue dashboard', () => {

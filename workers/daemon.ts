@@ -41,6 +41,7 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    whenOrphanedByNpm(() => stop('npm, which started this process, is gone'));
   });
 
   const grace = options.graceMs ?? 20_000;
@@ -55,6 +56,24 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
   clearTimeout(timer);
   rt.logger.info('stopped');
 }
+
+/**
+ * Under `npx nudge` or `npm run`, npm passes a SIGTERM to the shell it started Nudge from, which
+ * ends without passing it on: Nudge would run on, orphaned, sending. Started by npm, it watches
+ * for its parent to go, and then stops as on SIGTERM.
+ */
+function whenOrphanedByNpm(stop: () => void): void {
+  if (!process.env.npm_command) return;
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    stop();
+  }, ORPHAN_CHECK_MS);
+  timer.unref();
+}
+
+const ORPHAN_CHECK_MS = 500;
 
 /**
  * The HTTP server on `PORT`; when a Nudge of the same installation already listens there (a
