@@ -6,7 +6,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { checkTemplates, formatProblem, loadTemplates, type Templates } from './email/templates.ts';
-import { formatJourneyProblem, loadJourneysFile, type UnsupportedFeature } from './journey/load-journeys.ts';
+import { formatJourneyProblem, loadJourneysFile, type JourneyRules, type UnsupportedFeature } from './journey/load-journeys.ts';
 import type { Journey, Stage } from './journey/types.ts';
 import type { Logger } from './logger.ts';
 
@@ -26,11 +26,7 @@ export interface ContentSource {
 /** Loads and checks both; returns every problem as `file:line:column: message` lines. */
 export function loadContent(source: ContentSource, stages: readonly Stage[] | null): { content: Content | null; problems: string[] } {
   const { templates, problems: templateProblems } = loadTemplates(source.templatesDir);
-  const { journey, problems: journeyProblems } = loadJourneysFile(source.journeysFile, {
-    stages: stages && stages.map((s) => ({ key: s.key, outcome: s.outcome })),
-    templateExists: (name) => templates.has(name),
-    unsupported: UNSUPPORTED,
-  });
+  const { journey, problems: journeyProblems } = loadJourneysFile(source.journeysFile, journeyRules(templates, stages));
   const problems = [
     ...journeyProblems.map(formatJourneyProblem),
     ...templateProblems.map((p) => formatProblem(p)),
@@ -41,6 +37,19 @@ export function loadContent(source: ContentSource, stages: readonly Stage[] | nu
   }
   const unique = [...new Set(problems)];
   return { content: journey && unique.length === 0 ? { journey, templates } : null, problems: unique };
+}
+
+/**
+ * What journeys.yaml is checked against. A step's template exists when its file does: a file that
+ * does not compile is reported once, as its own problem, and the journey still loads so that the
+ * other templates are checked in the same run (the content is refused all the same).
+ */
+export function journeyRules(templates: Templates, stages: readonly Stage[] | null): JourneyRules {
+  return {
+    stages: stages && stages.map((s) => ({ key: s.key, outcome: s.outcome })),
+    templateExists: (name) => templates.names().includes(name),
+    unsupported: UNSUPPORTED,
+  };
 }
 
 /** Content that reloads itself when a file changes, keeping the last good version. */

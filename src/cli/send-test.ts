@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { UNSUPPORTED } from '../content.ts';
+import { journeyRules } from '../content.ts';
 import { loadSnapshot } from '../db/snapshots.ts';
 import { publicUrlWarning } from '../email/lint.ts';
 import type { SendOutcome } from '../email/mailer.ts';
@@ -33,7 +33,7 @@ async function sendTest(rt: Runtime, name: string, opts: Options): Promise<numbe
   const locale = opts.locale === undefined ? null : checkLocale(opts.locale);
   const { templates } = loadTemplates(rt.config.templatesDir);
   if (!templates.has(name)) throw new UsageError(unknownTemplate(templates, name));
-  const { journey, problems: journeyProblems } = loadJourneysFile(rt.config.journeysFile, { stages: null, templateExists: (n) => templates.has(n), unsupported: UNSUPPORTED });
+  const { journey, problems: journeyProblems } = loadJourneysFile(rt.config.journeysFile, journeyRules(templates, null));
   if (!journey) console.error(`note: ${rt.config.journeysFile} has ${journeyProblems.length} problem(s) (see \`nudge templates check\`): sent as a customer email`);
   const step = journey?.steps.find((s) => s.template === name) ?? null;
   const snapshot = opts.opportunity === undefined ? null : await loadSnapshot(rt.db, parseId(opts.opportunity, '--opportunity'), { activities: false, sentSince: null });

@@ -23,7 +23,7 @@ export interface Templates {
   readonly dir: string;
   /** The base file `<name>.hbs` exists and compiled. */
   has(name: string): boolean;
-  /** Base template names, sorted (not layouts, partials or locale variants). */
+  /** Base template names, sorted, compiled or not (not layouts, partials or locale variants). */
   names(): string[];
   /** Picks `<name>.<locale>.hbs` by the recipient's locale, else the base file. Throws TemplateError. */
   render(name: string, ctx: TemplateContext, target: RenderTarget): RenderedEmail;

@@ -5,7 +5,7 @@
  * broken template shows its problem while the others still render.
  */
 import { readdirSync } from 'node:fs';
-import { UNSUPPORTED, type ContentSource } from '../content.ts';
+import { journeyRules, type ContentSource } from '../content.ts';
 import { checkTemplates, formatProblem, loadTemplates, type Templates } from '../email/templates.ts';
 import { formatJourneyProblem, loadJourneysFile } from '../journey/load-journeys.ts';
 import type { Journey, Stage } from '../journey/types.ts';
@@ -24,13 +24,8 @@ export interface PreviewContent {
 
 export function loadPreviewContent(source: ContentSource, stages: readonly Stage[] | null, version: number): PreviewContent {
   const { templates, problems: templateProblems } = loadTemplates(source.templatesDir);
-  const { journey, problems: journeyProblems } = loadJourneysFile(source.journeysFile, {
-    stages: stages && stages.map((s) => ({ key: s.key, outcome: s.outcome })),
-    // A template that exists but does not compile is its own problem, shown once; the steps
-    // stay listed meanwhile.
-    templateExists: (name) => templates.names().includes(name),
-    unsupported: UNSUPPORTED,
-  });
+  // A template that exists but does not compile is its own problem; the steps stay listed meanwhile.
+  const { journey, problems: journeyProblems } = loadJourneysFile(source.journeysFile, journeyRules(templates, stages));
   const problems = [...journeyProblems.map(formatJourneyProblem), ...templateProblems.map((p) => formatProblem(p))];
   if (journey) {
     const usages = journey.steps.map((s) => ({ template: s.template, stepId: s.id, audience: s.to.kind === 'owner' ? 'owner' as const : 'customer' as const }));

@@ -84,6 +84,24 @@ describe('nudge templates check', () => {
     expect(r.code).toBe(1);
   });
 
+  it('one run reports every file: a template that does not compile is not "not found", and the others are still checked', async () => {
+    const r = await check({
+      ...GOOD,
+      'reminder.hbs': '---\nsubject: "Your request {{reference}}"\n---\n<p>Hello</p>\n{{#each foo}}\n<p><a href="{{unsubscribeUrl}}">Unsubscribe</a></p>\n',
+      'follow-up.hbs': '---\nsubject: "About {{reference}}"\n---\n<p>Any questions?</p>\n{{> footr}}\n',
+      'owner-note.hbs': '---\nsubject: Update the closing date\n---\n<p>#{{opportunity.id}} <a href="http://crm.example.com">CRM</a></p>\n',
+    });
+    expect(r.stdout.split('\n')).toEqual([
+      'reminder.hbs:7: syntax error: the template ends inside a block or a {{ }} (fix: close it: is a {{/if}}, {{/each}} or }} missing?)',
+      'follow-up.hbs:5:1: unknown partial "footr" (fix: create partials/footr.hbs or correct the name)',
+      'owner-note.hbs:4:27: link "http://crm.example.com" is not https (fix: write https://crm.example.com)',
+      '',
+    ]);
+    expect(r.stdout).not.toContain('not found');
+    expect(r.stderr).toBe(`${NO_DATABASE}3 errors\n`);
+    expect(r.code).toBe(1);
+  });
+
   it.each([
     ['http://nudge.example.com', 'warning: PUBLIC_URL is http://nudge.example.com: '],
     [undefined, 'warning: PUBLIC_URL is not set (unsubscribe links use http://localhost:3000): '],
