@@ -129,4 +129,43 @@ describe.skipIf(!binaries)('PostgreSQL restarted under running daemons', () => {
     expect(logs).not.toMatch(/@customer\.test/);
     expect(logs).not.toMatch(/Deal \d+/);
   }, 180_000);
+
+  it('a daemon started while PostgreSQL is down waits for it, not ready meanwhile, then sends; a missing database stops it at once', async () => {
+    await server.crash();
+    const daemon = startDaemon(env);
+    daemons = [daemon];
+    const waiting = () => daemon.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('PostgreSQL does not answer'));
+    await until('the daemon to say it waits for PostgreSQL', () => waiting().length >= 2, 20_000);
+    expect(daemon.child.exitCode).toBeNull();
+    const port = waiting()[0]!.port as number;
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    const down = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(down.status).toBe(503);
+    expect(((await down.json()) as { checks: Record<string, string> }).checks).toMatchObject({ redis: 'ok', process: 'starting: waiting for PostgreSQL' });
+
+    await server.start();
+    expect(await daemon.port).toBe(port);
+    await until('ready', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 30_000);
+    const before = smtp.received.length;
+    await query(`
+      with c as (
+        insert into contacts (email, first_name, time_zone)
+        select 'w-' || i || '@customer.test', 'W' || i, 'UTC' from generate_series(1, 30) as i returning id
+      )
+      insert into opportunities (title, closing_date, stage, primary_contact_id)
+      select 'Deal ' || id, $1::date, 'proposal', id from c`, [closingInThreeDays()]);
+    await until('30 more sent', () => smtp.received.length >= before + 30, 60_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const late = smtp.received.slice(before).map((m) => m.envelopeTo[0]!);
+    expect(late).toHaveLength(30);
+    expect(new Set(late).size).toBe(30);
+    expect(late.every((a) => a.startsWith('w-'))).toBe(true);
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+
+    // What waiting cannot mend is not waited on.
+    const missing = await runNudge(['start'], { ...env, PORT: '0', DATABASE_URL: server.url('no_such_database') }, undefined, 20_000);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toMatch(/no_such_database/);
+  }, 180_000);
 });

@@ -4,11 +4,12 @@
  * ones finish within the grace period, then close.
  */
 import type { Worker } from 'bullmq';
+import pg from 'pg';
 import { systemClock, type Clock } from '../src/clock.ts';
 import { configWarnings } from '../src/config.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
-import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer } from './http-server.ts';
+import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer, type ProcessState } from './http-server.ts';
 import { startScheduler } from './scheduler.ts';
 
 export interface DaemonOptions {
@@ -25,24 +26,29 @@ export interface DaemonOptions {
 export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<void> {
   for (const w of configWarnings(rt.config)) rt.logger.warn(w);
   rt.enablePrometheus();
-  const content = await rt.liveContent();
+  const stopped = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+    whenOrphanedByNpm(() => resolve('npm, which started this process, is gone'));
+  });
   // A process that only serves HTTP has nothing to do without it: there, a taken port is fatal.
+  // It comes first, so that /healthz answers and /readyz says why not while PostgreSQL is awaited.
+  const state: ProcessState = { starting: 'starting: waiting for PostgreSQL' };
   const http: HttpServer | null = options.http === false ? null
-    : options.scheduler || options.worker ? await startHttpUnlessPortTaken(rt) : await startHttpServer(rt, rt.config.port);
+    : options.scheduler || options.worker ? await startHttpUnlessPortTaken(rt, state) : await startHttpServer(rt, rt.config.port, state);
+  const content = await whenPostgresAnswers(rt, () => rt.liveContent(), stopped, http?.port ?? null);
+  if (!content) {
+    rt.logger.info({ signal: await stopped }, 'stopped while waiting for PostgreSQL');
+    await http?.close();
+    return;
+  }
   const scheduler = options.scheduler ? await startScheduler(rt, content, systemClock) : null;
   const clock = options.clock ?? systemClock;
   const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer() }) : null;
+  state.starting = null;
   rt.logger.info({ port: http?.port ?? null, scheduler: options.scheduler, worker: options.worker }, 'nudge started');
 
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      rt.logger.info({ signal }, 'stopping: finishing active jobs');
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    whenOrphanedByNpm(() => stop('npm, which started this process, is gone'));
-  });
+  rt.logger.info({ signal: await stopped }, 'stopping: finishing active jobs');
 
   const grace = options.graceMs ?? 20_000;
   const timer = setTimeout(() => {
@@ -56,6 +62,49 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
   clearTimeout(timer);
   rt.logger.info('stopped');
 }
+
+/**
+ * `load` once PostgreSQL answers: a daemon started before its database (a machine booting, a
+ * compose stack starting, a database restarting at the same moment) waits for it, trying again
+ * after 1 s, doubling to 30 s, with a warning each time, rather than exit and rely on whatever
+ * restarts it (Kubernetes backs off up to 5 minutes). Only failures that pass with time are
+ * waited on: no connection, the server starting or shutting down, out of connections. A wrong
+ * password, a missing database or schema, bad content still stop the process at once. Null when
+ * the process is told to stop first.
+ */
+async function whenPostgresAnswers<T>(rt: Runtime, load: () => Promise<T>, stopped: Promise<unknown>, port: number | null): Promise<T | null> {
+  let stop = false;
+  void stopped.then(() => { stop = true; });
+  for (let attempt = 1, waitMs = START_RETRY_MS; ; attempt += 1, waitMs = Math.min(waitMs * 2, START_RETRY_MAX_MS)) {
+    try {
+      return await load();
+    } catch (error) {
+      if (!postgresUnreachable(error)) throw error;
+      const e = error as { code?: string; message?: string };
+      rt.logger.warn({ attempt, retryInMs: waitMs, port, code: e.code ?? null, err: e.message ?? String(error) },
+        'PostgreSQL does not answer; waiting for it before starting (/readyz says not ready)');
+    }
+    if (stop) return null;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise((resolve) => { timer = setTimeout(resolve, waitMs); }), stopped]);
+    clearTimeout(timer);
+    if (stop) return null;
+  }
+}
+
+const START_RETRY_MS = 1_000;
+const START_RETRY_MAX_MS = 30_000;
+
+/** No connection to PostgreSQL, or one it refused for now: what waiting can mend. */
+function postgresUnreachable(error: unknown): boolean {
+  if (error instanceof pg.DatabaseError) return /^(08|57P)/.test(error.code ?? '') || error.code === '53300';
+  const e = error as { code?: string; message?: string } | null;
+  if (e?.code && NETWORK_ERRORS.has(e.code)) return true;
+  // pg's own, without a code: a connection cut, or not made within the pool's timeout.
+  return /^(Connection terminated|timeout exceeded when trying to connect)/.test(e?.message ?? '');
+}
+
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
 
 /**
  * Under `npx nudge` or `npm run`, npm passes a SIGTERM to the shell it started Nudge from, which
@@ -81,9 +130,9 @@ const ORPHAN_CHECK_MS = 500;
  * saying so: its scans and sends do not depend on it, and the other process answers unsubscribe
  * links for both. A port taken by anything else stops the process, as before.
  */
-async function startHttpUnlessPortTaken(rt: Runtime): Promise<HttpServer | null> {
+async function startHttpUnlessPortTaken(rt: Runtime, state: ProcessState): Promise<HttpServer | null> {
   try {
-    return await startHttpServer(rt, rt.config.port);
+    return await startHttpServer(rt, rt.config.port, state);
   } catch (error) {
     if ((error as { code?: string }).code !== 'EADDRINUSE' || !(await sameInstallationListens(rt))) throw error;
     rt.logger.error({ port: rt.config.port },

@@ -31,7 +31,13 @@ export function installationTag(rt: Runtime): string {
   return createHmac('sha256', secret).update(`${databaseUrl}\n${redisUrl}\n${queuePrefix}`).digest('hex').slice(0, 16);
 }
 
-export async function startHttpServer(rt: Runtime, port: number): Promise<HttpServer> {
+/** What the process says of itself in /readyz beside its dependencies. */
+export interface ProcessState {
+  /** Not yet scanning nor delivering, and why (waiting for PostgreSQL); null once started. */
+  starting: string | null;
+}
+
+export async function startHttpServer(rt: Runtime, port: number, state: ProcessState = { starting: null }): Promise<HttpServer> {
   const app = Fastify({ logger: false });
   // One-click unsubscribe posts a form body; nothing here needs it parsed.
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
@@ -40,6 +46,7 @@ export async function startHttpServer(rt: Runtime, port: number): Promise<HttpSe
   app.get('/healthz', async (_req, reply) => reply.header(INSTALLATION_HEADER, installationTag(rt)).type('text/plain').send('ok\n'));
   app.get('/readyz', async (_req, reply) => {
     const checks = await readiness(rt);
+    if (state.starting) checks.process = state.starting;
     const ok = Object.values(checks).every((v) => v === 'ok');
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });
