@@ -210,7 +210,14 @@ describe('the queue dashboard', () => {
     const right = Buffer.from(`ops:${token}`).toString('base64');
     const board = await fetch(`${base}/board`, { headers: { authorization: `Basic ${right}` } });
     expect(board.status).toBe(200);
-    expect(await board.text()).toMatch(/<html/i);
+    const page = await board.text();
+    expect(page).toMatch(/<html/i);
+    // Its scripts come from the process too (@fastify/static), behind the same token.
+    const asset = /src="([^"]*static\/js\/[^"]+)"/.exec(page)?.[1];
+    expect(asset).toBeDefined();
+    const url = new URL(asset!, `${base}/board/`).toString();
+    expect((await fetch(url)).status).toBe(401);
+    expect((await fetch(url, { headers: { authorization: `Basic ${right}` } })).status).toBe(200);
     const api = await fetch(`${base}/board/api/queues`, { headers: { authorization: `Bearer ${token}` } });
     expect(api.status).toBe(200);
     expect(JSON.stringify(await api.json())).toContain('deliver');
