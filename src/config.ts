@@ -59,10 +59,10 @@ export interface Config {
   /** Milliseconds a worker's lock on a job lasts; a dead worker's jobs run again after it. @defaultValue 30000 */
   jobLockMs: number;
   /**
-   * Milliseconds a started SMTP send may take to reach the handover (only the final dot left to
-   * write: connection, envelope, 354 to DATA, body). The rows it was decided on stay locked meanwhile,
-   * so this bounds how long a CRM write to them can wait on a slow SMTP server; after it the send
-   * is deferred and retried. @defaultValue 5000
+   * Milliseconds a started SMTP send may take until the server asks for the message (connection,
+   * envelope, 354 to DATA; the body's transfer is not counted). The rows it was decided on stay
+   * locked meanwhile, so this bounds how long a CRM write to them can wait on a slow SMTP server;
+   * after it the send is deferred and retried. @defaultValue 5000
    */
   handoverTimeoutMs: number;
   /**

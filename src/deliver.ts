@@ -18,7 +18,7 @@
  *   written again when the send ends (kept in the job's data until it is: the job's next attempt
  *   records it rather than send). The outcome is recorded after the COMMIT, each write tried
  *   again while PostgreSQL cannot be reached (src/send-outcome.ts).
- * - CRM writers wait a bounded time: a send not ready for its final dot within
+ * - CRM writers wait a bounded time: a send whose server has not asked for the message within
  *   `handoverTimeoutMs` gives up (rolled back, nothing claimed, the gate answers no when it is
  *   reached) and the job is retried with backoff.
  */
@@ -50,8 +50,8 @@ export interface DeliverDeps {
   logger: Logger;
   metrics?: Metrics;
   /**
-   * Milliseconds a started SMTP send may take to reach the handover (the server ready for the
-   * message) while the rows it was decided on stay locked; after that it is deferred.
+   * Milliseconds a started SMTP send may take until the server asks for the message (the body's
+   * transfer is not counted) while the rows it was decided on stay locked; after that it is deferred.
    * @defaultValue 5000
    */
   handoverTimeoutMs?: number;

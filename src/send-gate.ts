@@ -21,9 +21,10 @@ export type Handover =
   | { kind: 'timeout' };
 
 /**
- * Starts `mailer.send` and reports, within `timeoutMs`, whether it reached the gate (the SMTP
- * server said go ahead to DATA and has the body; only the final dot is left) or ended before it.
- * On a timeout the gate is answered no at once, so a send that reaches it later is abandoned.
+ * Starts `mailer.send` and reports whether it reached the gate (the SMTP server said go ahead to
+ * DATA and has the body; only the final dot is left) or ended before it; or a timeout, when the
+ * server has not asked for the message within `timeoutMs`. On a timeout the gate is answered no at
+ * once, so a send that reaches it later is abandoned.
  */
 export function startSend(mailer: Mailer, email: OutgoingEmail, timeoutMs: number): { flight: InFlight; handover: Promise<Handover> } {
   let resolveAnswer!: (go: boolean) => void;
@@ -33,19 +34,26 @@ export function startSend(mailer: Mailer, email: OutgoingEmail, timeoutMs: numbe
   const answer = (go: boolean) => {
     if (given) return;
     given = true;
-    if (go) complete?.();
-    resolveAnswer(go);
+    try {
+      if (go) complete?.();
+    } finally {
+      resolveAnswer(go);
+    }
   };
+  let timer: NodeJS.Timeout | undefined;
   let reached!: () => void;
   const gate = new Promise<Handover>((resolve) => { reached = () => resolve({ kind: 'gate' }); });
   const outcome = mailer.send(email, {
+    // The time limit is for the server to ask for the message. Once the message goes out, a
+    // large body on a slow link takes what it takes; a transfer that stalls is ended by the
+    // connection's own timeout.
+    onMessage: () => clearTimeout(timer),
     beforeHandover: (completeNow) => {
       complete = completeNow;
       reached();
       return answered;
     },
   }).catch((error: Error): SendOutcome => ({ kind: 'deferred', reason: `error: ${error.message}` }));
-  let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<Handover>((resolve) => {
     timer = setTimeout(() => {
       answer(false);

@@ -49,6 +49,8 @@ export interface SendOptions {
    * nothing and the end follows the yes a few ticks later.
    */
   beforeHandover?: (complete: () => void) => Promise<boolean>;
+  /** Called once, when the server has said go ahead to DATA and the message starts to go out. */
+  onMessage?: () => void;
 }
 
 export interface Mailer {
@@ -98,7 +100,9 @@ export function smtpMailer(url: string, options: SmtpOptions = {}): Mailer {
     transport: 'smtp',
     async send(email, options = {}) {
       const raw = await buildMessage(email);
-      const gate: Gate = { ask: options.beforeHandover ?? (() => Promise.resolve(true)), refused: false, handedOver: false };
+      const gate: Gate = {
+        ask: options.beforeHandover ?? (() => Promise.resolve(true)), started: options.onMessage ?? (() => {}), refused: false, handedOver: false,
+      };
       try {
         const data: GatedData = { envelope: { from: envelopeAddress(email.from), to: [email.to] }, raw, [GATE]: gate };
         const info = await transport.sendMail(data);
@@ -118,6 +122,8 @@ const GATE = 'nudgeGate';
 
 interface Gate {
   ask: (complete: () => void) => Promise<boolean>;
+  /** The connection started reading the message (after the server's go-ahead to DATA). */
+  started: () => void;
   /** The gate said no: nothing was handed over. */
   refused: boolean;
   /** The whole message went to the connection. */
@@ -159,11 +165,12 @@ function gatedStream(input: Readable, gate: Gate): Readable {
   const complete = () => {
     // Only when all of the body has gone through to it: then its end (the dot) reaches the socket
     // synchronously, within the caller's call. The generator's end ends it again, a no-op.
-    if (!destination || output.readableLength > 0 || destination.writableLength > 0 || destination.writableEnded) return;
+    if (!destination || output.destroyed || destination.destroyed || output.readableLength > 0 || destination.writableLength > 0 || destination.writableEnded) return;
     gate.handedOver = true;
     destination.end();
   };
   const output = Readable.from((async function* () {
+    gate.started();
     yield* input;
     await bodyWritten(destination);
     if (!(await gate.ask(complete))) {
@@ -193,7 +200,7 @@ async function bodyWritten(destination: Writable | null): Promise<void> {
   if (!socket || !destination) return;
   const readable = destination as unknown as Readable;
   while (readable.readableLength > 0 || socket.writableLength > 0) {
-    if (socket.destroyed) break;
+    if (socket.destroyed || socket.writableEnded) break;
     await new Promise<void>((resolve) => {
       const done = () => { clearTimeout(timer); socket.off('drain', done); resolve(); };
       const timer = setTimeout(done, 5);
@@ -201,7 +208,7 @@ async function bodyWritten(destination: Writable | null): Promise<void> {
     });
   }
   // Lost before the handover: nothing to ask about, the send ends as deferred.
-  if (socket.destroyed) throw new Error('the connection closed before the message was handed over');
+  if (socket.destroyed || socket.writableEnded) throw new Error('the connection closed before the message was handed over');
 }
 
 function envelopeAddress(from: string): string {

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { smtpMailer, type Mailer, type OutgoingEmail } from '../../src/email/mailer.ts';
+import { startSend } from '../../src/send-gate.ts';
 import { until } from '../helpers/daemon.ts';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.ts';
 
@@ -124,5 +125,43 @@ describe('beforeHandover', () => {
     const outcome = await mailer.send(EMAIL, { beforeHandover: async () => { asked += 1; return true; } });
     expect(outcome).toMatchObject({ kind: 'rejected', code: 550 });
     expect(asked).toBe(0);
+  });
+});
+
+describe('the handover time limit', () => {
+  it('is for the server to ask for the message: a body that takes long to go out is not cut off', async () => {
+    // The real mailer, its body's transfer made slow: the gate is reached 1.5 s after the server
+    // asked for the message (onMessage), as for a big message on a slow link.
+    const slow: Mailer = {
+      transport: 'smtp',
+      send: (email, options) => mailer.send(email, {
+        onMessage: options?.onMessage,
+        beforeHandover: async (complete) => {
+          await new Promise((r) => setTimeout(r, 1_500));
+          return options!.beforeHandover!(complete);
+        },
+      }),
+      close: () => mailer.close(),
+    };
+    const { flight, handover } = startSend(slow, EMAIL, 1_000);
+    expect(await handover).toEqual({ kind: 'gate' });
+    flight.answer(true);
+    expect(await flight.outcome).toMatchObject({ kind: 'accepted' });
+    expect(sink.received.map((m) => m.parsed.messageId)).toEqual(['<gate-test@acme.test>']);
+  });
+
+  it('still ends a send whose server never asks for the message', async () => {
+    sink.stall(true);
+    let flight;
+    try {
+      const sending = startSend(mailer, EMAIL, 300);
+      flight = sending.flight;
+      expect(await sending.handover).toEqual({ kind: 'timeout' });
+    } finally {
+      sink.stall(false);
+    }
+    // The server asks at last: the gate, answered no at the timeout, withdraws the message.
+    expect((await flight.outcome).kind).toBe('withdrawn');
+    expect(sink.received).toHaveLength(0);
   });
 });
