@@ -14,6 +14,8 @@ import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures
 import { createWorld, REPO, type World } from './helpers/world.ts';
 import { addDays } from '../src/journey/time.ts';
 import { signUnsubscribeToken } from '../src/unsubscribe-token.ts';
+import { postgresUnreachable } from '../workers/daemon.ts';
+import pg from 'pg';
 
 // Due at 00:00 UTC on closing date − 3 days with a 24-hour window: whenever the test runs, a
 // closing date three days after today (UTC) is inside its window.
@@ -236,5 +238,26 @@ describe('an invalid journey file', () => {
     } finally {
       world.write('journeys.yaml', JOURNEY);
     }
+  });
+});
+
+describe('waiting for PostgreSQL at start', () => {
+  const sqlError = (code: string) => Object.assign(new pg.DatabaseError('refused', 0, 'error'), { code });
+  it.each([
+    ['connection refused', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }), true],
+    ['a host name not found', Object.assign(new Error('getaddrinfo ENOTFOUND postgres'), { code: 'ENOTFOUND' }), true],
+    ['the server starting up (57P03)', sqlError('57P03'), true],
+    ['the server shutting down (57P01)', sqlError('57P01'), true],
+    ['too many connections (53300)', sqlError('53300'), true],
+    ['a connection that could not be made (08001)', sqlError('08001'), true],
+    ['pg\'s connection timeout', new Error('timeout exceeded when trying to connect'), true],
+    ['a connection cut', new Error('Connection terminated unexpectedly'), true],
+    ['a missing database (3D000)', sqlError('3D000'), false],
+    ['a wrong password (28P01)', sqlError('28P01'), false],
+    ['PgBouncer\'s own fatal error (08P01)', sqlError('08P01'), false],
+    ['a missing table (42P01)', sqlError('42P01'), false],
+    ['anything else', new TypeError('x is not a function'), false],
+  ])('%s: waited on is %s', (_what, error, expected) => {
+    expect(postgresUnreachable(error)).toBe(expected);
   });
 });

@@ -7,6 +7,7 @@ import type { Worker } from 'bullmq';
 import pg from 'pg';
 import { systemClock, type Clock } from '../src/clock.ts';
 import { configWarnings } from '../src/config.ts';
+import type { LiveContent } from '../src/content.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
 import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer, type ProcessState } from './http-server.ts';
@@ -36,7 +37,14 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
   const state: ProcessState = { starting: 'starting: waiting for PostgreSQL' };
   const http: HttpServer | null = options.http === false ? null
     : options.scheduler || options.worker ? await startHttpUnlessPortTaken(rt, state) : await startHttpServer(rt, rt.config.port, state);
-  const content = await whenPostgresAnswers(rt, () => rt.liveContent(), stopped, http?.port ?? null);
+  let content: LiveContent | null;
+  try {
+    content = await whenPostgresAnswers(rt, () => rt.liveContent(), stopped, http?.port ?? null);
+  } catch (error) {
+    // Nothing to wait for (a missing database, bad content): no probe answers for a process that is ending.
+    await http?.close();
+    throw error;
+  }
   if (!content) {
     rt.logger.info({ signal: await stopped }, 'stopped while waiting for PostgreSQL');
     await http?.close();
@@ -68,16 +76,22 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
  * compose stack starting, a database restarting at the same moment) waits for it, trying again
  * after 1 s, doubling to 30 s, with a warning each time, rather than exit and rely on whatever
  * restarts it (Kubernetes backs off up to 5 minutes). Only failures that pass with time are
- * waited on: no connection, the server starting or shutting down, out of connections. A wrong
- * password, a missing database or schema, bad content still stop the process at once. Null when
- * the process is told to stop first.
+ * waited on: no connection (a host name not found included), the server starting or shutting
+ * down, out of connections. A wrong password, a missing database or schema stop the process at
+ * once; bad content too, once PostgreSQL answers (the journey's stages are read from it). Null
+ * when the process is told to stop first.
  */
 async function whenPostgresAnswers<T>(rt: Runtime, load: () => Promise<T>, stopped: Promise<unknown>, port: number | null): Promise<T | null> {
   let stop = false;
   void stopped.then(() => { stop = true; });
   for (let attempt = 1, waitMs = START_RETRY_MS; ; attempt += 1, waitMs = Math.min(waitMs * 2, START_RETRY_MAX_MS)) {
     try {
-      return await load();
+      // A stop does not wait for a try in flight (a connection attempt may take 10 s); that try
+      // may still fail after, unheard.
+      const trying = load().then((value) => ({ value }));
+      trying.catch(() => {});
+      const loaded = await Promise.race([trying, stopped.then(() => null)]);
+      return loaded ? loaded.value : null;
     } catch (error) {
       if (!postgresUnreachable(error)) throw error;
       const e = error as { code?: string; message?: string };
@@ -96,13 +110,20 @@ const START_RETRY_MS = 1_000;
 const START_RETRY_MAX_MS = 30_000;
 
 /** No connection to PostgreSQL, or one it refused for now: what waiting can mend. */
-function postgresUnreachable(error: unknown): boolean {
-  if (error instanceof pg.DatabaseError) return /^(08|57P)/.test(error.code ?? '') || error.code === '53300';
+export function postgresUnreachable(error: unknown): boolean {
+  if (error instanceof pg.DatabaseError) return RETRYABLE_SQLSTATES.has(error.code ?? '');
   const e = error as { code?: string; message?: string } | null;
   if (e?.code && NETWORK_ERRORS.has(e.code)) return true;
   // pg's own, without a code: a connection cut, or not made within the pool's timeout.
   return /^(Connection terminated|timeout exceeded when trying to connect)/.test(e?.message ?? '');
 }
+
+/**
+ * Connection exceptions but 08P01 (PgBouncer's code for its own fatal errors, a missing database
+ * or an unsupported startup parameter among them, which no wait mends); the server shutting down,
+ * crashed or starting; too many connections.
+ */
+const RETRYABLE_SQLSTATES = new Set(['08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03', '53300']);
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
 
