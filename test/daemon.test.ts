@@ -218,14 +218,37 @@ describe('the queue dashboard', () => {
     const asset = /src="([^"]*static\/js\/[^"]+)"/.exec(page)?.[1];
     expect(asset).toBeDefined();
     const url = new URL(asset!, `${base}/board/`).toString();
-    expect((await fetch(url)).status).toBe(401);
-    expect((await fetch(url, { headers: { authorization: `Basic ${right}` } })).status).toBe(200);
+    // Each body read to its end: one left unread holds its connection, and the daemon's stop waits for it.
+    const refused = await fetch(url);
+    expect([refused.status, (await refused.text()).includes('function')]).toEqual([401, false]);
+    const served = await fetch(url, { headers: { authorization: `Basic ${right}` } });
+    expect(served.status).toBe(200);
+    expect(await served.text()).toMatch(/function|=>/);
     const api = await fetch(`${base}/board/api/queues`, { headers: { authorization: `Bearer ${token}` } });
     expect(api.status).toBe(200);
     expect(JSON.stringify(await api.json())).toContain('deliver');
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
   });
+});
+
+describe('stopping while a client leaves a big response unread', () => {
+  it('cuts that response after 2 s and exits 0, not at the end of the grace period with 1', async () => {
+    const token = 'board-token-0123456789';
+    const daemon = startDaemon({ ...world.env, NUDGE_BOARD_TOKEN: token }, ['--no-scheduler', '--no-worker']);
+    daemons.push(daemon);
+    const base = `http://127.0.0.1:${await daemon.port}`;
+    const auth = { authorization: `Bearer ${token}` };
+    const page = await (await fetch(`${base}/board`, { headers: auth })).text();
+    const scripts = [...page.matchAll(/src="([^"]*static\/js\/[^"]+)"/g)].map((m) => new URL(m[1]!, `${base}/board/`).toString());
+    expect(scripts.length).toBeGreaterThan(0);
+    const unread = await Promise.all(scripts.map((u) => fetch(u, { headers: auth })));
+    expect(unread.map((r) => r.status).every((status) => status === 200)).toBe(true);
+    const stopping = performance.now();
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    expect(performance.now() - stopping).toBeLessThan(10_000);
+  }, 60_000);
 });
 
 describe('an invalid journey file', () => {

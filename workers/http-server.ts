@@ -75,9 +75,21 @@ export async function startHttpServer(rt: Runtime, port: number, state: ProcessS
   const address = app.server.address();
   return {
     port: typeof address === 'object' && address ? address.port : port,
-    close: () => app.close(),
+    async close() {
+      // Requests in flight get a moment to end; a client that does not read its response (a big
+      // dashboard script, say) would otherwise hold the stop until the grace period is over.
+      const timer = setTimeout(() => app.server.closeAllConnections(), HTTP_CLOSE_MS);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(timer);
+      }
+    },
   };
 }
+
+/** How long the HTTP server's stop waits for responses still being sent before it cuts them. */
+const HTTP_CLOSE_MS = 2_000;
 
 /** Each dependency answers within two seconds, or the process is not ready. */
 async function readiness(rt: Runtime): Promise<Record<string, string>> {
