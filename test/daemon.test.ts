@@ -14,7 +14,7 @@ import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures
 import { createWorld, REPO, type World } from './helpers/world.ts';
 import { addDays } from '../src/journey/time.ts';
 import { signUnsubscribeToken } from '../src/unsubscribe-token.ts';
-import { postgresUnreachable } from '../workers/daemon.ts';
+import { postgresUnreachable } from '../src/db/database.ts';
 import pg from 'pg';
 
 // Due at 00:00 UTC on closing date − 3 days with a 24-hour window: whenever the test runs, a
@@ -200,31 +200,41 @@ describe('started by npm (npx nudge start, npm run)', () => {
   }, 60_000);
 });
 
+const BOARD_TOKEN = 'board-token-0123456789';
+
+/** A daemon serving only HTTP, its dashboard behind BOARD_TOKEN; its base URL. */
+async function boardDaemon(): Promise<{ daemon: Daemon; base: string }> {
+  const daemon = startDaemon({ ...world.env, NUDGE_BOARD_TOKEN: BOARD_TOKEN }, ['--no-scheduler', '--no-worker']);
+  daemons.push(daemon);
+  return { daemon, base: `http://127.0.0.1:${await daemon.port}` };
+}
+
+/** The dashboard's own scripts, as absolute URLs, from its page. */
+function boardScripts(page: string, base: string): string[] {
+  return [...page.matchAll(/src="([^"]*static\/js\/[^"]+)"/g)].map((m) => new URL(m[1]!, `${base}/board/`).toString());
+}
+
 describe('the queue dashboard', () => {
   it('is behind NUDGE_BOARD_TOKEN', async () => {
-    const token = 'board-token-0123456789';
-    const daemon = startDaemon({ ...world.env, NUDGE_BOARD_TOKEN: token }, ['--no-scheduler', '--no-worker']);
-    daemons.push(daemon);
-    const base = `http://127.0.0.1:${await daemon.port}`;
+    const { daemon, base } = await boardDaemon();
     expect((await fetch(`${base}/board`)).status).toBe(401);
     const wrong = Buffer.from('ops:not-the-token-at-all').toString('base64');
     expect((await fetch(`${base}/board`, { headers: { authorization: `Basic ${wrong}` } })).status).toBe(401);
-    const right = Buffer.from(`ops:${token}`).toString('base64');
+    const right = Buffer.from(`ops:${BOARD_TOKEN}`).toString('base64');
     const board = await fetch(`${base}/board`, { headers: { authorization: `Basic ${right}` } });
     expect(board.status).toBe(200);
     const page = await board.text();
     expect(page).toMatch(/<html/i);
     // Its scripts come from the process too (@fastify/static), behind the same token.
-    const asset = /src="([^"]*static\/js\/[^"]+)"/.exec(page)?.[1];
-    expect(asset).toBeDefined();
-    const url = new URL(asset!, `${base}/board/`).toString();
+    const url = boardScripts(page, base)[0];
+    expect(url).toBeDefined();
     // Each body read to its end: one left unread holds its connection, and the daemon's stop waits for it.
-    const refused = await fetch(url);
+    const refused = await fetch(url!);
     expect([refused.status, (await refused.text()).includes('function')]).toEqual([401, false]);
-    const served = await fetch(url, { headers: { authorization: `Basic ${right}` } });
+    const served = await fetch(url!, { headers: { authorization: `Basic ${right}` } });
     expect(served.status).toBe(200);
     expect(await served.text()).toMatch(/function|=>/);
-    const api = await fetch(`${base}/board/api/queues`, { headers: { authorization: `Bearer ${token}` } });
+    const api = await fetch(`${base}/board/api/queues`, { headers: { authorization: `Bearer ${BOARD_TOKEN}` } });
     expect(api.status).toBe(200);
     expect(JSON.stringify(await api.json())).toContain('deliver');
     daemon.child.kill('SIGTERM');
@@ -234,13 +244,9 @@ describe('the queue dashboard', () => {
 
 describe('stopping while a client leaves a big response unread', () => {
   it('cuts that response after 2 s and exits 0, not at the end of the grace period with 1', async () => {
-    const token = 'board-token-0123456789';
-    const daemon = startDaemon({ ...world.env, NUDGE_BOARD_TOKEN: token }, ['--no-scheduler', '--no-worker']);
-    daemons.push(daemon);
-    const base = `http://127.0.0.1:${await daemon.port}`;
-    const auth = { authorization: `Bearer ${token}` };
-    const page = await (await fetch(`${base}/board`, { headers: auth })).text();
-    const scripts = [...page.matchAll(/src="([^"]*static\/js\/[^"]+)"/g)].map((m) => new URL(m[1]!, `${base}/board/`).toString());
+    const { daemon, base } = await boardDaemon();
+    const auth = { authorization: `Bearer ${BOARD_TOKEN}` };
+    const scripts = boardScripts(await (await fetch(`${base}/board`, { headers: auth })).text(), base);
     expect(scripts.length).toBeGreaterThan(0);
     const unread = await Promise.all(scripts.map((u) => fetch(u, { headers: auth })));
     expect(unread.map((r) => r.status).every((status) => status === 200)).toBe(true);
