@@ -4,10 +4,10 @@
  * ones finish within the grace period, then close.
  */
 import type { Worker } from 'bullmq';
-import pg from 'pg';
 import { systemClock, type Clock } from '../src/clock.ts';
 import { configWarnings } from '../src/config.ts';
 import type { LiveContent } from '../src/content.ts';
+import { postgresUnreachable } from '../src/db/database.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
 import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer, type ProcessState } from './http-server.ts';
@@ -108,24 +108,6 @@ async function whenPostgresAnswers<T>(rt: Runtime, load: () => Promise<T>, stopp
 
 const START_RETRY_MS = 1_000;
 const START_RETRY_MAX_MS = 30_000;
-
-/** No connection to PostgreSQL, or one it refused for now: what waiting can mend. */
-export function postgresUnreachable(error: unknown): boolean {
-  if (error instanceof pg.DatabaseError) return RETRYABLE_SQLSTATES.has(error.code ?? '');
-  const e = error as { code?: string; message?: string } | null;
-  if (e?.code && NETWORK_ERRORS.has(e.code)) return true;
-  // pg's own, without a code: a connection cut, or not made within the pool's timeout.
-  return /^(Connection terminated|timeout exceeded when trying to connect)/.test(e?.message ?? '');
-}
-
-/**
- * Connection exceptions but 08P01 (PgBouncer's code for its own fatal errors, a missing database
- * or an unsupported startup parameter among them, which no wait mends); the server shutting down,
- * crashed or starting; too many connections.
- */
-const RETRYABLE_SQLSTATES = new Set(['08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03', '53300']);
-
-const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
 
 /**
  * Under `npx nudge` or `npm run`, npm passes a SIGTERM to the shell it started Nudge from, which

@@ -61,6 +61,28 @@ export function mayPassOnRetry(error: unknown): boolean {
   return code.startsWith('08') || code.startsWith('57P') || code === '53300' || code === '40001' || code === '40P01';
 }
 
+/**
+ * No connection to PostgreSQL, or one it refused for now: what waiting can mend (a daemon waits
+ * for it at start). Narrower than `mayPassOnRetry`: a statement's serialization race, or an error
+ * that is not PostgreSQL's at all, is no reason to wait for the server.
+ */
+export function postgresUnreachable(error: unknown): boolean {
+  if (error instanceof pg.DatabaseError) return RETRYABLE_SQLSTATES.has(error.code ?? '');
+  const e = error as { code?: string; message?: string } | null;
+  if (e?.code && NETWORK_ERRORS.has(e.code)) return true;
+  // pg's own, without a code: a connection cut, or not made within the pool's timeout.
+  return /^(Connection terminated|timeout exceeded when trying to connect)/.test(e?.message ?? '');
+}
+
+/**
+ * Connection exceptions but 08P01 (PgBouncer's code for its own fatal errors, a missing database
+ * or an unsupported startup parameter among them, which no wait mends); the server shutting down,
+ * crashed or starting; too many connections.
+ */
+const RETRYABLE_SQLSTATES = new Set(['08000', '08001', '08003', '08004', '08006', '57P01', '57P02', '57P03', '53300']);
+
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+
 /** The texts registered with `prepared`, by statement name. */
 const PREPARED = new Map<string, string>();
 
