@@ -2,8 +2,8 @@
  * Redis faults under running daemons, on Redis servers of the test's own: restarted mid-run
  * (empty, as with no persistence), emptied with FLUSHALL mid-run, and a Redis Cluster of three
  * masters; PostgreSQL connections cut under running daemons. Also: two daemons and two `work`
- * processes share the work, SIGTERM mid-run leaves nothing stalled, and a bad edit of a template while the
- * daemon runs keeps the last good version. Each ends with counts from the SMTP server and
+ * processes share the work, SIGTERM mid-run leaves nothing stalled, and a bad edit of a template or of the
+ * journey file while the daemon runs keeps the last good version. Each ends with counts from the SMTP server and
  * `deliveries`: every due email sent exactly once.
  */
 import { spawnSync } from 'node:child_process';
@@ -205,6 +205,38 @@ describe('a template broken while the daemon runs', () => {
     } finally {
       world.write('t.hbs', TEMPLATE);
     }
+    await stopAll();
+  }, 120_000);
+});
+
+describe('a journey file broken while the daemon runs', () => {
+  it('keeps the last good journey, reports the error with its line, carries on, and takes the fixed file', async () => {
+    daemons = [startDaemon(env())];
+    await until('the daemon', async () => ((await daemons[0]!.port) ?? 0) > 0);
+    const invalid = () => daemons[0]!.logs.filter((l) => l.msg === 'edited journey or templates are invalid; keeping the last good version');
+    try {
+      // A typo in a trigger (line 9) and, in a second edit, YAML that does not parse.
+      world.write('journeys.yaml', DUE_NOW_JOURNEY.replace('daysBefore: 3', 'daysBefor: 3'));
+      await until('the error', async () => invalid().length > 0, 10_000);
+      expect(JSON.stringify(invalid()[0])).toMatch(/journeys\.yaml:9/);
+      world.write('journeys.yaml', `${DUE_NOW_JOURNEY}  - id: [unclosed\n`);
+      await until('the second error', async () => invalid().length > 1, 10_000);
+      await dueNow(20);
+      await expectEachSentOnce(20);
+      expect(new Set((await deliveries(world.database.db)).map((r) => r.step_id))).toEqual(new Set(['three-days']));
+
+      // Fixed, with the step renamed: the next due opportunities are decided under the new id.
+      world.write('journeys.yaml', DUE_NOW_JOURNEY.replace('id: three-days', 'id: renamed'));
+      await until('the reload', async () => daemons[0]!.logs.some((l) => l.msg === 'journey and templates reloaded'), 10_000);
+      world.smtp.received.length = 0;
+      await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
+      await dueNow(5);
+      await expectEachSentOnce(5);
+      expect(new Set((await deliveries(world.database.db)).map((r) => r.step_id))).toEqual(new Set(['renamed']));
+    } finally {
+      world.write('journeys.yaml', DUE_NOW_JOURNEY);
+    }
+    logsMentionNobody();
     await stopAll();
   }, 120_000);
 });
