@@ -2,8 +2,9 @@
  * Redis faults under running daemons, on Redis servers of the test's own: restarted mid-run
  * (empty, as with no persistence), emptied with FLUSHALL mid-run, and a Redis Cluster of three
  * masters; PostgreSQL connections cut under running daemons. Also: two daemons and two `work`
- * processes share the work, SIGTERM mid-run leaves nothing stalled, and a bad edit of a template or of the
- * journey file while the daemon runs keeps the last good version. Each ends with counts from the SMTP server and
+ * processes share the work, SIGTERM mid-run leaves nothing stalled, a bad edit of a template or of the
+ * journey file while the daemon runs keeps the last good version, and an SMTP server answering 421
+ * for a while, then 550 for some recipients, gets each email once and no retry storm. Each ends with counts from the SMTP server and
  * `deliveries`: every due email sent exactly once.
  */
 import { spawnSync } from 'node:child_process';
@@ -37,6 +38,8 @@ afterAll(async () => {
 
 beforeEach(async () => {
   world.smtp.received.length = 0;
+  world.smtp.rcptAttempts.clear();
+  world.smtp.refuse(null);
   await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
   spawnSync('redis-cli', ['-p', String(redis.port), 'flushall']);
 });
@@ -209,6 +212,44 @@ describe('a template broken while the daemon runs', () => {
   }, 120_000);
 });
 
+describe('the SMTP server answering 421 for a while, then 550 for some recipients', () => {
+  it('the deferred sends wait with backoff and go once; the refused ones fail once with the server text; no retry storm', async () => {
+    const refused = new Set([1, 2, 3, 4, 5].map((i) => `r-${i}@customer.test`));
+    world.smtp.refuse({ code: 421, message: 'too busy, try again later' });
+    daemons = [startDaemon(env())];
+    await dueNow(40);
+    await until('every recipient tried', async () => world.smtp.rcptAttempts.size === 40, 30_000);
+    await new Promise((r) => setTimeout(r, 2_000));
+    // Retries back off (200 ms, doubling): in the 2-3 s since each was first tried, at most 5 tries.
+    const during = new Map(world.smtp.rcptAttempts);
+    world.smtp.refuse({ code: 550, message: 'mailbox unavailable: r-x@customer.test', recipient: (a) => refused.has(a) });
+    expect(await deliveries(world.database.db)).toEqual([]);
+    expect(world.smtp.received).toEqual([]);
+    expect(Math.max(...during.values())).toBeLessThanOrEqual(5);
+
+    await until('35 sent and 5 failed', async () => (await deliveries(world.database.db)).length >= 40, 60_000);
+    await new Promise((r) => setTimeout(r, 2_000)); // a couple more scans: nothing more
+    const rows = await deliveries(world.database.db);
+    expect(rows).toHaveLength(40);
+    const failed = rows.filter((r) => r.status === 'failed');
+    expect(new Set(failed.map((r) => r.recipient))).toEqual(refused);
+    for (const r of failed) {
+      expect(r.reason).toBe('smtp_rejected');
+      expect(r.detail).toContain('550');
+      expect(r.detail).toContain('mailbox unavailable');
+    }
+    expect(rows.filter((r) => r.status === 'sent')).toHaveLength(35);
+    const addresses = world.smtp.received.map((m) => m.envelopeTo[0]!);
+    expect(addresses).toHaveLength(35);
+    expect(new Set(addresses).size).toBe(35);
+    expect(addresses.filter((a) => refused.has(a))).toEqual([]);
+    // Once the server recovered, each recipient was tried once more: a send or a refusal, no retry.
+    for (const [address, n] of world.smtp.rcptAttempts) expect({ address, after: n - (during.get(address) ?? 0) }).toEqual({ address, after: 1 });
+    logsMentionNobody();
+    await stopAll();
+  }, 120_000);
+});
+
 describe('a journey file broken while the daemon runs', () => {
   it('keeps the last good journey, reports the error with its line, carries on, and takes the fixed file', async () => {
     daemons = [startDaemon(env())];
@@ -226,10 +267,11 @@ describe('a journey file broken while the daemon runs', () => {
       expect(new Set((await deliveries(world.database.db)).map((r) => r.step_id))).toEqual(new Set(['three-days']));
 
       // Fixed, with the step renamed: the next due opportunities are decided under the new id.
-      world.write('journeys.yaml', DUE_NOW_JOURNEY.replace('id: three-days', 'id: renamed'));
-      await until('the reload', async () => daemons[0]!.logs.some((l) => l.msg === 'journey and templates reloaded'), 10_000);
+      // (The sent ones go first: the renamed step would be due for them too.)
       world.smtp.received.length = 0;
       await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
+      world.write('journeys.yaml', DUE_NOW_JOURNEY.replace('id: three-days', 'id: renamed'));
+      await until('the reload', async () => daemons[0]!.logs.some((l) => l.msg === 'journey and templates reloaded'), 10_000);
       await dueNow(5);
       await expectEachSentOnce(5);
       expect(new Set((await deliveries(world.database.db)).map((r) => r.step_id))).toEqual(new Set(['renamed']));

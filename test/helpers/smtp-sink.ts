@@ -17,6 +17,8 @@ export interface SmtpSink {
   url: string;
   port: number;
   received: ReceivedEmail[];
+  /** RCPT TO commands seen per address (refused or not): how often each recipient was tried. */
+  rcptAttempts: Map<string, number>;
   /** Reply to RCPT TO with this code and text for matching recipients (e.g. 550), or to everything. */
   refuse(rule: { code: number; message: string; recipient?: (address: string) => boolean } | null): void;
   /** Keep the message, then drop the connection before replying to its final dot. */
@@ -33,6 +35,7 @@ export interface SmtpSink {
 
 export async function startSmtpSink(): Promise<SmtpSink> {
   const received: ReceivedEmail[] = [];
+  const rcptAttempts = new Map<string, number>();
   let rule: Parameters<SmtpSink['refuse']>[0] = null;
   let drop = false;
   let stalling = false;
@@ -42,6 +45,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
       held.push(() => onRcptTo(address, session, callback));
       return;
     }
+    rcptAttempts.set(address.address, (rcptAttempts.get(address.address) ?? 0) + 1);
     if (rule && (!rule.recipient || rule.recipient(address.address))) {
       const error = Object.assign(new Error(rule.message), { responseCode: rule.code });
       return callback(error);
@@ -76,6 +80,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     url: `smtp://127.0.0.1:${port}`,
     port,
     received,
+    rcptAttempts,
     refuse(r) {
       rule = r;
     },
