@@ -9,6 +9,7 @@ import { createDb, textTimestampParsers, type Db } from './db/database.ts';
 import { listStages } from './db/opportunities.ts';
 import { createMailer, type Mailer } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
+import { repeatLimited, type RepeatLimitedLog } from './log-repeats.ts';
 import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob, type RedisConnection } from './queue/queues.ts';
 import { noMetrics, prometheusMetrics, type Metrics, type PrometheusMetrics } from './metrics.ts';
 import type { ScanDeps } from './scan.ts';
@@ -71,7 +72,21 @@ export class Runtime {
    */
   redisWaitMs: number | null = null;
 
-  constructor(readonly config: Readonly<Config>, readonly logger: Logger) {}
+  private readonly repeats: RepeatLimitedLog;
+
+  constructor(readonly config: Readonly<Config>, readonly logger: Logger) {
+    this.repeats = repeatLimited(logger);
+  }
+
+  /**
+   * The listener for the `error` events of the Redis connection, a Queue or a Worker (`source`):
+   * all of them fail on each reconnect while Redis is down, so each error is logged once a minute
+   * at most, whichever emits it (src/log-repeats.ts). A Queue without one prints each in plain
+   * text, stack and all.
+   */
+  redisError(source: string): (err: Error) => void {
+    return (err) => this.repeats('warn', 'Redis or queue error', { source, err: err.message });
+  }
 
   /** The pool the scan reads its pages from (`createScanReadDb`): DATABASE_READ_URL (a replica) when set, else the primary. */
   get readDb(): Db {
@@ -108,7 +123,16 @@ export class Runtime {
   get redis(): RedisConnection {
     if (!this._redis) {
       const redis = redisConnection(this.config.redisUrl, this.config.redisCluster);
-      redis.on('error', (err) => this.logger.warn({ err: err.message }, 'redis connection error'));
+      let failing = false;
+      const onError = this.redisError('connection');
+      redis.on('error', (err) => {
+        failing = true;
+        onError(err);
+      });
+      redis.on('ready', () => {
+        if (failing) this.logger.info('Redis connection back');
+        failing = false;
+      });
       this._redis = redis;
       // QUIT is a courtesy: a connection that does not answer it (a Redis gone, a Cluster node
       // reconnecting) is closed outright, so that the process can exit.
@@ -120,6 +144,11 @@ export class Runtime {
     return this._redis;
   }
 
+  /** Whether the Redis connection, once opened, is not ready (down, reconnecting). */
+  get redisDown(): boolean {
+    return this._redis !== null && this._redis.status !== 'ready';
+  }
+
   /** `promise`, a Redis command's answer: within `redisWaitMs` when it is set, or a rejection naming `what`. */
   redisBound<T>(what: string, promise: Promise<T>): Promise<T> {
     return this.redisWaitMs === null ? promise : within(this.redisWaitMs, what, promise);
@@ -128,6 +157,7 @@ export class Runtime {
   get queue(): Queue<DeliverJob> {
     if (!this._queue) {
       const queue = deliverQueue(this.redis, this.config.queuePrefix);
+      queue.on('error', this.redisError('delivery queue'));
       this._queue = queue;
       // Closing waits for a connection that never came up: not then (the connection is dropped).
       this.closers.unshift(async () => {

@@ -4,7 +4,8 @@
  * masters; PostgreSQL connections cut under running daemons. Also: two daemons and two `work`
  * processes share the work, SIGTERM mid-run leaves nothing stalled, a bad edit of a template or of the
  * journey file while the daemon runs keeps the last good version, and an SMTP server answering 421
- * for a while, then 550 for some recipients, gets each email once and no retry storm. Each ends with counts from the SMTP server and
+ * for a while, then 550 for some recipients, gets each email once and no retry storm, and Redis gone
+ * under an idle daemon is logged in a few JSON lines and does not hold a SIGTERM. Each ends with counts from the SMTP server and
  * `deliveries`: every due email sent exactly once.
  */
 import { spawnSync } from 'node:child_process';
@@ -15,7 +16,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { runNudge } from './helpers/cli.ts';
 import { closingInThreeDays, DUE_NOW_JOURNEY, startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries } from './helpers/fixtures.ts';
-import { startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
+import { freePort, startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
 const TEMPLATE = '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n';
@@ -305,4 +306,51 @@ describe('a Redis Cluster of three masters', () => {
       await cluster.stop();
     }
   }, 120_000);
+});
+
+describe('Redis gone under an idle daemon', () => {
+  it('says so in a few JSON lines, not a line per reconnect; SIGTERM then stops the process at once; nothing is sent again after', async () => {
+    // An eviction policy other than noeviction: BullMQ warns of it on each connection, in plain text.
+    spawnSync('redis-cli', ['-p', String(redis.port), 'config', 'set', 'maxmemory-policy', 'allkeys-lru']);
+    await dueNow(30);
+    const daemon = startDaemon(env({ LOG_FORMAT: 'json' }));
+    daemons = [daemon];
+    await expectEachSentOnce(30);
+    await redis.kill();
+    const outage = daemon.logs.length;
+    await new Promise((r) => setTimeout(r, 8_000));
+    const during = daemon.logs.slice(outage);
+    // Every line a JSON log entry with a level (a plain line is kept as { msg } alone).
+    expect(daemon.logs.filter((entry) => typeof entry.level !== 'number')).toEqual([]);
+    expect(daemon.logs.filter((entry) => /eviction policy/i.test(String(entry.msg)))).toHaveLength(1);
+    expect(during.length).toBeGreaterThan(0);
+    expect(during.length).toBeLessThanOrEqual(4);
+    const stopping = Date.now();
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(5_000);
+    await redis.start();
+    daemons = [startDaemon(env())];
+    await until('a scan over the sent batch', () => daemons[0]!.logs.some((entry) => entry.msg === 'scan done'));
+    await expectEachSentOnce(30);
+    await stopAll();
+  }, 120_000);
+});
+
+describe('Redis down when the daemon starts', () => {
+  it('/readyz says the process waits for Redis, then, once Redis is back, that it is ready', async () => {
+    await redis.kill();
+    const port = await freePort();
+    const daemon = startDaemon(env({ PORT: String(port) }));
+    daemons = [daemon];
+    const readyz = async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null);
+      return r && { status: r.status, body: (await r.json()) as { checks: Record<string, string> } };
+    };
+    await until('/readyz to say the process waits for Redis', async () => (await readyz())?.body.checks.process === 'starting: waiting for Redis');
+    expect(await readyz()).toMatchObject({ status: 503, body: { checks: { postgres: 'ok' } } });
+    await redis.start();
+    await until('/readyz to answer 200', async () => (await readyz())?.status === 200);
+    await stopAll();
+  }, 60_000);
 });

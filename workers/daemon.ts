@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../src/clock.ts';
 import { configWarnings } from '../src/config.ts';
 import type { LiveContent } from '../src/content.ts';
 import { postgresUnreachable } from '../src/db/database.ts';
+import { consoleToLog } from '../src/log-repeats.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
 import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer, type ProcessState } from './http-server.ts';
@@ -25,6 +26,16 @@ export interface DaemonOptions {
 }
 
 export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<void> {
+  // What libraries print (BullMQ's warnings) goes to the log: JSON lines where those are expected.
+  const restoreConsole = consoleToLog(rt.logger);
+  try {
+    await serve(rt, options);
+  } finally {
+    restoreConsole();
+  }
+}
+
+async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   for (const w of configWarnings(rt.config)) rt.logger.warn(w);
   rt.enablePrometheus();
   const stopped = new Promise<string>((resolve) => {
@@ -50,9 +61,12 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
     await http?.close();
     return;
   }
+  // The scheduler's first command waits for Redis.
+  state.starting = 'starting: waiting for Redis';
   const scheduler = options.scheduler ? await startScheduler(rt, content, systemClock) : null;
   const clock = options.clock ?? systemClock;
-  const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer() }) : null;
+  const running = { count: 0 };
+  const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer(), running }) : null;
   state.starting = null;
   rt.logger.info({ port: http?.port ?? null, scheduler: options.scheduler, worker: options.worker }, 'nudge started');
 
@@ -64,7 +78,16 @@ export async function runDaemon(rt: Runtime, options: DaemonOptions): Promise<vo
     process.exit(1);
   }, grace);
   timer.unref();
-  await Promise.all([worker?.close(), scheduler?.close()]);
+  // BullMQ's close waits for Redis (to finish jobs, to say QUIT): while it is down, a process with
+  // nothing running would wait out the grace period and exit 1. It stops at once instead; what
+  // Redis still holds as active goes back to the queue when Redis is back (a job whose send is
+  // recorded is then found decided).
+  const idle = () => running.count === 0 && !scheduler?.scanning;
+  const closed = await Promise.race([
+    Promise.all([worker?.close(), scheduler?.close()]).then(() => true),
+    until(() => rt.redisDown && idle(), STOP_CHECK_MS).then(() => false),
+  ]);
+  if (!closed) rt.logger.warn('Redis does not answer and nothing is running: stopping without waiting for it');
   await http?.close();
   await rt.close();
   clearTimeout(timer);
@@ -105,6 +128,13 @@ async function whenPostgresAnswers<T>(rt: Runtime, load: () => Promise<T>, stopp
     if (stop) return null;
   }
 }
+
+/** Resolves once `condition` holds, checked every `everyMs`. */
+async function until(condition: () => boolean, everyMs: number): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, everyMs).unref());
+}
+
+const STOP_CHECK_MS = 200;
 
 const START_RETRY_MS = 1_000;
 const START_RETRY_MAX_MS = 30_000;

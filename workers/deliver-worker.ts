@@ -116,6 +116,6 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // The job goes (removeOnFail) with the send it kept: a later scan finds its step due.
     else rt.logger.error({ ...fields, opportunityId: job.data.opportunityId, stepId: job.data.stepId }, 'delivery job failed for good while it held a send it could not record; the step may be sent again');
   });
-  worker.on('error', (err) => rt.logger.error({ err: err.message }, 'delivery worker error'));
+  worker.on('error', rt.redisError('delivery worker'));
   return worker;
 }

@@ -12,8 +12,15 @@ import type { Runtime } from '../src/runtime.ts';
 
 export const SCAN_SCHEDULER_ID = 'scan-every-interval';
 
-export async function startScheduler(rt: Runtime, content: LiveContent, clock: Clock): Promise<{ close(): Promise<void> }> {
+export interface Scheduler {
+  /** Whether a scan pass is running in this process. */
+  readonly scanning: boolean;
+  close(): Promise<void>;
+}
+
+export async function startScheduler(rt: Runtime, content: LiveContent, clock: Clock): Promise<Scheduler> {
   const queue = scanQueue(rt.redis, rt.config.queuePrefix);
+  queue.on('error', rt.redisError('scan queue'));
   const upsert = () => queue.upsertJobScheduler(SCAN_SCHEDULER_ID, { every: rt.config.scanEveryMs }, {
     name: 'scan', data: {}, opts: { removeOnComplete: 100, removeOnFail: 100 },
   });
@@ -24,15 +31,24 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
   const keepAlive = setInterval(() => {
     upsert().catch((err) => rt.logger.warn({ err: (err as Error).message }, 'cannot upsert the scan scheduler; retrying next interval'));
   }, rt.config.scanEveryMs);
+  let scanning = 0;
   const worker = new Worker<object, ScanSummary>(SCAN_QUEUE, async () => {
-    await content.refresh();
-    const summary = await runScan(rt.scanDeps(content.journey), clock.now(), { waitForLock: false });
-    rt.logger.info(summary, summary.skipped ? 'scan skipped: another pass is running' : 'scan done');
-    return summary;
+    scanning += 1;
+    try {
+      await content.refresh();
+      const summary = await runScan(rt.scanDeps(content.journey), clock.now(), { waitForLock: false });
+      rt.logger.info(summary, summary.skipped ? 'scan skipped: another pass is running' : 'scan done');
+      return summary;
+    } finally {
+      scanning -= 1;
+    }
   }, { connection: rt.redis, prefix: queuePrefix(rt.config.queuePrefix, SCAN_QUEUE), concurrency: 1 });
-  worker.on('error', (err) => rt.logger.error({ err: err.message }, 'scan worker error'));
+  worker.on('error', rt.redisError('scan worker'));
   worker.on('failed', (_job, err) => rt.logger.error({ err: err.message }, 'scan failed; the next interval tries again'));
   return {
+    get scanning() {
+      return scanning > 0;
+    },
     async close() {
       clearInterval(keepAlive);
       await worker.close();
