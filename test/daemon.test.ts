@@ -91,6 +91,8 @@ describe('two daemons on one database and Redis', () => {
     const scans = daemons.flatMap((d) => d.logs).filter((l) => l.msg === 'scan done').length;
     expect(scans).toBeGreaterThan(0);
     expect(scans).toBeLessThanOrEqual(Math.ceil(elapsed) + 2);
+    // The same NUDGE_SECRET: no warning of another one (each process checks every second here).
+    expect(daemons.flatMap((d) => d.logs).filter((l) => /different NUDGE_SECRET/.test(String(l.msg)))).toEqual([]);
 
     for (const d of daemons) d.child.kill('SIGTERM');
     const codes = await Promise.all(daemons.map((d) => d.exited));
@@ -101,6 +103,19 @@ describe('two daemons on one database and Redis', () => {
     const text = JSON.stringify(daemons.flatMap((d) => d.logs));
     expect(text).not.toContain('daemon@customer.test');
     expect(text).not.toContain('Trip to the USA');
+  });
+});
+
+describe('two daemons with different NUDGE_SECRETs on one queue', () => {
+  it('each logs an error that another process has another secret, and runs on', async () => {
+    const pair = [startDaemon(world.env), startDaemon({ ...world.env, NUDGE_SECRET: 'another-secret-for-the-other-process' })];
+    daemons.push(...pair);
+    await Promise.all(pair.map((d) => d.port));
+    const warned = (d: Daemon) => d.logs.filter((l) => /another process on this queue runs with a different NUDGE_SECRET/.test(String(l.msg)));
+    await until('both processes to say so', () => pair.every((d) => warned(d).length > 0), 20_000);
+    expect(warned(pair[0]!)[0]).toMatchObject({ level: 50 });
+    for (const d of pair) d.child.kill('SIGTERM');
+    expect(await Promise.all(pair.map((d) => d.exited))).toEqual([0, 0]);
   });
 });
 

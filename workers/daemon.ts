@@ -13,6 +13,7 @@ import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
 import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer, type ProcessState } from './http-server.ts';
 import { startScheduler } from './scheduler.ts';
+import { watchSecret } from './secret-check.ts';
 
 export interface DaemonOptions {
   scheduler: boolean;
@@ -67,11 +68,13 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   const clock = options.clock ?? systemClock;
   const running = { count: 0 };
   const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer(), running }) : null;
+  const secretWatch = watchSecret(rt);
   state.starting = null;
   rt.logger.info({ port: http?.port ?? null, scheduler: options.scheduler, worker: options.worker }, 'nudge started');
 
   rt.logger.info({ signal: await stopped }, 'stopping: finishing active jobs');
 
+  secretWatch.stop();
   const grace = options.graceMs ?? 20_000;
   const timer = setTimeout(() => {
     rt.logger.error({ graceMs: grace }, 'grace period over; exiting with jobs still active (BullMQ returns them to the queue)');
