@@ -14,7 +14,7 @@ import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob, type
 import { noMetrics, prometheusMetrics, type Metrics, type PrometheusMetrics } from './metrics.ts';
 import type { ScanDeps } from './scan.ts';
 import { PAGES_AHEAD, SCAN_CHAINS } from './scan-pages.ts';
-import { settleAll, within } from './settle.ts';
+import { NoAnswerError, settleAll, within } from './settle.ts';
 
 /** How long `close` waits for Redis to answer QUIT before closing the connection outright. */
 const QUIT_WAIT_MS = 5_000;
@@ -204,9 +204,10 @@ export class Runtime {
             // of its test on a busy machine: the adds had run first.) The count is a report, not a
             // guard, and may come out low: a job that finishes in between is added again uncounted
             // (its worker then finds it decided). A failed count does not fail the tick: the chunk
-            // then counts whole.
+            // then counts whole. A count Redis did not answer does: the adds would wait as long.
             const queued = await this.redisBound('Redis (counting queued jobs)', this.redis.exists(...chunk.map((j) => this.queue.toKey(j.id))))
               .catch((error: Error) => {
+                if (error instanceof NoAnswerError) throw error;
                 this.logger.warn({ err: error.message }, 'could not count the jobs already queued; counting the chunk as added');
                 return 0;
               });

@@ -7,6 +7,11 @@ export async function settleAll(promises: readonly Promise<unknown>[]): Promise<
   if (failed) throw failed.reason;
 }
 
+/** What `within` rejects with: no answer in time (the server gone, or too slow). */
+export class NoAnswerError extends Error {
+  override name = 'NoAnswerError';
+}
+
 /**
  * `promise`, or a rejection naming `what` once `ms` milliseconds have passed: for answers a caller
  * cannot wait on for ever (a probe, a scrape), from a connection that waits for its server.
@@ -14,7 +19,7 @@ export async function settleAll(promises: readonly Promise<unknown>[]): Promise<
 export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new NoAnswerError(`${what} did not answer within ${ms} ms`)), ms);
   });
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
