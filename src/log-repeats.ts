@@ -14,15 +14,23 @@ export const REPEAT_WINDOW_MS = 60_000;
 /** Distinct messages remembered; past it, all are forgotten (each is then logged once more). */
 const MAX_REMEMBERED = 100;
 
-export type RepeatLimitedLog = (level: 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+export interface RepeatLimitedLog {
+  (level: 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
+  /**
+   * Forgets every message (each is logged again the next time), and returns how many were held
+   * back since each was last logged: for a line that says the trouble is over.
+   */
+  reset(): number;
+}
 
 /**
  * A log call that lets a message (its level, text and `err`) through once per `windowMs`; the
  * line after a quiet window says, as `repeated`, how many were held back.
  */
 export function repeatLimited(logger: Logger, windowMs = REPEAT_WINDOW_MS, now: () => number = Date.now): RepeatLimitedLog {
-  const seen = new Map<string, { loggedAt: number; held: number }>();
-  return (level, msg, fields = {}) => {
+  let seen = new Map<string, { loggedAt: number; held: number }>();
+  let forgotten = 0;
+  const log = (level: 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}) => {
     const key = `${level}\0${msg}\0${String(fields.err ?? '')}`;
     const last = seen.get(key);
     const t = now();
@@ -30,10 +38,23 @@ export function repeatLimited(logger: Logger, windowMs = REPEAT_WINDOW_MS, now: 
       last.held += 1;
       return;
     }
-    if (!last && seen.size >= MAX_REMEMBERED) seen.clear();
+    if (!last && seen.size >= MAX_REMEMBERED) forgotten += clear();
     seen.set(key, { loggedAt: t, held: 0 });
     logger[level](last?.held ? { ...fields, repeated: last.held } : fields, msg);
   };
+  const clear = () => {
+    let held = 0;
+    for (const entry of seen.values()) held += entry.held;
+    seen = new Map();
+    return held;
+  };
+  return Object.assign(log, {
+    reset: () => {
+      const held = clear() + forgotten;
+      forgotten = 0;
+      return held;
+    },
+  });
 }
 
 /**

@@ -31,6 +31,9 @@ export class InvalidContentError extends Error {
   }
 }
 
+/** What ioredis and BullMQ say when Redis cannot be reached, as opposed to what Redis answers. */
+const REDIS_CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|Connection is closed|Stream isn't writeable|connect ETIMEDOUT|Failed to refresh slots cache|None of startup nodes is available/;
+
 /** Jobs per `addBulk` (one pipeline, not a transaction). */
 const ENQUEUE_CHUNK = 1000;
 
@@ -79,13 +82,18 @@ export class Runtime {
   }
 
   /**
-   * The listener for the `error` events of the Redis connection, a Queue or a Worker (`source`):
-   * all of them fail on each reconnect while Redis is down, so each error is logged once a minute
-   * at most, whichever emits it (src/log-repeats.ts). A Queue without one prints each in plain
-   * text, stack and all.
+   * The listener for the `error` events of the Redis connection, a Queue or a Worker (`source`).
+   * While Redis is down all of them fail on each reconnect: a connection error is logged as a
+   * warning once a minute at most, whichever emits it (src/log-repeats.ts), and the line that says
+   * Redis is back counts those held back. Any other error (a lock that could not be renewed, Redis
+   * out of memory or read-only) is an error, held back only when the same one repeats within the
+   * minute. A Queue without a listener prints each in plain text, stack and all.
    */
   redisError(source: string): (err: Error) => void {
-    return (err) => this.repeats('warn', 'Redis or queue error', { source, err: err.message });
+    return (err) => {
+      if (REDIS_CONNECTION_ERROR.test(err.message)) this.repeats('warn', 'Redis connection error; reconnecting', { source, err: err.message });
+      else this.repeats('error', 'Redis or queue error', { source, err: err.message });
+    };
   }
 
   /** The pool the scan reads its pages from (`createScanReadDb`): DATABASE_READ_URL (a replica) when set, else the primary. */
@@ -130,7 +138,7 @@ export class Runtime {
         onError(err);
       });
       redis.on('ready', () => {
-        if (failing) this.logger.info('Redis connection back');
+        if (failing) this.logger.info({ heldBack: this.repeats.reset() }, 'Redis connection back');
         failing = false;
       });
       this._redis = redis;
@@ -142,6 +150,11 @@ export class Runtime {
       });
     }
     return this._redis;
+  }
+
+  /** Closes the Redis connection at once, failing the commands queued on it (no QUIT). */
+  disconnectRedis(): void {
+    this._redis?.disconnect();
   }
 
   /** Whether the Redis connection, once opened, is not ready (down, reconnecting). */

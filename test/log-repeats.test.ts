@@ -68,3 +68,17 @@ describe('consoleToLog', () => {
     ]);
   });
 });
+
+describe('repeatLimited.reset', () => {
+  it('returns how many were held back, and lets each message through again at once', async () => {
+    const { logger, lines } = capture();
+    const log = repeatLimited(logger, 60_000, () => 0);
+    for (let i = 0; i < 5; i++) log('warn', 'a', { err: 'x' });
+    for (let i = 0; i < 3; i++) log('error', 'b', { err: 'y' });
+    expect(log.reset()).toBe(6);
+    expect(log.reset()).toBe(0);
+    log('warn', 'a', { err: 'x' });
+    await tick();
+    expect(lines.map((l) => [l.msg, l.repeated])).toEqual([['a', undefined], ['b', undefined], ['a', undefined]]);
+  });
+});

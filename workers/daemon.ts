@@ -62,9 +62,17 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
     await http?.close();
     return;
   }
-  // The scheduler's first command waits for Redis.
+  // The scheduler's first command waits for Redis; a stop meanwhile does not.
   state.starting = 'starting: waiting for Redis';
-  const scheduler = options.scheduler ? await startScheduler(rt, content, systemClock) : null;
+  const starting = options.scheduler ? startScheduler(rt, content, systemClock) : Promise.resolve(null);
+  starting.catch(() => {}); // left behind by a stop: fails when the connection is closed
+  const scheduler = await Promise.race([starting, stopped.then((): typeof STOPPED => STOPPED)]);
+  if (scheduler === STOPPED) {
+    rt.logger.info({ signal: await stopped }, 'stopped while waiting for Redis');
+    await http?.close();
+    await rt.close();
+    return;
+  }
   const clock = options.clock ?? systemClock;
   const running = { count: 0 };
   const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer(), running }) : null;
@@ -90,7 +98,14 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
     Promise.all([worker?.close(), scheduler?.close()]).then(() => true),
     until(() => rt.redisDown && idle(), STOP_CHECK_MS).then(() => false),
   ]);
-  if (!closed) rt.logger.warn('Redis does not answer and nothing is running: stopping without waiting for it');
+  if (!closed) {
+    rt.logger.warn('Redis does not answer and nothing is running: stopping without waiting for it');
+    // A job fetch the worker queued for Redis must not start a send while the process closes
+    // (Redis back in the meantime): closing the connection fails what is queued on it. A job
+    // that started anyway is waited for, within the grace period.
+    rt.disconnectRedis();
+    await until(idle, STOP_CHECK_MS);
+  }
   await http?.close();
   await rt.close();
   clearTimeout(timer);
@@ -138,6 +153,8 @@ async function until(condition: () => boolean, everyMs: number): Promise<void> {
 }
 
 const STOP_CHECK_MS = 200;
+
+const STOPPED = Symbol('stopped');
 
 const START_RETRY_MS = 1_000;
 const START_RETRY_MAX_MS = 30_000;

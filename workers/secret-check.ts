@@ -33,7 +33,8 @@ export function watchSecret(rt: Runtime): { stop(): void } {
     checking = true;
     try {
       // Kept a little longer than three checks: it goes with the processes that set it.
-      const [[, previous]] = (await rt.redis.multi().getset(key, mine).pexpire(key, everyMs * 3 + 1_000).exec()) as [[Error | null, string | null]];
+      const [[failed, previous]] = (await rt.redis.multi().getset(key, mine).pexpire(key, everyMs * 3 + 1_000).exec()) as [[Error | null, string | null]];
+      if (failed) throw failed;
       if (previous !== null && previous !== mine) {
         log('error', 'another process on this queue runs with a different NUDGE_SECRET: the unsubscribe links of the emails each sends are refused by the other\'s HTTP server; give every process the same NUDGE_SECRET (expected for a moment only, during a restart that changes it)', { queuePrefix: rt.config.queuePrefix });
       }
