@@ -5,7 +5,7 @@
  * processes share the work, SIGTERM mid-run leaves nothing stalled, a bad edit of a template or of the
  * journey file while the daemon runs keeps the last good version, and an SMTP server answering 421
  * for a while, then 550 for some recipients, gets each email once and no retry storm, and Redis gone
- * under an idle daemon is logged in a few JSON lines and does not hold a SIGTERM. Each ends with counts from the SMTP server and
+ * under a daemon is logged in a few JSON lines and does not hold a SIGTERM, idle or mid-batch. Each ends with counts from the SMTP server and
  * `deliveries`: every due email sent exactly once.
  */
 import { spawnSync } from 'node:child_process';
@@ -344,6 +344,32 @@ describe('Redis gone under an idle daemon', () => {
     await expectEachSentOnce(30);
     await stopAll();
   }, 120_000);
+});
+
+describe('SIGTERM while Redis is down mid-batch', () => {
+  it('the sends under way finish and are recorded, the process exits 0 without waiting for Redis, and the next daemon sends the rest: each email once', async () => {
+    await dueNow(300);
+    const daemon = startDaemon(env({ NUDGE_CONCURRENCY: '4' }));
+    daemons = [daemon];
+    await until('the first emails', () => world.smtp.received.length >= 30);
+    await redis.kill();
+    const stopping = Date.now();
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(15_000);
+    expect(daemon.logs.map((entry) => entry.msg)).toContain('Redis does not answer and nothing is running: stopping without waiting for it');
+    // Every email that arrived is recorded as sent: nothing was cut off in the middle.
+    const arrived = world.smtp.received.length;
+    expect(arrived).toBeLessThan(300);
+    const rows = await deliveries(world.database.db);
+    expect(rows.filter((r) => r.status === 'sent')).toHaveLength(arrived);
+    expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+    await redis.start();
+    daemons = [startDaemon(env())];
+    await expectEachSentOnce(300);
+    await stopAll();
+    logsMentionNobody();
+  }, 180_000);
 });
 
 describe('Redis down when the daemon starts', () => {
