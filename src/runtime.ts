@@ -76,9 +76,14 @@ export class Runtime {
   redisWaitMs: number | null = null;
 
   private readonly repeats: RepeatLimitedLog;
+  /** Rejects once `disconnectRedis` is called: what `redisBound` waits for then fails. */
+  private readonly abandoned: Promise<never>;
+  private abandon!: (error: Error) => void;
 
   constructor(readonly config: Readonly<Config>, readonly logger: Logger) {
     this.repeats = repeatLimited(logger);
+    this.abandoned = new Promise<never>((_, reject) => { this.abandon = reject; });
+    this.abandoned.catch(() => {});
   }
 
   /**
@@ -152,9 +157,19 @@ export class Runtime {
     return this._redis;
   }
 
-  /** Closes the Redis connection at once, failing the commands queued on it (no QUIT). */
+  /**
+   * Closes the Redis connection at once (no QUIT), and fails what `redisBound` waits for. The
+   * commands queued on a connection that is reconnecting are not failed by ioredis 5 (they would
+   * wait for ever: redis/ioredis#2169): `redisBound` does not wait for them.
+   */
   disconnectRedis(): void {
     this._redis?.disconnect();
+    this.abandon(new Error('the Redis connection was closed: the process stops without Redis'));
+  }
+
+  /** Whether the Redis connection has been opened (it is, on first use). */
+  get redisOpened(): boolean {
+    return this._redis !== null;
   }
 
   /** Whether the Redis connection, once opened, is not ready (down, reconnecting). */
@@ -162,9 +177,13 @@ export class Runtime {
     return this._redis !== null && this._redis.status !== 'ready';
   }
 
-  /** `promise`, a Redis command's answer: within `redisWaitMs` when it is set, or a rejection naming `what`. */
+  /**
+   * `promise`, a Redis command's answer: within `redisWaitMs` when it is set, or a rejection naming
+   * `what`; a rejection too once `disconnectRedis` is called.
+   */
   redisBound<T>(what: string, promise: Promise<T>): Promise<T> {
-    return this.redisWaitMs === null ? promise : within(this.redisWaitMs, what, promise);
+    const answer = Promise.race([promise, this.abandoned]);
+    return this.redisWaitMs === null ? answer : within(this.redisWaitMs, what, answer);
   }
 
   get queue(): Queue<DeliverJob> {

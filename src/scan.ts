@@ -65,7 +65,7 @@ export interface ScanSummary {
 }
 
 const DAY = 86_400_000;
-const SCAN_LOCK = 'nudge.scan';
+export const SCAN_LOCK = 'nudge.scan';
 
 export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = {}): Promise<ScanSummary> {
   const started = performance.now();

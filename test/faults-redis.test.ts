@@ -5,7 +5,7 @@
  * processes share the work, SIGTERM mid-run leaves nothing stalled, a bad edit of a template or of the
  * journey file while the daemon runs keeps the last good version, and an SMTP server answering 421
  * for a while, then 550 for some recipients, gets each email once and no retry storm, and Redis gone
- * under a daemon is logged in a few JSON lines and does not hold a SIGTERM, idle or mid-batch. Each ends with counts from the SMTP server and
+ * under a daemon is logged in a few JSON lines and does not hold a SIGTERM, idle, mid-batch, under a scan or hung. Each ends with counts from the SMTP server and
  * `deliveries`: every due email sent exactly once.
  */
 import { spawnSync } from 'node:child_process';
@@ -16,6 +16,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { runNudge } from './helpers/cli.ts';
 import { closingInThreeDays, DUE_NOW_JOURNEY, startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries } from './helpers/fixtures.ts';
+import { SCAN_LOCK } from '../src/scan.ts';
 import { freePort, startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
@@ -357,7 +358,7 @@ describe('SIGTERM while Redis is down mid-batch', () => {
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(15_000);
-    expect(daemon.logs.map((entry) => entry.msg)).toContain('Redis does not answer and nothing is running: stopping without waiting for it');
+    expect(daemon.logs.map((entry) => entry.msg)).toContain('Redis does not answer: stopping without waiting for it');
     // Every email that arrived is recorded as sent: nothing was cut off in the middle.
     const arrived = world.smtp.received.length;
     expect(arrived).toBeLessThan(300);
@@ -366,6 +367,66 @@ describe('SIGTERM while Redis is down mid-batch', () => {
     expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
     await redis.start();
     daemons = [startDaemon(env())];
+    await expectEachSentOnce(300);
+    await stopAll();
+    logsMentionNobody();
+  }, 180_000);
+});
+
+describe('SIGTERM while Redis is down under a scan', () => {
+  it('the scan waiting for Redis to enqueue does not hold the stop: the process exits 0 within seconds, and the next daemon sends each email once', async () => {
+    await dueNow(1500);
+    const daemon = startDaemon(env({ NUDGE_CONCURRENCY: '1' }));
+    daemons = [daemon];
+    await until('the first emails', () => world.smtp.received.length >= 5);
+    // A scan holds its advisory lock from start to end: Redis is killed while one runs.
+    const scanRunning = async () => (await sql<{ n: number }>`
+      select count(*)::int as n from pg_locks
+      where locktype = 'advisory' and objsubid = 1 and granted
+        and classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
+        and objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(world.database.db)).rows[0]!.n > 0;
+    await until('a scan to start', scanRunning, 30_000);
+    await redis.kill();
+    const stopping = Date.now();
+    daemon.child.kill('SIGTERM');
+    // Exit 1 after the grace period (20 s) when the stop waited for the scan, which waited for Redis.
+    expect(await daemon.exited).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(15_000);
+    expect(daemon.logs.find((entry) => entry.msg === 'Redis does not answer: stopping without waiting for it'))
+      .toMatchObject({ scanning: true, redis: 'connection down' });
+    const rows = await deliveries(world.database.db);
+    expect(rows.filter((r) => r.status === 'sent')).toHaveLength(world.smtp.received.length);
+    expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+    await redis.start();
+    daemons = [daemon, startDaemon(env({ NUDGE_CONCURRENCY: '8' }))];
+    await expectEachSentOnce(1500);
+    await stopAll();
+    logsMentionNobody();
+  }, 180_000);
+});
+
+describe('SIGTERM while Redis hangs', () => {
+  it('a Redis that keeps its connections open and answers nothing is found out by a PING: the process exits 0 within seconds, and the next daemon sends each email once', async () => {
+    await dueNow(300);
+    const daemon = startDaemon(env({ NUDGE_CONCURRENCY: '4' }));
+    daemons = [daemon];
+    await until('the first emails', () => world.smtp.received.length >= 30);
+    redis.pause();
+    try {
+      const stopping = Date.now();
+      daemon.child.kill('SIGTERM');
+      // Exit 1 after the grace period (20 s) when the stop waited for BullMQ's close.
+      expect(await daemon.exited).toBe(0);
+      expect(Date.now() - stopping).toBeLessThan(15_000);
+      expect(daemon.logs.find((entry) => entry.msg === 'Redis does not answer: stopping without waiting for it'))
+        .toMatchObject({ redis: 'no answer to PING within 2000 ms' });
+    } finally {
+      redis.resume();
+    }
+    const rows = await deliveries(world.database.db);
+    expect(rows.filter((r) => r.status === 'sent')).toHaveLength(world.smtp.received.length);
+    expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+    daemons = [daemon, startDaemon(env())];
     await expectEachSentOnce(300);
     await stopAll();
     logsMentionNobody();

@@ -85,24 +85,29 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   secretWatch.stop();
   const grace = options.graceMs ?? 20_000;
   const timer = setTimeout(() => {
-    rt.logger.error({ graceMs: grace }, 'grace period over; exiting with jobs still active (BullMQ returns them to the queue)');
+    rt.logger.error({ graceMs: grace }, 'grace period over; exiting with jobs still active (another worker takes them once their lock lapses; a recorded send is not sent again)');
     process.exit(1);
   }, grace);
   timer.unref();
-  // BullMQ's close waits for Redis (to finish jobs, to say QUIT): while it is down, a process with
-  // nothing running would wait out the grace period and exit 1. It stops at once instead; what
-  // Redis still holds as active goes back to the queue when Redis is back (a job whose send is
+  // BullMQ's close waits for Redis (to finish jobs, to say QUIT), and so do a scan's enqueue and a
+  // job's last writes: a process stopped while Redis is gone would wait out the grace period and
+  // exit 1. It stops without Redis instead: at once when nothing runs, after REDIS_GONE_MS when
+  // something does (Redis back by then, as after a restart, the close is a clean one). What Redis
+  // still holds as active goes back to the queue when Redis is back (a job whose send is
   // recorded is then found decided).
   const idle = () => running.count === 0 && !scheduler?.scanning;
+  const redisGone = redisGoneWatch(rt);
   const closed = await Promise.race([
     Promise.all([worker?.close(), scheduler?.close()]).then(() => true),
-    until(() => rt.redisDown && idle(), STOP_CHECK_MS).then(() => false),
+    until(() => redisGone.for() !== null && (idle() || redisGone.for()! >= REDIS_GONE_MS), STOP_CHECK_MS).then(() => false),
   ]);
+  redisGone.stop();
   if (!closed) {
-    rt.logger.warn('Redis does not answer and nothing is running: stopping without waiting for it');
-    // A job fetch the worker queued for Redis must not start a send while the process closes
-    // (Redis back in the meantime): closing the connection fails what is queued on it. A job
-    // that started anyway is waited for, within the grace period.
+    rt.logger.warn({ jobsRunning: running.count, scanning: scheduler?.scanning ?? false, redis: redisGone.why },
+      'Redis does not answer: stopping without waiting for it');
+    // Closing the connection fails what waits for Redis (a scan's enqueue, a job's last writes,
+    // a job fetch that must not start a send while the process closes); sends under way finish
+    // and are recorded (PostgreSQL and SMTP do not need Redis), within the grace period.
     rt.disconnectRedis();
     await until(idle, STOP_CHECK_MS);
   }
@@ -153,6 +158,57 @@ async function until(condition: () => boolean, everyMs: number): Promise<void> {
 }
 
 const STOP_CHECK_MS = 200;
+
+/** How long Redis may stay gone under a stopping process that still runs something before it stops without Redis. */
+const REDIS_GONE_MS = 3_000;
+
+/** A PING not answered within this, while stopping, counts Redis as gone (a hung server keeps its connection open). */
+const PING_WAIT_MS = 2_000;
+
+/**
+ * While a process stops: since when Redis is gone, its connection down or a PING not answered
+ * within PING_WAIT_MS (a PING every STOP_CHECK_MS while none is outstanding).
+ */
+function redisGoneWatch(rt: Runtime): { for(): number | null; why: string | null; stop(): void } {
+  let since: number | null = null;
+  let why: string | null = null;
+  let unanswered = false;
+  let pinging = false;
+  let stopped = false;
+  const ping = () => {
+    if (pinging || stopped || !rt.redisOpened || rt.redisDown) return;
+    pinging = true;
+    const hung = setTimeout(() => { unanswered = true; }, PING_WAIT_MS);
+    rt.redis.ping().then(() => { unanswered = false; }, () => {}).finally(() => {
+      clearTimeout(hung);
+      pinging = false;
+    });
+  };
+  const probe = setInterval(ping, STOP_CHECK_MS);
+  probe.unref();
+  ping();
+  return {
+    for() {
+      const down = rt.redisDown ? 'connection down' : unanswered ? `no answer to PING within ${PING_WAIT_MS} ms` : null;
+      if (down === null) {
+        since = null;
+        why = null;
+        return null;
+      }
+      // Counted from when it was seen gone: a PING unanswered has been for PING_WAIT_MS already.
+      since ??= Date.now() - (rt.redisDown ? 0 : PING_WAIT_MS);
+      why = down;
+      return Date.now() - since;
+    },
+    get why() {
+      return why;
+    },
+    stop() {
+      stopped = true;
+      clearInterval(probe);
+    },
+  };
+}
 
 const STOPPED = Symbol('stopped');
 

@@ -60,7 +60,7 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       await options.content.refresh();
     }
     try {
-      return await deliver(deps, job.data, options.clock.now(), (data) => job.updateData(data));
+      return await deliver(deps, job.data, options.clock.now(), (data) => rt.redisBound('Redis (keeping a send in the job)', job.updateData(data)));
     } catch (error) {
       // `updateData` has put the sends it keeps in `job.data` too.
       if (job.attemptsMade + 1 < (job.opts.attempts ?? 1) || (job.data.unrecorded?.length ?? 0) === 0) throw error;
@@ -74,8 +74,8 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       // Moved only if this worker still holds the job's lock; then its data written again: a
       // write of the kept send that Redis refused earlier only logged (no worker takes the job
       // before the wait is over).
-      await job.moveToDelayed(Date.now() + waitMs, token);
-      await job.updateData(job.data);
+      await rt.redisBound('Redis (delaying the job)', job.moveToDelayed(Date.now() + waitMs, token));
+      await rt.redisBound('Redis (keeping a send in the job)', job.updateData(job.data));
       options.onHeld?.(job, error as Error);
       throw new DelayedError();
     }

@@ -27,6 +27,9 @@ export interface OwnRedis {
   kill(): Promise<void>;
   /** Starts it again on the same port, empty. */
   start(): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered, until `resume`. */
+  pause(): void;
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -65,6 +68,8 @@ export async function startOwnRedis(extraArgs: string[] = []): Promise<OwnRedis>
   await start();
   return {
     port, url: `redis://127.0.0.1:${port}`, kill, start,
+    pause: () => { (child as ChildProcess | null)?.kill('SIGSTOP'); },
+    resume: () => { (child as ChildProcess | null)?.kill('SIGCONT'); },
     async stop() {
       await kill();
       rmSync(dir, { recursive: true, force: true });
