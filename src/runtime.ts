@@ -34,6 +34,15 @@ export class InvalidContentError extends Error {
 /** What ioredis and BullMQ say when Redis cannot be reached, as opposed to what Redis answers. */
 const REDIS_CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|Connection is closed|Stream isn't writeable|connect ETIMEDOUT|Failed to refresh slots cache|None of startup nodes is available/;
 
+/**
+ * BullMQ's answer when a worker ends a job the queue no longer holds as the worker left it: Redis
+ * emptied or restarted while the job ran (every job in flight then fails this way), or its lock
+ * lapsed and another worker took it. Nothing is lost: what the job did is in PostgreSQL, and a job
+ * taken again (or enqueued again by a scan) finds its step decided.
+ */
+const JOB_LOST = /^(?:Missing key for job|Missing lock for job|Lock mismatch for job|Job) (\S+)(?:\.| is not in the)/;
+const JOB_LOST_MSG = 'the queue no longer holds a job this worker ran (Redis emptied or restarted, or its lock lapsed and another worker took it); what the job did is recorded in PostgreSQL';
+
 /** Jobs per `addBulk` (one pipeline, not a transaction). */
 const ENQUEUE_CHUNK = 1000;
 
@@ -96,7 +105,10 @@ export class Runtime {
    */
   redisError(source: string): (err: Error) => void {
     return (err) => {
+      const lost = JOB_LOST.exec(err.message);
       if (REDIS_CONNECTION_ERROR.test(err.message)) this.repeats('warn', 'Redis connection error; reconnecting', { source, err: err.message });
+      // A job id in the message would make each one new to the limiter: it is kept out of `err`.
+      else if (lost) this.repeats('warn', JOB_LOST_MSG, { source, err: err.message.replace(lost[1]!, '<job>'), jobId: lost[1] });
       else this.repeats('error', 'Redis or queue error', { source, err: err.message });
     };
   }
