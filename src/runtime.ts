@@ -75,6 +75,8 @@ export class Runtime {
   private _redis: RedisConnection | null = null;
   private _queue: Queue<DeliverJob> | null = null;
   private _readDb: Db | null = null;
+  /** The Redis connection's last error since it was last ready. */
+  private redisError_: string | null = null;
   /** No-op until `enablePrometheus` (the daemon) turns it on. */
   metrics: Metrics = noMetrics;
   /**
@@ -152,11 +154,13 @@ export class Runtime {
       const onError = this.redisError('connection');
       redis.on('error', (err) => {
         failing = true;
+        this.redisError_ = err.message;
         onError(err);
       });
       redis.on('ready', () => {
         if (failing) this.logger.info({ heldBack: this.repeats.reset() }, 'Redis connection back');
         failing = false;
+        this.redisError_ = null;
       });
       this._redis = redis;
       // QUIT is a courtesy: a connection that does not answer it (a Redis gone, a Cluster node
@@ -182,6 +186,12 @@ export class Runtime {
   /** Whether the Redis connection has been opened (it is, on first use). */
   get redisOpened(): boolean {
     return this._redis !== null;
+  }
+
+  /** Why the Redis connection is down, as /readyz says it: its state and its last error. Null while it is ready (or not opened). */
+  get redisDownBecause(): string | null {
+    if (!this.redisDown) return null;
+    return `connection ${this._redis!.status}${this.redisError_ ? `: ${this.redisError_}` : ''}`;
   }
 
   /** Whether the Redis connection, once opened, is not ready (down, reconnecting). */

@@ -416,8 +416,13 @@ describe('SIGTERM while Redis hangs', () => {
     const daemon = startDaemon(env({ NUDGE_CONCURRENCY: '4' }));
     daemons = [daemon];
     await until('the first emails', () => world.smtp.received.length >= 30);
+    const port = await daemon.port;
     redis.pause();
     try {
+      // The connections stay open: /readyz finds it out by a PING.
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toMatchObject({ checks: { postgres: 'ok', redis: 'failing: Redis (PING) did not answer within 2000 ms' } });
       const stopping = Date.now();
       daemon.child.kill('SIGTERM');
       // Exit 1 after the grace period (20 s) when the stop waited for BullMQ's close.
@@ -450,7 +455,8 @@ describe('Redis down when the daemon starts', () => {
       return r && { status: r.status, body: (await r.json()) as { checks: Record<string, string> } };
     };
     await until('/readyz to say the process waits for Redis', async () => (await readyz())?.body.checks.process === 'starting: waiting for Redis');
-    expect(await readyz()).toMatchObject({ status: 503, body: { checks: { postgres: 'ok' } } });
+    // Refused: said so at once, with the error, not as a check that did not answer.
+    expect(await readyz()).toMatchObject({ status: 503, body: { checks: { postgres: 'ok', redis: expect.stringMatching(/^failing: connection \w+: connect ECONNREFUSED/) as unknown } } });
     await until('the other process to wait for Redis too', () => other.logs.some((entry) => entry.msg === 'Redis connection error; reconnecting'));
     const stopping = Date.now();
     other.child.kill('SIGTERM');

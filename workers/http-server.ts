@@ -93,22 +93,28 @@ const HTTP_CLOSE_MS = 2_000;
 
 /** Each dependency answers within two seconds, or the process is not ready. */
 async function readiness(rt: Runtime): Promise<Record<string, string>> {
-  const check = async (fn: () => Promise<unknown>) => {
+  const check = async (what: string, fn: () => Promise<unknown>) => {
     try {
-      await within(2_000, 'the check', fn());
+      await within(READY_CHECK_MS, what, fn());
       return 'ok';
     } catch (err) {
       return `failing: ${(err as Error).message}`;
     }
   };
+  // A connection known to be down (refused, reconnecting) is said so, with why, at once; one that
+  // is up must answer a PING (a Redis that hangs keeps its connections open).
+  const redisDown = rt.redisDownBecause;
   const [postgres, redis] = await Promise.all([
-    check(() => sql`select 1`.execute(rt.db)),
-    check(async () => {
+    check('PostgreSQL (select 1)', () => sql`select 1`.execute(rt.db)),
+    redisDown ? `failing: ${redisDown}` : check('Redis (PING)', async () => {
       if ((await rt.redis.ping()) !== 'PONG') throw new Error('no PONG');
     }),
   ]);
   return { postgres, redis };
 }
+
+/** How long /readyz waits for each dependency to answer. */
+const READY_CHECK_MS = 2_000;
 
 function unsubscribePage(rt: Runtime, token: string, reply: FastifyReply): FastifyReply {
   if (verifyUnsubscribeToken(token, rt.config.secret) === null) return invalidLink(reply);
