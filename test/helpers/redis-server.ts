@@ -33,13 +33,15 @@ export interface OwnRedis {
   stop(): Promise<void>;
 }
 
-async function waitForPing(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+/** Resolves once the server on `port` answers PING; false if `child` exits first (its port was taken meanwhile). */
+async function waitForPing(port: number, child: ChildProcess): Promise<boolean> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null || child.signalCode !== null) return false;
     const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     r.on('error', () => {}); // refused while the server starts: expected
     try {
       await r.connect();
-      if ((await r.ping()) === 'PONG') return;
+      if ((await r.ping()) === 'PONG') return true;
     } catch {
       // not up yet
     } finally {
@@ -50,14 +52,36 @@ async function waitForPing(port: number): Promise<void> {
   throw new Error(`redis on port ${port} did not start`);
 }
 
-export async function startOwnRedis(extraArgs: string[] = []): Promise<OwnRedis> {
-  const port = await freePort();
+/**
+ * A port is free when `freePort` says so, and may be taken before the server binds it (by any
+ * process's outgoing connection, in parallel test files): a server that exits at start is started
+ * again, on new ports where it may (`extraArgs` is asked again: a Cluster's bus port), on the same
+ * one for a restart.
+ */
+const START_ATTEMPTS = 5;
+
+export async function startOwnRedis(extraArgs: () => Promise<string[]> = async () => []): Promise<OwnRedis> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nudge-redis-'));
   let child: ChildProcess | null = null;
-  const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs], { stdio: 'ignore' });
-    await waitForPing(port);
+  let port = 0;
+  let extra: string[] = [];
+  const spawnOn = async () => {
+    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], { stdio: 'ignore' });
+    child = c;
+    return waitForPing(port, c);
   };
+  const start = async () => {
+    for (let attempt = 1; !(await spawnOn()); attempt++) {
+      if (attempt === START_ATTEMPTS) throw new Error(`redis on port ${port} exited at start ${attempt} times (port taken?)`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  };
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    extra = await extraArgs();
+    if (await spawnOn()) break;
+    if (attempt === START_ATTEMPTS) throw new Error(`redis exited at start ${attempt} times, on new ports each time`);
+  }
   const kill = async () => {
     const c = child;
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
@@ -65,7 +89,6 @@ export async function startOwnRedis(extraArgs: string[] = []): Promise<OwnRedis>
     c.kill('SIGKILL');
     await exited;
   };
-  await start();
   return {
     port, url: `redis://127.0.0.1:${port}`, kill, start,
     pause: () => { (child as ChildProcess | null)?.kill('SIGSTOP'); },
@@ -83,9 +106,8 @@ export async function startOwnCluster(masters = 3): Promise<{ url: string; stop(
   for (let i = 0; i < masters; i++) {
     // The cluster bus on a free port of its own: the default, the data port + 10000, may be taken
     // or beyond 65535.
-    const bus = await freePort();
-    nodes.push(await startOwnRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000',
-      '--cluster-port', String(bus)]));
+    nodes.push(await startOwnRedis(async () => ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000',
+      '--cluster-port', String(await freePort())]));
   }
   const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
     { encoding: 'utf8', timeout: 60_000 });
