@@ -75,7 +75,7 @@ function readLog(file: string): string {
 export async function startOwnPostgres(): Promise<OwnPostgres> {
   const bin = postgresBinaries();
   if (!bin) throw new Error('no PostgreSQL server binaries (set PG_BINDIR or put pg_config on PATH)');
-  const port = await freePort();
+  let port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nudge-pg-'));
   const data = path.join(dir, 'data');
   const log = path.join(dir, 'server.log');
@@ -109,7 +109,18 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
     if ('uid' in ids) chownSync(dir, ids.uid, ids.gid);
     const init = spawnSync(path.join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'root', '--no-sync', '-E', 'UTF8', '--locale=C'], { encoding: 'utf8', ...ids });
     if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.error?.message}`);
-    await start();
+    // The free port may be taken before the server binds it (by another process's outgoing
+    // connection, in parallel test files): started again on another.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await start();
+        break;
+      } catch (error) {
+        if (attempt === 5 || !/could not bind|Address already in use/i.test((error as Error).message)) throw error;
+        rmSync(log, { force: true });
+        port = await freePort();
+      }
+    }
   } catch (error) {
     await remove();
     throw error;
