@@ -411,18 +411,24 @@ describe('SIGTERM while Redis is down under a scan', () => {
 });
 
 describe('SIGTERM while Redis hangs', () => {
-  it('a Redis that keeps its connections open and answers nothing is found out by a PING: the process exits 0 within seconds, and the next daemon sends each email once', async () => {
+  it('a Redis that keeps its connections open and answers nothing is found out by a PING: a warning, /readyz 503, a line when it answers again; SIGTERM exits 0 within seconds, and the next daemon sends each email once', async () => {
     await dueNow(300);
     const daemon = startDaemon(env({ NUDGE_CONCURRENCY: '4' }));
     daemons = [daemon];
     await until('the first emails', () => world.smtp.received.length >= 30);
     const port = await daemon.port;
+    const said = (msg: string) => daemon.logs.filter((entry) => entry.msg === msg).length;
     redis.pause();
     try {
-      // The connections stay open: /readyz finds it out by a PING.
+      // The connections stay open: the process finds it out by a PING, and says so; so does /readyz.
+      await until('the warning', () => said('Redis does not answer a PING, its connection open: scans and jobs wait for it') === 1, 15_000);
       const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
       expect(ready.status).toBe(503);
       expect(await ready.json()).toMatchObject({ checks: { postgres: 'ok', redis: 'failing: Redis (PING) did not answer within 2000 ms' } });
+      redis.resume();
+      await until('Redis to answer again', () => said('Redis answers again') === 1, 15_000);
+      expect((daemon.logs.find((entry) => entry.msg === 'Redis answers again')!.waitedMs as number)).toBeGreaterThanOrEqual(5_000);
+      redis.pause();
       const stopping = Date.now();
       daemon.child.kill('SIGTERM');
       // Exit 1 after the grace period (20 s) when the stop waited for BullMQ's close.

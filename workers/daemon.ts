@@ -13,6 +13,7 @@ import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
 import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer, type ProcessState } from './http-server.ts';
 import { startScheduler } from './scheduler.ts';
+import { watchRedis } from './redis-watch.ts';
 import { watchSecret } from './secret-check.ts';
 
 export interface DaemonOptions {
@@ -77,6 +78,8 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   const running = { count: 0 };
   const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer(), running }) : null;
   const secretWatch = watchSecret(rt);
+  // A Redis that hangs keeps its connections open: nothing else would say so.
+  const redisWatch = watchRedis(rt, { everyMs: WATCH_EVERY_MS, pingWaitMs: WATCH_PING_WAIT_MS, log: true });
   state.starting = null;
   rt.logger.info({ port: http?.port ?? null, scheduler: options.scheduler, worker: options.worker }, 'nudge started');
 
@@ -96,10 +99,15 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   // still holds as active goes back to the queue when Redis is back (a job whose send is
   // recorded is then found decided).
   const idle = () => running.count === 0 && !scheduler?.scanning;
-  const redisGone = redisGoneWatch(rt);
+  redisWatch.stop();
+  const redisGone = watchRedis(rt, { everyMs: STOP_CHECK_MS, pingWaitMs: STOP_PING_WAIT_MS });
+  const gone = () => {
+    const ms = redisGone.goneFor();
+    return ms !== null && (idle() || ms >= REDIS_GONE_MS);
+  };
   const closed = await Promise.race([
     Promise.all([worker?.close(), scheduler?.close()]).then(() => true),
-    until(() => redisGone.for() !== null && (idle() || redisGone.for()! >= REDIS_GONE_MS), STOP_CHECK_MS).then(() => false),
+    until(gone, STOP_CHECK_MS).then(() => false),
   ]);
   redisGone.stop();
   if (!closed) {
@@ -162,53 +170,12 @@ const STOP_CHECK_MS = 200;
 /** How long Redis may stay gone under a stopping process that still runs something before it stops without Redis. */
 const REDIS_GONE_MS = 3_000;
 
-/** A PING not answered within this, while stopping, counts Redis as gone (a hung server keeps its connection open). */
-const PING_WAIT_MS = 2_000;
+/** While stopping, a PING not answered within this counts Redis as gone. */
+const STOP_PING_WAIT_MS = 2_000;
 
-/**
- * While a process stops: since when Redis is gone, its connection down or a PING not answered
- * within PING_WAIT_MS (a PING every STOP_CHECK_MS while none is outstanding).
- */
-function redisGoneWatch(rt: Runtime): { for(): number | null; why: string | null; stop(): void } {
-  let since: number | null = null;
-  let why: string | null = null;
-  let unanswered = false;
-  let pinging = false;
-  let stopped = false;
-  const ping = () => {
-    if (pinging || stopped || !rt.redisOpened || rt.redisDown) return;
-    pinging = true;
-    const hung = setTimeout(() => { unanswered = true; }, PING_WAIT_MS);
-    rt.redis.ping().then(() => { unanswered = false; }, () => {}).finally(() => {
-      clearTimeout(hung);
-      pinging = false;
-    });
-  };
-  const probe = setInterval(ping, STOP_CHECK_MS);
-  probe.unref();
-  ping();
-  return {
-    for() {
-      const down = rt.redisDown ? 'connection down' : unanswered ? `no answer to PING within ${PING_WAIT_MS} ms` : null;
-      if (down === null) {
-        since = null;
-        why = null;
-        return null;
-      }
-      // Counted from when it was seen gone: a PING unanswered has been for PING_WAIT_MS already.
-      since ??= Date.now() - (rt.redisDown ? 0 : PING_WAIT_MS);
-      why = down;
-      return Date.now() - since;
-    },
-    get why() {
-      return why;
-    },
-    stop() {
-      stopped = true;
-      clearInterval(probe);
-    },
-  };
-}
+/** While running, a PING every this, and a warning when one is not answered within WATCH_PING_WAIT_MS. */
+const WATCH_EVERY_MS = 5_000;
+const WATCH_PING_WAIT_MS = 5_000;
 
 const STOPPED = Symbol('stopped');
 

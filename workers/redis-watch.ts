@@ -1,0 +1,72 @@
+/**
+ * Whether Redis answers. A Redis that is down shows on its connection (refused, reconnecting: the
+ * runtime logs it); one that hangs (a frozen process or host, a network that drops packets
+ * without a reset) keeps its connections open, and every command waits for it without a word.
+ * A PING, sent while none is outstanding, tells: not answered within `pingWaitMs`, Redis counts
+ * as gone until it answers.
+ */
+import type { Runtime } from '../src/runtime.ts';
+
+export interface RedisWatch {
+  /** For how long Redis has been gone (its connection down, or a PING unanswered); null while it answers. */
+  goneFor(): number | null;
+  /** Why it counts as gone, as of the last `goneFor`. */
+  readonly why: string | null;
+  stop(): void;
+}
+
+export interface RedisWatchOptions {
+  everyMs: number;
+  pingWaitMs: number;
+  /** Log a warning when a PING goes unanswered, and a line when Redis answers again. */
+  log?: boolean;
+}
+
+export function watchRedis(rt: Runtime, options: RedisWatchOptions): RedisWatch {
+  const { everyMs, pingWaitMs } = options;
+  let since: number | null = null;
+  let why: string | null = null;
+  let unansweredSince: number | null = null;
+  let pinging = false;
+  let stopped = false;
+  const ping = () => {
+    if (pinging || stopped || !rt.redisOpened || rt.redisDown) return;
+    pinging = true;
+    const sent = Date.now();
+    const hung = setTimeout(() => {
+      unansweredSince = sent;
+      if (options.log) rt.logger.warn({ waitedMs: pingWaitMs }, 'Redis does not answer a PING, its connection open: scans and jobs wait for it');
+    }, pingWaitMs);
+    const settled = (answered: boolean) => {
+      clearTimeout(hung);
+      pinging = false;
+      if (answered && unansweredSince !== null && options.log && !stopped) rt.logger.info({ waitedMs: Date.now() - unansweredSince }, 'Redis answers again');
+      unansweredSince = null;
+    };
+    // A failed PING (the connection dropped meanwhile) is the connection's to report.
+    rt.redis.ping().then(() => settled(true), () => settled(false));
+  };
+  const probe = setInterval(ping, everyMs);
+  probe.unref();
+  ping();
+  return {
+    goneFor() {
+      const down = rt.redisDown ? 'connection down' : unansweredSince !== null ? `no answer to PING within ${pingWaitMs} ms` : null;
+      if (down === null) {
+        since = null;
+        why = null;
+        return null;
+      }
+      since ??= rt.redisDown ? Date.now() : unansweredSince;
+      why = down;
+      return Date.now() - since!;
+    },
+    get why() {
+      return why;
+    },
+    stop() {
+      stopped = true;
+      clearInterval(probe);
+    },
+  };
+}
