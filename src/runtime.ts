@@ -87,14 +87,16 @@ export class Runtime {
   redisWaitMs: number | null = null;
 
   private readonly repeats: RepeatLimitedLog;
-  /** Rejects once `disconnectRedis` is called: what `redisBound` waits for then fails. */
-  private readonly abandoned: Promise<never>;
-  private abandon!: (error: Error) => void;
+  /**
+   * The rejections of what `redisBound` waits for, failed by `disconnectRedis`. (Not a race with one
+   * long-lived promise: each race would leave it a reaction holding its answer, for months.)
+   */
+  private readonly redisWaits = new Set<(error: Error) => void>();
+  /** Set by `disconnectRedis`: what `redisBound` is given after it fails at once. */
+  private redisAbandoned: Error | null = null;
 
   constructor(readonly config: Readonly<Config>, readonly logger: Logger) {
     this.repeats = repeatLimited(logger);
-    this.abandoned = new Promise<never>((_, reject) => { this.abandon = reject; });
-    this.abandoned.catch(() => {});
   }
 
   /**
@@ -180,7 +182,9 @@ export class Runtime {
    */
   disconnectRedis(): void {
     this._redis?.disconnect();
-    this.abandon(new Error('the Redis connection was closed: the process stops without Redis'));
+    this.redisAbandoned = new Error('the Redis connection was closed: the process stops without Redis');
+    for (const fail of this.redisWaits) fail(this.redisAbandoned);
+    this.redisWaits.clear();
   }
 
   /** Whether the Redis connection has been opened (it is, on first use). */
@@ -204,7 +208,14 @@ export class Runtime {
    * `what`; a rejection too once `disconnectRedis` is called.
    */
   redisBound<T>(what: string, promise: Promise<T>): Promise<T> {
-    const answer = Promise.race([promise, this.abandoned]);
+    if (this.redisAbandoned) {
+      promise.catch(() => {});
+      return Promise.reject(this.redisAbandoned);
+    }
+    const answer = new Promise<T>((resolve, reject) => {
+      this.redisWaits.add(reject);
+      promise.then(resolve, reject).finally(() => this.redisWaits.delete(reject));
+    });
     return this.redisWaitMs === null ? answer : within(this.redisWaitMs, what, answer);
   }
 
