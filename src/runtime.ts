@@ -35,12 +35,12 @@ export class InvalidContentError extends Error {
 const REDIS_CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|EPIPE|Connection is closed|Stream isn't writeable|connect ETIMEDOUT|Failed to refresh slots cache|None of startup nodes is available/;
 
 /**
- * BullMQ's answer when a worker ends a job the queue no longer holds as the worker left it: Redis
- * emptied or restarted while the job ran (every job in flight then fails this way), or its lock
+ * BullMQ's answer when a worker ends (or renews the lock of) a job the queue no longer holds as the
+ * worker left it: Redis emptied or restarted while the job ran (every job in flight then fails this way), or its lock
  * lapsed and another worker took it. Nothing is lost: what the job did is in PostgreSQL, and a job
  * taken again (or enqueued again by a scan) finds its step decided.
  */
-const JOB_LOST = /^(?:Missing key for job|Missing lock for job|Lock mismatch for job|Job) (\S+)(?:\.| is not in the)/;
+const JOB_LOST = /^(?:Missing key for job|Missing lock for job|Lock mismatch for job|could not renew lock for job|Job) (\S+?)(?:\. | is not in the|$)/;
 const JOB_LOST_MSG = 'the queue no longer holds a job this worker ran (Redis emptied or restarted, or its lock lapsed and another worker took it); what the job did is recorded in PostgreSQL';
 
 /** Jobs per `addBulk` (one pipeline, not a transaction). */
@@ -88,11 +88,11 @@ export class Runtime {
 
   private readonly repeats: RepeatLimitedLog;
   /**
-   * The rejections of what `redisBound` waits for, failed by `disconnectRedis`. (Not a race with one
+   * The rejections of what `redisBound` waits for, failed by `abandonRedis`. (Not a race with one
    * long-lived promise: each race would leave it a reaction holding its answer, for months.)
    */
   private readonly redisWaits = new Set<(error: Error) => void>();
-  /** Set by `disconnectRedis`: what `redisBound` is given after it fails at once. */
+  /** Set by `abandonRedis`: what `redisBound` is given after it fails at once. */
   private redisAbandoned: Error | null = null;
 
   constructor(readonly config: Readonly<Config>, readonly logger: Logger) {
@@ -168,6 +168,7 @@ export class Runtime {
       // QUIT is a courtesy: a connection that does not answer it (a Redis gone, a Cluster node
       // reconnecting) is closed outright, so that the process can exit.
       this.closers.push(async () => {
+        if (this.redisAbandoned) return;
         if (redis.status !== 'ready') return redis.disconnect();
         await within(QUIT_WAIT_MS, 'Redis QUIT', redis.quit()).catch(() => redis.disconnect());
       });
@@ -176,13 +177,15 @@ export class Runtime {
   }
 
   /**
-   * Closes the Redis connection at once (no QUIT), and fails what `redisBound` waits for. The
-   * commands queued on a connection that is reconnecting are not failed by ioredis 5 (they would
-   * wait for ever: redis/ioredis#2169): `redisBound` does not wait for them.
+   * Gives Redis up, for a process that stops without it: what `redisBound` waits for fails at once
+   * (a scan's enqueue, a job's writes to its data), and `close` leaves the connection as it is, for
+   * the exit to end. Not closed: ioredis 5 leaves the commands queued on a connection that is
+   * reconnecting waiting for ever anyway (redis/ioredis#2169), and where it fails them (a Redis
+   * that hangs, its connection open) BullMQ's closing worker tries each again at once, for ever,
+   * in a loop that never lets the event loop run.
    */
-  disconnectRedis(): void {
-    this._redis?.disconnect();
-    this.redisAbandoned = new Error('the Redis connection was closed: the process stops without Redis');
+  abandonRedis(): void {
+    this.redisAbandoned = new Error('Redis was given up: the process stops without it');
     for (const fail of this.redisWaits) fail(this.redisAbandoned);
     this.redisWaits.clear();
   }
@@ -205,7 +208,7 @@ export class Runtime {
 
   /**
    * `promise`, a Redis command's answer: within `redisWaitMs` when it is set, or a rejection naming
-   * `what`; a rejection too once `disconnectRedis` is called.
+   * `what`; a rejection too once `abandonRedis` is called.
    */
   redisBound<T>(what: string, promise: Promise<T>): Promise<T> {
     if (this.redisAbandoned) {
@@ -226,7 +229,7 @@ export class Runtime {
       this._queue = queue;
       // Closing waits for a connection that never came up: not then (the connection is dropped).
       this.closers.unshift(async () => {
-        if (this._redis?.status === 'ready') await queue.close();
+        if (this._redis?.status === 'ready' && !this.redisAbandoned) await queue.close();
       });
     }
     return this._queue;

@@ -75,7 +75,7 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
     return;
   }
   const clock = options.clock ?? systemClock;
-  const running = { count: 0 };
+  const running: { count: number; refusing?: boolean } = { count: 0 };
   const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer(), running }) : null;
   const secretWatch = watchSecret(rt);
   // A Redis that hangs keeps its connections open: nothing else would say so.
@@ -113,10 +113,13 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   if (!closed) {
     rt.logger.warn({ jobsRunning: running.count, scanning: scheduler?.scanning ?? false, redis: redisGone.why },
       'Redis does not answer: stopping without waiting for it');
-    // Closing the connection fails what waits for Redis (a scan's enqueue, a job's last writes,
-    // a job fetch that must not start a send while the process closes); sends under way finish
-    // and are recorded (PostgreSQL and SMTP do not need Redis), within the grace period.
-    rt.disconnectRedis();
+    // No job or scan handed over from now on starts (one fetched as Redis comes back must not start
+    // a send while the process closes); what waits for Redis fails at once (a scan's enqueue, a
+    // job's last writes); sends under way finish and are recorded (PostgreSQL and SMTP do not
+    // need Redis), within the grace period. The Redis connection is left to the exit.
+    running.refusing = true;
+    scheduler?.refuse();
+    rt.abandonRedis();
     await until(idle, STOP_CHECK_MS);
   }
   await http?.close();

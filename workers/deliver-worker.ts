@@ -19,8 +19,12 @@ export interface DeliverWorkerOptions {
    * then, with the attempt's error; BullMQ emits no `failed` for it.
    */
   onHeld?: (job: Job<DeliverJob>, error: Error) => void;
-  /** Counts the jobs being delivered (their processor running), for a caller that must know when none is. */
-  running?: { count: number };
+  /**
+   * Counts the jobs being delivered (their processor running), for a caller that must know when
+   * none is. Once `refusing` (the process stops without Redis), a job the worker is handed is left
+   * as it is, nothing sent: its lock lapses and a worker takes it again.
+   */
+  running?: { count: number; refusing?: boolean };
 }
 
 export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): DeliverDeps {
@@ -82,6 +86,8 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
   };
   const running = options.running ?? { count: 0 };
   const worker = new Worker<DeliverJob, DeliverResult>(DELIVER_QUEUE, async (job, token) => {
+    // Not failed (that would take an attempt): BullMQ leaves a job that throws this where it is.
+    if (running.refusing) throw new DelayedError();
     running.count += 1;
     try {
       return await deliverOne(job, token);

@@ -3,7 +3,7 @@
  * processes run it; a Worker on that queue runs the pass. A PostgreSQL advisory lock inside
  * `runScan` keeps passes from overlapping if one runs longer than the interval.
  */
-import { Worker } from 'bullmq';
+import { DelayedError, Worker } from 'bullmq';
 import type { Clock } from '../src/clock.ts';
 import type { LiveContent } from '../src/content.ts';
 import { runScan, type ScanSummary } from '../src/scan.ts';
@@ -15,6 +15,8 @@ export const SCAN_SCHEDULER_ID = 'scan-every-interval';
 export interface Scheduler {
   /** Whether a scan pass is running in this process. */
   readonly scanning: boolean;
+  /** Starts no more scans (the process stops without Redis): a scan job handed over is left as it is. */
+  refuse(): void;
   close(): Promise<void>;
 }
 
@@ -32,7 +34,9 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
     upsert().catch((err) => rt.logger.warn({ err: (err as Error).message }, 'cannot upsert the scan scheduler; retrying next interval'));
   }, rt.config.scanEveryMs);
   let scanning = 0;
+  let refusing = false;
   const worker = new Worker<object, ScanSummary>(SCAN_QUEUE, async () => {
+    if (refusing) throw new DelayedError();
     scanning += 1;
     try {
       await content.refresh();
@@ -44,10 +48,17 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
     }
   }, { connection: rt.redis, prefix: queuePrefix(rt.config.queuePrefix, SCAN_QUEUE), concurrency: 1 });
   worker.on('error', rt.redisError('scan worker'));
-  worker.on('failed', (_job, err) => rt.logger.error({ err: err.message }, 'scan failed; the next interval tries again'));
+  worker.on('failed', (_job, err) => {
+    // Given up with Redis as the process stops: the next scan, in whichever process, enqueues it all.
+    if (refusing) rt.logger.info({ err: err.message }, 'scan cut short: the process stops without Redis');
+    else rt.logger.error({ err: err.message }, 'scan failed; the next interval tries again');
+  });
   return {
     get scanning() {
       return scanning > 0;
+    },
+    refuse() {
+      refusing = true;
     },
     async close() {
       clearInterval(keepAlive);
