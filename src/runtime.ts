@@ -76,7 +76,7 @@ export class Runtime {
   private _queue: Queue<DeliverJob> | null = null;
   private _readDb: Db | null = null;
   /** The Redis connection's last error since it was last ready. */
-  private redisError_: string | null = null;
+  private lastRedisError: string | null = null;
   /** No-op until `enablePrometheus` (the daemon) turns it on. */
   metrics: Metrics = noMetrics;
   /**
@@ -156,13 +156,13 @@ export class Runtime {
       const onError = this.redisError('connection');
       redis.on('error', (err) => {
         failing = true;
-        this.redisError_ = err.message;
+        this.lastRedisError = err.message;
         onError(err);
       });
       redis.on('ready', () => {
         if (failing) this.logger.info({ heldBack: this.repeats.reset() }, 'Redis connection back');
         failing = false;
-        this.redisError_ = null;
+        this.lastRedisError = null;
       });
       this._redis = redis;
       // QUIT is a courtesy: a connection that does not answer it (a Redis gone, a Cluster node
@@ -198,7 +198,7 @@ export class Runtime {
   /** Why the Redis connection is down, as /readyz says it: its state and its last error. Null while it is ready (or not opened). */
   get redisDownBecause(): string | null {
     if (!this.redisDown) return null;
-    return `connection ${this._redis!.status}${this.redisError_ ? `: ${this.redisError_}` : ''}`;
+    return `connection ${this._redis!.status}${this.lastRedisError ? `: ${this.lastRedisError}` : ''}`;
   }
 
   /** Whether the Redis connection, once opened, is not ready (down, reconnecting). */
@@ -207,10 +207,10 @@ export class Runtime {
   }
 
   /**
-   * `promise`, a Redis command's answer: within `redisWaitMs` when it is set, or a rejection naming
-   * `what`; a rejection too once `abandonRedis` is called.
+   * `promise`, a Redis command's answer: within `redisWaitMs` when it is set (and `timed` is not
+   * false), or a rejection naming `what`; a rejection too once `abandonRedis` is called.
    */
-  redisBound<T>(what: string, promise: Promise<T>): Promise<T> {
+  redisBound<T>(what: string, promise: Promise<T>, options: { timed?: boolean } = {}): Promise<T> {
     if (this.redisAbandoned) {
       promise.catch(() => {});
       return Promise.reject(this.redisAbandoned);
@@ -219,7 +219,7 @@ export class Runtime {
       this.redisWaits.add(reject);
       promise.then(resolve, reject).finally(() => this.redisWaits.delete(reject));
     });
-    return this.redisWaitMs === null ? answer : within(this.redisWaitMs, what, answer);
+    return this.redisWaitMs === null || options.timed === false ? answer : within(this.redisWaitMs, what, answer);
   }
 
   get queue(): Queue<DeliverJob> {

@@ -35,5 +35,11 @@ describe('redisBound', () => {
     const rt = runtime();
     rt.redisWaitMs = 50;
     await expect(rt.redisBound('Redis (counting jobs)', new Promise(() => {}))).rejects.toThrow('Redis (counting jobs) did not answer within 50 ms');
+    // Untimed, for a write that must not be called lost when it lands late: given up only with Redis.
+    const untimed = rt.redisBound('Redis (keeping a send in the job)', new Promise(() => {}), { timed: false });
+    const outcome = await Promise.race([untimed.then(() => 'answered', () => 'failed'), new Promise((r) => setTimeout(() => r('waiting'), 200))]);
+    expect(outcome).toBe('waiting');
+    rt.abandonRedis();
+    await expect(untimed).rejects.toThrow('stops without it');
   });
 });

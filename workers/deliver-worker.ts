@@ -64,7 +64,8 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       await options.content.refresh();
     }
     try {
-      return await deliver(deps, job.data, options.clock.now(), (data) => rt.redisBound('Redis (keeping a send in the job)', job.updateData(data)));
+      // Not timed (`work --drain`): a write that lands late is not a write lost.
+      return await deliver(deps, job.data, options.clock.now(), (data) => rt.redisBound('Redis (keeping a send in the job)', job.updateData(data), { timed: false }));
     } catch (error) {
       // `updateData` has put the sends it keeps in `job.data` too.
       if (job.attemptsMade + 1 < (job.opts.attempts ?? 1) || (job.data.unrecorded?.length ?? 0) === 0) throw error;
@@ -78,8 +79,8 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       // Moved only if this worker still holds the job's lock; then its data written again: a
       // write of the kept send that Redis refused earlier only logged (no worker takes the job
       // before the wait is over).
-      await rt.redisBound('Redis (delaying the job)', job.moveToDelayed(Date.now() + waitMs, token));
-      await rt.redisBound('Redis (keeping a send in the job)', job.updateData(job.data));
+      await rt.redisBound('Redis (delaying the job)', job.moveToDelayed(Date.now() + waitMs, token), { timed: false });
+      await rt.redisBound('Redis (keeping a send in the job)', job.updateData(job.data), { timed: false });
       options.onHeld?.(job, error as Error);
       throw new DelayedError();
     }

@@ -29,14 +29,19 @@ export function watchRedis(rt: Runtime, options: RedisWatchOptions): RedisWatch 
   let unansweredSince: number | null = null;
   let pinging = false;
   let stopped = false;
+  let hung: NodeJS.Timeout | undefined;
   const ping = () => {
     if (pinging || stopped || !rt.redisOpened || rt.redisDown) return;
     pinging = true;
     const sent = Date.now();
-    const hung = setTimeout(() => {
+    hung = setTimeout(() => {
+      // A connection that dropped meanwhile (ioredis sends the PING again once it is back) is the
+      // connection's to report.
+      if (stopped || rt.redisDown) return;
       unansweredSince = sent;
       if (options.log) rt.logger.warn({ waitedMs: pingWaitMs }, 'Redis does not answer a PING, its connection open: scans and jobs wait for it');
     }, pingWaitMs);
+    hung.unref();
     const settled = (answered: boolean) => {
       clearTimeout(hung);
       pinging = false;
@@ -67,6 +72,7 @@ export function watchRedis(rt: Runtime, options: RedisWatchOptions): RedisWatch 
     stop() {
       stopped = true;
       clearInterval(probe);
+      clearTimeout(hung);
     },
   };
 }
