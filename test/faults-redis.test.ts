@@ -412,7 +412,7 @@ describe('SIGTERM while Redis is down under a scan', () => {
     const stopping = Date.now();
     daemon.child.kill('SIGTERM');
     // Exit 1 after the grace period (20 s) when the stop waited for the scan, which waited for Redis.
-    expect(await daemon.exited).toBe(0);
+    expect(await exitWithin(daemon, 30_000)).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(15_000);
     expect(daemon.logs.find((entry) => entry.msg === 'Redis does not answer: stopping without waiting for it'))
       .toMatchObject({ scanning: true, redis: 'connection down' });
@@ -484,7 +484,7 @@ describe('Redis down when the daemon starts', () => {
     await until('the other process to wait for Redis too', () => other.logs.some((entry) => entry.msg === 'Redis connection error; reconnecting'));
     const stopping = Date.now();
     other.child.kill('SIGTERM');
-    expect(await other.exited).toBe(0);
+    expect(await exitWithin(other, 30_000)).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(5_000);
     expect(other.logs.map((entry) => entry.msg)).toContain('stopped while waiting for Redis');
     daemons = [daemon];

@@ -43,7 +43,7 @@ export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): 
 /** Longest wait between two checks for jobs whose worker died. */
 const STALLED_CHECK_MS = 5_000;
 
-/** Times a job's worker may die (or lose its lock) while holding it before BullMQ fails the job. */
+/** Times a job's worker may die (or lose its lock, or refuse it as it stops without Redis) while holding it before BullMQ fails the job. */
 const MAX_STALLS = 10;
 
 /**
@@ -92,6 +92,12 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     running.count += 1;
     try {
       return await deliverOne(job, token);
+    } catch (error) {
+      // Given up with Redis meanwhile: the job is left as it is, not failed (its move to failed
+      // would run if Redis came back before the exit, taking an attempt, or the job and what it
+      // keeps with it).
+      if (running.refusing) throw new DelayedError();
+      throw error;
     } finally {
       running.count -= 1;
     }

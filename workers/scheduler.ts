@@ -43,16 +43,17 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
       const summary = await runScan(rt.scanDeps(content.journey), clock.now(), { waitForLock: false });
       rt.logger.info(summary, summary.skipped ? 'scan skipped: another pass is running' : 'scan done');
       return summary;
+    } catch (error) {
+      if (!refusing) throw error;
+      // Given up with Redis as the process stops: the next scan, in whichever process, enqueues it all.
+      rt.logger.info({ err: (error as Error).message }, 'scan cut short: the process stops without Redis');
+      throw new DelayedError();
     } finally {
       scanning -= 1;
     }
   }, { connection: rt.redis, prefix: queuePrefix(rt.config.queuePrefix, SCAN_QUEUE), concurrency: 1 });
   worker.on('error', rt.redisError('scan worker'));
-  worker.on('failed', (_job, err) => {
-    // Given up with Redis as the process stops: the next scan, in whichever process, enqueues it all.
-    if (refusing) rt.logger.info({ err: err.message }, 'scan cut short: the process stops without Redis');
-    else rt.logger.error({ err: err.message }, 'scan failed; the next interval tries again');
-  });
+  worker.on('failed', (_job, err) => rt.logger.error({ err: err.message }, 'scan failed; the next interval tries again'));
   return {
     get scanning() {
       return scanning > 0;
