@@ -190,6 +190,11 @@ export class Runtime {
     this.redisWaits.clear();
   }
 
+  /** Whether `abandonRedis` was called: the workers then start no job or scan they are handed. */
+  get redisGivenUp(): boolean {
+    return this.redisAbandoned !== null;
+  }
+
   /** Whether the Redis connection has been opened (it is, on first use). */
   get redisOpened(): boolean {
     return this._redis !== null;

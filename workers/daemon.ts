@@ -75,7 +75,7 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
     return;
   }
   const clock = options.clock ?? systemClock;
-  const running: { count: number; refusing?: boolean } = { count: 0 };
+  const running = { count: 0 };
   const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer(), running }) : null;
   const secretWatch = watchSecret(rt);
   // A Redis that hangs keeps its connections open: nothing else would say so.
@@ -117,8 +117,6 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
     // a send while the process closes); what waits for Redis fails at once (a scan's enqueue, a
     // job's last writes); sends under way finish and are recorded (PostgreSQL and SMTP do not
     // need Redis), within the grace period. The Redis connection is left to the exit.
-    running.refusing = true;
-    scheduler?.refuse();
     rt.abandonRedis();
     await until(idle, STOP_CHECK_MS);
   }

@@ -19,12 +19,8 @@ export interface DeliverWorkerOptions {
    * then, with the attempt's error; BullMQ emits no `failed` for it.
    */
   onHeld?: (job: Job<DeliverJob>, error: Error) => void;
-  /**
-   * Counts the jobs being delivered (their processor running), for a caller that must know when
-   * none is. Once `refusing` (the process stops without Redis), a job the worker is handed is left
-   * as it is, nothing sent: its lock lapses and a worker takes it again.
-   */
-  running?: { count: number; refusing?: boolean };
+  /** Counts the jobs being delivered (their processor running), for a caller that must know when none is. */
+  running?: { count: number };
 }
 
 export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): DeliverDeps {
@@ -87,8 +83,10 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
   };
   const running = options.running ?? { count: 0 };
   const worker = new Worker<DeliverJob, DeliverResult>(DELIVER_QUEUE, async (job, token) => {
-    // Not failed (that would take an attempt): BullMQ leaves a job that throws this where it is.
-    if (running.refusing) throw new DelayedError();
+    // Redis given up (the process stops without it): a job handed over is left as it is, nothing
+    // sent, its lock left to lapse for a worker to take it again. Not failed (that would take an
+    // attempt): BullMQ leaves a job that throws this where it is.
+    if (rt.redisGivenUp) throw new DelayedError();
     running.count += 1;
     try {
       return await deliverOne(job, token);
@@ -96,7 +94,7 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       // Given up with Redis meanwhile: the job is left as it is, not failed (its move to failed
       // would run if Redis came back before the exit, taking an attempt, or the job and what it
       // keeps with it).
-      if (running.refusing) throw new DelayedError();
+      if (rt.redisGivenUp) throw new DelayedError();
       throw error;
     } finally {
       running.count -= 1;

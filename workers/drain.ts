@@ -34,7 +34,7 @@ export async function drain(rt: Runtime, options: { clock: Clock; content: LiveC
     totals.retrying += 1;
     if (!(err instanceof DeferredError)) totals.infrastructureErrors += 1;
   };
-  const running: { count: number; refusing?: boolean } = { count: 0 };
+  const running = { count: 0 };
   const worker = startDeliverWorker(rt, { ...options, onHeld: (_job, err) => failed(err), running });
   worker.on('completed', (_job, r: DeliverResult) => {
     totals.jobs += 1;
@@ -60,7 +60,6 @@ export async function drain(rt: Runtime, options: { clock: Clock; content: LiveC
     // goes without waiting for Redis.
     // No job handed over from now on starts (Redis back meanwhile), and a job's writes to its data
     // fail at once rather than hold the exit.
-    running.refusing = true;
     rt.abandonRedis();
     const end = Date.now() + CLOSE_WITHOUT_REDIS_MS;
     while (running.count > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
@@ -74,7 +73,6 @@ export async function drain(rt: Runtime, options: { clock: Clock; content: LiveC
     // Not disconnected: a connection closed under a worker whose close is under way has it try its
     // failed commands again at once, for ever (src/runtime.ts, `abandonRedis`). Left to the exit.
     rt.logger.warn({ err: err.message }, 'the delivery worker did not close; leaving Redis to the exit');
-    running.refusing = true;
     rt.abandonRedis();
   });
   return totals;

@@ -15,8 +15,6 @@ export const SCAN_SCHEDULER_ID = 'scan-every-interval';
 export interface Scheduler {
   /** Whether a scan pass is running in this process. */
   readonly scanning: boolean;
-  /** Starts no more scans (the process stops without Redis): a scan job handed over is left as it is. */
-  refuse(): void;
   close(): Promise<void>;
 }
 
@@ -34,9 +32,9 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
     upsert().catch((err) => rt.logger.warn({ err: (err as Error).message }, 'cannot upsert the scan scheduler; retrying next interval'));
   }, rt.config.scanEveryMs);
   let scanning = 0;
-  let refusing = false;
   const worker = new Worker<object, ScanSummary>(SCAN_QUEUE, async () => {
-    if (refusing) throw new DelayedError();
+    // Redis given up (the process stops without it): a scan job handed over is left as it is.
+    if (rt.redisGivenUp) throw new DelayedError();
     scanning += 1;
     try {
       await content.refresh();
@@ -44,7 +42,7 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
       rt.logger.info(summary, summary.skipped ? 'scan skipped: another pass is running' : 'scan done');
       return summary;
     } catch (error) {
-      if (!refusing) throw error;
+      if (!rt.redisGivenUp) throw error;
       // Given up with Redis as the process stops: the next scan, in whichever process, enqueues it all.
       rt.logger.info({ err: (error as Error).message }, 'scan cut short: the process stops without Redis');
       throw new DelayedError();
@@ -57,9 +55,6 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
   return {
     get scanning() {
       return scanning > 0;
-    },
-    refuse() {
-      refusing = true;
     },
     async close() {
       clearInterval(keepAlive);
