@@ -92,6 +92,28 @@ async function exitWithin(daemon: Daemon, ms: number): Promise<number | null | s
   return code;
 }
 
+/**
+ * SIGTERM to a daemon whose Redis is gone: it exits 0 within 15 s, not 1 after its grace period
+ * (the stop waited for Redis), nor never (BullMQ retrying its commands in a loop). Returns its
+ * line saying it stops without Redis.
+ */
+async function stopWithoutRedis(daemon: Daemon): Promise<Record<string, unknown>> {
+  const stopping = Date.now();
+  daemon.child.kill('SIGTERM');
+  expect(await exitWithin(daemon, 30_000)).toBe(0);
+  expect(Date.now() - stopping).toBeLessThan(15_000);
+  const said = daemon.logs.find((entry) => entry.msg === 'Redis does not answer: stopping without waiting for it');
+  expect(said).toBeDefined();
+  return said!;
+}
+
+/** Every email that arrived is recorded as sent: nothing was cut off in the middle. */
+async function expectArrivedRecordedSent(): Promise<void> {
+  const rows = await deliveries(world.database.db);
+  expect(rows.filter((r) => r.status === 'sent')).toHaveLength(world.smtp.received.length);
+  expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+}
+
 function logsMentionNobody(): void {
   const text = JSON.stringify(daemons.flatMap((d) => d.logs));
   expect(text).not.toMatch(/@customer\.test/);
@@ -369,17 +391,9 @@ describe('SIGTERM while Redis is down mid-batch', () => {
     daemons = [daemon];
     await until('the first emails', () => world.smtp.received.length >= 30);
     await redis.kill();
-    const stopping = Date.now();
-    daemon.child.kill('SIGTERM');
-    expect(await exitWithin(daemon, 30_000)).toBe(0);
-    expect(Date.now() - stopping).toBeLessThan(15_000);
-    expect(daemon.logs.map((entry) => entry.msg)).toContain('Redis does not answer: stopping without waiting for it');
-    // Every email that arrived is recorded as sent: nothing was cut off in the middle.
-    const arrived = world.smtp.received.length;
-    expect(arrived).toBeLessThan(300);
-    const rows = await deliveries(world.database.db);
-    expect(rows.filter((r) => r.status === 'sent')).toHaveLength(arrived);
-    expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+    await stopWithoutRedis(daemon);
+    expect(world.smtp.received.length).toBeLessThan(300);
+    await expectArrivedRecordedSent();
     await redis.start();
     daemons = [startDaemon(env())];
     await expectEachSentOnce(300);
@@ -409,16 +423,9 @@ describe('SIGTERM while Redis is down under a scan', () => {
       expect(tries).toBeLessThan(20);
     }
     await redis.kill();
-    const stopping = Date.now();
-    daemon.child.kill('SIGTERM');
-    // Exit 1 after the grace period (20 s) when the stop waited for the scan, which waited for Redis.
-    expect(await exitWithin(daemon, 30_000)).toBe(0);
-    expect(Date.now() - stopping).toBeLessThan(15_000);
-    expect(daemon.logs.find((entry) => entry.msg === 'Redis does not answer: stopping without waiting for it'))
-      .toMatchObject({ scanning: true, redis: 'connection down' });
-    const rows = await deliveries(world.database.db);
-    expect(rows.filter((r) => r.status === 'sent')).toHaveLength(world.smtp.received.length);
-    expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+    // The old code exited 1 after the grace period: the stop waited for the scan, which waited for Redis.
+    expect(await stopWithoutRedis(daemon)).toMatchObject({ scanning: true, redis: 'connection down' });
+    await expectArrivedRecordedSent();
     await redis.start();
     daemons = [daemon, startDaemon(env({ NUDGE_CONCURRENCY: '8' }))];
     await expectEachSentOnce(1500);
@@ -446,20 +453,13 @@ describe('SIGTERM while Redis hangs', () => {
       await until('Redis to answer again', () => said('Redis answers again') === 1, 15_000);
       expect((daemon.logs.find((entry) => entry.msg === 'Redis answers again')!.waitedMs as number)).toBeGreaterThanOrEqual(5_000);
       redis.pause();
-      const stopping = Date.now();
-      daemon.child.kill('SIGTERM');
-      // Exit 1 after the grace period (20 s) when the stop waited for BullMQ's close; no exit at
-      // all when BullMQ retried its commands in a loop (the connection closed under it).
-      expect(await exitWithin(daemon, 30_000)).toBe(0);
-      expect(Date.now() - stopping).toBeLessThan(15_000);
-      expect(daemon.logs.find((entry) => entry.msg === 'Redis does not answer: stopping without waiting for it'))
-        .toMatchObject({ redis: 'no answer to PING within 2000 ms' });
+      // The old code exited 1 after the grace period (the stop waited for BullMQ's close), or not
+      // at all (BullMQ retried its commands in a loop, the connection closed under it).
+      expect(await stopWithoutRedis(daemon)).toMatchObject({ redis: 'no answer to PING within 2000 ms' });
     } finally {
       redis.resume();
     }
-    const rows = await deliveries(world.database.db);
-    expect(rows.filter((r) => r.status === 'sent')).toHaveLength(world.smtp.received.length);
-    expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+    await expectArrivedRecordedSent();
     daemons = [daemon, startDaemon(env())];
     await expectEachSentOnce(300);
     await stopAll();
