@@ -215,6 +215,19 @@ describe('started by npm (npx nudge start, npm run)', () => {
   }, 60_000);
 });
 
+describe('a SIGTERM while the process loads', () => {
+  it('exits 0, saying it stopped before starting, rather than dying of the signal', async () => {
+    // Loading takes a second or so: 200 ms in, the sources are still being loaded.
+    const daemon = startDaemon(world.env);
+    daemons.push(daemon);
+    await new Promise((r) => setTimeout(r, 200));
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    expect(daemon.child.signalCode).toBeNull();
+    expect(daemon.logs.map((l) => l.msg)).toContain('nudge: stopped before starting (SIGTERM)');
+  });
+});
+
 const BOARD_TOKEN = 'board-token-0123456789';
 
 /** A daemon serving only HTTP, its dashboard behind BOARD_TOKEN; its base URL. */
