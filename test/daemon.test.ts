@@ -3,6 +3,7 @@
  * a scan every second; health, readiness, unsubscribe, and a clean stop on SIGTERM.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -217,10 +218,14 @@ describe('started by npm (npx nudge start, npm run)', () => {
 
 describe('a SIGTERM while the process loads', () => {
   it('exits 0, saying it stopped before starting, rather than dying of the signal', async () => {
-    // Loading takes a second or so: 200 ms in, the sources are still being loaded.
     const daemon = startDaemon(world.env);
     daemons.push(daemon);
-    await new Promise((r) => setTimeout(r, 200));
+    // Once it catches SIGTERM (the kernel says so): the sources take a second or so to load after that.
+    const catchesSigterm = () => {
+      const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8'))![1]!;
+      return (BigInt(`0x${caught}`) & (1n << 14n)) !== 0n;
+    };
+    await until('the process to catch SIGTERM', catchesSigterm, 10_000);
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
     expect(daemon.child.signalCode).toBeNull();
