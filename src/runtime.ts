@@ -10,7 +10,9 @@ import { listStages } from './db/opportunities.ts';
 import { createMailer, type Mailer } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
 import { repeatLimited, type RepeatLimitedLog } from './log-repeats.ts';
-import { deliverJobOptions, deliverQueue, redisConnection, type DeliverJob, type RedisConnection } from './queue/queues.ts';
+import {
+  DELIVER_QUEUE, deliverJobOptions, deliverQueue, queuePrefix, redisConnection, SCAN_QUEUE, type DeliverJob, type RedisConnection,
+} from './queue/queues.ts';
 import { noMetrics, prometheusMetrics, type Metrics, type PrometheusMetrics } from './metrics.ts';
 import type { ScanDeps } from './scan.ts';
 import { PAGES_AHEAD, SCAN_CHAINS } from './scan-pages.ts';
@@ -204,6 +206,22 @@ export class Runtime {
   get redisDownBecause(): string | null {
     if (!this.redisDown) return null;
     return `connection ${this._redis!.status}${this.lastRedisError ? `: ${this.lastRedisError}` : ''}`;
+  }
+
+  /**
+   * Whether Redis answers where the queues live: a PING, or on a Redis Cluster a keyed read in
+   * each queue's slot (its keys are hash-tagged to one slot), which goes to the master serving it.
+   * A Cluster's PING goes to a node picked at random, and its connection stays ready while one
+   * master is gone or hangs: a PING could miss the one that matters, or blame one that does not.
+   */
+  async pingRedis(): Promise<void> {
+    const redis = this.redis;
+    if (!this.config.redisCluster) {
+      const answer = await redis.ping();
+      if (answer !== 'PONG') throw new Error(`Redis answered a PING with ${answer}`);
+      return;
+    }
+    await Promise.all([DELIVER_QUEUE, SCAN_QUEUE].map((q) => redis.exists(`${queuePrefix(this.config.queuePrefix, q)}:probe`)));
   }
 
   /** Whether the Redis connection, once opened, is not ready (down, reconnecting). */

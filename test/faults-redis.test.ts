@@ -16,7 +16,13 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { runNudge } from './helpers/cli.ts';
 import { closingInThreeDays, DUE_NOW_JOURNEY, startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries } from './helpers/fixtures.ts';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../src/config.ts';
+import { silentLogger } from '../src/logger.ts';
+import { DELIVER_QUEUE, queuePrefix, SCAN_QUEUE } from '../src/queue/queues.ts';
+import { Runtime } from '../src/runtime.ts';
 import { SCAN_LOCK } from '../src/scan.ts';
+import { within } from '../src/settle.ts';
 import { freePort, startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
@@ -341,6 +347,43 @@ describe('a Redis Cluster of three masters', () => {
       expect(work.summary).toMatchObject({ sent: 50 });
       expect(new Set(world.smtp.received.map((m) => m.envelopeTo[0])).size).toBe(50);
     } finally {
+      await cluster.stop();
+    }
+  }, 120_000);
+
+  it('the probe asks the masters of the queues\' slots: one of them frozen is found out, another master frozen is not', async () => {
+    const cluster = await startOwnCluster(3);
+    const rt = new Runtime(loadConfig({ ...world.env, REDIS_URL: cluster.url, NUDGE_REDIS_CLUSTER: 'true' }), silentLogger);
+    const admin = new Redis(cluster.nodes[0]!.port, '127.0.0.1');
+    try {
+      // Which node serves each queue's slot (its keys are hash-tagged to one), as the Cluster says.
+      const slots = await admin.cluster('SLOTS');
+      const servedBy = async (key: string) => {
+        const slot = await admin.cluster('KEYSLOT', key) as number;
+        return slots.find(([from, to]) => slot >= from && slot <= to)![2]![1];
+      };
+      const queuePorts = new Set([await servedBy(queuePrefix(world.prefix, DELIVER_QUEUE)), await servedBy(queuePrefix(world.prefix, SCAN_QUEUE))]);
+      const deliverNode = cluster.nodes.find((n) => n.port === [...queuePorts][0])!;
+      const otherNode = cluster.nodes.find((n) => !queuePorts.has(n.port))!;
+      await rt.pingRedis(); // connected, every node known
+      const probes = async () => {
+        const answered: boolean[] = [];
+        for (let i = 0; i < 6; i++) answered.push(await within(500, 'probe', rt.pingRedis()).then(() => true, () => false));
+        return answered;
+      };
+      // A master the queues do not use: a PING to a node picked at random would hang one time in three.
+      otherNode.pause();
+      expect(await probes()).toEqual([true, true, true, true, true, true]);
+      otherNode.resume();
+      // The master of the deliver queue's slot: a PING to a random node would answer two times in three.
+      deliverNode.pause();
+      expect(await probes()).toEqual([false, false, false, false, false, false]);
+      deliverNode.resume();
+      await within(5_000, 'probe after resume', rt.pingRedis());
+    } finally {
+      for (const n of cluster.nodes) n.resume();
+      admin.disconnect();
+      await rt.close();
       await cluster.stop();
     }
   }, 120_000);

@@ -102,13 +102,12 @@ async function readiness(rt: Runtime): Promise<Record<string, string>> {
     }
   };
   // A connection known to be down (refused, reconnecting) is said so, with why, at once; one that
-  // is up must answer a PING (a Redis that hangs keeps its connections open).
+  // is up must answer a PING (a Redis that hangs keeps its connections open); on a Cluster, the
+  // masters of the queues' slots must answer (`pingRedis`).
   const redisDown = rt.redisDownBecause;
   const [postgres, redis] = await Promise.all([
     check('PostgreSQL (select 1)', () => sql`select 1`.execute(rt.db)),
-    redisDown ? `failing: ${redisDown}` : check('Redis (PING)', async () => {
-      if ((await rt.redis.ping()) !== 'PONG') throw new Error('no PONG');
-    }),
+    redisDown ? `failing: ${redisDown}` : check(rt.config.redisCluster ? 'Redis (the queues\' slots)' : 'Redis (PING)', () => rt.pingRedis()),
   ]);
   return { postgres, redis };
 }

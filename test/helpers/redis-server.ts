@@ -101,7 +101,7 @@ export async function startOwnRedis(extraArgs: () => Promise<string[]> = async (
 }
 
 /** A Redis Cluster of `masters` nodes (no replicas), each on its own port. */
-export async function startOwnCluster(masters = 3): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startOwnCluster(masters = 3): Promise<{ url: string; nodes: OwnRedis[]; stop(): Promise<void> }> {
   const nodes: OwnRedis[] = [];
   for (let i = 0; i < masters; i++) {
     // The cluster bus on a free port of its own: the default, the data port + 10000, may be taken
@@ -129,5 +129,5 @@ export async function startOwnCluster(masters = 3): Promise<{ url: string; stop(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { url: nodes[0]!.url, stop: async () => { for (const n of nodes) await n.stop(); } };
+  return { url: nodes[0]!.url, nodes, stop: async () => { for (const n of nodes) await n.stop(); } };
 }
