@@ -30,6 +30,8 @@ export interface SmtpSink {
   stall(on: boolean): void;
   /** RCPT TO commands held unanswered right now. */
   stalled(): number;
+  /** Answer each message's final dot only after this many milliseconds (0: at once). */
+  slow(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -39,6 +41,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
   let rule: Parameters<SmtpSink['refuse']>[0] = null;
   let drop = false;
   let stalling = false;
+  let answerAfterMs = 0;
   const held: (() => void)[] = [];
   const onRcptTo: NonNullable<SMTPServerOptions['onRcptTo']> = (address, session, callback) => {
     if (stalling) {
@@ -64,7 +67,11 @@ export async function startSmtpSink(): Promise<SmtpSink> {
         const raw = Buffer.concat(chunks).toString('utf8');
         simpleParser(raw).then((parsed) => {
           received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), raw, parsed });
-          if (!drop) return callback();
+          if (!drop) {
+            if (answerAfterMs > 0) setTimeout(() => callback(), answerAfterMs);
+            else callback();
+            return;
+          }
           // smtp-server keeps its connections in a Set; the session id names the one to cut.
           const connections = (server as unknown as { connections: Set<{ id: string; _socket: { destroy(): void } }> }).connections;
           for (const c of connections) if (c.id === session.id) c._socket.destroy();
@@ -92,6 +99,9 @@ export async function startSmtpSink(): Promise<SmtpSink> {
       if (!on) for (const answer of held.splice(0)) answer();
     },
     stalled: () => held.length,
+    slow(ms) {
+      answerAfterMs = ms;
+    },
     close: () => {
       stalling = false;
       for (const answer of held.splice(0)) answer();
