@@ -6,10 +6,14 @@
  * are cut, and the SMTP server refuses everything with 421 for a while, or drops the connection
  * after the final dot before it answers. Then the faults stop and the batch is let finish.
  *
+ * Meanwhile the CRM edits a few emails a second away: a closing date moved, an opportunity lost,
+ * a contact unsubscribed.
+ *
  * What must hold, counted from the SMTP server and `deliveries`: no recipient gets two emails;
- * each due email has exactly one row, `sent` or `unknown`; each `sent` one arrived; nothing arrived
- * without a row; `unknown` only where a fault left the outcome open; every process stops with exit
- * code 0 at the end; the logs name no recipient and no opportunity title.
+ * an email edited away arrived, if at all, before the edit committed; each other email has exactly
+ * one row, `sent` or `unknown`; each `sent` one arrived; nothing arrived without a row; `unknown`
+ * only where a fault left the outcome open; every process stops with exit code 0 at the end; the
+ * logs name no recipient and no opportunity title.
  *
  *   CHAOS_SECONDS=120   how long faults are made (default 90)
  *   CHAOS_EMAILS=4000   the batch (default 3000)
@@ -93,6 +97,39 @@ async function cutPostgres(): Promise<number> {
   }
 }
 
+/** How late after a CRM edit's commit came back an email it stopped may still arrive here. */
+const EDIT_SLACK_MS = 100;
+
+/**
+ * CRM edits while the faults are made, a few a second, each to an email not yet edited: its
+ * closing date moved two months on, its opportunity lost, or its contact unsubscribed. Returns
+ * when each edit's commit came back, by recipient, and the edits cut off with their connection
+ * (committed or not).
+ */
+async function editCrm(going: () => boolean): Promise<{ edits: Map<string, { kind: string; committedAt: number }>; uncertain: Set<string> }> {
+  const db = world.database.db;
+  const crm = random(SEED + 1);
+  const edits = new Map<string, { kind: string; committedAt: number }>();
+  const uncertain = new Set<string>();
+  const { rows: opportunities } = await sql<{ id: number; contactId: number; email: string }>`
+    select o.id, c.id as "contactId", c.email from opportunities o join contacts c on c.id = o.primary_contact_id`.execute(db);
+  while (going()) {
+    await sleep(100 + crm() * 400);
+    const o = opportunities[Math.floor(crm() * opportunities.length)]!;
+    if (edits.has(o.email) || uncertain.has(o.email)) continue;
+    const kind = (['moved', 'lost', 'unsubscribed'] as const)[Math.floor(crm() * 3)]!;
+    try {
+      if (kind === 'moved') await sql`update opportunities set closing_date = closing_date + 60 where id = ${o.id}`.execute(db);
+      else if (kind === 'lost') await sql`update opportunities set stage = 'lost' where id = ${o.id}`.execute(db);
+      else await sql`update contacts set unsubscribed_at = now() where id = ${o.contactId}`.execute(db);
+      edits.set(o.email, { kind, committedAt: Date.now() });
+    } catch {
+      uncertain.add(o.email); // its connection cut (a fault): committed or not, not known
+    }
+  }
+  return { edits, uncertain };
+}
+
 it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recorded once`, async () => {
   const rand = random(SEED);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
@@ -168,18 +205,24 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
   };
   const names = Object.keys(faults);
   const end = Date.now() + SECONDS * 1000;
+  let editing = true;
+  const editor = editCrm(() => editing);
   while (Date.now() < end) {
     await sleep(500 + rand() * 2500);
     const name = pick(names);
     made[name] = (made[name] ?? 0) + 1;
     await faults[name]!();
   }
-  console.log(`chaos: faults made ${JSON.stringify(made)}; ${world.smtp.received.length} emails arrived so far`);
+  editing = false;
+  const { edits, uncertain } = await editor;
+  console.log(`chaos: faults made ${JSON.stringify(made)}; ${edits.size} CRM edits (${uncertain.size} cut off); ${world.smtp.received.length} emails arrived so far`);
 
-  // Let the batch finish: every opportunity decided (a row per email), then a few more scans.
+  // Let the batch finish: every email not edited away decided (a row each), then a few more scans.
+  const edited = [...edits.keys(), ...uncertain];
   await until('a row for every email', async () => {
-    const { rows } = await sql<{ n: string }>`select count(*) as n from deliveries where status in ('sent', 'unknown', 'failed')`.execute(world.database.db);
-    return Number(rows[0]!.n) >= EMAILS;
+    const { rows } = await sql<{ n: string }>`select count(*) as n from deliveries
+      where status in ('sent', 'unknown', 'failed') and recipient <> all(${edited}::text[])`.execute(world.database.db);
+    return Number(rows[0]!.n) >= EMAILS - edited.length;
   }, 240_000);
   await sleep(3_000);
   for (const s of slots) s.process.child.kill('SIGTERM');
@@ -199,10 +242,22 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
   console.log(`chaos: ${world.smtp.received.length} arrivals for ${arrived.size} recipients; rows ${JSON.stringify(byStatus)} `
     + `(unknown and arrived: ${unknownArrived}); sends faults may have left open: ${openOutcomes}; processes run: ${slots.reduce((n, s) => n + s.all.length, 0)}`);
 
+  // An email the CRM edited away (moved, lost, unsubscribed) goes only if it arrived before the
+  // edit committed: the send holds the rows it was decided on until its claim commits, with the
+  // final dot. A little slack: the dot and the edit's answer race to this process.
+  const lateForEdit = world.smtp.received.filter((m) => {
+    const edit = edits.get(m.envelopeTo[0]!);
+    return edit && m.at > edit.committedAt + EDIT_SLACK_MS;
+  }).map((m) => ({ to: m.envelopeTo[0], ...edits.get(m.envelopeTo[0]!), arrivedAt: m.at }));
+  const sentBeforeEdit = [...edits.keys()].filter((a) => arrived.has(a)).length;
+  console.log(`chaos: of ${edits.size} emails edited away, ${sentBeforeEdit} had gone before the edit`);
+  const unedited = rows.filter((r) => !edits.has(r.recipient) && !uncertain.has(r.recipient));
+
   expect(twice, 'recipients who got two emails').toEqual([]);
   expect([...rowsPer].filter(([, n]) => n > 1), 'recipients with two rows').toEqual([]);
-  expect(rows.filter((r) => r.status !== 'sent' && r.status !== 'unknown'), 'rows neither sent nor unknown').toEqual([]);
-  expect(rows).toHaveLength(EMAILS);
+  expect(lateForEdit, 'emails that arrived after the CRM edit that should have stopped them').toEqual([]);
+  expect(unedited.filter((r) => r.status !== 'sent' && r.status !== 'unknown'), 'rows neither sent nor unknown').toEqual([]);
+  expect(unedited).toHaveLength(EMAILS - edited.length);
   expect(sentNotArrived.map((r) => r.recipient), 'recorded sent, never arrived').toEqual([]);
   expect(arrivedNoRow, 'arrived with no row').toEqual([]);
   expect(byStatus.unknown ?? 0, 'unknown outcomes beyond the faults that leave one open').toBeLessThanOrEqual(openOutcomes);

@@ -9,6 +9,8 @@ import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 
 export interface ReceivedEmail {
   envelopeTo: string[];
+  /** When the message's final dot came in (Date.now()), before it was parsed. */
+  at: number;
   raw: string;
   parsed: ParsedMail;
 }
@@ -64,9 +66,10 @@ export async function startSmtpSink(): Promise<SmtpSink> {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
+        const at = Date.now();
         const raw = Buffer.concat(chunks).toString('utf8');
         simpleParser(raw).then((parsed) => {
-          received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), raw, parsed });
+          received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), at, raw, parsed });
           if (!drop) {
             if (answerAfterMs > 0) setTimeout(() => callback(), answerAfterMs);
             else callback();
