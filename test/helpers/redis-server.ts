@@ -100,13 +100,17 @@ export async function startOwnRedis(extraArgs: () => Promise<string[]> = async (
   };
 }
 
-/** A Redis Cluster of `masters` nodes (no replicas), each on its own port. */
-export async function startOwnCluster(masters = 3): Promise<{ url: string; nodes: OwnRedis[]; stop(): Promise<void> }> {
+/**
+ * A Redis Cluster of `masters` nodes (no replicas), each on its own port. A node that does not
+ * answer for `nodeTimeoutMs` is failed by the others, and with it the whole Cluster (CLUSTERDOWN)
+ * until it answers again.
+ */
+export async function startOwnCluster(masters = 3, nodeTimeoutMs = 2_000): Promise<{ url: string; nodes: OwnRedis[]; stop(): Promise<void> }> {
   const nodes: OwnRedis[] = [];
   for (let i = 0; i < masters; i++) {
     // The cluster bus on a free port of its own: the default, the data port + 10000, may be taken
     // or beyond 65535.
-    nodes.push(await startOwnRedis(async () => ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000',
+    nodes.push(await startOwnRedis(async () => ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', String(nodeTimeoutMs),
       '--cluster-port', String(await freePort())]));
   }
   const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
