@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 // Runs the TypeScript sources directly (tsx), so `npx nudge` works right after `npm ci`.
-import { register } from 'tsx/esm/api';
 
 // Loading the sources takes a second or so. A SIGTERM or SIGINT meanwhile (a supervisor that
 // stops what it just started) finds nothing started: the process says so and exits 0, instead of
@@ -11,6 +10,7 @@ const beforeStart = (signal) => {
 };
 process.once('SIGTERM', beforeStart);
 process.once('SIGINT', beforeStart);
+const { register } = await import('tsx/esm/api');
 register();
 const { main } = await import('../src/cli/main.ts');
 process.off('SIGTERM', beforeStart);
