@@ -5,7 +5,8 @@
  * processes share the work, SIGTERM mid-run leaves nothing stalled, a bad edit of a template or of the
  * journey file while the daemon runs keeps the last good version, and an SMTP server answering 421
  * for a while, then 550 for some recipients, gets each email once and no retry storm, and Redis gone
- * under a daemon is logged in a few JSON lines and does not hold a SIGTERM, idle, mid-batch, under a scan or hung. Each ends with counts from the SMTP server and
+ * under a daemon is logged in a few JSON lines and does not hold a SIGTERM, idle, mid-batch, under a scan or hung;
+ * Redis back in the middle of such a stop hands the process jobs that start nothing and use no attempt. Each ends with counts from the SMTP server and
  * `deliveries`: every due email sent exactly once.
  */
 import { spawnSync } from 'node:child_process';
@@ -19,7 +20,7 @@ import { deliveries } from './helpers/fixtures.ts';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
-import { DELIVER_QUEUE, queuePrefix, SCAN_QUEUE } from '../src/queue/queues.ts';
+import { DELIVER_QUEUE, deliverQueue, queuePrefix, SCAN_QUEUE } from '../src/queue/queues.ts';
 import { Runtime } from '../src/runtime.ts';
 import { SCAN_LOCK } from '../src/scan.ts';
 import { within } from '../src/settle.ts';
@@ -48,6 +49,7 @@ beforeEach(async () => {
   world.smtp.received.length = 0;
   world.smtp.rcptAttempts.clear();
   world.smtp.refuse(null);
+  world.smtp.slow(0);
   await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
   spawnSync('redis-cli', ['-p', String(redis.port), 'flushall']);
 });
@@ -505,6 +507,55 @@ describe('SIGTERM while Redis hangs', () => {
     }
     await expectArrivedRecordedSent();
     daemons = [daemon, startDaemon(env())];
+    await expectEachSentOnce(300);
+    await stopAll();
+    logsMentionNobody();
+  }, 180_000);
+});
+
+describe('Redis back in the middle of a stop', () => {
+  it('the jobs it hands over once the process gave it up start nothing and use no attempt; the next daemon sends each email once', async () => {
+    await dueNow(300);
+    // Slow sends, so that some finish while Redis is frozen: their jobs' completions, and the next
+    // jobs those fetch, wait in Redis and come back once it answers, to a process that gave it up.
+    world.smtp.slow(300);
+    // Locks that outlast the freeze: the completions find their jobs still theirs.
+    const daemon = startDaemon(env({ NUDGE_CONCURRENCY: '4', NUDGE_JOB_LOCK_MS: '10000' }));
+    daemons = [daemon];
+    await until('the first emails', () => world.smtp.received.length >= 20);
+    redis.pause();
+    let givenUp: Record<string, unknown> | undefined;
+    try {
+      await new Promise((r) => setTimeout(r, 1_000));
+      daemon.child.kill('SIGTERM');
+      await until('the process to give Redis up', () => {
+        givenUp = daemon.logs.find((entry) => entry.msg === 'Redis does not answer: stopping without waiting for it');
+        return givenUp !== undefined;
+      }, 15_000);
+    } finally {
+      redis.resume();
+    }
+    expect(await exitWithin(daemon, 30_000)).toBe(0);
+    // Handed over, and left as they were: nothing sent after the process gave Redis up but the
+    // sends it was running then.
+    expect(daemon.logs.filter((entry) => String(entry.msg).startsWith('a job handed over after Redis was given up')).length).toBeGreaterThan(0);
+    const givenUpAt = Date.parse(String(givenUp!.time));
+    expect(world.smtp.received.filter((m) => m.at > givenUpAt).length).toBeLessThanOrEqual(givenUp!.jobsRunning as number);
+    expect(daemon.logs.filter((entry) => (entry.level as number) >= 50)).toEqual([]);
+    await expectArrivedRecordedSent();
+    // No attempt used: not failed, not moved to be retried.
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    try {
+      const queue = deliverQueue(connection, world.prefix);
+      const jobs = await queue.getJobs(['active', 'wait', 'delayed', 'failed', 'prioritized']);
+      expect(jobs.length).toBeGreaterThan(0);
+      expect(jobs.filter((job) => job.attemptsMade > 0 || job.failedReason).map((job) => ({ id: job.id, attempts: job.attemptsMade, failed: job.failedReason }))).toEqual([]);
+      await queue.close();
+    } finally {
+      connection.disconnect();
+    }
+    world.smtp.slow(0);
+    daemons = [startDaemon(env())];
     await expectEachSentOnce(300);
     await stopAll();
     logsMentionNobody();

@@ -86,7 +86,10 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // Redis given up (the process stops without it): a job handed over is left as it is, nothing
     // sent, its lock left to lapse for a worker to take it again. Not failed (that would take an
     // attempt): BullMQ leaves a job that throws this where it is.
-    if (rt.redisGivenUp) throw new DelayedError();
+    if (rt.redisGivenUp) {
+      rt.logger.info({ jobId: job.id }, 'a job handed over after Redis was given up is left as it is, for another worker once its lock lapses');
+      throw new DelayedError();
+    }
     running.count += 1;
     try {
       return await deliverOne(job, token);
