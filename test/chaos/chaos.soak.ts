@@ -3,8 +3,8 @@
  * two `nudge start` and one `nudge work` process deliver one batch while, one after another, at
  * random, a process is killed (SIGKILL) or stopped (SIGTERM) and started again, Redis is killed and
  * started again empty, frozen for a few seconds, or emptied (FLUSHALL), PostgreSQL's connections
- * are cut, and the SMTP server refuses everything with 421 for a while, or drops the connection
- * after the final dot before it answers. Then the faults stop and the batch is let finish.
+ * are cut, and the SMTP server refuses everything with 421 for a while, drops the connection
+ * after the final dot before it answers, or crashes (its connections cut) and starts again. Then the faults stop and the batch is let finish.
  *
  * Meanwhile the CRM edits a few emails a second away: a closing date moved, an opportunity lost,
  * a contact unsubscribed.
@@ -194,6 +194,13 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
       world.smtp.refuse({ code: 421, message: 'Try again later' });
       await sleep(500 + rand() * 2500);
       world.smtp.refuse(null);
+    },
+    async smtpCrash() {
+      await world.smtp.crash();
+      // Each process's sends under way may have had their final dot in, unanswered.
+      openOutcomes += slots.length * CONCURRENCY;
+      await sleep(500 + rand() * 2500);
+      await world.smtp.start();
     },
     async smtpDrop() {
       const before = world.smtp.received.length;

@@ -34,6 +34,12 @@ export interface SmtpSink {
   stalled(): number;
   /** Answer each message's final dot only after this many milliseconds (0: at once). */
   slow(ms: number): void;
+  /**
+   * The server crashes: its connections cut without a word (a message whose final dot came in
+   * is kept, unanswered), new ones refused, until `start` listens on the same port again.
+   */
+  crash(): Promise<void>;
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -57,7 +63,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     }
     callback();
   };
-  const server = new SMTPServer({
+  const options: SMTPServerOptions = {
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
     logger: false,
@@ -75,17 +81,26 @@ export async function startSmtpSink(): Promise<SmtpSink> {
             else callback();
             return;
           }
-          // smtp-server keeps its connections in a Set; the session id names the one to cut.
-          const connections = (server as unknown as { connections: Set<{ id: string; _socket: { destroy(): void } }> }).connections;
-          for (const c of connections) if (c.id === session.id) c._socket.destroy();
+          for (const c of connections()) if (c.id === session.id) c._socket.destroy();
         }, callback);
       });
     },
-  });
-  // Clients that vanish (a worker killed mid-send) reset their connections: expected here.
-  server.on('error', () => {});
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  };
+  const listen = async (on: number) => {
+    const server = new SMTPServer(options);
+    // Clients that vanish (a worker killed mid-send) reset their connections: expected here.
+    server.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      server.server.once('error', reject);
+      server.listen(on, '127.0.0.1', () => resolve());
+    });
+    return server;
+  };
+  let server = await listen(0);
+  let running = true;
   const port = (server.server.address() as AddressInfo).port;
+  // smtp-server keeps its connections in a Set; the session id names one.
+  const connections = () => (server as unknown as { connections: Set<{ id: string; _socket: { destroy(): void } }> }).connections;
   return {
     url: `smtp://127.0.0.1:${port}`,
     port,
@@ -105,9 +120,20 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     slow(ms) {
       answerAfterMs = ms;
     },
+    async crash() {
+      running = false;
+      const closed = new Promise<void>((resolve) => server.server.close(() => resolve()));
+      for (const c of connections()) c._socket.destroy();
+      await closed;
+    },
+    async start() {
+      server = await listen(port);
+      running = true;
+    },
     close: () => {
       stalling = false;
       for (const answer of held.splice(0)) answer();
+      if (!running) return Promise.resolve();
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
