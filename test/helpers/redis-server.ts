@@ -30,6 +30,8 @@ export interface OwnRedis {
   /** Freezes the server (SIGSTOP): connections stay open, nothing is answered, until `resume`. */
   pause(): void;
   resume(): void;
+  /** Resumed if frozen, started again if killed: for a test that failed halfway through a fault. */
+  ensureRunning(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -93,6 +95,11 @@ export async function startOwnRedis(extraArgs: () => Promise<string[]> = async (
     port, url: `redis://127.0.0.1:${port}`, kill, start,
     pause: () => { (child as ChildProcess | null)?.kill('SIGSTOP'); },
     resume: () => { (child as ChildProcess | null)?.kill('SIGCONT'); },
+    async ensureRunning() {
+      const c = child as ChildProcess | null;
+      if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGCONT');
+      else await start();
+    },
     async stop() {
       await kill();
       rmSync(dir, { recursive: true, force: true });
