@@ -279,7 +279,7 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
   }
   // Deferred (4xx, refused, timeout): nothing written; the job retries.
   step.deferred = replyCode(outcome);
-  run.deps.logger.warn(prepared.log, 'smtp deferred the send; will retry');
+  run.deps.logger.warn({ ...prepared.log, code: step.deferred }, 'smtp deferred the send; will retry');
 }
 
 async function recordSuppression(run: Run, trx: Db, action: Extract<JobAction, { kind: 'suppress' }>): Promise<boolean> {

@@ -2,7 +2,7 @@
 import { DelayedError, MetricsTime, Worker, type Job } from 'bullmq';
 import type { Clock } from '../src/clock.ts';
 import type { LiveContent } from '../src/content.ts';
-import { deliver, type DeliverDeps, type DeliverResult } from '../src/deliver.ts';
+import { DeferredError, deliver, type DeliverDeps, type DeliverResult } from '../src/deliver.ts';
 import type { Mailer } from '../src/email/mailer.ts';
 import { DELIVER_QUEUE, queuePrefix, type DeliverJob } from '../src/queue/queues.ts';
 import type { Runtime } from '../src/runtime.ts';
@@ -125,6 +125,9 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // Its attempts spent, or stalled too often (BullMQ fails it at once, whatever attempts are left).
     const last = job !== undefined && (job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError');
     const fields = { jobId: job?.id, attempts: job?.attemptsMade, err: err.message };
+    // A deferred send was logged as such, with its ids and reply code: once is enough (in an SMTP
+    // outage every job is deferred at each of its attempts).
+    if (!last && err.name === DeferredError.name) return;
     if (!last) rt.logger.warn(fields, 'delivery job failed; BullMQ retries it with backoff');
     else if ((job.data.unrecorded?.length ?? 0) === 0) rt.logger.warn(fields, 'delivery job failed for good; dropped (a later scan enqueues the step again while its window is open)');
     // The job goes (removeOnFail) with the send it kept: a later scan finds its step due.
