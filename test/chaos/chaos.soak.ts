@@ -3,8 +3,10 @@
  * two `nudge start` and one `nudge work` process deliver one batch while, one after another, at
  * random, a process is killed (SIGKILL) or stopped (SIGTERM) and started again, Redis is killed and
  * started again empty, frozen for a few seconds, or emptied (FLUSHALL), PostgreSQL's connections
- * are cut, and the SMTP server refuses everything with 421 for a while, drops the connection
- * after the final dot before it answers, or crashes (its connections cut) and starts again. Then the faults stop and the batch is let finish.
+ * are cut, PostgreSQL crashes and starts again (on a server of the soak's own, where the machine
+ * has PostgreSQL's server binaries), and the SMTP server refuses everything with 421 for a while,
+ * drops the connection after the final dot before it answers, or crashes (its connections cut)
+ * and starts again. Then the faults stop and the batch is let finish.
  *
  * Meanwhile the CRM edits a few emails a second away: a closing date moved, an opportunity lost,
  * a contact unsubscribed.
@@ -25,7 +27,10 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { closingInThreeDays, DUE_NOW_JOURNEY, startDaemon, startWorkProcess, until, type Daemon } from '../helpers/daemon.ts';
+import { createDb, type Db } from '../../src/db/database.ts';
+import { runNudge } from '../helpers/cli.ts';
 import { PG_ADMIN_URL } from '../helpers/env.ts';
+import { postgresBinaries, startOwnPostgres, type OwnPostgres } from '../helpers/postgres-server.ts';
 import { deliveries } from '../helpers/fixtures.ts';
 import { startOwnRedis, type OwnRedis } from '../helpers/redis-server.ts';
 import { createWorld, type World } from '../helpers/world.ts';
@@ -40,6 +45,13 @@ const TEMPLATE = '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstNa
 
 let world: World;
 let redis: OwnRedis;
+/**
+ * The database the processes use: on a PostgreSQL server of the soak's own where this machine has
+ * the server binaries (then it is also crashed and started again, as a fault), else the test
+ * database on the shared server.
+ */
+let postgres: OwnPostgres | null = null;
+let database: { db: Db; name: string; url: string; adminUrl: string; close(): Promise<void> };
 
 /** The processes, by slot: a slot whose process was killed or stopped gets a new one. */
 interface Slot {
@@ -55,11 +67,27 @@ beforeAll(async () => {
   world.write('journeys.yaml', DUE_NOW_JOURNEY);
   world.write('t.hbs', TEMPLATE);
   redis = await startOwnRedis();
-});
+  if (postgresBinaries()) {
+    postgres = await startOwnPostgres();
+    const own = postgres;
+    const setup = new pg.Client({ connectionString: own.url('postgres') });
+    await setup.connect();
+    await setup.query('create database nudge');
+    await setup.end();
+    const migrated = await runNudge(['migrate'], { ...world.env, DATABASE_URL: own.url('nudge') });
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const { db } = createDb(own.url('nudge'), { max: 4 });
+    database = { db, name: 'nudge', url: own.url('nudge'), adminUrl: own.url('postgres'), close: () => db.destroy() };
+  } else {
+    database = { db: world.database.db, name: world.database.name, url: world.database.url, adminUrl: PG_ADMIN_URL, close: async () => {} };
+  }
+}, 120_000);
 
 afterAll(async () => {
   for (const s of slots) for (const d of s.all) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
   await redis?.stop();
+  await database?.close();
+  await postgres?.stop();
   await world?.close();
 });
 
@@ -76,7 +104,7 @@ function random(seed: number): () => number {
 
 function env(): Record<string, string> {
   return {
-    ...world.env, REDIS_URL: redis.url, NUDGE_JOB_LOCK_MS: '2000', NUDGE_RETRY_BASE_MS: '200', NUDGE_CONCURRENCY: String(CONCURRENCY),
+    ...world.env, DATABASE_URL: database.url, REDIS_URL: redis.url, NUDGE_JOB_LOCK_MS: '2000', NUDGE_RETRY_BASE_MS: '200', NUDGE_CONCURRENCY: String(CONCURRENCY),
   };
 }
 
@@ -87,10 +115,10 @@ function spawn(kind: Slot['kind']): Daemon {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function cutPostgres(): Promise<number> {
-  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  const admin = new pg.Client({ connectionString: database.adminUrl });
   await admin.connect();
   try {
-    const r = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [world.database.name]);
+    const r = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [database.name]);
     return r.rowCount ?? 0;
   } finally {
     await admin.end();
@@ -107,7 +135,7 @@ const EDIT_SLACK_MS = 100;
  * (committed or not).
  */
 async function editCrm(going: () => boolean): Promise<{ edits: Map<string, { kind: string; committedAt: number }>; uncertain: Set<string> }> {
-  const db = world.database.db;
+  const { db } = database;
   const crm = random(SEED + 1);
   const edits = new Map<string, { kind: string; committedAt: number }>();
   const uncertain = new Set<string>();
@@ -141,7 +169,7 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
       select 'r-' || i || '@customer.test', 'R' || i, 'UTC' from generate_series(1, ${EMAILS}) as i returning id
     )
     insert into opportunities (title, closing_date, stage, primary_contact_id)
-    select 'Deal ' || id, ${closing}::date, 'proposal', id from c`.execute(world.database.db);
+    select 'Deal ' || id, ${closing}::date, 'proposal', id from c`.execute(database.db);
   // The SMTP server takes its time, so that the batch lasts through the faults.
   world.smtp.slow(SMTP_ANSWER_MS);
   for (const kind of ['start', 'start', 'work'] as const) {
@@ -190,6 +218,13 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
     async cutPostgres() {
       await cutPostgres();
     },
+    ...(postgres ? {
+      async postgresCrash() {
+        await postgres!.crash();
+        await sleep(500 + rand() * 2500);
+        await postgres!.start();
+      },
+    } : {}),
     async smtp421() {
       world.smtp.refuse({ code: 421, message: 'Try again later' });
       await sleep(500 + rand() * 2500);
@@ -228,7 +263,7 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
   const edited = [...edits.keys(), ...uncertain];
   await until('a row for every email', async () => {
     const { rows } = await sql<{ n: string }>`select count(*) as n from deliveries
-      where status in ('sent', 'unknown', 'failed') and recipient <> all(${edited}::text[])`.execute(world.database.db);
+      where status in ('sent', 'unknown', 'failed') and recipient <> all(${edited}::text[])`.execute(database.db);
     return Number(rows[0]!.n) >= EMAILS - edited.length;
   }, 240_000);
   await sleep(3_000);
@@ -237,7 +272,7 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
 
   const arrived = new Map<string, number>();
   for (const m of world.smtp.received) for (const to of m.envelopeTo) arrived.set(to, (arrived.get(to) ?? 0) + 1);
-  const rows = await deliveries(world.database.db);
+  const rows = await deliveries(database.db);
   const byStatus: Record<string, number> = {};
   for (const r of rows) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
   const twice = [...arrived].filter(([, n]) => n > 1);
@@ -275,7 +310,7 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
   // What the processes said at warn and error level, by message: to read, not asserted.
   const said = new Map<string, number>();
   for (const e of slots.flatMap((s) => s.all.flatMap((d) => d.logs))) {
-    if (Number(e.level) < 40) continue;
+    if (!(Number(e.level) >= 40)) continue; // a plain line (before the logger) has no level
     const line = `${Number(e.level) >= 50 ? 'error' : 'warn'}: ${String(e.msg).slice(0, 160)}`;
     said.set(line, (said.get(line) ?? 0) + 1);
   }
