@@ -227,6 +227,22 @@ describe('a SIGTERM while the process loads', () => {
     expect(daemon.child.signalCode).toBeNull();
     expect(daemon.logs.map((l) => l.msg)).toContain('nudge: stopped before starting (SIGTERM)');
   });
+
+  it('caught while the sources are evaluated (no handler can run then), it still stops the process', async () => {
+    // The evaluation of src/cli/main.ts held for 1.5 s: the signal waits, caught, to be handed to a
+    // handler. One removed in the meantime, with none other yet, dropped it: the daemon started and
+    // ran on, SIGTERM lost.
+    const preload = path.join(REPO, 'test', 'helpers', 'slow-load.mjs');
+    const daemon = startDaemon({ ...world.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`, SLOW_LOAD_BUSY_MS: '1500' });
+    daemons.push(daemon);
+    await until('the sources to be evaluated', () => daemon.logs.some((l) => l.msg === 'test: evaluating src/cli/main.ts'), 30_000);
+    daemon.child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([daemon.exited, new Promise((r) => { timer = setTimeout(() => r('still running 10 s after SIGTERM'), 10_000); })]);
+    clearTimeout(timer);
+    // Stopped as a command that had not taken over its signals (143), or by the daemon's own stop (0).
+    expect([0, 143]).toContain(code);
+  });
 });
 
 const BOARD_TOKEN = 'board-token-0123456789';

@@ -8,6 +8,7 @@ import { systemClock, type Clock } from '../src/clock.ts';
 import { configWarnings } from '../src/config.ts';
 import type { LiveContent } from '../src/content.ts';
 import { postgresUnreachable } from '../src/db/database.ts';
+import { takeOverSignals } from '../src/early-signals.ts';
 import { consoleToLog } from '../src/log-repeats.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from './deliver-worker.ts';
@@ -43,6 +44,7 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   const stopped = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
+    takeOverSignals();
     whenOrphanedByNpm(() => resolve('npm, which started this process, is gone'));
   });
   // A process that only serves HTTP has nothing to do without it: there, a taken port is fatal.

@@ -5,6 +5,7 @@ import { createDb, type Db } from '../db/database.ts';
 import { listStages } from '../db/opportunities.ts';
 import { createLogger } from '../logger.ts';
 import { EXIT, report, UsageError } from './shared.ts';
+import { takeOverSignals } from '../early-signals.ts';
 
 export function registerPreview(program: Command): void {
   program.command('preview')
@@ -72,5 +73,6 @@ function stopSignal(): Promise<void> {
   return new Promise((resolve) => {
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
+    takeOverSignals();
   });
 }

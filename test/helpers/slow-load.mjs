@@ -1,5 +1,5 @@
-// A preload for one test (`node --import`): holds the loading of src/cli/main.ts for 3 s, and says
-// so on stderr first, so that the test can signal a process while it loads its sources.
+// A preload for the tests of a signal while the process loads (`node --import`): holds the loading
+// of src/cli/main.ts for 3 s, or its evaluation (slow-load-hooks.mjs), saying so on stderr first.
 import { register } from 'node:module';
 
 register('./slow-load-hooks.mjs', import.meta.url);
