@@ -301,7 +301,7 @@ export async function finishSend(run: OutcomeRun, claimed: Claimed): Promise<str
       // Nothing was accepted (a 4xx to the message itself): the claim goes and the job retries.
       await record(() => releaseClaim(deps.db, claimed.id));
       metrics.deferred();
-      deps.logger.warn(claimed.log, 'smtp deferred the send; will retry');
+      deps.logger.warn({ ...claimed.log, code: replyCode(outcome) }, 'smtp deferred the send; will retry');
       return replyCode(outcome);
     case 'unknown':
       await record(() => markUnknown(deps.db, claimed.id, outcome.reason.slice(0, 500)));

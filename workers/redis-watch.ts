@@ -34,10 +34,18 @@ export function watchRedis(rt: Runtime, options: RedisWatchOptions): RedisWatch 
   let pinging = false;
   let stopped = false;
   let hung: NodeJS.Timeout | undefined;
+  /** The latest probe: an earlier one that settles late only counts if Redis answered it. */
+  let latest = 0;
+  let latestSent = 0;
   const ping = () => {
-    if (pinging || stopped || !rt.redisOpened || rt.redisDown) return;
+    if (stopped || !rt.redisOpened || rt.redisDown) return;
+    // One probe at a time, until it is older than the wait: then another at each interval (one
+    // that never settles, left in a queue ioredis never flushes, must not stop the watch for good).
+    if (pinging && Date.now() - latestSent < pingWaitMs) return;
     pinging = true;
+    const id = ++latest;
     const sent = Date.now();
+    latestSent = sent;
     const unanswered = (failed?: Error) => {
       // A connection that dropped meanwhile (ioredis sends the PING again once it is back) is the
       // connection's to report.
@@ -48,15 +56,18 @@ export function watchRedis(rt: Runtime, options: RedisWatchOptions): RedisWatch 
       if (failed) rt.logger.warn({ err: failed.message }, 'Redis does not answer a PING, its connection open: scans and jobs wait for it');
       else rt.logger.warn({ waitedMs: pingWaitMs }, 'Redis does not answer a PING, its connection open: scans and jobs wait for it');
     };
+    clearTimeout(hung);
     hung = setTimeout(() => unanswered(), pingWaitMs);
     hung.unref();
     const answered = () => {
+      // Any probe answered, however late: Redis answers.
       clearTimeout(hung);
       pinging = false;
       if (unansweredSince !== null && options.log && !stopped) rt.logger.info({ waitedMs: Date.now() - unansweredSince }, 'Redis answers again');
       unansweredSince = null;
     };
     rt.pingRedis().then(answered, (error: Error) => {
+      if (id !== latest) return;
       clearTimeout(hung);
       pinging = false;
       unanswered(error);

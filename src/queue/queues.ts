@@ -42,6 +42,9 @@ export function redisConnection(url: string, cluster = false): RedisConnection {
   if (!cluster) return new Redis(url, options);
   const u = new URL(url);
   return new Cluster([{ host: u.hostname, port: Number(u.port || 6379) }], {
+    // The slots' masters asked again every 5 s: after a failover the new master is found without
+    // waiting for a MOVED reply, which a dead master never sends.
+    slotsRefreshInterval: 5_000,
     redisOptions: { ...options, username: u.username || undefined, password: u.password || undefined, tls: u.protocol === 'rediss:' ? {} : undefined },
   });
 }
