@@ -12,7 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
-import { closingInThreeDays, DUE_NOW_JOURNEY, startDaemon, until, type Daemon } from './helpers/daemon.ts';
+import { closingInThreeDays, DUE_NOW_JOURNEY, DUE_NOW_TEMPLATE, startDaemon, until, type Daemon } from './helpers/daemon.ts';
 import { REDIS_URL } from './helpers/env.ts';
 import { postgresBinaries, startOwnPostgres, type OwnPostgres } from './helpers/postgres-server.ts';
 import { removeQueueKeys, testQueuePrefix } from './helpers/queue.ts';
@@ -61,7 +61,7 @@ describe.skipIf(!binaries)('PostgreSQL restarted under running daemons', () => {
     smtp = await startSmtpSink();
     templatesDir = mkdtempSync(path.join(os.tmpdir(), 'nudge-templates-'));
     writeFileSync(path.join(templatesDir, 'journeys.yaml'), DUE_NOW_JOURNEY);
-    writeFileSync(path.join(templatesDir, 't.hbs'), '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n');
+    writeFileSync(path.join(templatesDir, 't.hbs'), DUE_NOW_TEMPLATE);
     env = {
       DATABASE_URL: server.url('nudge'), REDIS_URL, SMTP_URL: smtp.url, NUDGE_QUEUE_PREFIX: prefix,
       NUDGE_TEMPLATES_DIR: templatesDir, MAIL_FROM: 'Acme Travel <sales@acme.test>', PUBLIC_URL: 'https://nudge.acme.test',

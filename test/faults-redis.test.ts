@@ -15,7 +15,7 @@ import { PG_ADMIN_URL } from './helpers/env.ts';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
-import { closingInThreeDays, DUE_NOW_JOURNEY, startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
+import { closingInThreeDays, DUE_NOW_JOURNEY, DUE_NOW_TEMPLATE, startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries } from './helpers/fixtures.ts';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
@@ -27,8 +27,6 @@ import { within } from '../src/settle.ts';
 import { freePort, startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
-const TEMPLATE = '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n';
-
 let world: World;
 let redis: OwnRedis;
 let daemons: Daemon[] = [];
@@ -36,7 +34,7 @@ let daemons: Daemon[] = [];
 beforeAll(async () => {
   world = await createWorld({ shippedTemplates: false });
   world.write('journeys.yaml', DUE_NOW_JOURNEY);
-  world.write('t.hbs', TEMPLATE);
+  world.write('t.hbs', DUE_NOW_TEMPLATE);
   redis = await startOwnRedis();
 });
 
@@ -255,7 +253,7 @@ describe('a template broken while the daemon runs', () => {
       expect(errors.length).toBeGreaterThan(0);
       expect(JSON.stringify(errors[0])).toMatch(/t\.hbs:\d+/);
     } finally {
-      world.write('t.hbs', TEMPLATE);
+      world.write('t.hbs', DUE_NOW_TEMPLATE);
     }
     await stopAll();
   }, 120_000);

@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { spawnNudge, runNudge } from './helpers/cli.ts';
+import { DUE_NOW_TEMPLATE } from './helpers/daemon.ts';
 import { deliveries, insertContact } from './helpers/fixtures.ts';
 import { PG_ADMIN_URL } from './helpers/env.ts';
 import { createWorld, type World } from './helpers/world.ts';
@@ -26,7 +27,7 @@ let world: World;
 beforeAll(async () => {
   world = await createWorld({ shippedTemplates: false, env: { NUDGE_JOB_LOCK_MS: '2000', NUDGE_CLAIM_LEASE_MS: '1000' } });
   world.write('journeys.yaml', JOURNEY);
-  world.write('t.hbs', '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n');
+  world.write('t.hbs', DUE_NOW_TEMPLATE);
 });
 
 afterAll(async () => {

@@ -26,7 +26,7 @@ import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { closingInThreeDays, DUE_NOW_JOURNEY, startDaemon, startWorkProcess, until, type Daemon } from '../helpers/daemon.ts';
+import { closingInThreeDays, DUE_NOW_JOURNEY, DUE_NOW_TEMPLATE, startDaemon, startWorkProcess, until, type Daemon } from '../helpers/daemon.ts';
 import { createDb, type Db } from '../../src/db/database.ts';
 import { runNudge } from '../helpers/cli.ts';
 import { PG_ADMIN_URL } from '../helpers/env.ts';
@@ -40,8 +40,6 @@ const EMAILS = Number(process.env.CHAOS_EMAILS ?? 3000);
 const CONCURRENCY = 4;
 const SMTP_ANSWER_MS = Number(process.env.CHAOS_SMTP_ANSWER_MS ?? 250);
 const SEED = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 1e6));
-
-const TEMPLATE = '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n';
 
 let world: World;
 let redis: OwnRedis;
@@ -65,7 +63,7 @@ const slots: Slot[] = [];
 beforeAll(async () => {
   world = await createWorld({ shippedTemplates: false });
   world.write('journeys.yaml', DUE_NOW_JOURNEY);
-  world.write('t.hbs', TEMPLATE);
+  world.write('t.hbs', DUE_NOW_TEMPLATE);
   redis = await startOwnRedis();
   if (postgresBinaries()) {
     postgres = await startOwnPostgres();

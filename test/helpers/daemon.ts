@@ -18,6 +18,9 @@ steps:
     trigger: { closingDate: { daysBefore: 3 } }
 `;
 
+/** The template `t` the fault tests' journeys send: the opportunity's reference as subject, a greeting. */
+export const DUE_NOW_TEMPLATE = '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n';
+
 /** Three days after today (UTC): a closing date whose `DUE_NOW_JOURNEY` step is due now. */
 export function closingInThreeDays(): string {
   return addDays(new Date().toISOString().slice(0, 10), 3);
