@@ -297,12 +297,14 @@ export async function finishSend(run: OutcomeRun, claimed: Claimed): Promise<str
       deps.logger.warn({ ...claimed.log, reason: 'smtp_rejected', code: outcome.code }, 'failed');
       return null;
     case 'deferred':
-    case 'withdrawn':
+    case 'withdrawn': {
       // Nothing was accepted (a 4xx to the message itself): the claim goes and the job retries.
       await record(() => releaseClaim(deps.db, claimed.id));
       metrics.deferred();
-      deps.logger.warn({ ...claimed.log, code: replyCode(outcome) }, 'smtp deferred the send; will retry');
-      return replyCode(outcome);
+      const code = replyCode(outcome);
+      deps.logger.warn({ ...claimed.log, code }, 'smtp deferred the send; will retry');
+      return code;
+    }
     case 'unknown':
       await record(() => markUnknown(deps.db, claimed.id, outcome.reason.slice(0, 500)));
       result.unknown += 1;

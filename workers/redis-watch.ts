@@ -52,9 +52,7 @@ export function watchRedis(rt: Runtime, options: RedisWatchOptions): RedisWatch 
       if (stopped || rt.redisDown || unansweredSince !== null) return;
       unansweredSince = sent;
       unansweredWhy = failed ? `PING failed: ${failed.message}` : `no answer to PING within ${pingWaitMs} ms`;
-      if (!options.log) return;
-      if (failed) rt.logger.warn({ err: failed.message }, 'Redis does not answer a PING, its connection open: scans and jobs wait for it');
-      else rt.logger.warn({ waitedMs: pingWaitMs }, 'Redis does not answer a PING, its connection open: scans and jobs wait for it');
+      if (options.log) rt.logger.warn(failed ? { err: failed.message } : { waitedMs: pingWaitMs }, 'Redis does not answer a PING, its connection open: scans and jobs wait for it');
     };
     clearTimeout(hung);
     hung = setTimeout(() => unanswered(), pingWaitMs);
