@@ -84,9 +84,10 @@ export async function startOwnRedis(extraArgs: () => Promise<string[]> = async (
     if (await spawnOn()) break;
     if (attempt === START_ATTEMPTS) throw new Error(`redis exited at start ${attempt} times, on new ports each time`);
   }
+  const alive = (c: ChildProcess | null): c is ChildProcess => c !== null && c.exitCode === null && c.signalCode === null;
   const kill = async () => {
     const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    if (!alive(c)) return;
     const exited = new Promise((r) => c.once('exit', r));
     c.kill('SIGKILL');
     await exited;
@@ -97,7 +98,7 @@ export async function startOwnRedis(extraArgs: () => Promise<string[]> = async (
     resume: () => { (child as ChildProcess | null)?.kill('SIGCONT'); },
     async ensureRunning() {
       const c = child as ChildProcess | null;
-      if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGCONT');
+      if (alive(c)) c.kill('SIGCONT');
       else await start();
     },
     async stop() {
