@@ -9,7 +9,7 @@
  * worker once this one died or its lock lapsed) records it from there instead of sending it again.
  */
 import { mayPassOnRetry } from './db/database.ts';
-import { deliveryState, markRejected, markSent, markUnknown, reclaimSend, releaseClaim, type ClaimRow } from './db/deliveries.ts';
+import { claimState, markRejected, markSent, markUnknown, newDeliveryId, reclaimSend, releaseClaim, type ClaimRow } from './db/deliveries.ts';
 import type { DeliverDeps, DeliverResult } from './deliver.ts';
 import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
@@ -109,6 +109,13 @@ export class UnrecordedSends {
     this.save();
   }
 
+  /** The send to this recipient, if one is kept, is written again under another claim id. */
+  renumber(row: ClaimRow, claimId: number): void {
+    const send = this.#sends.find((s) => sameRecipient(s.row, row));
+    if (!send || send.claimId === claimId) return;
+    this.hold({ ...send, claimId });
+  }
+
   /** The send to this recipient is recorded: out of the job's data. */
   forget(row: ClaimRow): void {
     if (!this.#sends.some((s) => sameRecipient(s.row, row))) return;
@@ -152,7 +159,7 @@ export async function recordLeftOver(run: OutcomeRun, send: UnrecordedSend): Pro
   const { outcome } = send;
   run.deps.logger.warn({ ...log, outcome: outcome.kind }, 'recording a send an earlier attempt completed but could not record; not sending it again');
   const found = await persisting(run, log, 'could not read the send an earlier attempt kept; the job tries again later',
-    () => deliveryState(run.deps.db, send.claimId));
+    () => claimState(run.deps.db, send.claimId, row));
   if (outcome.kind === 'deferred' || outcome.kind === 'withdrawn') {
     if (found?.status === 'unknown') {
       await persisting(run, log, 'could not release the claim of a deferred send; the job tries again later', () => releaseClaim(run.deps.db, send.claimId));
@@ -209,30 +216,36 @@ export async function claimAfterFailedCommit(run: OutcomeRun, claimed: Claimed, 
 }
 
 /**
- * Finds the claim (ours if it committed after all: found by the id its INSERT returned) or writes
- * it again under that id. A row found any other way could be another worker's claim, still in
- * flight: never adopted. Returns null when another row spent the step meanwhile: nothing of ours
- * to record.
+ * Finds the claim (ours if it committed after all: found by the id its INSERT returned, holding
+ * this send) or writes it again under a new id (`newDeliveryId`; the lost claim's own id may be
+ * given to another row once PostgreSQL recovers from a crash). A row found any other way could be
+ * another worker's claim, still in flight: never adopted. Returns null when another row spent the
+ * step meanwhile: nothing of ours to record.
  */
 async function recordClaim(run: OutcomeRun, claimed: Claimed): Promise<number | null> {
   const { deps } = run;
-  const ours = async () => ((await deliveryState(deps.db, claimed.id)) === null ? null : claimed.id);
-  let id: number | null;
+  let id = claimed.id;
+  const ours = async () => ((await claimState(deps.db, id, claimed.row)) === null ? null : id);
+  let recorded: number | null;
   try {
-    // Under the same id, a write whose answer was lost is found by the next try, and a second
-    // writer of this send (the job taken again meanwhile) finds the first one's row.
-    id = await persisting(run, claimed.log, 'could not record a completed send; it is kept in the job, whose retry records it',
-      async () => (await ours()) ?? (await reclaimSend(deps.db, claimed.id, claimed.row)) ?? ours());
+    // A write whose answer was lost is found by its id on the next try. The job's data follows the
+    // new id, so that a second writer of this send (the job taken again meanwhile) finds it too.
+    recorded = await persisting(run, claimed.log, 'could not record a completed send; it is kept in the job, whose retry records it', async () => {
+      if ((await ours()) !== null) return id;
+      id = await newDeliveryId(deps.db);
+      run.unrecorded.renumber(claimed.row, id);
+      return (await reclaimSend(deps.db, id, claimed.row)) ?? ours();
+    });
   } catch (failure) {
-    run.unrecorded.hold({ claimId: claimed.id, row: claimed.row, outcome: await claimed.flight.outcome });
+    run.unrecorded.hold({ claimId: id, row: claimed.row, outcome: await claimed.flight.outcome });
     throw failure;
   }
-  if (id === null) {
+  if (recorded === null) {
     deps.logger.error(claimed.log, 'the step was spent by another worker while this send\'s claim was lost; the send is not recorded');
     await withdraw(claimed.flight);
     run.unrecorded.forget(claimed.row);
   }
-  return id;
+  return recorded;
 }
 
 /**

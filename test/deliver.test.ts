@@ -414,10 +414,13 @@ describe('a claim whose COMMIT fails once the message is complete', () => {
       const error = await deliver(await deps(mailer), job(opportunityId), new Date(DUE)).then(() => null, (e: Error) => e);
       expect(error?.message).toMatch(/commit refused for the test/);
       await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
-      // Written again under the id the lost claim's INSERT was given: a write whose answer is
-      // lost is found by that id on the next try.
+      // Written again under a new id drawn from the table's sequence (a write whose answer is lost
+      // is found by that id on the next try), never the lost claim's own: after a crash,
+      // PostgreSQL may give that one to another row.
       const lostId = Number(/claim (\d+)/.exec(error!.message)?.[1]);
-      expect((await deliveries(world.database.db)).map((r) => [r.status, r.handed_at !== null, r.id])).toEqual([['sent', true, lostId]]);
+      const rows = await deliveries(world.database.db);
+      expect(rows.map((r) => [r.status, r.handed_at !== null])).toEqual([['sent', true]]);
+      expect(rows[0]!.id).toBeGreaterThan(lostId);
       // The job's retry finds the step spent.
       expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 0, skipped: 1 });
       expect(world.smtp.received).toHaveLength(1);
@@ -558,6 +561,28 @@ describe('a completed send that PostgreSQL will not record', () => {
       expect((await deliveries(world.database.db)).map((r) => [r.status, r.id === claimId])).toEqual([['sent', false]]);
       expect(kept.data.unrecorded).toBeUndefined();
       expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+    }
+  });
+
+  it("kept under a claim id another send's claim now holds (given again after a crash): that claim is neither released nor taken", async () => {
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      for (const outcome of [{ kind: 'deferred', reason: '451 4.3.0 try later' }, { kind: 'accepted', response: '250 ok' }] as const) {
+        world.smtp.received.length = 0;
+        const { opportunityId, contactId } = await dueOpportunity();
+        const other = await insertOpportunity(world.database.db, { closing_date: '2026-12-10' });
+        const otherClaim = (await claimSend(world.database.db, { ...keptRow(other, null), recipient: 'bob@customer.test' }))!;
+        const { kept, keep } = keptJob(withKept(opportunityId, { claimId: otherClaim, row: keptRow(opportunityId, contactId), outcome }));
+        const result = await deliver(await deps(mailer), kept.data, new Date(DUE), keep);
+        // Deferred: sent again, once. Accepted: recorded, not sent again.
+        expect(result, outcome.kind).toMatchObject({ sent: 1, unknown: 0 });
+        expect(world.smtp.received, outcome.kind).toHaveLength(outcome.kind === 'deferred' ? 1 : 0);
+        expect((await deliveries(world.database.db, other)).map((r) => [r.id, r.status]), outcome.kind).toEqual([[otherClaim, 'unknown']]);
+        expect((await deliveries(world.database.db, opportunityId)).map((r) => r.status), outcome.kind).toEqual(['sent']);
+        expect(kept.data.unrecorded).toBeUndefined();
+      }
     } finally {
       await mailer.close();
     }
@@ -732,6 +757,75 @@ describe('a claim lost with its COMMIT while another worker claimed the same sen
     } finally {
       await mailer.close();
       await dropFailClaimCommits();
+    }
+  });
+});
+
+describe('a claim lost with its COMMIT, whose id PostgreSQL gives again after a crash', () => {
+  // A sequence value drawn by a transaction that did not commit can be drawn again once
+  // PostgreSQL has recovered from a crash (seen here on a server of the test's own, killed under
+  // load: the id of a lost INSERT given to the first INSERT after the restart). The test plays
+  // the two moments that follow, at the instant this worker goes to record its lost claim again.
+  const LOST_CLAIM_LINE = 'the claim may not have committed while the message was completed; recording it again';
+  const lostIdOf = (entry: Record<string, unknown>) => Number(/claim (\d+)/.exec(String(entry.err))?.[1]);
+
+  it("given to another send's claim: that claim is left as it is, and this send is recorded under an id of its own", async () => {
+    const { opportunityId } = await dueOpportunity();
+    const other = await insertOpportunity(world.database.db, { closing_date: '2026-12-10' });
+    let lostId = 0;
+    await failClaimCommits(1);
+    const { logger } = keptLogger((entry) => {
+      if (entry.msg !== LOST_CLAIM_LINE) return;
+      lostId = lostIdOf(entry);
+      execFileSync('psql', [world.database.url, '-qc', `insert into deliveries (id, opportunity_id, step_id, recipient, status,
+        decided_at, closing_date, occurrence, claimed_at, handed_at, detail) values (${lostId}, ${other}, 'closing-in-3-days',
+        'bob@customer.test', 'unknown', now(), '2026-12-10', '', now(), now(), 'another send')`]);
+    });
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const error = await deliver({ ...(await deps(mailer)), logger }, job(opportunityId), new Date(DUE)).then(() => null, (e: Error) => e);
+      expect(error?.message).toMatch(/commit refused for the test/);
+      await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
+      expect(lostId).toBeGreaterThan(0);
+      // Taken for this send's own, the other claim would be marked sent (its message may never
+      // go), and this send would have no row: the next scan would send it again.
+      expect((await deliveries(world.database.db, other)).map((r) => [r.id, r.status, r.detail])).toEqual([[lostId, 'unknown', 'another send']]);
+      const mine = await deliveries(world.database.db, opportunityId);
+      expect(mine.map((r) => r.status)).toEqual(['sent']);
+      expect(mine[0]!.id).not.toBe(lostId);
+      expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 0, skipped: 1 });
+      expect(world.smtp.received).toHaveLength(1);
+    } finally {
+      await mailer.close();
+      await dropFailClaimCommits();
+    }
+  });
+
+  it('about to be given again (the sequence went back below it): the claim written again does not take it from the next send', async () => {
+    const { opportunityId } = await dueOpportunity();
+    await failClaimCommits(1);
+    const { logger } = keptLogger((entry) => {
+      if (entry.msg !== LOST_CLAIM_LINE) return;
+      // As recovery leaves it: the next value drawn is the lost claim's id.
+      execFileSync('psql', [world.database.url, '-qc', `select setval(pg_get_serial_sequence('deliveries', 'id'), ${lostIdOf(entry)}, false)`]);
+    });
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      await deliver({ ...(await deps(mailer)), logger }, job(opportunityId), new Date(DUE)).catch(() => {});
+      await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
+      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
+      await dropFailClaimCommits();
+      // The next send draws the next id: written again under the lost id itself, the claim would
+      // hold the id the sequence gives next, and this send's claim would find it taken.
+      const bob = await insertContact(world.database.db, { email: 'bob@customer.test', first_name: 'Bob', time_zone: 'Europe/Brussels' });
+      const next = await insertOpportunity(world.database.db, { closing_date: '2026-12-10', primary_contact_id: bob });
+      expect(await deliver(await deps(mailer), job(next), new Date(DUE))).toMatchObject({ sent: 1, skipped: 0 });
+      expect((await deliveries(world.database.db)).map((r) => [r.opportunity_id, r.status])).toEqual([[opportunityId, 'sent'], [next, 'sent']]);
+      expect(world.smtp.received).toHaveLength(2);
+    } finally {
+      await mailer.close();
+      await sql`drop trigger if exists fail_first_claim on deliveries`.execute(world.database.db);
+      await sql`drop function if exists fail_first_claim(); drop sequence if exists fail_once`.execute(world.database.db);
     }
   });
 });

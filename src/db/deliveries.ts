@@ -49,10 +49,21 @@ on conflict do nothing
 returning id`);
 
 /**
- * Writes again a claim whose transaction did not commit, under the id its INSERT was given there
- * (ids come from a sequence and are never given twice, so that id is this send's alone): if this
- * write's own answer is lost, `deliveryState` still finds it. Returns null when the id or the
- * step is taken (another writer of this send, or another claim of the step).
+ * A new id for a claim written again (`reclaimSend`), drawn from the table's own sequence. Never
+ * the lost claim's own id: a sequence value drawn by a transaction that did not commit (the
+ * claim's, lost in a crash) can be given again once PostgreSQL recovers, to another row; a row
+ * written under it would then collide with a later claim. A value drawn here is made durable by
+ * the COMMIT of the row written under it.
+ */
+export async function newDeliveryId(db: Db): Promise<number> {
+  const { rows: [drawn] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(`select nextval(pg_get_serial_sequence('deliveries', 'id')) as id`));
+  return Number(drawn!.id);
+}
+
+/**
+ * Writes again a claim whose transaction did not commit, under an id of `newDeliveryId`: if this
+ * write's own answer is lost, `claimState` still finds it by that id. Returns null when the step
+ * is taken (another claim of it).
  */
 export async function reclaimSend(db: Db, id: number, row: ClaimRow): Promise<number | null> {
   const { rows: [inserted] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(RECLAIM, [id, ...claimValues(row)]));
@@ -100,13 +111,16 @@ export async function releaseClaim(db: Db, id: number): Promise<void> {
 }
 
 /**
- * The status and detail of the row with this id, or null when there is none (never written, or
- * released). For a claim whose COMMIT went unanswered, whether it committed: ids come from a
- * sequence and are never reused, so a row with the id its INSERT returned is that claim, and no
- * other worker's.
+ * The status and detail of this send's claim under this id, or null when there is none (never
+ * written, or released). For a claim whose COMMIT went unanswered, whether it committed. The id
+ * alone does not tell: after a crash PostgreSQL may give the id of a claim that did not commit to
+ * another row, another send's claim. The row must be this send's too: its opportunity, step,
+ * occurrence and recipient.
  */
-export async function deliveryState(db: Db, id: number): Promise<Pick<DeliveryRow, 'status' | 'detail'> | null> {
-  return (await db.selectFrom('deliveries').select(['status', 'detail']).where('id', '=', id).executeTakeFirst()) ?? null;
+export async function claimState(db: Db, id: number, row: Pick<ClaimRow, 'opportunity_id' | 'step_id' | 'occurrence' | 'recipient'>): Promise<Pick<DeliveryRow, 'status' | 'detail'> | null> {
+  return (await db.selectFrom('deliveries').select(['status', 'detail']).where('id', '=', id)
+    .where('opportunity_id', '=', row.opportunity_id).where('step_id', '=', row.step_id)
+    .where('occurrence', '=', row.occurrence).where('recipient', '=', row.recipient).executeTakeFirst()) ?? null;
 }
 
 export async function listDeliveries(db: Db, opportunityId: number): Promise<DeliveryRow[]> {
