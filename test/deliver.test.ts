@@ -761,6 +761,33 @@ describe('a claim lost with its COMMIT while another worker claimed the same sen
   });
 });
 
+describe("a send's claim", () => {
+  it("commits durably where the server would not (synchronous_commit off): set for the claim's transaction only", async () => {
+    const { opportunityId, contactId } = await dueOpportunity();
+    const { db } = createDb(world.database.url, { max: 1, options: '-c synchronous_commit=off' });
+    try {
+      const show = async (on: typeof db) => (await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(on)).rows[0]!.synchronous_commit;
+      const settings = await db.connection().execute(async (conn) => {
+        const before = await show(conn);
+        const inside = await conn.transaction().execute(async (trx) => {
+          await claimSend(trx, {
+            opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test', due_at: new Date(DUE),
+            decided_at: new Date(DUE), closing_date: '2026-12-10', occurrence: '', message_id: '<m@acme.test>', template: 'reminder.hbs', transport: 'smtp',
+          });
+          return show(trx);
+        });
+        return [before, inside, await show(conn)];
+      });
+      // Off, the COMMIT would be acknowledged before it reached the disk: a crash then would lose
+      // the claim of an email that went, and the next scan would send it again.
+      expect(settings).toEqual(['off', 'on', 'off']);
+      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['unknown']);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
 describe('a claim lost with its COMMIT, whose id PostgreSQL gives again after a crash', () => {
   // A sequence value drawn by a transaction that did not commit can be drawn again once
   // PostgreSQL has recovered from a crash (seen here on a server of the test's own, killed under

@@ -41,10 +41,20 @@ function claimValues(row: ClaimRow): unknown[] {
   ];
 }
 
+/**
+ * The claim's transaction commits durably whatever the server's `synchronous_commit` (a DBA may
+ * turn it off for the CRM's sake): PostgreSQL would otherwise acknowledge the COMMIT before its
+ * record reached the disk, and a crash right after would take the claim of an email that went,
+ * which the next scan would send again. Set for this transaction only (`set_config(…, true)`),
+ * in the claim's own statement: no statement more, and through a transaction-pooling PgBouncer
+ * too.
+ */
+const DURABLE = `(select set_config('synchronous_commit', 'on', true)) as durable`;
+
 const CLAIM = prepared(`
 insert into deliveries (opportunity_id, step_id, contact_id, recipient, due_at, decided_at, closing_date, occurrence,
   message_id, template, transport, status, reason, claimed_at, handed_at)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'unknown', null, now(), now())
+select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'unknown', null, now(), now() from ${DURABLE}
 on conflict do nothing
 returning id`);
 
@@ -73,7 +83,7 @@ export async function reclaimSend(db: Db, id: number, row: ClaimRow): Promise<nu
 const RECLAIM = `
 insert into deliveries (id, opportunity_id, step_id, contact_id, recipient, due_at, decided_at, closing_date, occurrence,
   message_id, template, transport, status, reason, claimed_at, handed_at)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'unknown', null, now(), now())
+select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'unknown', null, now(), now() from ${DURABLE}
 on conflict do nothing
 returning id`;
 

@@ -21,6 +21,7 @@
  *   CHAOS_EMAILS=4000   the batch (default 3000)
  *   CHAOS_SEED=7        the faults' order (default: random, printed)
  *   CHAOS_SMTP_ANSWER_MS=250   how long the SMTP server takes to accept a message
+ *   CHAOS_FAULTS=postgresCrash,kill   only these faults (default: all; a wrong name lists them)
  */
 import { spawnSync } from 'node:child_process';
 import pg from 'pg';
@@ -40,6 +41,8 @@ const EMAILS = Number(process.env.CHAOS_EMAILS ?? 3000);
 const CONCURRENCY = 4;
 const SMTP_ANSWER_MS = Number(process.env.CHAOS_SMTP_ANSWER_MS ?? 250);
 const SEED = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 1e6));
+/** The faults to make, by name (comma-separated); all of them when unset. */
+const ONLY_FAULTS = process.env.CHAOS_FAULTS ? process.env.CHAOS_FAULTS.split(',').map((name) => name.trim()).filter(Boolean) : null;
 
 let world: World;
 let redis: OwnRedis;
@@ -243,7 +246,11 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
       openOutcomes += world.smtp.received.length - before;
     },
   };
-  const names = Object.keys(faults);
+  const names = Object.keys(faults).filter((name) => ONLY_FAULTS === null || ONLY_FAULTS.includes(name));
+  const unknownFaults = (ONLY_FAULTS ?? []).filter((name) => !(name in faults));
+  if (unknownFaults.length > 0 || names.length === 0) {
+    throw new Error(`CHAOS_FAULTS: ${unknownFaults.length > 0 ? `no fault named ${unknownFaults.join(', ')}` : 'no fault left'}; the faults are ${Object.keys(faults).join(', ')}`);
+  }
   const end = Date.now() + SECONDS * 1000;
   let editing = true;
   const editor = editCrm(() => editing);
