@@ -9,7 +9,7 @@
  * worker once this one died or its lock lapsed) records it from there instead of sending it again.
  */
 import { mayPassOnRetry } from './db/database.ts';
-import { claimState, markRejected, markSent, markUnknown, newDeliveryId, reclaimSend, releaseClaim, type ClaimRow } from './db/deliveries.ts';
+import { markRejected, markSent, markUnknown, newDeliveryId, ownClaim, reclaimSend, releaseClaim, type ClaimRow } from './db/deliveries.ts';
 import type { DeliverDeps, DeliverResult } from './deliver.ts';
 import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
@@ -109,13 +109,6 @@ export class UnrecordedSends {
     this.save();
   }
 
-  /** The send to this recipient, if one is kept, is written again under another claim id. */
-  renumber(row: ClaimRow, claimId: number): void {
-    const send = this.#sends.find((s) => sameRecipient(s.row, row));
-    if (!send || send.claimId === claimId) return;
-    this.hold({ ...send, claimId });
-  }
-
   /** The send to this recipient is recorded: out of the job's data. */
   forget(row: ClaimRow): void {
     if (!this.#sends.some((s) => sameRecipient(s.row, row))) return;
@@ -159,10 +152,10 @@ export async function recordLeftOver(run: OutcomeRun, send: UnrecordedSend): Pro
   const { outcome } = send;
   run.deps.logger.warn({ ...log, outcome: outcome.kind }, 'recording a send an earlier attempt completed but could not record; not sending it again');
   const found = await persisting(run, log, 'could not read the send an earlier attempt kept; the job tries again later',
-    () => claimState(run.deps.db, send.claimId, row));
+    () => ownClaim(run.deps.db, row));
   if (outcome.kind === 'deferred' || outcome.kind === 'withdrawn') {
     if (found?.status === 'unknown') {
-      await persisting(run, log, 'could not release the claim of a deferred send; the job tries again later', () => releaseClaim(run.deps.db, send.claimId));
+      await persisting(run, log, 'could not release the claim of a deferred send; the job tries again later', () => releaseClaim(run.deps.db, found.id));
       run.metrics.deferred();
     }
     run.unrecorded.forget(row);
@@ -174,8 +167,8 @@ export async function recordLeftOver(run: OutcomeRun, send: UnrecordedSend): Pro
     run.unrecorded.forget(row);
     return true;
   }
-  const claimed: Claimed = { id: send.claimId, flight: settledFlight(outcome), row, dueAt: row.due_at, log, opened: true, kept: true };
-  const id = found === null ? await recordClaim(run, claimed) : send.claimId;
+  const claimed: Claimed = { id: found?.id ?? send.claimId, flight: settledFlight(outcome), row, dueAt: row.due_at, log, opened: true, kept: true };
+  const id = found === null ? await recordClaim(run, claimed) : found.id;
   // Its latency is the send's own: as of the attempt that made it.
   if (id !== null) await finishSend({ ...run, now: row.decided_at }, { ...claimed, id });
   return true;
@@ -216,24 +209,23 @@ export async function claimAfterFailedCommit(run: OutcomeRun, claimed: Claimed, 
 }
 
 /**
- * Finds the claim (ours if it committed after all: found by the id its INSERT returned, holding
- * this send) or writes it again under a new id (`newDeliveryId`; the lost claim's own id may be
- * given to another row once PostgreSQL recovers from a crash). A row found any other way could be
- * another worker's claim, still in flight: never adopted. Returns null when another row spent the
+ * Finds the claim (ours if it committed after all, or was written again since: `ownClaim`) or
+ * writes it again under a new id (`newDeliveryId`). Another attempt's claim of the same send
+ * (another worker's, still in flight) is never adopted. Returns null when such a claim spent the
  * step meanwhile: nothing of ours to record.
  */
 async function recordClaim(run: OutcomeRun, claimed: Claimed): Promise<number | null> {
   const { deps } = run;
+  const ours = async () => (await ownClaim(deps.db, claimed.row))?.id ?? null;
   let id = claimed.id;
-  const ours = async () => ((await claimState(deps.db, id, claimed.row)) === null ? null : id);
   let recorded: number | null;
   try {
-    // A write whose answer was lost is found by its id on the next try. The job's data follows the
-    // new id, so that a second writer of this send (the job taken again meanwhile) finds it too.
+    // A write whose answer was lost, or the lost COMMIT itself come through late, is found by the
+    // next look.
     recorded = await persisting(run, claimed.log, 'could not record a completed send; it is kept in the job, whose retry records it', async () => {
-      if ((await ours()) !== null) return id;
+      const found = await ours();
+      if (found !== null) return found;
       id = await newDeliveryId(deps.db);
-      run.unrecorded.renumber(claimed.row, id);
       return (await reclaimSend(deps.db, id, claimed.row)) ?? ours();
     });
   } catch (failure) {

@@ -762,28 +762,52 @@ describe('a claim lost with its COMMIT while another worker claimed the same sen
 });
 
 describe("a send's claim", () => {
-  it("commits durably where the server would not (synchronous_commit off): set for the claim's transaction only", async () => {
-    const { opportunityId, contactId } = await dueOpportunity();
-    const { db } = createDb(world.database.url, { max: 1, options: '-c synchronous_commit=off' });
-    try {
-      const show = async (on: typeof db) => (await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(on)).rows[0]!.synchronous_commit;
-      const settings = await db.connection().execute(async (conn) => {
-        const before = await show(conn);
-        const inside = await conn.transaction().execute(async (trx) => {
-          await claimSend(trx, {
-            opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test', due_at: new Date(DUE),
-            decided_at: new Date(DUE), closing_date: '2026-12-10', occurrence: '', message_id: '<m@acme.test>', template: 'reminder.hbs', transport: 'smtp',
+  it("commits durably where the server would not (synchronous_commit off): set for the claim's transaction only; a durable setting kept", async () => {
+    for (const [server, claim] of [['off', 'on'], ['local', 'local'], ['remote_apply', 'remote_apply']] as const) {
+      await world.reset();
+      const { opportunityId, contactId } = await dueOpportunity();
+      const { db } = createDb(world.database.url, { max: 1, options: `-c synchronous_commit=${server}` });
+      try {
+        const show = async (on: typeof db) => (await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(on)).rows[0]!.synchronous_commit;
+        const settings = await db.connection().execute(async (conn) => {
+          const before = await show(conn);
+          const inside = await conn.transaction().execute(async (trx) => {
+            await claimSend(trx, {
+              opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test', due_at: new Date(DUE),
+              decided_at: new Date(DUE), closing_date: '2026-12-10', occurrence: '', message_id: '<m@acme.test>', template: 'reminder.hbs', transport: 'smtp',
+            });
+            return show(trx);
           });
-          return show(trx);
+          return [before, inside, await show(conn)];
         });
-        return [before, inside, await show(conn)];
-      });
-      // Off, the COMMIT would be acknowledged before it reached the disk: a crash then would lose
-      // the claim of an email that went, and the next scan would send it again.
-      expect(settings).toEqual(['off', 'on', 'off']);
-      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['unknown']);
+        // Off, the COMMIT would be acknowledged before it reached the disk: a crash then would lose
+        // the claim of an email that went, and the next scan would send it again.
+        expect(settings).toEqual([server, claim, server]);
+        expect((await deliveries(world.database.db, opportunityId)).map((r) => r.status)).toEqual(['unknown']);
+      } finally {
+        await db.destroy();
+      }
+    }
+  });
+
+  it('meets an id another row holds: the transaction fails, nothing is sent, and the retry sends; never skipped as already spent', async () => {
+    const { opportunityId } = await dueOpportunity();
+    const other = await insertOpportunity(world.database.db, { closing_date: '2026-12-10' });
+    const [taken] = await world.database.db.insertInto('deliveries').values({
+      opportunity_id: other, step_id: 'closing-in-3-days', recipient: 'bob@customer.test', status: 'suppressed', reason: 'no_recipient', decided_at: new Date(DUE),
+    }).returning('id').execute();
+    // As a crash can leave it: the sequence's next value is an id a row holds.
+    await sql`select setval(pg_get_serial_sequence('deliveries', 'id'), ${taken!.id}, false)`.execute(world.database.db);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const error = await deliver(await deps(mailer), job(opportunityId), new Date(DUE)).then(() => null, (e: Error) => e);
+      expect(error?.message).toMatch(/deliveries_pkey/);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(world.smtp.received).toHaveLength(0);
+      expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 1, skipped: 0 });
+      expect(world.smtp.received).toHaveLength(1);
     } finally {
-      await db.destroy();
+      await mailer.close();
     }
   });
 });
@@ -825,6 +849,35 @@ describe('a claim lost with its COMMIT, whose id PostgreSQL gives again after a 
     } finally {
       await mailer.close();
       await dropFailClaimCommits();
+    }
+  });
+
+  it('committed after all, late (after this worker first looked for it): found, and recorded as sent, not taken for another worker\'s', async () => {
+    const { opportunityId } = await dueOpportunity();
+    await failClaimCommits(1);
+    // The lost COMMIT comes through while the claim is being written again: as the new INSERT
+    // starts, the first claim's row appears, decided at the same instant.
+    await sql.raw(`create sequence late_claims;
+      create function late_claim() returns trigger language plpgsql as $$
+      begin
+        if pg_trigger_depth() = 1 and new.status = 'unknown' and nextval('late_claims') = 2 then
+          insert into deliveries (opportunity_id, step_id, contact_id, recipient, status, decided_at, closing_date, occurrence, claimed_at, handed_at)
+          values (new.opportunity_id, new.step_id, new.contact_id, new.recipient, 'unknown', new.decided_at, new.closing_date, new.occurrence, now(), now());
+        end if;
+        return new;
+      end $$;
+      create trigger late_claim before insert on deliveries for each row execute function late_claim()`).execute(world.database.db);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const { logger, lines } = keptLogger();
+      await deliver({ ...(await deps(mailer)), logger }, job(opportunityId), new Date(DUE)).catch(() => {});
+      await until('the message to arrive', () => world.smtp.received.length === 1, 10_000);
+      expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
+      expect(lines.map((l) => l.msg)).not.toContain("the step was spent by another worker while this send's claim was lost; the send is not recorded");
+    } finally {
+      await mailer.close();
+      await dropFailClaimCommits();
+      await sql.raw('drop trigger late_claim on deliveries; drop function late_claim(); drop sequence late_claims').execute(world.database.db);
     }
   });
 

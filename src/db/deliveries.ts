@@ -45,35 +45,44 @@ function claimValues(row: ClaimRow): unknown[] {
  * The claim's transaction commits durably whatever the server's `synchronous_commit` (a DBA may
  * turn it off for the CRM's sake): PostgreSQL would otherwise acknowledge the COMMIT before its
  * record reached the disk, and a crash right after would take the claim of an email that went,
- * which the next scan would send again. Set for this transaction only (`set_config(…, true)`),
- * in the claim's own statement: no statement more, and through a transaction-pooling PgBouncer
- * too.
+ * which the next scan would send again. `off` becomes `on` for this transaction only
+ * (`set_config(…, true)`); any other setting is durable on this server already and is kept. Set in
+ * the claim's own statement: no statement more, and through a transaction-pooling PgBouncer too.
  */
-const DURABLE = `(select set_config('synchronous_commit', 'on', true)) as durable`;
+const DURABLE = `(select set_config('synchronous_commit',
+  case current_setting('synchronous_commit') when 'off' then 'on' else current_setting('synchronous_commit') end, true)) as durable`;
+
+/**
+ * Only a claim of the same send (`deliveries_spent`) makes a claim do nothing. Any other clash
+ * (an id given twice) is an error, never taken for a spent step.
+ */
+const SPENT = `on conflict (opportunity_id, step_id, occurrence, recipient)
+  where status in ('sent', 'unknown') or (status = 'failed' and reason = 'smtp_rejected') do nothing`;
 
 const CLAIM = prepared(`
 insert into deliveries (opportunity_id, step_id, contact_id, recipient, due_at, decided_at, closing_date, occurrence,
   message_id, template, transport, status, reason, claimed_at, handed_at)
 select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'unknown', null, now(), now() from ${DURABLE}
-on conflict do nothing
+${SPENT}
 returning id`);
 
 /**
- * A new id for a claim written again (`reclaimSend`), drawn from the table's own sequence. Never
- * the lost claim's own id: a sequence value drawn by a transaction that did not commit (the
- * claim's, lost in a crash) can be given again once PostgreSQL recovers, to another row; a row
- * written under it would then collide with a later claim. A value drawn here is made durable by
- * the COMMIT of the row written under it.
+ * A new id for a claim written again (`reclaimSend`), drawn from the table's own sequence, not
+ * the lost claim's id written back: a sequence value drawn by a transaction that did not commit
+ * (the claim's, lost in a crash) can be given again once PostgreSQL recovers, so a row written
+ * under it by hand could take the id the sequence gives the next claim. A value drawn here (which
+ * may be that same id, given again: no row holds it) is made durable by the COMMIT of the row
+ * written under it.
  */
 export async function newDeliveryId(db: Db): Promise<number> {
   const { rows: [drawn] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(`select nextval(pg_get_serial_sequence('deliveries', 'id')) as id`));
-  return Number(drawn!.id);
+  return drawn!.id;
 }
 
 /**
- * Writes again a claim whose transaction did not commit, under an id of `newDeliveryId`: if this
- * write's own answer is lost, `claimState` still finds it by that id. Returns null when the step
- * is taken (another claim of it).
+ * Writes again a claim whose transaction did not commit, under an id of `newDeliveryId`. Returns
+ * null when the step is taken (a claim of the same send: this one's, committed after all, or
+ * another worker's).
  */
 export async function reclaimSend(db: Db, id: number, row: ClaimRow): Promise<number | null> {
   const { rows: [inserted] } = await db.executeQuery<{ id: number }>(CompiledQuery.raw(RECLAIM, [id, ...claimValues(row)]));
@@ -84,7 +93,7 @@ const RECLAIM = `
 insert into deliveries (id, opportunity_id, step_id, contact_id, recipient, due_at, decided_at, closing_date, occurrence,
   message_id, template, transport, status, reason, claimed_at, handed_at)
 select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'unknown', null, now(), now() from ${DURABLE}
-on conflict do nothing
+${SPENT}
 returning id`;
 
 /**
@@ -121,16 +130,20 @@ export async function releaseClaim(db: Db, id: number): Promise<void> {
 }
 
 /**
- * The status and detail of this send's claim under this id, or null when there is none (never
- * written, or released). For a claim whose COMMIT went unanswered, whether it committed. The id
- * alone does not tell: after a crash PostgreSQL may give the id of a claim that did not commit to
- * another row, another send's claim. The row must be this send's too: its opportunity, step,
- * occurrence and recipient.
+ * This send's claim, as written by the attempt that decided it: the row of its opportunity, step,
+ * occurrence and recipient decided at that attempt's instant (`decided_at`), whatever its id; or
+ * null when there is none (never written, or released). For a claim whose COMMIT went unanswered,
+ * whether it committed, or was written again since. Not by id alone: after a crash PostgreSQL may
+ * give the id of a claim that did not commit to another row. Not by the send alone: another
+ * attempt's claim of the same send (another worker's, the job taken again) may still be in flight.
  */
-export async function claimState(db: Db, id: number, row: Pick<ClaimRow, 'opportunity_id' | 'step_id' | 'occurrence' | 'recipient'>): Promise<Pick<DeliveryRow, 'status' | 'detail'> | null> {
-  return (await db.selectFrom('deliveries').select(['status', 'detail']).where('id', '=', id)
+export async function ownClaim(db: Db, row: Pick<ClaimRow, 'opportunity_id' | 'step_id' | 'occurrence' | 'recipient' | 'decided_at'>): Promise<Pick<DeliveryRow, 'id' | 'status' | 'detail'> | null> {
+  return (await db.selectFrom('deliveries').select(['id', 'status', 'detail'])
     .where('opportunity_id', '=', row.opportunity_id).where('step_id', '=', row.step_id)
-    .where('occurrence', '=', row.occurrence).where('recipient', '=', row.recipient).executeTakeFirst()) ?? null;
+    .where('occurrence', '=', row.occurrence).where('recipient', '=', row.recipient)
+    .where('decided_at', '=', row.decided_at)
+    .where((eb) => eb.or([eb('status', 'in', ['sent', 'unknown']), eb.and([eb('status', '=', 'failed'), eb('reason', '=', 'smtp_rejected')])]))
+    .executeTakeFirst()) ?? null;
 }
 
 export async function listDeliveries(db: Db, opportunityId: number): Promise<DeliveryRow[]> {
