@@ -3,7 +3,7 @@
  * two `nudge start` and one `nudge work` process deliver one batch while, one after another, at
  * random, a process is killed (SIGKILL) or stopped (SIGTERM) and started again, Redis is killed and
  * started again empty, frozen for a few seconds, or emptied (FLUSHALL), PostgreSQL's connections
- * are cut, PostgreSQL crashes and starts again (on a server of the soak's own, where the machine
+ * are cut, PostgreSQL crashes, or is restarted (fast shutdown), and starts again (on a server of the soak's own, where the machine
  * has PostgreSQL's server binaries), and the SMTP server refuses everything with 421 for a while,
  * drops the connection after the final dot before it answers, or crashes (its connections cut)
  * and starts again. Then the faults stop and the batch is let finish.
@@ -222,6 +222,11 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
     ...(postgres ? {
       async postgresCrash() {
         await postgres!.crash();
+        await sleep(500 + rand() * 2500);
+        await postgres!.start();
+      },
+      async postgresRestart() {
+        await postgres!.shutdown();
         await sleep(500 + rand() * 2500);
         await postgres!.start();
       },

@@ -17,6 +17,8 @@ export interface OwnPostgres {
   url(database: string): string;
   /** Stops the server as a crash would (immediate shutdown: no checkpoint; recovery at the next start). */
   crash(): Promise<void>;
+  /** Stops the server as `pg_ctl restart` does (fast shutdown: transactions rolled back, clients cut, a checkpoint). */
+  shutdown(): Promise<void>;
   /** Starts it again on the same port, with the data it had. */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -125,5 +127,5 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
     await remove();
     throw error;
   }
-  return { port, url, crash: () => halt('SIGQUIT'), start, stop: remove };
+  return { port, url, crash: () => halt('SIGQUIT'), shutdown: () => halt('SIGINT'), start, stop: remove };
 }
