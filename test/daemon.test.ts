@@ -326,6 +326,7 @@ describe('waiting for PostgreSQL at start', () => {
     ['a connection that could not be made (08001)', sqlError('08001'), true],
     ['pg\'s connection timeout', new Error('timeout exceeded when trying to connect'), true],
     ['a connection cut', new Error('Connection terminated unexpectedly'), true],
+    ['a connection cut before the statement went', new Error('Client has encountered a connection error and is not queryable'), true],
     ['a missing database (3D000)', sqlError('3D000'), false],
     ['a wrong password (28P01)', sqlError('28P01'), false],
     ['PgBouncer\'s own fatal error (08P01)', sqlError('08P01'), false],

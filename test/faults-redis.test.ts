@@ -210,7 +210,8 @@ describe('PostgreSQL connections cut under running daemons', () => {
     }
     expect(cuts).toBeGreaterThan(0);
     // The cuts caught sends in their transactions, not only idle connections.
-    const cutJobs = daemons.flatMap((d) => d.logs).filter((l) => l.msg === 'delivery job failed; BullMQ retries it with backoff');
+    const cutJobs = daemons.flatMap((d) => d.logs).filter((l) => l.msg === 'delivery job failed; BullMQ retries it with backoff'
+      || l.msg === 'delivery jobs fail while PostgreSQL cannot be reached; BullMQ retries each with backoff');
     expect(cutJobs.length).toBeGreaterThan(0);
     // No SMTP fault: every outcome is known, so every email ends `sent`, none `unknown`.
     await expectEachSentOnce(600);

@@ -6,6 +6,8 @@ import { DeferredError, deliver, type DeliverDeps, type DeliverResult } from '..
 import type { Mailer } from '../src/email/mailer.ts';
 import { DELIVER_QUEUE, queuePrefix, type DeliverJob } from '../src/queue/queues.ts';
 import type { Runtime } from '../src/runtime.ts';
+import { postgresUnreachable } from '../src/db/database.ts';
+import { repeatLimited } from '../src/log-repeats.ts';
 
 export interface DeliverWorkerOptions {
   clock: Clock;
@@ -121,6 +123,7 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // `bullmq_job_failed_total`), with a data point a minute for a day: each scrape reads them all.
     metrics: { maxDataPoints: MetricsTime.ONE_HOUR * 24 },
   });
+  const unreachable = repeatLimited(rt.logger);
   worker.on('failed', (job, err) => {
     // Its attempts spent, or stalled too often (BullMQ fails it at once, whatever attempts are left).
     const last = job !== undefined && (job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError');
@@ -128,8 +131,16 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // A deferred send was logged as such, with its ids and reply code: once is enough (in an SMTP
     // outage every job is deferred at each of its attempts).
     if (!last && err.name === DeferredError.name) return;
+    const kept = (job?.data.unrecorded?.length ?? 0) > 0;
+    // While PostgreSQL cannot be reached every job fails at each attempt, with the same error: a
+    // line a minute says so, with how many were held back since, not a line per job.
+    if (postgresUnreachable(err) && !kept) {
+      unreachable('warn', last ? 'delivery jobs failed for good while PostgreSQL could not be reached; dropped (a later scan enqueues their steps again while their windows are open)'
+        : 'delivery jobs fail while PostgreSQL cannot be reached; BullMQ retries each with backoff', fields);
+      return;
+    }
     if (!last) rt.logger.warn(fields, 'delivery job failed; BullMQ retries it with backoff');
-    else if ((job.data.unrecorded?.length ?? 0) === 0) rt.logger.warn(fields, 'delivery job failed for good; dropped (a later scan enqueues the step again while its window is open)');
+    else if (!kept) rt.logger.warn(fields, 'delivery job failed for good; dropped (a later scan enqueues the step again while its window is open)');
     // The job goes (removeOnFail) with the send it kept: a later scan finds its step due.
     else rt.logger.error({ ...fields, opportunityId: job.data.opportunityId, stepId: job.data.stepId }, 'delivery job failed for good while it held a send it could not record; the step may be sent again');
   });

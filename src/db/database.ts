@@ -70,8 +70,9 @@ export function postgresUnreachable(error: unknown): boolean {
   if (error instanceof pg.DatabaseError) return RETRYABLE_SQLSTATES.has(error.code ?? '');
   const e = error as { code?: string; message?: string } | null;
   if (e?.code && NETWORK_ERRORS.has(e.code)) return true;
-  // pg's own, without a code: a connection cut, or not made within the pool's timeout.
-  return /^(Connection terminated|timeout exceeded when trying to connect)/.test(e?.message ?? '');
+  // pg's own, without a code: a connection cut, not made within the pool's timeout, or cut
+  // before a statement it was given could go out.
+  return /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(e?.message ?? '');
 }
 
 /**
