@@ -32,12 +32,13 @@ import { TemplateError, type Templates } from './email/templates.ts';
 import { decideJob, type JobAction } from './journey/decide-job.ts';
 import type { Journey, Snapshot } from './journey/types.ts';
 import type { Logger } from './logger.ts';
+import type { RepeatLimitedLog } from './log-repeats.ts';
 import { noMetrics, type Metrics } from './metrics.ts';
 import type { DeliverJob } from './queue/queues.ts';
 import { snapshotNeeds } from './scan.ts';
 import { startSend, type InFlight } from './send-gate.ts';
 import {
-  claimAfterFailedCommit, finishSend, recordLeftOver, replyCode, UnrecordedSends, withdraw, type Claimed, type KeepJobData,
+  claimAfterFailedCommit, finishSend, logDeferral, recordLeftOver, UnrecordedSends, withdraw, type Claimed, type KeepJobData,
 } from './send-outcome.ts';
 
 export interface DeliverDeps {
@@ -55,6 +56,12 @@ export interface DeliverDeps {
    * @defaultValue 5000
    */
   handoverTimeoutMs?: number;
+  /**
+   * The process's repeat-limited log (src/log-repeats.ts), shared by its jobs: while the SMTP
+   * server cannot be reached every send is deferred at each attempt, which this says once a minute
+   * per error rather than once per send. Without it, each deferral is a line of its own.
+   */
+  repeats?: RepeatLimitedLog;
 }
 
 export interface DeliverResult {
@@ -278,8 +285,7 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
     return;
   }
   // Deferred (4xx, refused, timeout): nothing written; the job retries.
-  step.deferred = replyCode(outcome);
-  run.deps.logger.warn({ ...prepared.log, code: step.deferred }, 'smtp deferred the send; will retry');
+  step.deferred = logDeferral(run.deps, prepared.log, outcome);
 }
 
 async function recordSuppression(run: Run, trx: Db, action: Extract<JobAction, { kind: 'suppress' }>): Promise<boolean> {

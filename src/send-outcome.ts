@@ -20,7 +20,7 @@ import type { InFlight } from './send-gate.ts';
 
 /** What recording a send needs of the job being delivered. */
 export interface OutcomeRun {
-  deps: Pick<DeliverDeps, 'db' | 'logger' | 'mailer'>;
+  deps: Pick<DeliverDeps, 'db' | 'logger' | 'mailer' | 'repeats'>;
   metrics: Metrics;
   now: Date;
   result: DeliverResult;
@@ -306,9 +306,7 @@ export async function finishSend(run: OutcomeRun, claimed: Claimed): Promise<str
       // Nothing was accepted (a 4xx to the message itself): the claim goes and the job retries.
       await record(() => releaseClaim(deps.db, claimed.id));
       metrics.deferred();
-      const code = replyCode(outcome);
-      deps.logger.warn({ ...claimed.log, code }, 'smtp deferred the send; will retry');
-      return code;
+      return logDeferral(deps, claimed.log, outcome);
     }
     case 'unknown':
       await record(() => markUnknown(deps.db, claimed.id, outcome.reason.slice(0, 500)));
@@ -323,6 +321,23 @@ export async function finishSend(run: OutcomeRun, claimed: Claimed): Promise<str
 export async function withdraw(flight: InFlight): Promise<void> {
   flight.answer(false);
   await flight.outcome;
+}
+
+/**
+ * Logs a deferral and returns its reply code: a send the server deferred (a reply code), a line
+ * each, with its ids; a server that could not be reached (no reply), once a minute per error in
+ * the process (`repeats`), with the error's code only (ECONNECTION, ETIMEDOUT, …), never its text.
+ */
+export function logDeferral(deps: Pick<DeliverDeps, 'logger' | 'repeats'>, log: Record<string, unknown>,
+  outcome: Extract<SendOutcome, { kind: 'deferred' | 'withdrawn' }>): string {
+  const code = replyCode(outcome);
+  if (code === 'connection' && outcome.kind === 'deferred' && deps.repeats) {
+    deps.repeats('warn', 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff',
+      { ...log, code, err: /^([A-Z][A-Z_]+):/.exec(outcome.reason)?.[1] ?? 'error' });
+  } else {
+    deps.logger.warn({ ...log, code }, 'smtp deferred the send; will retry');
+  }
+  return code;
 }
 
 /** The SMTP reply code of a deferral, for the job's error: never the server's text. */

@@ -25,7 +25,7 @@ export interface DeliverWorkerOptions {
   running?: { count: number };
 }
 
-export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): DeliverDeps {
+export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): DeliverDeps & Required<Pick<DeliverDeps, 'repeats'>> {
   return {
     db: rt.db,
     mailer,
@@ -35,6 +35,7 @@ export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): 
     logger: rt.logger,
     metrics: rt.metrics,
     handoverTimeoutMs: rt.config.handoverTimeoutMs,
+    repeats: repeatLimited(rt.logger),
   };
 }
 
@@ -123,7 +124,6 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // `bullmq_job_failed_total`), with a data point a minute for a day: each scrape reads them all.
     metrics: { maxDataPoints: MetricsTime.ONE_HOUR * 24 },
   });
-  const unreachable = repeatLimited(rt.logger);
   worker.on('failed', (job, err) => {
     // Its attempts spent, or stalled too often (BullMQ fails it at once, whatever attempts are left).
     const last = job !== undefined && (job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError');
@@ -135,7 +135,7 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // While PostgreSQL cannot be reached every job fails at each attempt, with the same error: a
     // line a minute says so, with how many were held back since, not a line per job.
     if (postgresUnreachable(err) && !kept) {
-      unreachable('warn', last ? 'delivery jobs failed for good while PostgreSQL could not be reached; dropped (a later scan enqueues their steps again while their windows are open)'
+      deps.repeats('warn', last ? 'delivery jobs failed for good while PostgreSQL could not be reached; dropped (a later scan enqueues their steps again while their windows are open)'
         : 'delivery jobs fail while PostgreSQL cannot be reached; BullMQ retries each with backoff', fields);
       return;
     }
