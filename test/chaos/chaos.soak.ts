@@ -3,10 +3,11 @@
  * two `nudge start` and one `nudge work` process deliver one batch while, one after another, at
  * random, a process is killed (SIGKILL) or stopped (SIGTERM) and started again, Redis is killed and
  * started again empty, frozen for a few seconds, or emptied (FLUSHALL), PostgreSQL's connections
- * are cut, PostgreSQL crashes, or is restarted (fast shutdown), and starts again (on a server of the soak's own, where the machine
- * has PostgreSQL's server binaries), and the SMTP server refuses everything with 421 for a while,
- * drops the connection after the final dot before it answers, or crashes (its connections cut)
- * and starts again. Then the faults stop and the batch is let finish.
+ * are cut, PostgreSQL crashes, or is restarted (fast shutdown), and starts again (on a server
+ * of the soak's own, where the machine has PostgreSQL's server binaries), and the SMTP server
+ * refuses everything with 421 for a while, drops the connection after the final dot before it
+ * answers, or crashes (its connections cut) and starts again. Then the faults stop and the
+ * batch is let finish.
  *
  * Meanwhile the CRM edits a few emails a second away: a closing date moved, an opportunity lost,
  * a contact unsubscribed.
