@@ -331,7 +331,7 @@ export async function withdraw(flight: InFlight): Promise<void> {
 export function logDeferral(deps: Pick<DeliverDeps, 'logger' | 'repeats'>, log: Record<string, unknown>,
   outcome: Extract<SendOutcome, { kind: 'deferred' | 'withdrawn' }>): string {
   const code = replyCode(outcome);
-  if (code === 'connection' && outcome.kind === 'deferred' && deps.repeats) {
+  if (code === 'connection' && deps.repeats) {
     deps.repeats('warn', 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff',
       { ...log, code, err: /^([A-Z][A-Z_]+):/.exec(outcome.reason)?.[1] ?? 'error' });
   } else {
@@ -341,6 +341,6 @@ export function logDeferral(deps: Pick<DeliverDeps, 'logger' | 'repeats'>, log: 
 }
 
 /** The SMTP reply code of a deferral, for the job's error: never the server's text. */
-export function replyCode(outcome: Extract<SendOutcome, { kind: 'deferred' | 'withdrawn' }>): string {
+function replyCode(outcome: Extract<SendOutcome, { kind: 'deferred' | 'withdrawn' }>): string {
   return outcome.kind === 'withdrawn' ? 'withdrawn' : (/^\d{3}/.exec(outcome.reason)?.[0] ?? 'connection');
 }

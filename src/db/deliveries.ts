@@ -52,12 +52,14 @@ function claimValues(row: ClaimRow): unknown[] {
 const DURABLE = `(select set_config('synchronous_commit',
   case current_setting('synchronous_commit') when 'off' then 'on' else current_setting('synchronous_commit') end, true)) as durable`;
 
+/** The rows that spend a step: the predicate of the unique index `deliveries_spent`. */
+const SPENDS = `(status in ('sent', 'unknown') or (status = 'failed' and reason = 'smtp_rejected'))`;
+
 /**
  * Only a claim of the same send (`deliveries_spent`) makes a claim do nothing. Any other clash
  * (an id given twice) is an error, never taken for a spent step.
  */
-const SPENT = `on conflict (opportunity_id, step_id, occurrence, recipient)
-  where status in ('sent', 'unknown') or (status = 'failed' and reason = 'smtp_rejected') do nothing`;
+const SPENT = `on conflict (opportunity_id, step_id, occurrence, recipient) where ${SPENDS} do nothing`;
 
 const CLAIM = prepared(`
 insert into deliveries (opportunity_id, step_id, contact_id, recipient, due_at, decided_at, closing_date, occurrence,
@@ -142,7 +144,7 @@ export async function ownClaim(db: Db, row: Pick<ClaimRow, 'opportunity_id' | 's
     .where('opportunity_id', '=', row.opportunity_id).where('step_id', '=', row.step_id)
     .where('occurrence', '=', row.occurrence).where('recipient', '=', row.recipient)
     .where('decided_at', '=', row.decided_at)
-    .where((eb) => eb.or([eb('status', 'in', ['sent', 'unknown']), eb.and([eb('status', '=', 'failed'), eb('reason', '=', 'smtp_rejected')])]))
+    .where(sql.raw<boolean>(SPENDS))
     .executeTakeFirst()) ?? null;
 }
 
