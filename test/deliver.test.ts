@@ -431,15 +431,15 @@ describe('a claim whose COMMIT fails once the message is complete', () => {
   });
 });
 
-describe('a completed send that PostgreSQL will not record', () => {
-  /** A claim's row for the due opportunity's send, as a worker would have kept it. */
-  function keptRow(opportunityId: number, contactId: number | null) {
-    return {
-      opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test', due_at: new Date(DUE),
-      decided_at: new Date(DUE), closing_date: '2026-12-10', occurrence: '', message_id: '<kept@acme.test>', template: 'reminder.hbs', transport: 'smtp',
-    };
-  }
+/** A claim's row for the due opportunity's send (decided at its due time), as a worker writes or keeps it. */
+function keptRow(opportunityId: number, contactId: number | null) {
+  return {
+    opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test', due_at: new Date(DUE),
+    decided_at: new Date(DUE), closing_date: '2026-12-10', occurrence: '', message_id: '<kept@acme.test>', template: 'reminder.hbs', transport: 'smtp',
+  };
+}
 
+describe('a completed send that PostgreSQL will not record', () => {
   /** The job's data holding one kept send, sealed (under `secret`), as Redis would hold it: through JSON. */
   function withKept(opportunityId: number, send: UnrecordedSend, secret = SECRET, sealedFor = job(opportunityId)): DeliverJob {
     return JSON.parse(JSON.stringify({ ...job(opportunityId), unrecorded: [keepSend(secret, sealedFor, send)] })) as DeliverJob;
@@ -772,10 +772,7 @@ describe("a send's claim", () => {
         const settings = await db.connection().execute(async (conn) => {
           const before = await show(conn);
           const inside = await conn.transaction().execute(async (trx) => {
-            await claimSend(trx, {
-              opportunity_id: opportunityId, step_id: 'closing-in-3-days', contact_id: contactId, recipient: 'ada@customer.test', due_at: new Date(DUE),
-              decided_at: new Date(DUE), closing_date: '2026-12-10', occurrence: '', message_id: '<m@acme.test>', template: 'reminder.hbs', transport: 'smtp',
-            });
+            await claimSend(trx, keptRow(opportunityId, contactId));
             return show(trx);
           });
           return [before, inside, await show(conn)];

@@ -15,7 +15,7 @@ import { PG_ADMIN_URL } from './helpers/env.ts';
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
-import { closingInThreeDays, DUE_NOW_JOURNEY, DUE_NOW_TEMPLATE, startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
+import { closingInThreeDays, createDueNowWorld, DUE_NOW_JOURNEY, DUE_NOW_TEMPLATE, startDaemon, startWorkProcess, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries } from './helpers/fixtures.ts';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
@@ -25,16 +25,14 @@ import { Runtime } from '../src/runtime.ts';
 import { SCAN_LOCK } from '../src/scan.ts';
 import { within } from '../src/settle.ts';
 import { freePort, startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
-import { createWorld, type World } from './helpers/world.ts';
+import type { World } from './helpers/world.ts';
 
 let world: World;
 let redis: OwnRedis;
 let daemons: Daemon[] = [];
 
 beforeAll(async () => {
-  world = await createWorld({ shippedTemplates: false });
-  world.write('journeys.yaml', DUE_NOW_JOURNEY);
-  world.write('t.hbs', DUE_NOW_TEMPLATE);
+  world = await createDueNowWorld();
   redis = await startOwnRedis();
 });
 

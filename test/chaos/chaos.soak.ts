@@ -28,14 +28,14 @@ import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { closingInThreeDays, DUE_NOW_JOURNEY, DUE_NOW_TEMPLATE, startDaemon, startWorkProcess, until, type Daemon } from '../helpers/daemon.ts';
+import { closingInThreeDays, createDueNowWorld, startDaemon, startWorkProcess, until, type Daemon } from '../helpers/daemon.ts';
 import { createDb, type Db } from '../../src/db/database.ts';
 import { runNudge } from '../helpers/cli.ts';
 import { PG_ADMIN_URL } from '../helpers/env.ts';
 import { postgresBinaries, startOwnPostgres, type OwnPostgres } from '../helpers/postgres-server.ts';
 import { deliveries } from '../helpers/fixtures.ts';
 import { startOwnRedis, type OwnRedis } from '../helpers/redis-server.ts';
-import { createWorld, type World } from '../helpers/world.ts';
+import type { World } from '../helpers/world.ts';
 
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 90);
 const EMAILS = Number(process.env.CHAOS_EMAILS ?? 3000);
@@ -65,9 +65,7 @@ interface Slot {
 const slots: Slot[] = [];
 
 beforeAll(async () => {
-  world = await createWorld({ shippedTemplates: false });
-  world.write('journeys.yaml', DUE_NOW_JOURNEY);
-  world.write('t.hbs', DUE_NOW_TEMPLATE);
+  world = await createDueNowWorld();
   redis = await startOwnRedis();
   if (postgresBinaries()) {
     postgres = await startOwnPostgres();

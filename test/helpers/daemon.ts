@@ -2,6 +2,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawnNudge } from './cli.ts';
 import { addDays } from '../../src/journey/time.ts';
+import { createWorld, type World } from './world.ts';
 
 /**
  * For daemons on the real clock: due at 00:00 UTC three days before the closing date, with a
@@ -20,6 +21,14 @@ steps:
 
 /** The template `t` the fault tests' journeys send: the opportunity's reference as subject, a greeting. */
 export const DUE_NOW_TEMPLATE = '---\nsubject: "{{reference}}"\n---\n<p>Hello {{contact.firstName}}: {{reference}}</p>\n';
+
+/** A test world whose journey and template are these (`DUE_NOW_JOURNEY`, `DUE_NOW_TEMPLATE`). */
+export async function createDueNowWorld(): Promise<World> {
+  const world = await createWorld({ shippedTemplates: false });
+  world.write('journeys.yaml', DUE_NOW_JOURNEY);
+  world.write('t.hbs', DUE_NOW_TEMPLATE);
+  return world;
+}
 
 /** Three days after today (UTC): a closing date whose `DUE_NOW_JOURNEY` step is due now. */
 export function closingInThreeDays(): string {
