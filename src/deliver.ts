@@ -58,8 +58,9 @@ export interface DeliverDeps {
   handoverTimeoutMs?: number;
   /**
    * The process's repeat-limited log (src/log-repeats.ts), shared by its jobs: while the SMTP
-   * server cannot be reached every send is deferred at each attempt, which this says once a minute
-   * per error rather than once per send. Without it, each deferral is a line of its own.
+   * server cannot be reached, or answers 421, every send is deferred at each attempt, which this
+   * says once a minute (per error) rather than once per send. Without it, each deferral is a line
+   * of its own.
    */
   repeats?: RepeatLimitedLog;
 }

@@ -324,9 +324,12 @@ export async function withdraw(flight: InFlight): Promise<void> {
 }
 
 /**
- * Logs a deferral and returns its reply code: a send the server deferred (a reply code), a line
- * each, with its ids; a server that could not be reached (no reply), once a minute per error in
- * the process (`repeats`), with the error's code only (ECONNECTION, ETIMEDOUT, …), never its text.
+ * Logs a deferral and returns its reply code. Where the whole server is out of service, every send
+ * is deferred at each attempt, so the process says it once a minute (`repeats`), with the first
+ * send's ids: a server that could not be reached (no reply) per error, with the error's code only
+ * (ECONNECTION, ETIMEDOUT, …), never its text; a 421 (RFC 5321: the service is not available, the
+ * channel closing), whatever text comes with it. Any other deferral (450, 451, 452: this mailbox,
+ * this message) is a line each, with its ids, as an MTA logs it.
  */
 export function logDeferral(deps: Pick<DeliverDeps, 'logger' | 'repeats'>, log: Record<string, unknown>,
   outcome: Extract<SendOutcome, { kind: 'deferred' | 'withdrawn' }>): string {
@@ -334,6 +337,8 @@ export function logDeferral(deps: Pick<DeliverDeps, 'logger' | 'repeats'>, log: 
   if (code === 'connection' && deps.repeats) {
     deps.repeats('warn', 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff',
       { ...log, code, err: /^([A-Z][A-Z_]+):/.exec(outcome.reason)?.[1] ?? 'error' });
+  } else if (code === '421' && deps.repeats) {
+    deps.repeats('warn', 'smtp service not available (421); sends deferred, BullMQ retries each with backoff', { ...log, code });
   } else {
     deps.logger.warn({ ...log, code }, 'smtp deferred the send; will retry');
   }

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { consoleToLog, repeatLimited } from '../src/log-repeats.ts';
+import { logDeferral } from '../src/send-outcome.ts';
 
 function capture(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -80,5 +81,34 @@ describe('repeatLimited.reset', () => {
     log('warn', 'a', { err: 'x' });
     await tick();
     expect(lines.map((l) => [l.msg, l.repeated])).toEqual([['a', undefined], ['b', undefined], ['a', undefined]]);
+  });
+});
+
+describe('logDeferral', () => {
+  it('says a server out of service (no reply, or 421) once a minute, and a deferral of one send (450, 451, 452) each time', async () => {
+    const { logger, lines } = capture();
+    let now = 0;
+    const deps = { logger, repeats: repeatLimited(logger, 60_000, () => now) };
+    const codes: string[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const ids = { opportunityId: i, stepId: 'remind' };
+      codes.push(logDeferral(deps, ids, { kind: 'deferred', reason: '421 4.3.2 System not accepting network messages, ada@customer.test' }));
+      codes.push(logDeferral(deps, ids, { kind: 'deferred', reason: 'ECONNECTION: connect ECONNREFUSED 127.0.0.1:2525' }));
+      codes.push(logDeferral(deps, ids, { kind: 'deferred', reason: '450 4.2.1 mailbox ada@customer.test busy' }));
+      now += 10_000;
+    }
+    now += 60_000;
+    codes.push(logDeferral(deps, { opportunityId: 4, stepId: 'remind' }, { kind: 'deferred', reason: '421 try again later' }));
+    await tick();
+    expect(codes).toEqual(['421', 'connection', '450', '421', 'connection', '450', '421', 'connection', '450', '421']);
+    const unavailable = 'smtp service not available (421); sends deferred, BullMQ retries each with backoff';
+    expect(lines).toEqual([
+      { level: 40, opportunityId: 1, stepId: 'remind', code: '421', msg: unavailable },
+      { level: 40, opportunityId: 1, stepId: 'remind', code: 'connection', err: 'ECONNECTION', msg: 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff' },
+      { level: 40, opportunityId: 1, stepId: 'remind', code: '450', msg: 'smtp deferred the send; will retry' },
+      { level: 40, opportunityId: 2, stepId: 'remind', code: '450', msg: 'smtp deferred the send; will retry' },
+      { level: 40, opportunityId: 3, stepId: 'remind', code: '450', msg: 'smtp deferred the send; will retry' },
+      { level: 40, opportunityId: 4, stepId: 'remind', code: '421', msg: unavailable, repeated: 2 },
+    ]);
   });
 });
