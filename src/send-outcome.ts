@@ -324,25 +324,42 @@ export async function withdraw(flight: InFlight): Promise<void> {
 }
 
 /**
- * Logs a deferral and returns its reply code. Where the whole server is out of service, every send
- * is deferred at each attempt, so the process says it once a minute (`repeats`), with the first
- * send's ids: a server that could not be reached (no reply) per error, with the error's code only
- * (ECONNECTION, ETIMEDOUT, …), never its text; a 421 (RFC 5321: the service is not available, the
- * channel closing), whatever text comes with it. Any other deferral (450, 451, 452: this mailbox,
- * this message) is a line each, with its ids, as an MTA logs it.
+ * Logs a deferral and returns its reply code. Where the whole server is out of service, or refuses
+ * Nudge itself, every send is deferred at each attempt, so the process says it once a minute
+ * (`repeats`), with the first send's ids:
+ * - a server that could not be reached (no reply), per error: the error's code (ECONNECTION,
+ *   ETIMEDOUT, ESOCKET, …) and its text (a refused port, a certificate that cannot be verified),
+ *   which names no recipient: none was named yet;
+ * - a 421 (RFC 5321: the service is not available, the channel closing), whatever text comes with it;
+ * - a 5xx before any recipient (`refusedAt`: a wrong password, a sender refused), at error level,
+ *   with the server's text: the operator must fix the configuration.
+ * Any other deferral (450, 451, 452: this mailbox, this message) is a line each, with its ids, as
+ * an MTA logs it. Addresses in a server's or an error's text are left out (`<address>`).
  */
 export function logDeferral(deps: Pick<DeliverDeps, 'logger' | 'repeats'>, log: Record<string, unknown>,
   outcome: Extract<SendOutcome, { kind: 'deferred' | 'withdrawn' }>): string {
   const code = replyCode(outcome);
-  if (code === 'connection' && deps.repeats) {
+  const refusedAt = outcome.kind === 'deferred' ? outcome.refusedAt : undefined;
+  if (refusedAt !== undefined) {
+    const fields = { ...log, code, command: refusedAt, response: withoutAddresses(outcome.reason).slice(0, 300) };
+    const msg = 'smtp refuses Nudge itself (its connection, login or sender), not an email; sends deferred, BullMQ retries each with backoff: check SMTP_URL and MAIL_FROM';
+    if (deps.repeats) deps.repeats('error', msg, fields);
+    else deps.logger.error(fields, msg);
+  } else if (code === 'connection' && deps.repeats) {
+    const error = /^([A-Z][A-Z_]+): (.*)$/s.exec(outcome.reason);
     deps.repeats('warn', 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff',
-      { ...log, code, err: /^([A-Z][A-Z_]+):/.exec(outcome.reason)?.[1] ?? 'error' });
+      { ...log, code, err: error?.[1] ?? 'error', detail: withoutAddresses(error?.[2] ?? outcome.reason).slice(0, 300) });
   } else if (code === '421' && deps.repeats) {
     deps.repeats('warn', 'smtp service not available (421); sends deferred, BullMQ retries each with backoff', { ...log, code });
   } else {
     deps.logger.warn({ ...log, code }, 'smtp deferred the send; will retry');
   }
   return code;
+}
+
+/** `text` with every e-mail address in it replaced by `<address>`: for a log line. */
+function withoutAddresses(text: string): string {
+  return text.replace(/[^\s<>()[\]"',;:]+@[^\s<>()[\]"',;:]+/g, '<address>');
 }
 
 /** The SMTP reply code of a deferral, for the job's error: never the server's text. */

@@ -1010,6 +1010,23 @@ describe('SMTP failures', () => {
     expect(world.smtp.received).toHaveLength(1);
     expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
   });
+
+  it('a 5xx to the sender (a configuration the operator must fix) spends nothing: retried, and sent once it is fixed', async () => {
+    await dueOpportunity();
+    world.smtp.refuseSender({ code: 550, message: '5.7.1 Sender address rejected: not owned by user' });
+    const tried = () => world.smtp.rcptAttempts.get('ada@customer.test') ?? 0;
+    const before = tried();
+    await world.tick(DUE);
+    // Recorded as failed, the step would be spent for good, as it would be for every customer.
+    expect(await world.drain(DUE)).toMatchObject({ sent: 0, failed: 0, retrying: 1 });
+    expect(await deliveries(world.database.db)).toEqual([]);
+    expect(tried()).toBe(before);
+    world.smtp.refuseSender(null);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await world.drain(DUE)).toMatchObject({ sent: 1 });
+    expect(world.smtp.received.map((m) => m.envelopeTo)).toEqual([['ada@customer.test']]);
+    expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
+  });
 });
 
 describe('a template that cannot render', () => {

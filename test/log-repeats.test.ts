@@ -104,11 +104,43 @@ describe('logDeferral', () => {
     const unavailable = 'smtp service not available (421); sends deferred, BullMQ retries each with backoff';
     expect(lines).toEqual([
       { level: 40, opportunityId: 1, stepId: 'remind', code: '421', msg: unavailable },
-      { level: 40, opportunityId: 1, stepId: 'remind', code: 'connection', err: 'ECONNECTION', msg: 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff' },
+      {
+        level: 40, opportunityId: 1, stepId: 'remind', code: 'connection', err: 'ECONNECTION', detail: 'connect ECONNREFUSED 127.0.0.1:2525',
+        msg: 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff',
+      },
       { level: 40, opportunityId: 1, stepId: 'remind', code: '450', msg: 'smtp deferred the send; will retry' },
       { level: 40, opportunityId: 2, stepId: 'remind', code: '450', msg: 'smtp deferred the send; will retry' },
       { level: 40, opportunityId: 3, stepId: 'remind', code: '450', msg: 'smtp deferred the send; will retry' },
       { level: 40, opportunityId: 4, stepId: 'remind', code: '421', msg: unavailable, repeated: 2 },
     ]);
+  });
+});
+
+describe('logDeferral of a 5xx that refuses Nudge itself', () => {
+  it('is an error once a minute, naming the command and the server text without its addresses', async () => {
+    const { logger, lines } = capture();
+    let now = 0;
+    const deps = { logger, repeats: repeatLimited(logger, 60_000, () => now) };
+    const refused = { kind: 'deferred', reason: '553 5.7.1 <noreply@acme.test>: Sender address rejected: not owned by user', refusedAt: 'MAIL FROM' } as const;
+    for (let i = 1; i <= 3; i++, now += 10_000) expect(logDeferral(deps, { opportunityId: i, stepId: 'remind' }, refused)).toBe('553');
+    // A certificate that cannot be verified: the connection's own text says so.
+    logDeferral(deps, { opportunityId: 4, stepId: 'remind' }, { kind: 'deferred', reason: 'ESOCKET: certificate has expired' });
+    await tick();
+    expect(lines).toEqual([
+      {
+        level: 50, opportunityId: 1, stepId: 'remind', code: '553', command: 'MAIL FROM', response: '553 5.7.1 <<address>>: Sender address rejected: not owned by user',
+        msg: 'smtp refuses Nudge itself (its connection, login or sender), not an email; sends deferred, BullMQ retries each with backoff: check SMTP_URL and MAIL_FROM',
+      },
+      {
+        level: 40, opportunityId: 4, stepId: 'remind', code: 'connection', err: 'ESOCKET', detail: 'certificate has expired',
+        msg: 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff',
+      },
+    ]);
+    // Without the process's repeat-limited log, a line each.
+    const alone = capture();
+    logDeferral({ logger: alone.logger }, { opportunityId: 5, stepId: 'remind' }, refused);
+    logDeferral({ logger: alone.logger }, { opportunityId: 6, stepId: 'remind' }, refused);
+    await tick();
+    expect(alone.lines.map((l) => [l.level, l.opportunityId, l.command])).toEqual([[50, 5, 'MAIL FROM'], [50, 6, 'MAIL FROM']]);
   });
 });

@@ -28,6 +28,7 @@ afterAll(async () => {
 beforeEach(() => {
   world.smtp.received.length = 0;
   world.smtp.refuse(null);
+  world.smtp.refuseSender(null);
 });
 
 const nudge = (args: string[], env: Record<string, string | undefined> = {}) => runNudge(['send-test', ...args], { ...world.env, ...env }, cwd);
@@ -157,6 +158,15 @@ describe('refusals', () => {
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(message);
     expect(world.smtp.received).toHaveLength(0);
+  });
+
+  it('exits 3 naming the command and what to check when SMTP refuses Nudge itself (its sender)', async () => {
+    world.smtp.refuseSender({ code: 553, message: '5.7.1 Sender address rejected: not owned by user' });
+    const r = await nudge(['closing-soon', '--to', 'tester@agency.test']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^nudge: the SMTP server refused Nudge itself at MAIL FROM, before any recipient: check SMTP_URL \(login\) and MAIL_FROM \(sender\): 553 5\.7\.1 Sender address rejected: not owned by user$/m);
+    expect(world.smtp.received).toHaveLength(0);
+    await expectNoDeliveries();
   });
 
   it('a template that cannot render exits 1 with file:line, nothing sent', async () => {

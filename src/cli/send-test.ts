@@ -104,6 +104,10 @@ function report(outcome: SendOutcome, s: Sent): number {
       console.error(`nudge: the connection was lost while sending the test email to ${s.to}; it may or may not arrive: ${outcome.reason}`);
       return EXIT.infrastructure;
     default:
+      if (outcome.kind === 'deferred' && outcome.refusedAt) {
+        console.error(`nudge: the SMTP server refused Nudge itself at ${outcome.refusedAt}, before any recipient: check SMTP_URL (login) and MAIL_FROM (sender): ${outcome.reason}`);
+        return EXIT.infrastructure;
+      }
       // deferred (4xx, connection refused, timeout) and anything else that is not a delivery.
       console.error(`nudge: the test email to ${s.to} was not sent: ${outcome.reason}`);
       return EXIT.infrastructure;

@@ -4,9 +4,12 @@
  *
  * Every outcome is classified, because the worker's record depends on it:
  * - accepted: the server said 2xx after the message.
- * - rejected: a permanent 5xx (failed, smtp_rejected, never retried).
+ * - rejected: a permanent 5xx to this recipient or this message (failed, smtp_rejected, never
+ *   retried).
  * - deferred: nothing was accepted (4xx, connection refused, timeout before the message was
- *   handed over): safe to retry.
+ *   handed over), or a 5xx that refuses Nudge itself rather than this email (its connection, its
+ *   login, its sender: `refusedAt`), which the operator must fix and after which every email is
+ *   still to send: safe to retry.
  * - unknown: the connection was lost after the whole message was handed over and before the
  *   server's reply. The server may have accepted it; resending could mean a second email.
  */
@@ -31,7 +34,11 @@ export interface OutgoingEmail {
 export type SendOutcome =
   | { kind: 'accepted'; response: string }
   | { kind: 'rejected'; code: number; response: string }
-  | { kind: 'deferred'; reason: string }
+  /**
+   * `refusedAt`: the SMTP command a 5xx answered when it refused the session before any recipient
+   * (`CONN`, `EHLO`, `AUTH PLAIN`, `MAIL FROM`, …): a configuration the operator must fix.
+   */
+  | { kind: 'deferred'; reason: string; refusedAt?: string }
   | { kind: 'unknown'; reason: string }
   /** `beforeHandover` said no: nothing was handed over, and the caller already knows why. */
   | { kind: 'withdrawn'; reason: string };
@@ -139,14 +146,33 @@ interface SmtpError extends Error {
   command?: string;
 }
 
-/** nodemailer reports a 421 and a 550 alike as EENVELOPE: classify by the reply code. */
+/**
+ * nodemailer reports a 421 and a 550 alike as EENVELOPE: classify by the reply code, and a 5xx by
+ * the command it answered. Only a 5xx to the recipient (RCPT TO) or to the message (DATA, its
+ * final dot), or a 552 to MAIL FROM (the message too big for the server, RFC 1870), refuses this
+ * email: it spends the step (failed, smtp_rejected). A 5xx to the greeting, EHLO, STARTTLS, AUTH
+ * (a wrong password) or MAIL FROM (a sender the server will not take: MAIL_FROM, a relay that wants
+ * a login) refuses every email alike, before any recipient is named: recorded as failed, every
+ * customer's step would be spent by a configuration error. It is a deferral (`refusedAt`), retried
+ * with backoff like a server that cannot be reached, and the emails go once it is fixed.
+ */
 export function classify(error: SmtpError, handedOver: boolean): SendOutcome {
   const code = error.responseCode;
   const text = error.response || error.message;
-  if (code && code >= 500) return { kind: 'rejected', code, response: text };
-  if (code && code >= 400) return { kind: 'deferred', reason: text.startsWith(String(code)) ? text : `${code} ${text}` };
+  const reason = text.startsWith(String(code)) ? text : `${code} ${text}`;
+  if (code && code >= 500) {
+    return refusesThisEmail(error.command, code) ? { kind: 'rejected', code, response: text } : { kind: 'deferred', reason, refusedAt: error.command! };
+  }
+  if (code && code >= 400) return { kind: 'deferred', reason };
   if (handedOver) return { kind: 'unknown', reason: `${error.code ?? 'error'}: ${error.message} (after the message was handed over)` };
   return { kind: 'deferred', reason: `${error.code ?? 'error'}: ${error.message}` };
+}
+
+/** Whether a 5xx to `command` refuses this recipient or this message, not the session (`classify`). */
+function refusesThisEmail(command: string | undefined, code: number): boolean {
+  // A reply nodemailer does not place (no command) is taken as about the email, as it always was.
+  if (command === undefined || command === 'RCPT TO' || command === 'DATA') return true;
+  return command === 'MAIL FROM' && code === 552;
 }
 
 /**

@@ -3,7 +3,8 @@
  * the server has accepted the envelope and said go ahead to DATA, never earlier, and its answer
  * decides whether the message is completed (the final dot) or abandoned, the server keeping none.
  */
-import net from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { smtpMailer, type Mailer, type OutgoingEmail } from '../../src/email/mailer.ts';
 import { startSend } from '../../src/send-gate.ts';
@@ -163,5 +164,47 @@ describe('the handover time limit', () => {
     // The server asks at last: the gate, answered no at the timeout, withdraws the message.
     expect((await flight.outcome).kind).toBe('withdrawn');
     expect(sink.received).toHaveLength(0);
+  });
+});
+
+describe('what a 5xx refuses', () => {
+  /** A real server of the test's own that answers one command with `code`, and the mailer's outcome. */
+  async function outcomeWhen(options: SMTPServerOptions, url = (port: number) => `smtp://127.0.0.1:${port}`) {
+    const server = new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS'], logger: false, ...options });
+    server.on('error', () => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const refusing = smtpMailer(url((server.server.address() as AddressInfo).port));
+    try {
+      return await refusing.send(EMAIL);
+    } finally {
+      await refusing.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }
+  const refusal = (code: number, message: string) => Object.assign(new Error(message), { responseCode: code });
+
+  it('the recipient or the message: rejected, which spends the step', async () => {
+    expect(await outcomeWhen({ onRcptTo: (_a, _s, done) => done(refusal(550, '5.1.1 mailbox unavailable')) }))
+      .toEqual({ kind: 'rejected', code: 550, response: '550 5.1.1 mailbox unavailable' });
+    expect(await outcomeWhen({ onData: (stream, _s, done) => { stream.resume(); stream.on('end', () => done(refusal(554, '5.7.1 content rejected'))); } }))
+      .toEqual({ kind: 'rejected', code: 554, response: '554 5.7.1 content rejected' });
+    // MAIL FROM's SIZE: the message is too big for this server (RFC 1870).
+    expect(await outcomeWhen({ onMailFrom: (_a, _s, done) => done(refusal(552, '5.3.4 message too big')) }))
+      .toMatchObject({ kind: 'rejected', code: 552 });
+  });
+
+  it('Nudge itself (its connection, login or sender): deferred, naming the command, so that no step is spent by a configuration error', async () => {
+    expect(await outcomeWhen({ onMailFrom: (_a, _s, done) => done(refusal(550, '5.7.1 Sender address rejected: not owned by user')) }))
+      .toEqual({ kind: 'deferred', reason: '550 5.7.1 Sender address rejected: not owned by user', refusedAt: 'MAIL FROM' });
+    expect(await outcomeWhen({ onConnect: (_s, done) => done(refusal(554, 'No SMTP service here')) }))
+      .toMatchObject({ kind: 'deferred', reason: '554 No SMTP service here', refusedAt: 'CONN' });
+    // A wrong password.
+    expect(await outcomeWhen(
+      { authOptional: false, disabledCommands: ['STARTTLS'], allowInsecureAuth: true, onAuth: (_a, _s, done) => done(refusal(535, '5.7.8 Authentication credentials invalid')) },
+      (port) => `smtp://nudge:wrong@127.0.0.1:${port}`,
+    )).toMatchObject({ kind: 'deferred', reason: expect.stringMatching(/^535 /), refusedAt: expect.stringMatching(/^AUTH /) });
+    // A relay that wants a login, and none is configured.
+    expect(await outcomeWhen({ authOptional: false, disabledCommands: ['STARTTLS'], allowInsecureAuth: true }))
+      .toMatchObject({ kind: 'deferred', reason: expect.stringMatching(/^530 /), refusedAt: 'MAIL FROM' });
   });
 });

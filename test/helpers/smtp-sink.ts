@@ -1,7 +1,7 @@
 /**
  * A real SMTP server on loopback (smtp-server, STARTTLS disabled) that keeps what it receives,
- * parsed by mailparser, and can be told to refuse: per recipient, or for everything for a while;
- * to drop the connection after the message; or to stall, leaving RCPT TO unanswered.
+ * parsed by mailparser, and can be told to refuse: per recipient, or for everything for a while, or
+ * the sender; to drop the connection after the message; or to stall, leaving RCPT TO unanswered.
  */
 import type { AddressInfo } from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
@@ -23,6 +23,8 @@ export interface SmtpSink {
   rcptAttempts: Map<string, number>;
   /** Reply to RCPT TO with this code and text for matching recipients (e.g. 550), or to everything. */
   refuse(rule: { code: number; message: string; recipient?: (address: string) => boolean } | null): void;
+  /** Reply to every MAIL FROM with this code and text (e.g. 550: a sender the server will not take). */
+  refuseSender(rule: { code: number; message: string } | null): void;
   /** Keep the message, then drop the connection before replying to its final dot. */
   dropAfterData(on: boolean): void;
   /**
@@ -47,6 +49,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
   const received: ReceivedEmail[] = [];
   const rcptAttempts = new Map<string, number>();
   let rule: Parameters<SmtpSink['refuse']>[0] = null;
+  let senderRule: Parameters<SmtpSink['refuseSender']>[0] = null;
   let drop = false;
   let stalling = false;
   let answerAfterMs = 0;
@@ -67,6 +70,9 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
     logger: false,
+    onMailFrom(_address, _session, callback) {
+      callback(senderRule ? Object.assign(new Error(senderRule.message), { responseCode: senderRule.code }) : undefined);
+    },
     onRcptTo,
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
@@ -108,6 +114,9 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     rcptAttempts,
     refuse(r) {
       rule = r;
+    },
+    refuseSender(r) {
+      senderRule = r;
     },
     dropAfterData(on) {
       drop = on;

@@ -67,6 +67,7 @@ export async function createWorld(options: WorldOptions = {}): Promise<World> {
     async reset() {
       smtp.received.length = 0;
       smtp.refuse(null);
+      smtp.refuseSender(null);
       smtp.dropAfterData(false);
       smtp.stall(false);
       await sql`truncate deliveries, activities, opportunity_contacts, opportunities, contacts restart identity cascade`.execute(database.db);
