@@ -331,8 +331,8 @@ export async function withdraw(flight: InFlight): Promise<void> {
  *   ETIMEDOUT, ESOCKET, …) and its text (a refused port, a certificate that cannot be verified),
  *   which names no recipient: none was named yet;
  * - a 421 (RFC 5321: the service is not available, the channel closing), whatever text comes with it;
- * - a 5xx before any recipient (`refusedAt`: a wrong password, a sender refused), at error level,
- *   with the server's text: the operator must fix the configuration.
+ * - a 5xx that refuses Nudge itself (`refusedAt`: a wrong password, a sender refused, relaying
+ *   refused), at error level, with the server's text: the operator must fix the configuration.
  * Any other deferral (450, 451, 452: this mailbox, this message) is a line each, with its ids, as
  * an MTA logs it. Addresses in a server's or an error's text are left out (`<address>`).
  */
@@ -342,7 +342,7 @@ export function logDeferral(deps: Pick<DeliverDeps, 'logger' | 'repeats'>, log: 
   const refusedAt = outcome.kind === 'deferred' ? outcome.refusedAt : undefined;
   if (refusedAt !== undefined) {
     const fields = { ...log, code, command: refusedAt, response: withoutAddresses(outcome.reason).slice(0, 300) };
-    const msg = 'smtp refuses Nudge itself (its connection, login or sender), not an email; sends deferred, BullMQ retries each with backoff: check SMTP_URL and MAIL_FROM';
+    const msg = 'smtp refuses Nudge itself (its connection, login, sender or relaying), not an email; sends deferred, BullMQ retries each with backoff: check SMTP_URL and MAIL_FROM';
     if (deps.repeats) deps.repeats('error', msg, fields);
     else deps.logger.error(fields, msg);
   } else if (code === 'connection' && deps.repeats) {

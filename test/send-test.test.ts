@@ -164,7 +164,7 @@ describe('refusals', () => {
     world.smtp.refuseSender({ code: 553, message: '5.7.1 Sender address rejected: not owned by user' });
     const r = await nudge(['closing-soon', '--to', 'tester@agency.test']);
     expect(r.code).toBe(3);
-    expect(r.stderr).toMatch(/^nudge: the SMTP server refused Nudge itself at MAIL FROM, before any recipient: check SMTP_URL \(login\) and MAIL_FROM \(sender\): 553 5\.7\.1 Sender address rejected: not owned by user$/m);
+    expect(r.stderr).toMatch(/^nudge: the SMTP server refused Nudge itself at MAIL FROM, not this email: check SMTP_URL \(login\) and MAIL_FROM \(sender\): 553 5\.7\.1 Sender address rejected: not owned by user$/m);
     expect(world.smtp.received).toHaveLength(0);
     await expectNoDeliveries();
   });

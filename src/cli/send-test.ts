@@ -105,7 +105,7 @@ function report(outcome: SendOutcome, s: Sent): number {
       return EXIT.infrastructure;
     default:
       if (outcome.kind === 'deferred' && outcome.refusedAt) {
-        console.error(`nudge: the SMTP server refused Nudge itself at ${outcome.refusedAt}, before any recipient: check SMTP_URL (login) and MAIL_FROM (sender): ${outcome.reason}`);
+        console.error(`nudge: the SMTP server refused Nudge itself at ${outcome.refusedAt}, not this email: check SMTP_URL (login) and MAIL_FROM (sender): ${outcome.reason}`);
         return EXIT.infrastructure;
       }
       // deferred (4xx, connection refused, timeout) and anything else that is not a delivery.

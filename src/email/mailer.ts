@@ -8,8 +8,8 @@
  *   retried).
  * - deferred: nothing was accepted (4xx, connection refused, timeout before the message was
  *   handed over), or a 5xx that refuses Nudge itself rather than this email (its connection, its
- *   login, its sender: `refusedAt`), which the operator must fix and after which every email is
- *   still to send: safe to retry.
+ *   login, its sender, relaying for it: `refusedAt`), which the operator must fix and after which
+ *   every email is still to send: safe to retry.
  * - unknown: the connection was lost after the whole message was handed over and before the
  *   server's reply. The server may have accepted it; resending could mean a second email.
  */
@@ -35,8 +35,9 @@ export type SendOutcome =
   | { kind: 'accepted'; response: string }
   | { kind: 'rejected'; code: number; response: string }
   /**
-   * `refusedAt`: the SMTP command a 5xx answered when it refused the session before any recipient
-   * (`CONN`, `EHLO`, `AUTH PLAIN`, `MAIL FROM`, …): a configuration the operator must fix.
+   * `refusedAt`: the SMTP command a 5xx answered when it refused Nudge itself rather than this
+   * email (`CONN`, `EHLO`, `AUTH PLAIN`, `MAIL FROM`, or `RCPT TO` refusing to relay): a
+   * configuration the operator must fix.
    */
   | { kind: 'deferred'; reason: string; refusedAt?: string }
   | { kind: 'unknown'; reason: string }
@@ -151,29 +152,38 @@ interface SmtpError extends Error {
  * the command it answered. Only a 5xx to the recipient (RCPT TO) or to the message (DATA, its
  * final dot), or a 552 to MAIL FROM (the message too big for the server, RFC 1870), refuses this
  * email: it spends the step (failed, smtp_rejected). A 5xx to the greeting, EHLO, STARTTLS, AUTH
- * (a wrong password) or MAIL FROM (a sender the server will not take: MAIL_FROM, a relay that wants
- * a login) refuses every email alike, before any recipient is named: recorded as failed, every
- * customer's step would be spent by a configuration error. It is a deferral (`refusedAt`), retried
- * with backoff like a server that cannot be reached, and the emails go once it is fixed.
+ * (a wrong password) or MAIL FROM (a sender the server will not take: MAIL_FROM, a relay that
+ * wants a login), or a refusal to relay, refuses every email alike, whoever the recipient:
+ * recorded as failed, every customer's step would be spent by a configuration error. It is a
+ * deferral (`refusedAt`), retried with backoff like a server that cannot be reached, and the
+ * emails go once it is fixed.
  */
 export function classify(error: SmtpError, handedOver: boolean): SendOutcome {
   const code = error.responseCode;
   const text = error.response || error.message;
   const reason = text.startsWith(String(code)) ? text : `${code} ${text}`;
   if (code && code >= 500) {
-    return refusesThisEmail(error.command, code) ? { kind: 'rejected', code, response: text } : { kind: 'deferred', reason, refusedAt: error.command! };
+    return refusesThisEmail(error.command, code, text) ? { kind: 'rejected', code, response: text } : { kind: 'deferred', reason, refusedAt: error.command! };
   }
   if (code && code >= 400) return { kind: 'deferred', reason };
   if (handedOver) return { kind: 'unknown', reason: `${error.code ?? 'error'}: ${error.message} (after the message was handed over)` };
   return { kind: 'deferred', reason: `${error.code ?? 'error'}: ${error.message}` };
 }
 
-/** Whether a 5xx to `command` refuses this recipient or this message, not the session (`classify`). */
-function refusesThisEmail(command: string | undefined, code: number): boolean {
+/**
+ * Whether a 5xx to `command` refuses this recipient or this message, not the session (`classify`).
+ * A relay that will not relay for Nudge says so to RCPT TO, for every outside recipient alike
+ * (Postfix `Relay access denied`, Exim `relay not permitted`, Sendmail `Relaying denied`, Exchange
+ * `Unable to relay`): a login missing from SMTP_URL, not a bad mailbox.
+ */
+function refusesThisEmail(command: string | undefined, code: number, text: string): boolean {
   // A reply nodemailer does not place (no command) is taken as about the email, as it always was.
-  if (command === undefined || command === 'RCPT TO' || command === 'DATA') return true;
+  if (command === undefined || command === 'DATA') return true;
+  if (command === 'RCPT TO') return !RELAY_REFUSED.test(text);
   return command === 'MAIL FROM' && code === 552;
 }
+
+const RELAY_REFUSED = /relay(ing)? (access )?(denied|not permitted|not allowed|prohibited|refused)|unable to relay/i;
 
 /**
  * The message as the SMTP connection reads it, asking `gate` before its end: the connection reads

@@ -193,7 +193,7 @@ describe('what a 5xx refuses', () => {
       .toMatchObject({ kind: 'rejected', code: 552 });
   });
 
-  it('Nudge itself (its connection, login or sender): deferred, naming the command, so that no step is spent by a configuration error', async () => {
+  it('Nudge itself (its connection, login, sender or relaying): deferred, naming the command, so that no step is spent by a configuration error', async () => {
     expect(await outcomeWhen({ onMailFrom: (_a, _s, done) => done(refusal(550, '5.7.1 Sender address rejected: not owned by user')) }))
       .toEqual({ kind: 'deferred', reason: '550 5.7.1 Sender address rejected: not owned by user', refusedAt: 'MAIL FROM' });
     expect(await outcomeWhen({ onConnect: (_s, done) => done(refusal(554, 'No SMTP service here')) }))
@@ -203,8 +203,12 @@ describe('what a 5xx refuses', () => {
       { authOptional: false, disabledCommands: ['STARTTLS'], allowInsecureAuth: true, onAuth: (_a, _s, done) => done(refusal(535, '5.7.8 Authentication credentials invalid')) },
       (port) => `smtp://nudge:wrong@127.0.0.1:${port}`,
     )).toMatchObject({ kind: 'deferred', reason: expect.stringMatching(/^535 /), refusedAt: expect.stringMatching(/^AUTH /) });
-    // A relay that wants a login, and none is configured.
+    // A relay that wants a login, and none is configured: refused at MAIL FROM, or as Postfix does,
+    // at each recipient.
     expect(await outcomeWhen({ authOptional: false, disabledCommands: ['STARTTLS'], allowInsecureAuth: true }))
       .toMatchObject({ kind: 'deferred', reason: expect.stringMatching(/^530 /), refusedAt: 'MAIL FROM' });
+    for (const text of ['5.7.1 <ada@customer.test>: Relay access denied', '5.7.1 Unable to relay', '5.7.1 relay not permitted', '5.7.1 Relaying denied']) {
+      expect(await outcomeWhen({ onRcptTo: (_a, _s, done) => done(refusal(554, text)) })).toEqual({ kind: 'deferred', reason: `554 ${text}`, refusedAt: 'RCPT TO' });
+    }
   });
 });
