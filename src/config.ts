@@ -28,8 +28,14 @@ export interface Config {
   queuePrefix: string;
   /** Base URL of the HTTP server as customers reach it (unsubscribe links). @defaultValue http://localhost:<port> */
   publicUrl: string;
-  /** HMAC key for unsubscribe tokens. No default in production. */
+  /** HMAC key for unsubscribe tokens, and the key sends kept in a job are sealed under. No default in production. */
   secret: string;
+  /**
+   * Secrets replaced by `secret` (NUDGE_SECRET_PREVIOUS), newest first: still accepted for the
+   * unsubscribe links of emails already sent and for what a job kept under one of them, never
+   * used to sign or seal. @defaultValue []
+   */
+  previousSecrets: string[];
   /** HTTP port of the daemon (health, readiness, metrics, unsubscribe). @defaultValue 3000 */
   port: number;
   /** Address the daemon's HTTP server listens on. @defaultValue 0.0.0.0 */
@@ -113,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     queuePrefix,
     publicUrl: (publicUrl ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     secret: secret(env, production),
+    previousSecrets: previousSecrets(env),
     port,
     httpHost: env.NUDGE_HTTP_HOST?.trim() || '0.0.0.0',
     boardToken: boardToken(env),
@@ -198,6 +205,20 @@ function secret(env: NodeJS.ProcessEnv, production: boolean): string {
   if (raw.length < 16) throw new ConfigError('NUDGE_SECRET', 'must be at least 16 characters');
   if (production && raw === DEV_SECRET) throw new ConfigError('NUDGE_SECRET', 'is the development default; set a secret of your own');
   return raw;
+}
+
+/**
+ * NUDGE_SECRET_PREVIOUS: the secrets a rotation replaced, comma-separated, newest first. An
+ * unsubscribe link must keep working after the secret changes (the emails that carry it are in
+ * inboxes for good), and a send kept in a job under the old secret must still open.
+ */
+function previousSecrets(env: NodeJS.ProcessEnv): string[] {
+  const raw = env.NUDGE_SECRET_PREVIOUS?.trim();
+  if (!raw) return [];
+  const secrets = raw.split(',').map((s) => s.trim());
+  const short = secrets.findIndex((s) => s.length < 16);
+  if (short >= 0) throw new ConfigError('NUDGE_SECRET_PREVIOUS', `secret ${short + 1} of ${secrets.length} (comma-separated) is shorter than 16 characters`);
+  return secrets;
 }
 
 /** Whether the configuration uses development fallbacks worth a warning at start. */

@@ -122,7 +122,7 @@ export async function deliver(deps: DeliverDeps, job: DeliverJob, now: Date, kee
   const result: DeliverResult = { sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 };
   const run: Run = {
     deps, metrics: deps.metrics ?? noMetrics, journey: deps.journey(), job, now, result, done: new Set(),
-    unrecorded: new UnrecordedSends(job, deps.compose.secret, deps.logger, keep),
+    unrecorded: new UnrecordedSends(job, deps.compose, deps.logger, keep),
   };
   try {
     return await deliverJob(run);

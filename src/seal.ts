@@ -43,6 +43,30 @@ export function unseal(secret: string, purpose: string, bound: string, sealed: u
   return JSON.parse(text) as unknown;
 }
 
+/** The secret to seal under, and those a rotation replaced, which still open what they sealed. */
+export interface SealSecrets {
+  secret: string;
+  /** Newest first (NUDGE_SECRET_PREVIOUS). */
+  previousSecrets?: readonly string[];
+}
+
+/** `unseal` with the current secret, else with each previous one; the current one's SealError when none opens it. */
+export function unsealWithAny(secrets: SealSecrets, purpose: string, bound: string, sealed: unknown): unknown {
+  try {
+    return unseal(secrets.secret, purpose, bound, sealed);
+  } catch (error) {
+    if (!(error instanceof SealError)) throw error;
+    for (const previous of secrets.previousSecrets ?? []) {
+      try {
+        return unseal(previous, purpose, bound, sealed);
+      } catch (again) {
+        if (!(again instanceof SealError)) throw again;
+      }
+    }
+    throw error;
+  }
+}
+
 function key(secret: string, purpose: string): Buffer {
   return Buffer.from(hkdfSync('sha256', secret, '', `nudge:${purpose}`, 32));
 }

@@ -15,7 +15,7 @@ import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { deliverJobId, type DeliverJob } from './queue/queues.ts';
-import { seal, SealError, unseal } from './seal.ts';
+import { seal, SealError, unsealWithAny, type SealSecrets } from './seal.ts';
 import type { InFlight } from './send-gate.ts';
 
 /** What recording a send needs of the job being delivered. */
@@ -64,10 +64,10 @@ export function keepSend(secret: string, job: DeliverJob, send: UnrecordedSend):
  * payload) is thrown: the job fails rather than send what may have been sent, and is kept, not
  * dropped, once its attempts are spent (`workers/deliver-worker.ts`).
  */
-export function keptSends(secret: string, job: DeliverJob): UnrecordedSend[] {
+export function keptSends(secrets: SealSecrets, job: DeliverJob): UnrecordedSend[] {
   return (job.unrecorded ?? []).map((kept) => {
     try {
-      const { row, outcome } = unseal(secret, SEAL_PURPOSE, sealBound(job, kept.claimId), kept.sealed) as Omit<UnrecordedSend, 'claimId'>;
+      const { row, outcome } = unsealWithAny(secrets, SEAL_PURPOSE, sealBound(job, kept.claimId), kept.sealed) as Omit<UnrecordedSend, 'claimId'>;
       return { claimId: kept.claimId, row, outcome };
     } catch (error) {
       if (!(error instanceof SealError)) throw error;
@@ -93,9 +93,12 @@ export class UnrecordedSends {
   #sends: UnrecordedSend[];
   #writes: Promise<void> = Promise.resolve();
 
-  /** Throws a SealError when the job's kept sends do not open with `secret` (`keptSends`). */
-  constructor(private readonly job: DeliverJob, private readonly secret: string, private readonly logger: Logger, private readonly keep?: KeepJobData) {
-    this.#sends = keptSends(secret, job);
+  /**
+   * Throws a SealError when the job's kept sends open with neither the secret nor a previous one
+   * (`keptSends`). Whatever it keeps again is sealed under the current secret.
+   */
+  constructor(private readonly job: DeliverJob, private readonly secrets: SealSecrets, private readonly logger: Logger, private readonly keep?: KeepJobData) {
+    this.#sends = keptSends(secrets, job);
   }
 
   /** What an earlier attempt of the job left to record. */
@@ -126,7 +129,7 @@ export class UnrecordedSends {
     if (!keep) return;
     const { unrecorded: _, ...request } = this.job;
     const data: DeliverJob = this.#sends.length > 0
-      ? { ...request, unrecorded: this.#sends.map((send) => keepSend(this.secret, request, send)) }
+      ? { ...request, unrecorded: this.#sends.map((send) => keepSend(this.secrets.secret, request, send)) }
       : request;
     this.#writes = this.#writes.then(() => keep(data).catch((error: Error) => {
       // Redis refused (or the job is gone): PostgreSQL's retries are all that is left.

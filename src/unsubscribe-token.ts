@@ -9,13 +9,16 @@ export function signUnsubscribeToken(contactId: number, secret: string): string 
   return `${payload}.${mac(payload, secret)}`;
 }
 
-/** The contact id a token was signed for, or null when it is malformed or forged. */
-export function verifyUnsubscribeToken(token: string, secret: string): number | null {
+/**
+ * The contact id a token was signed for, or null when it is malformed or forged. A token signed
+ * with one of `previous` (secrets a rotation replaced) is accepted too: the link is in an email
+ * already sent.
+ */
+export function verifyUnsubscribeToken(token: string, secret: string, previous: readonly string[] = []): number | null {
   const m = /^c(\d{1,18})\.([A-Za-z0-9_-]{43})$/.exec(token);
   if (!m) return null;
-  const expected = Buffer.from(mac(`c${m[1]}`, secret));
   const given = Buffer.from(m[2]!);
-  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return null;
+  if (![secret, ...previous].some((key) => timingSafeEqual(Buffer.from(mac(`c${m[1]}`, key)), given))) return null;
   const id = Number(m[1]);
   return Number.isSafeInteger(id) ? id : null;
 }

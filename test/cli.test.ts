@@ -41,6 +41,7 @@ describe('configuration', () => {
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"/],
     [{ LOG_FORMAT: 'bogus' }, /LOG_FORMAT: must be one of json, pretty, got "bogus"/],
     [{ NUDGE_REDIS_WAIT_MS: 'soon' }, /NUDGE_REDIS_WAIT_MS: must be a whole number from 100 to 3600000/],
+    [{ NUDGE_SECRET_PREVIOUS: 'old-secret-0123456789abcdef,short' }, /NUDGE_SECRET_PREVIOUS: secret 2 of 2 \(comma-separated\) is shorter than 16 characters/],
   ])('%o stops the process naming the variable', async (env, message) => {
     const r = await nudge(['tick', '--now', '2026-12-01T09:00:00Z'], { DATABASE_URL: world.env.DATABASE_URL, ...env });
     expect(r.code).toBe(2);

@@ -119,6 +119,42 @@ describe('two daemons with different NUDGE_SECRETs on one queue', () => {
   });
 });
 
+describe('a NUDGE_SECRET rotated, the old one in NUDGE_SECRET_PREVIOUS', () => {
+  it('links signed with either unsubscribe; while an old process runs, the new one warns (no error), the old one errs', async () => {
+    const OLD = world.env.NUDGE_SECRET!;
+    const NEW = 'rotated-secret-0123456789abcdef';
+    const contacts = [
+      await insertContact(world.database.db, { email: 'old-link@customer.test' }),
+      await insertContact(world.database.db, { email: 'new-link@customer.test' }),
+    ];
+    const rotated = startDaemon({ ...world.env, NUDGE_SECRET: NEW, NUDGE_SECRET_PREVIOUS: `${OLD}, another-old-secret-0123456789` }, ['--no-scheduler', '--no-worker']);
+    const old = startDaemon(world.env, ['--no-scheduler', '--no-worker']);
+    daemons.push(rotated, old);
+    const base = `http://127.0.0.1:${await rotated.port}`;
+    await old.port;
+    const unsubscribe = (contact: number, secret: string, at = base) => fetch(`${at}/unsubscribe/${signUnsubscribeToken(contact, secret)}`,
+      { method: 'POST', body: 'List-Unsubscribe=One-Click', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    // The link of an email sent before the rotation, and one sent after.
+    expect((await unsubscribe(contacts[0]!, OLD)).status).toBe(200);
+    expect((await unsubscribe(contacts[1]!, NEW)).status).toBe(200);
+    const rows = await world.database.db.selectFrom('contacts').select(['id', 'unsubscribed_at']).where('id', 'in', contacts).orderBy('id').execute();
+    expect(rows.map((r) => r.unsubscribed_at)).toEqual([expect.any(Date), expect.any(Date)]);
+    // A secret it was never given signs nothing it accepts.
+    expect((await unsubscribe(contacts[0]!, 'never-this-secret-0123456789')).status).toBe(400);
+    // The old process knows nothing of the new secret.
+    expect((await unsubscribe(contacts[1]!, NEW, `http://127.0.0.1:${await old.port}`)).status).toBe(400);
+
+    const said = (d: Daemon, pattern: RegExp) => d.logs.filter((l) => pattern.test(String(l.msg)));
+    await until('both to say so', () => said(rotated, /NUDGE_SECRET_PREVIOUS: expected while a rotation/).length > 0
+      && said(old, /different NUDGE_SECRET/).length > 0, 20_000);
+    expect(said(rotated, /NUDGE_SECRET_PREVIOUS: expected while a rotation/)[0]).toMatchObject({ level: 40 });
+    expect(said(rotated, /different NUDGE_SECRET/)).toEqual([]);
+    expect(said(old, /different NUDGE_SECRET/)[0]).toMatchObject({ level: 50 });
+    for (const d of [rotated, old]) d.child.kill('SIGTERM');
+    expect(await Promise.all([rotated.exited, old.exited])).toEqual([0, 0]);
+  });
+});
+
 describe('two daemons on one machine with the same PORT', () => {
   it('the second runs without its HTTP server, saying so, and keeps running: the email goes once', async () => {
     const today = new Date().toISOString().slice(0, 10);

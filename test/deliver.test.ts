@@ -10,7 +10,7 @@ import { createWorld, type World } from './helpers/world.ts';
 import { DeferredError, deliver, type DeliverDeps } from '../src/deliver.ts';
 import { deliverJobId, deliverJobOptions, type DeliverJob } from '../src/queue/queues.ts';
 import { claimSend } from '../src/db/deliveries.ts';
-import { keepSend, keptSends, type UnrecordedSend } from '../src/send-outcome.ts';
+import { keepSend, keptSends, UnrecordedSends, type UnrecordedSend } from '../src/send-outcome.ts';
 import { SealError } from '../src/seal.ts';
 import { startDeliverWorker } from '../workers/deliver-worker.ts';
 import { fixedClock } from '../src/clock.ts';
@@ -446,7 +446,7 @@ describe('a completed send that PostgreSQL will not record', () => {
   }
 
   /** The kept sends of the job's data, opened. */
-  const opened = (data: DeliverJob) => keptSends(SECRET, data);
+  const opened = (data: DeliverJob) => keptSends({ secret: SECRET }, data);
 
   /** A `keep` that holds the job's data as Redis would: through JSON. */
   function keptJob(start: DeliverJob) {
@@ -588,14 +588,21 @@ describe('a completed send that PostgreSQL will not record', () => {
     }
   });
 
-  it('kept though it was recorded after all: the retry only takes it out of the job, counting nothing twice', async () => {
+  const OLD_SECRET = 'the-secret-before-the-rotation-0123';
+
+  it.each([
+    ['under this NUDGE_SECRET', SECRET],
+    ['under a secret since rotated, listed in NUDGE_SECRET_PREVIOUS', OLD_SECRET],
+  ])('kept though it was recorded after all (%s): the retry only takes it out of the job, counting nothing twice', async (_, secret) => {
     const { opportunityId } = await dueOpportunity();
     const mailer = smtpMailer(world.smtp.url);
     try {
       expect(await deliver(await deps(mailer), job(opportunityId), new Date(DUE))).toMatchObject({ sent: 1 });
       const [sent] = await deliveries(world.database.db);
-      const { kept, keep } = keptJob(withKept(opportunityId, { claimId: sent!.id, row: keptRow(opportunityId, sent!.contact_id), outcome: { kind: 'accepted', response: '250 ok' } }));
-      expect(await deliver(await deps(mailer), kept.data, new Date(DUE), keep)).toEqual({ sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 });
+      const { kept, keep } = keptJob(withKept(opportunityId, { claimId: sent!.id, row: keptRow(opportunityId, sent!.contact_id), outcome: { kind: 'accepted', response: '250 ok' } }, secret));
+      const worker = await deps(mailer);
+      worker.compose = { ...worker.compose, previousSecrets: ['another-old-secret-0123456789', OLD_SECRET] };
+      expect(await deliver(worker, kept.data, new Date(DUE), keep)).toEqual({ sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0 });
       expect(kept.writes).toBe(1);
       expect(kept.data.unrecorded).toBeUndefined();
       expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);
@@ -603,6 +610,18 @@ describe('a completed send that PostgreSQL will not record', () => {
     } finally {
       await mailer.close();
     }
+  });
+
+  it('opened with a previous NUDGE_SECRET and kept again: sealed under the current one alone', async () => {
+    const { opportunityId, contactId } = await dueOpportunity();
+    const send: UnrecordedSend = { claimId: 7, row: keptRow(opportunityId, contactId), outcome: { kind: 'accepted', response: '250 ok' } };
+    const saved: DeliverJob[] = [];
+    const sends = new UnrecordedSends(withKept(opportunityId, send, OLD_SECRET), { secret: SECRET, previousSecrets: [OLD_SECRET] }, silentLogger, async (data) => { saved.push(data); });
+    expect(sends.left.map((u) => u.claimId)).toEqual([7]);
+    sends.hold({ ...send, outcome: { kind: 'unknown', reason: 'cut' } });
+    await sends.written();
+    expect(keptSends({ secret: SECRET }, saved[0]!).map((u) => u.outcome.kind)).toEqual(['unknown']);
+    expect(() => keptSends({ secret: OLD_SECRET }, saved[0]!)).toThrow(SealError);
   });
 
   it('kept under another NUDGE_SECRET, or moved from another job: the job fails, naming the secret, and sends nothing', async () => {

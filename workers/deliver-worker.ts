@@ -31,7 +31,7 @@ export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): 
     mailer,
     templates: () => content.templates,
     journey: () => content.journey,
-    compose: { mailFrom: rt.config.mailFrom, publicUrl: rt.config.publicUrl, secret: rt.config.secret },
+    compose: { mailFrom: rt.config.mailFrom, publicUrl: rt.config.publicUrl, secret: rt.config.secret, previousSecrets: rt.config.previousSecrets },
     logger: rt.logger,
     metrics: rt.metrics,
     handoverTimeoutMs: rt.config.handoverTimeoutMs,

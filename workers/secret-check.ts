@@ -6,7 +6,8 @@
  * hash: it tells nothing of the secret) and reads back the one it replaces: another one means a
  * process with another secret shares this queue. It is logged as an error, once a minute at most,
  * and the process carries on: during a rolling restart that changes the secret, old and new
- * processes run together for a while, and both must keep sending.
+ * processes run together for a while, and both must keep sending. A new process that lists the
+ * old secret in NUDGE_SECRET_PREVIOUS says so as a warning instead.
  */
 import { createHmac } from 'node:crypto';
 import { DELIVER_QUEUE, queuePrefix } from '../src/queue/queues.ts';
@@ -23,6 +24,7 @@ export function secretFingerprint(secret: string): string {
 /** Checks now and every interval until stopped; a check that Redis does not answer is skipped. */
 export function watchSecret(rt: Runtime): { stop(): void } {
   const mine = secretFingerprint(rt.config.secret);
+  const replaced = new Set(rt.config.previousSecrets.map(secretFingerprint));
   // In the delivery queue's slot (a Redis Cluster): the key is the queue's, as is the secret.
   const key = `${queuePrefix(rt.config.queuePrefix, DELIVER_QUEUE)}:nudge-secret`;
   const everyMs = Math.min(CHECK_MS, rt.config.scanEveryMs);
@@ -35,7 +37,9 @@ export function watchSecret(rt: Runtime): { stop(): void } {
       // Kept a little longer than three checks: it goes with the processes that set it.
       const [[failed, previous]] = (await rt.redis.multi().getset(key, mine).pexpire(key, everyMs * 3 + 1_000).exec()) as [[Error | null, string | null]];
       if (failed) throw failed;
-      if (previous !== null && previous !== mine) {
+      if (previous !== null && replaced.has(previous)) {
+        log('warn', 'a process on this queue still runs with a NUDGE_SECRET this one lists in NUDGE_SECRET_PREVIOUS: expected while a rotation rolls out (this process accepts the links both sign; the other refuses this one\'s until it is restarted)', { queuePrefix: rt.config.queuePrefix });
+      } else if (previous !== null && previous !== mine) {
         log('error', 'another process on this queue runs with a different NUDGE_SECRET: the unsubscribe links of the emails each sends are refused by the other\'s HTTP server; give every process the same NUDGE_SECRET (expected for a moment only, during a restart that changes it)', { queuePrefix: rt.config.queuePrefix });
       }
     } catch (error) {

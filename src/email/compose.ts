@@ -13,7 +13,10 @@ import type { RenderedEmail, TemplateContext } from './templates.ts';
 export interface ComposeSettings {
   mailFrom: string;
   publicUrl: string;
+  /** Signs unsubscribe links (and seals what a delivery job keeps: src/seal.ts). */
   secret: string;
+  /** Secrets a rotation replaced: they open what a job kept under them, and sign nothing. */
+  previousSecrets?: readonly string[];
 }
 
 export function unsubscribeUrl(contactId: number, settings: ComposeSettings): string {
