@@ -31,9 +31,9 @@ export interface Config {
   /** HMAC key for unsubscribe tokens, and the key sends kept in a job are sealed under. No default in production. */
   secret: string;
   /**
-   * Secrets replaced by `secret` (NUDGE_SECRET_PREVIOUS), newest first: still accepted for the
-   * unsubscribe links of emails already sent and for what a job kept under one of them, never
-   * used to sign or seal. @defaultValue []
+   * Other secrets still accepted (NUDGE_SECRET_PREVIOUS), newest first: those a rotation replaced
+   * (or, in its first round, the one it brings), for the unsubscribe links of emails already sent
+   * and for what a job kept under one of them; never used to sign or seal. @defaultValue []
    */
   previousSecrets: string[];
   /** HTTP port of the daemon (health, readiness, metrics, unsubscribe). @defaultValue 3000 */
@@ -119,7 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     queuePrefix,
     publicUrl: (publicUrl ?? `http://localhost:${port}`).replace(/\/+$/, ''),
     secret: secret(env, production),
-    previousSecrets: previousSecrets(env),
+    previousSecrets: previousSecrets(env, production),
     port,
     httpHost: env.NUDGE_HTTP_HOST?.trim() || '0.0.0.0',
     boardToken: boardToken(env),
@@ -208,16 +208,22 @@ function secret(env: NodeJS.ProcessEnv, production: boolean): string {
 }
 
 /**
- * NUDGE_SECRET_PREVIOUS: the secrets a rotation replaced, comma-separated, newest first. An
+ * NUDGE_SECRET_PREVIOUS: other secrets still accepted, comma-separated, newest first. An
  * unsubscribe link must keep working after the secret changes (the emails that carry it are in
  * inboxes for good), and a send kept in a job under the old secret must still open.
  */
-function previousSecrets(env: NodeJS.ProcessEnv): string[] {
+function previousSecrets(env: NodeJS.ProcessEnv, production: boolean): string[] {
   const raw = env.NUDGE_SECRET_PREVIOUS?.trim();
   if (!raw) return [];
+  // Spaces around the commas are not part of a secret.
   const secrets = raw.split(',').map((s) => s.trim());
-  const short = secrets.findIndex((s) => s.length < 16);
-  if (short >= 0) throw new ConfigError('NUDGE_SECRET_PREVIOUS', `secret ${short + 1} of ${secrets.length} (comma-separated) is shorter than 16 characters`);
+  secrets.forEach((s, i) => {
+    const which = `secret ${i + 1} of ${secrets.length} (comma-separated)`;
+    if (s === '') throw new ConfigError('NUDGE_SECRET_PREVIOUS', `${which} is empty: a comma too many?`);
+    if (s.length < 16) throw new ConfigError('NUDGE_SECRET_PREVIOUS', `${which} is shorter than 16 characters`);
+    // Public: anyone could sign a link that unsubscribes any contact.
+    if (production && s === DEV_SECRET) throw new ConfigError('NUDGE_SECRET_PREVIOUS', `${which} is the development default, which anyone can sign with: leave it out`);
+  });
   return secrets;
 }
 

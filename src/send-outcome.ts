@@ -72,7 +72,7 @@ export function keptSends(secrets: SealSecrets, job: DeliverJob): UnrecordedSend
     } catch (error) {
       if (!(error instanceof SealError)) throw error;
       throw new SealError(`the send an earlier attempt of this job kept (claim ${kept.claimId}) ${error.message}: `
-        + 'every worker must share one NUDGE_SECRET; the job is not sent until it can be read');
+        + 'every worker must share one NUDGE_SECRET (a secret rotated away goes in NUDGE_SECRET_PREVIOUS); the job is not sent until it can be read');
     }
   });
 }
@@ -344,7 +344,8 @@ export function logDeferral(deps: Pick<DeliverDeps, 'logger' | 'repeats'>, log: 
   const code = replyCode(outcome);
   const refusedAt = outcome.kind === 'deferred' ? outcome.refusedAt : undefined;
   if (refusedAt !== undefined) {
-    const fields = { ...log, code, command: refusedAt, response: withoutAddresses(outcome.reason).slice(0, 300) };
+    // `err` (the code and the command) keeps a refused login and a refused sender apart in the minute.
+    const fields = { ...log, code, command: refusedAt, err: `${code} ${refusedAt}`, response: withoutAddresses(outcome.reason).slice(0, 300) };
     const msg = 'smtp refuses Nudge itself (its connection, login, sender or relaying), not an email; sends deferred, BullMQ retries each with backoff: check SMTP_URL and MAIL_FROM';
     if (deps.repeats) deps.repeats('error', msg, fields);
     else deps.logger.error(fields, msg);

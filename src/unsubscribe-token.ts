@@ -18,7 +18,11 @@ export function verifyUnsubscribeToken(token: string, secret: string, previous: 
   const m = /^c(\d{1,18})\.([A-Za-z0-9_-]{43})$/.exec(token);
   if (!m) return null;
   const given = Buffer.from(m[2]!);
-  if (![secret, ...previous].some((key) => timingSafeEqual(Buffer.from(mac(`c${m[1]}`, key)), given))) return null;
+  const signedWith = (key: string) => {
+    const expected = Buffer.from(mac(`c${m[1]}`, key));
+    return expected.length === given.length && timingSafeEqual(expected, given);
+  };
+  if (![secret, ...previous].some(signedWith)) return null;
   const id = Number(m[1]);
   return Number.isSafeInteger(id) ? id : null;
 }

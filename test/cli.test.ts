@@ -42,6 +42,9 @@ describe('configuration', () => {
     [{ LOG_FORMAT: 'bogus' }, /LOG_FORMAT: must be one of json, pretty, got "bogus"/],
     [{ NUDGE_REDIS_WAIT_MS: 'soon' }, /NUDGE_REDIS_WAIT_MS: must be a whole number from 100 to 3600000/],
     [{ NUDGE_SECRET_PREVIOUS: 'old-secret-0123456789abcdef,short' }, /NUDGE_SECRET_PREVIOUS: secret 2 of 2 \(comma-separated\) is shorter than 16 characters/],
+    [{ NUDGE_SECRET_PREVIOUS: 'old-secret-0123456789abcdef,' }, /NUDGE_SECRET_PREVIOUS: secret 2 of 2 \(comma-separated\) is empty: a comma too many\?/],
+    [{ NODE_ENV: 'production', SMTP_URL: 'smtp://127.0.0.1:1', PUBLIC_URL: 'https://nudge.example.com', NUDGE_SECRET_PREVIOUS: 'nudge-development-secret-not-for-production' },
+      /NUDGE_SECRET_PREVIOUS: secret 1 of 1 \(comma-separated\) is the development default/],
   ])('%o stops the process naming the variable', async (env, message) => {
     const r = await nudge(['tick', '--now', '2026-12-01T09:00:00Z'], { DATABASE_URL: world.env.DATABASE_URL, ...env });
     expect(r.code).toBe(2);

@@ -14,6 +14,7 @@ import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures
 import { createWorld, REPO, type World } from './helpers/world.ts';
 import { addDays } from '../src/journey/time.ts';
 import { signUnsubscribeToken } from '../src/unsubscribe-token.ts';
+import { DELIVER_QUEUE, queuePrefix } from '../src/queue/queues.ts';
 import { postgresUnreachable } from '../src/db/database.ts';
 import pg from 'pg';
 
@@ -127,6 +128,8 @@ describe('a NUDGE_SECRET rotated, the old one in NUDGE_SECRET_PREVIOUS', () => {
       await insertContact(world.database.db, { email: 'old-link@customer.test' }),
       await insertContact(world.database.db, { email: 'new-link@customer.test' }),
     ];
+    // The fingerprint an earlier test's processes left (kept three intervals) is not this test's.
+    await world.rt.redis.del(`${queuePrefix(world.prefix, DELIVER_QUEUE)}:nudge-secret`);
     const rotated = startDaemon({ ...world.env, NUDGE_SECRET: NEW, NUDGE_SECRET_PREVIOUS: `${OLD}, another-old-secret-0123456789` }, ['--no-scheduler', '--no-worker']);
     const old = startDaemon(world.env, ['--no-scheduler', '--no-worker']);
     daemons.push(rotated, old);

@@ -128,7 +128,7 @@ describe('logDeferral of a 5xx that refuses Nudge itself', () => {
     await tick();
     expect(lines).toEqual([
       {
-        level: 50, opportunityId: 1, stepId: 'remind', code: '553', command: 'MAIL FROM', response: '553 5.7.1 <<address>>: Sender address rejected: not owned by user',
+        level: 50, opportunityId: 1, stepId: 'remind', code: '553', command: 'MAIL FROM', err: '553 MAIL FROM', response: '553 5.7.1 <<address>>: Sender address rejected: not owned by user',
         msg: 'smtp refuses Nudge itself (its connection, login, sender or relaying), not an email; sends deferred, BullMQ retries each with backoff: check SMTP_URL and MAIL_FROM',
       },
       {

@@ -38,7 +38,7 @@ export function watchSecret(rt: Runtime): { stop(): void } {
       const [[failed, previous]] = (await rt.redis.multi().getset(key, mine).pexpire(key, everyMs * 3 + 1_000).exec()) as [[Error | null, string | null]];
       if (failed) throw failed;
       if (previous !== null && replaced.has(previous)) {
-        log('warn', 'a process on this queue still runs with a NUDGE_SECRET this one lists in NUDGE_SECRET_PREVIOUS: expected while a rotation rolls out (this process accepts the links both sign; the other refuses this one\'s until it is restarted)', { queuePrefix: rt.config.queuePrefix });
+        log('warn', 'a process on this queue still runs with a NUDGE_SECRET this one lists in NUDGE_SECRET_PREVIOUS: expected while a rotation rolls out (this process accepts the links both sign; the other accepts this one\'s only if it lists this secret in its own NUDGE_SECRET_PREVIOUS)', { queuePrefix: rt.config.queuePrefix });
       } else if (previous !== null && previous !== mine) {
         log('error', 'another process on this queue runs with a different NUDGE_SECRET: the unsubscribe links of the emails each sends are refused by the other\'s HTTP server; give every process the same NUDGE_SECRET (expected for a moment only, during a restart that changes it)', { queuePrefix: rt.config.queuePrefix });
       }

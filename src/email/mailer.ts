@@ -150,20 +150,23 @@ interface SmtpError extends Error {
 /**
  * nodemailer reports a 421 and a 550 alike as EENVELOPE: classify by the reply code, and a 5xx by
  * the command it answered. Only a 5xx to the recipient (RCPT TO) or to the message (DATA, its
- * final dot), or a 552 to MAIL FROM (the message too big for the server, RFC 1870), refuses this
+ * final dot: whatever nodemailer says it answered once the message was handed over) refuses this
  * email: it spends the step (failed, smtp_rejected). A 5xx to the greeting, EHLO, STARTTLS, AUTH
- * (a wrong password) or MAIL FROM (a sender the server will not take: MAIL_FROM, a relay that
- * wants a login), or a refusal to relay, refuses every email alike, whoever the recipient:
- * recorded as failed, every customer's step would be spent by a configuration error. It is a
- * deferral (`refusedAt`), retried with backoff like a server that cannot be reached, and the
- * emails go once it is fixed.
+ * (a wrong password) or MAIL FROM (a sender the server will not take: MAIL_FROM, a quota), a 530
+ * (a login wanted, RFC 4954) or a refusal to relay refuses every email alike, whoever the
+ * recipient: recorded as failed, every customer's step would be spent by a configuration error.
+ * It is a deferral (`refusedAt`), retried with backoff like a server that cannot be reached, and
+ * the emails go once it is fixed.
  */
 export function classify(error: SmtpError, handedOver: boolean): SendOutcome {
   const code = error.responseCode;
   const text = error.response || error.message;
   const reason = text.startsWith(String(code)) ? text : `${code} ${text}`;
   if (code && code >= 500) {
-    return refusesThisEmail(error.command, code, text) ? { kind: 'rejected', code, response: text } : { kind: 'deferred', reason, refusedAt: error.command! };
+    // After the message was handed over, a 5xx answers it (nodemailer says CONN for a reply the
+    // server closed the connection on, unterminated): never a deferral, which would send it again.
+    if (handedOver || refusesThisEmail(error.command, code, text)) return { kind: 'rejected', code, response: text };
+    return { kind: 'deferred', reason, refusedAt: error.command ?? 'CONN' };
   }
   if (code && code >= 400) return { kind: 'deferred', reason };
   if (handedOver) return { kind: 'unknown', reason: `${error.code ?? 'error'}: ${error.message} (after the message was handed over)` };
@@ -174,16 +177,19 @@ export function classify(error: SmtpError, handedOver: boolean): SendOutcome {
  * Whether a 5xx to `command` refuses this recipient or this message, not the session (`classify`).
  * A relay that will not relay for Nudge says so to RCPT TO, for every outside recipient alike
  * (Postfix `Relay access denied`, Exim `relay not permitted`, Sendmail `Relaying denied`, Exchange
- * `Unable to relay`): a login missing from SMTP_URL, not a bad mailbox.
+ * `Unable to relay`, qmail `not in my list of allowed rcpthosts`): a login missing from
+ * SMTP_URL, not a bad mailbox.
  */
 function refusesThisEmail(command: string | undefined, code: number, text: string): boolean {
+  // Authentication required (RFC 4954), at whatever command the server asks for it.
+  if (code === 530) return false;
   // A reply nodemailer does not place (no command) is taken as about the email, as it always was.
   if (command === undefined || command === 'DATA') return true;
-  if (command === 'RCPT TO') return !RELAY_REFUSED.test(text);
-  return command === 'MAIL FROM' && code === 552;
+  return command === 'RCPT TO' && !RELAY_REFUSED.test(text);
 }
 
-const RELAY_REFUSED = /relay(ing)? (access )?(denied|not permitted|not allowed|prohibited|refused)|unable to relay/i;
+/** A relay refusing to relay, as Postfix, Exim, Sendmail, Exchange and qmail word it. */
+const RELAY_REFUSED = /relay(ing)? (access )?(denied|not permitted|not allowed|prohibited|refused)|unable to relay|do not relay|rcpthosts/i;
 
 /**
  * The message as the SMTP connection reads it, asking `gate` before its end: the connection reads

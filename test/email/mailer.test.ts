@@ -188,14 +188,47 @@ describe('what a 5xx refuses', () => {
       .toEqual({ kind: 'rejected', code: 550, response: '550 5.1.1 mailbox unavailable' });
     expect(await outcomeWhen({ onData: (stream, _s, done) => { stream.resume(); stream.on('end', () => done(refusal(554, '5.7.1 content rejected'))); } }))
       .toEqual({ kind: 'rejected', code: 554, response: '554 5.7.1 content rejected' });
-    // MAIL FROM's SIZE: the message is too big for this server (RFC 1870).
-    expect(await outcomeWhen({ onMailFrom: (_a, _s, done) => done(refusal(552, '5.3.4 message too big')) }))
-      .toMatchObject({ kind: 'rejected', code: 552 });
+  });
+
+  it('after the message was handed over, whatever nodemailer says it answered: rejected, never sent again', async () => {
+    // The final dot answered with a 5xx the server closes the connection on, its line unterminated:
+    // nodemailer places it at CONN.
+    const server = net.createServer((socket) => {
+      let buffered = '';
+      let data = false;
+      socket.on('error', () => {});
+      socket.write('220 test ESMTP\r\n');
+      socket.on('data', (chunk) => {
+        buffered += chunk.toString('latin1');
+        for (let end = buffered.indexOf('\r\n'); end >= 0; end = buffered.indexOf('\r\n')) {
+          const line = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          if (data) {
+            if (line === '.') socket.end('554 5.7.1 Message rejected as spam');
+          } else if (/^EHLO/i.test(line)) socket.write('250-test\r\n250 8BITMIME\r\n');
+          else if (/^DATA/i.test(line)) {
+            data = true;
+            socket.write('354 go ahead\r\n');
+          } else socket.write('250 ok\r\n');
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const closing = smtpMailer(`smtp://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      expect(await closing.send(EMAIL)).toEqual({ kind: 'rejected', code: 554, response: '554 5.7.1 Message rejected as spam' });
+    } finally {
+      await closing.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('Nudge itself (its connection, login, sender or relaying): deferred, naming the command, so that no step is spent by a configuration error', async () => {
     expect(await outcomeWhen({ onMailFrom: (_a, _s, done) => done(refusal(550, '5.7.1 Sender address rejected: not owned by user')) }))
       .toEqual({ kind: 'deferred', reason: '550 5.7.1 Sender address rejected: not owned by user', refusedAt: 'MAIL FROM' });
+    // Nudge sets no SIZE= on MAIL FROM: a 552 there is about the sender (a quota), not this message.
+    expect(await outcomeWhen({ onMailFrom: (_a, _s, done) => done(refusal(552, '5.2.2 sending quota exceeded')) }))
+      .toMatchObject({ kind: 'deferred', refusedAt: 'MAIL FROM' });
     expect(await outcomeWhen({ onConnect: (_s, done) => done(refusal(554, 'No SMTP service here')) }))
       .toMatchObject({ kind: 'deferred', reason: '554 No SMTP service here', refusedAt: 'CONN' });
     // A wrong password.
@@ -207,8 +240,12 @@ describe('what a 5xx refuses', () => {
     // at each recipient.
     expect(await outcomeWhen({ authOptional: false, disabledCommands: ['STARTTLS'], allowInsecureAuth: true }))
       .toMatchObject({ kind: 'deferred', reason: expect.stringMatching(/^530 /), refusedAt: 'MAIL FROM' });
-    for (const text of ['5.7.1 <ada@customer.test>: Relay access denied', '5.7.1 Unable to relay', '5.7.1 relay not permitted', '5.7.1 Relaying denied']) {
+    for (const text of ['5.7.1 <ada@customer.test>: Relay access denied', '5.7.1 Unable to relay', '5.7.1 relay not permitted', '5.7.1 Relaying denied',
+      'sorry, that domain isn\'t in my list of allowed rcpthosts (#5.7.1)']) {
       expect(await outcomeWhen({ onRcptTo: (_a, _s, done) => done(refusal(554, text)) })).toEqual({ kind: 'deferred', reason: `554 ${text}`, refusedAt: 'RCPT TO' });
     }
+    // A login wanted (RFC 4954), at whatever command.
+    expect(await outcomeWhen({ onRcptTo: (_a, _s, done) => done(refusal(530, '5.7.0 Authentication required')) }))
+      .toEqual({ kind: 'deferred', reason: '530 5.7.0 Authentication required', refusedAt: 'RCPT TO' });
   });
 });
