@@ -128,10 +128,15 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // Its attempts spent, or stalled too often (BullMQ fails it at once, whatever attempts are left).
     const last = job !== undefined && (job.attemptsMade >= (job.opts.attempts ?? 1) || err.name === 'UnrecoverableError');
     const fields = { jobId: job?.id, attempts: job?.attemptsMade, err: err.message };
-    // A deferred send was logged as such, with its ids and reply code: once is enough (in an SMTP
-    // outage every job is deferred at each of its attempts).
-    if (!last && err.name === DeferredError.name) return;
     const kept = (job?.data.unrecorded?.length ?? 0) > 0;
+    // A deferred send was logged as such, with its ids and reply code: once is enough (in an SMTP
+    // outage every job is deferred at each of its attempts). Jobs whose attempts an outage
+    // outlasted are dropped together, each with the same error: a line a minute says so.
+    if (err.name === DeferredError.name && !last) return;
+    if (err.name === DeferredError.name && !kept) {
+      deps.repeats('warn', 'delivery jobs failed for good while SMTP deferred them; dropped (a later scan enqueues their steps again while their windows are open)', fields);
+      return;
+    }
     // While PostgreSQL cannot be reached every job fails at each attempt, with the same error: a
     // line a minute says so, with how many were held back since, not a line per job.
     if (postgresUnreachable(err) && !kept) {
