@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { Command } from 'commander';
+import { letClosedConnectionsGo } from '../closed-connections.ts';
 import { registerExplain } from './explain.ts';
 import { registerForecast } from './forecast.ts';
 import { registerMigrate } from './migrate.ts';
@@ -16,6 +17,7 @@ import { registerWork } from './work.ts';
 
 export async function main(argv: string[]): Promise<void> {
   loadDotEnv();
+  letClosedConnectionsGo();
   const program = new Command('nudge')
     .description('Journey emails for CRM sales opportunities, driven by closing dates and stages, exactly once.')
     .showHelpAfterError()

@@ -1,0 +1,42 @@
+/**
+ * The process-wide guard against BullMQ's unheld "Connection is closed." (src/closed-connections.ts):
+ * in a process of its own, as the CLI installs it, against the test's Redis.
+ */
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { REPO } from './helpers/world.ts';
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** Runs `body` as an ES module in the repository (tsx loaded), after the guard when `guard`; its exit code and stderr. */
+function run(body: string, guard: boolean): { code: number | null; stderr: string } {
+  const script = `
+    import { Redis } from 'ioredis';
+    import { letClosedConnectionsGo } from './src/closed-connections.ts';
+    if (${guard}) letClosedConnectionsGo();
+    ${body}
+    setTimeout(() => process.exit(0), 500);`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, encoding: 'utf8', env: { ...process.env, REDIS_URL } });
+  return { code: r.status, stderr: r.stderr };
+}
+
+// A command nobody holds, on a connection closed before it was answered: ioredis rejects it with
+// "Connection is closed.", as it does the INFO of a BullMQ connection closed while it starts.
+const UNHELD_ON_CLOSED = `const client = new Redis(process.env.REDIS_URL); void client.info(); client.disconnect();`;
+
+describe('letClosedConnectionsGo', () => {
+  it('lets ioredis\'s "Connection is closed." go when nobody holds it, where Node alone ends the process with 1', () => {
+    const bare = run(UNHELD_ON_CLOSED, false);
+    expect(bare.code).toBe(1);
+    expect(bare.stderr).toContain('Error: Connection is closed.');
+    expect(run(UNHELD_ON_CLOSED, true)).toEqual({ code: 0, stderr: '' });
+  });
+
+  it('ends the process as Node would on any other unhandled rejection, that message from elsewhere included', () => {
+    for (const body of [`Promise.reject(new Error('boom'));`, `Promise.reject(new Error('Connection is closed.'));`]) {
+      const guarded = run(body, true);
+      expect(guarded.code).toBe(1);
+      expect(guarded.stderr).toMatch(/Error: (boom|Connection is closed\.)/);
+    }
+  });
+});
