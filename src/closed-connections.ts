@@ -26,6 +26,6 @@ export function letClosedConnectionsGo(): void {
 }
 
 /** Whether `reason` is ioredis flushing a closed connection's commands (nothing else is let go). */
-export function isClosedConnection(reason: unknown): boolean {
+function isClosedConnection(reason: unknown): boolean {
   return reason instanceof Error && reason.message === CLOSED && /[\\/]ioredis[\\/]/.test(reason.stack ?? '');
 }

@@ -52,19 +52,16 @@ export interface SealSecrets {
 
 /** `unseal` with the current secret, else with each previous one; the current one's SealError when none opens it. */
 export function unsealWithAny(secrets: SealSecrets, purpose: string, bound: string, sealed: unknown): unknown {
-  try {
-    return unseal(secrets.secret, purpose, bound, sealed);
-  } catch (error) {
-    if (!(error instanceof SealError)) throw error;
-    for (const previous of secrets.previousSecrets ?? []) {
-      try {
-        return unseal(previous, purpose, bound, sealed);
-      } catch (again) {
-        if (!(again instanceof SealError)) throw again;
-      }
+  let first: SealError | undefined;
+  for (const secret of [secrets.secret, ...(secrets.previousSecrets ?? [])]) {
+    try {
+      return unseal(secret, purpose, bound, sealed);
+    } catch (error) {
+      if (!(error instanceof SealError)) throw error;
+      first ??= error;
     }
-    throw error;
   }
+  throw first!;
 }
 
 function key(secret: string, purpose: string): Buffer {
