@@ -1,8 +1,10 @@
 /**
  * The process-wide guard against BullMQ's unheld "Connection is closed." (src/closed-connections.ts):
- * in a process of its own, as the CLI installs it, against the test's Redis.
+ * in a process of its own, as the CLI installs it, against the test's Redis; and the test
+ * runner's own (`vitest.config.ts`), in a vitest of its own.
  */
 import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO } from './helpers/world.ts';
 
@@ -38,5 +40,32 @@ describe('letClosedConnectionsGo', () => {
       expect(guarded.code).toBe(1);
       expect(guarded.stderr).toMatch(/Error: (boom|Connection is closed\.)/);
     }
+  });
+});
+
+/** A vitest run of the project's configuration on `unhandled.fixture.ts`, whose one test passes and leaves `reject` unheld. */
+function runVitest(reject: 'closed-connection' | 'elsewhere', withHook: boolean): { code: number | null; output: string } {
+  const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules/vitest/vitest.mjs'), 'run', '--config', 'test/helpers/unhandled/vitest.config.ts'], {
+    cwd: REPO, encoding: 'utf8', env: { ...process.env, REDIS_URL, REJECT: reject, WITHOUT_HOOK: withHook ? '' : '1', NO_COLOR: '1' },
+  });
+  return { code: r.status, output: r.stdout + r.stderr };
+}
+
+describe('the test runner', () => {
+  it('lets that same error go in a test\'s process, and fails the run on any other unhandled rejection', () => {
+    const bare = runVitest('closed-connection', false);
+    expect(bare.output).toContain('1 passed');
+    expect(bare.output).toContain('Connection is closed.');
+    expect(bare.code).toBe(1);
+
+    const hooked = runVitest('closed-connection', true);
+    expect(hooked.output).toContain('1 passed');
+    expect(hooked.output).not.toContain('Unhandled');
+    expect(hooked.code).toBe(0);
+
+    const elsewhere = runVitest('elsewhere', true);
+    expect(elsewhere.output).toContain('1 passed');
+    expect(elsewhere.output).toContain('Connection is closed.');
+    expect(elsewhere.code).toBe(1);
   });
 });
