@@ -1,6 +1,7 @@
 /**
  * Redis faults under running daemons, on Redis servers of the test's own: restarted mid-run
- * (empty, as with no persistence), emptied with FLUSHALL mid-run, and a Redis Cluster of three
+ * (empty, as with no persistence; and with its data kept, from a save at shutdown or from an
+ * append-only file), emptied with FLUSHALL mid-run, and a Redis Cluster of three
  * masters; PostgreSQL connections cut under running daemons. Also: two daemons and two `work`
  * processes share the work, SIGTERM mid-run leaves nothing stalled, a bad edit of a template or of the
  * journey file while the daemon runs keeps the last good version, and an SMTP server answering 421
@@ -144,6 +145,62 @@ describe('Redis restarted mid-run, empty', () => {
     await expectEachSentOnce(200);
     await stopAll();
     logsMentionNobody();
+  }, 180_000);
+});
+
+describe('Redis restarted mid-run with its data kept', () => {
+  /** The deliver queue's active jobs on `server`, read with a connection of the test's own. */
+  async function activeJobs(server: OwnRedis): Promise<number> {
+    const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    try {
+      return await client.llen(`${queuePrefix(world.prefix, DELIVER_QUEUE)}:${DELIVER_QUEUE}:active`);
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  /**
+   * 200 emails due under two daemons, the SMTP server slow enough that jobs are active when
+   * `restart` stops Redis and starts it again; a key set before it shows the data was kept.
+   */
+  async function restartedUnderDaemons(server: OwnRedis, restart: () => Promise<void>): Promise<void> {
+    await dueNow(200);
+    world.smtp.slow(40);
+    daemons = [startDaemon(env({ REDIS_URL: server.url })), startDaemon(env({ REDIS_URL: server.url }))];
+    await until('the first emails', () => world.smtp.received.length >= 30);
+    const sentinel = new Redis(server.url);
+    await sentinel.set('test:kept', 'yes');
+    sentinel.disconnect();
+    expect(await activeJobs(server)).toBeGreaterThan(0);
+    await restart();
+    const after = new Redis(server.url);
+    expect(await after.get('test:kept')).toBe('yes');
+    after.disconnect();
+    world.smtp.slow(0);
+    await expectEachSentOnce(200);
+    await stopAll();
+    logsMentionNobody();
+  }
+
+  it('shut down saving (a graceful restart) and started from its file: the jobs it kept, active ones included, end without a second send; every email goes once', async () => {
+    await restartedUnderDaemons(redis, async () => {
+      await redis.shutdownSaving();
+      await new Promise((r) => setTimeout(r, 1_000));
+      await redis.start();
+    });
+  }, 180_000);
+
+  it('killed with every write in its append-only file, and started from it: every email goes once', async () => {
+    const persistent = await startOwnRedis(async () => ['--appendonly', 'yes', '--appendfsync', 'always']);
+    try {
+      await restartedUnderDaemons(persistent, async () => {
+        await persistent.kill();
+        await new Promise((r) => setTimeout(r, 1_000));
+        await persistent.start();
+      });
+    } finally {
+      await persistent.stop();
+    }
   }, 180_000);
 });
 

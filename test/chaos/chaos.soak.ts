@@ -2,7 +2,8 @@
  * A soak under random faults (`npm run chaos`; not part of `npm test`, which runs each fault alone):
  * two `nudge start` and one `nudge work` process deliver one batch while, one after another, at
  * random, a process is killed (SIGKILL) or stopped (SIGTERM) and started again, Redis is killed and
- * started again empty, frozen for a few seconds, or emptied (FLUSHALL), PostgreSQL's connections
+ * started again empty, shut down saving and started again from its file (what a graceful restart
+ * of a Redis that persists does), frozen for a few seconds, or emptied (FLUSHALL), PostgreSQL's connections
  * are cut, PostgreSQL crashes, or is restarted (fast shutdown), and starts again (on a server
  * of the soak's own, where the machine has PostgreSQL's server binaries), and the SMTP server
  * refuses everything with 421 for a while, drops the connection after the final dot before it
@@ -204,6 +205,11 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
     },
     async redisRestart() {
       await redis.kill();
+      await sleep(500 + rand() * 2500);
+      await redis.start();
+    },
+    async redisRestartKeeping() {
+      await redis.shutdownSaving();
       await sleep(500 + rand() * 2500);
       await redis.start();
     },

@@ -1,6 +1,7 @@
 /**
  * Redis servers of a test's own, on loopback ports of their own: to restart, flush or cluster
- * without touching the shared one. Nothing is kept on disk.
+ * without touching the shared one. Nothing is kept on disk, unless the server is shut down saving
+ * (`shutdownSaving`) or started with persistence among its arguments.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,10 +24,12 @@ export async function freePort(): Promise<number> {
 export interface OwnRedis {
   port: number;
   url: string;
-  /** Stops the server abruptly (SIGKILL): whatever it held is gone. */
+  /** Stops the server abruptly (SIGKILL): whatever it held is gone, unless its arguments ask for an append-only file. */
   kill(): Promise<void>;
-  /** Starts it again on the same port, empty. */
+  /** Starts it again on the same port: empty, unless it saved what it held (`shutdownSaving`, or persistence among its arguments). */
   start(): Promise<void>;
+  /** Stops the server as `SHUTDOWN SAVE` does (a graceful restart of a Redis that persists): what it held is on disk, for `start`. */
+  shutdownSaving(): Promise<void>;
   /** Freezes the server (SIGSTOP): connections stay open, nothing is answered, until `resume`. */
   pause(): void;
   resume(): void;
@@ -91,9 +94,20 @@ export async function startOwnRedis(extraArgs: () => Promise<string[]> = async (
     const exited = new Promise((r) => c.once('exit', r));
     c.kill('SIGKILL');
     await exited;
+    // What an earlier `shutdownSaving` wrote is not what this server held: the next start is empty
+    // (an append-only file, where the arguments ask for one, is kept).
+    rmSync(path.join(dir, 'dump.rdb'), { force: true });
+  };
+  const shutdownSaving = async () => {
+    const c = child;
+    if (!alive(c)) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    const r = spawnSync('redis-cli', ['-p', String(port), 'shutdown', 'save'], { encoding: 'utf8', timeout: 10_000 });
+    if (r.status !== 0) throw new Error(`redis-cli shutdown save failed: ${r.error?.message ?? ''}${r.stdout}${r.stderr}`);
+    await exited;
   };
   return {
-    port, url: `redis://127.0.0.1:${port}`, kill, start,
+    port, url: `redis://127.0.0.1:${port}`, kill, start, shutdownSaving,
     pause: () => { (child as ChildProcess | null)?.kill('SIGSTOP'); },
     resume: () => { (child as ChildProcess | null)?.kill('SIGCONT'); },
     async ensureRunning() {
