@@ -3,7 +3,8 @@
  * two `nudge start` and one `nudge work` process deliver one batch while, one after another, at
  * random, a process is killed (SIGKILL) or stopped (SIGTERM) and started again, Redis is killed and
  * started again empty, shut down saving and started again from its file (what a graceful restart
- * of a Redis that persists does), frozen for a few seconds, or emptied (FLUSHALL), PostgreSQL's connections
+ * of a Redis that persists does), started again from a snapshot seconds old (a failover to a copy
+ * that lags behind), frozen for a few seconds, or emptied (FLUSHALL), PostgreSQL's connections
  * are cut, PostgreSQL crashes, or is restarted (fast shutdown), and starts again (on a server
  * of the soak's own, where the machine has PostgreSQL's server binaries), and the SMTP server
  * refuses everything with 421 for a while, drops the connection after the final dot before it
@@ -211,6 +212,14 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
     async redisRestartKeeping() {
       await redis.shutdownSaving();
       await sleep(500 + rand() * 2500);
+      await redis.start();
+    },
+    async redisRollBack() {
+      // A failover to a copy that lags behind: what Redis held a few seconds ago.
+      spawnSync('redis-cli', ['-p', String(redis.port), 'save']);
+      await sleep(1000 + rand() * 4000);
+      await redis.kill({ keepSaved: true });
+      await sleep(200 + rand() * 1000);
       await redis.start();
     },
     async redisFreeze() {

@@ -24,8 +24,12 @@ export async function freePort(): Promise<number> {
 export interface OwnRedis {
   port: number;
   url: string;
-  /** Stops the server abruptly (SIGKILL): whatever it held is gone, unless its arguments ask for an append-only file. */
-  kill(): Promise<void>;
+  /**
+   * Stops the server abruptly (SIGKILL): whatever it held is gone, unless its arguments ask for an
+   * append-only file, or `keepSaved` keeps what a `SAVE` wrote earlier for the next start (a
+   * failover to a copy that lags behind).
+   */
+  kill(options?: { keepSaved?: boolean }): Promise<void>;
   /** Starts it again on the same port: empty, unless it saved what it held (`shutdownSaving`, or persistence among its arguments). */
   start(): Promise<void>;
   /** Stops the server as `SHUTDOWN SAVE` does (a graceful restart of a Redis that persists): what it held is on disk, for `start`. */
@@ -88,15 +92,15 @@ export async function startOwnRedis(extraArgs: () => Promise<string[]> = async (
     if (attempt === START_ATTEMPTS) throw new Error(`redis exited at start ${attempt} times, on new ports each time`);
   }
   const alive = (c: ChildProcess | null): c is ChildProcess => c !== null && c.exitCode === null && c.signalCode === null;
-  const kill = async () => {
+  const kill = async (options: { keepSaved?: boolean } = {}) => {
     const c = child;
     if (!alive(c)) return;
     const exited = new Promise((r) => c.once('exit', r));
     c.kill('SIGKILL');
     await exited;
-    // What an earlier `shutdownSaving` wrote is not what this server held: the next start is empty
-    // (an append-only file, where the arguments ask for one, is kept).
-    rmSync(path.join(dir, 'dump.rdb'), { force: true });
+    // What an earlier save wrote is not what this server held: the next start is empty, unless
+    // asked (an append-only file, where the arguments ask for one, is kept).
+    if (!options.keepSaved) rmSync(path.join(dir, 'dump.rdb'), { force: true });
   };
   const shutdownSaving = async () => {
     const c = child;
