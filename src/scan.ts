@@ -70,24 +70,30 @@ export const SCAN_LOCK = 'nudge.scan';
 export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = {}): Promise<ScanSummary> {
   const started = performance.now();
   const summary: ScanSummary = { releasedClaims: 0, scanned: 0, enqueued: 0, suppressed: 0, errors: 0, skipped: false, ms: 0 };
-  // One scan at a time per database, however many processes: the lock is held on one pinned
-  // connection and released when the pass ends (or the connection dies).
-  await deps.db.connection().execute(async (conn) => {
-    const key = sql`hashtextextended(${SCAN_LOCK}, 0)`;
+  // One scan at a time per database, however many processes: the lock belongs to a transaction
+  // left open for the pass on a connection of its own, released when the pass ends (or the
+  // connection dies). A transaction's, not the session's: through a pooler that pools by
+  // transaction (PgBouncer's transaction mode), each statement of a session may run on another
+  // server connection, and a session's lock taken on one and released on another stays held by the
+  // first for good: every later scan would wait for it. The transaction takes no snapshot between
+  // its statements and writes nothing, so it holds back no vacuum; it is idle while the pass runs,
+  // which a server's `idle_in_transaction_session_timeout` must not end (the pass would be
+  // reported failed at its commit, its work done): that timeout is off for it alone.
+  await deps.db.transaction().execute(async (trx) => {
+    await sql`set local idle_in_transaction_session_timeout = 0`.execute(trx);
+    // A constant, inlined: a statement without parameters goes by the simple protocol, which
+    // keeps no portal (and with it no snapshot) once it has run.
+    const key = sql`hashtextextended(${sql.lit(SCAN_LOCK)}, 0)`;
     const { rows } = options.waitForLock ?? true
-      ? await sql<{ ok: boolean }>`select true as ok from (select pg_advisory_lock(${key})) as locked`.execute(conn)
-      : await sql<{ ok: boolean }>`select pg_try_advisory_lock(${key}) as ok`.execute(conn);
+      ? await sql<{ ok: boolean }>`select true as ok from (select pg_advisory_xact_lock(${key})) as locked`.execute(trx)
+      : await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(${key}) as ok`.execute(trx);
     if (!rows[0]?.ok) {
       summary.skipped = true;
       return;
     }
-    try {
-      summary.releasedClaims = await releaseStaleClaims(deps.db, deps.claimLeaseMs ?? 120_000);
-      if (summary.releasedClaims > 0) deps.logger.warn({ released: summary.releasedClaims }, 'released claims of workers that died before handing the message to SMTP');
-      await scanPasses(deps, now, options.pageSize ?? DEFAULT_PAGE_SIZE, summary, options.onProgress);
-    } finally {
-      await sql`select pg_advisory_unlock(hashtextextended(${SCAN_LOCK}, 0))`.execute(conn);
-    }
+    summary.releasedClaims = await releaseStaleClaims(deps.db, deps.claimLeaseMs ?? 120_000);
+    if (summary.releasedClaims > 0) deps.logger.warn({ released: summary.releasedClaims }, 'released claims of workers that died before handing the message to SMTP');
+    await scanPasses(deps, now, options.pageSize ?? DEFAULT_PAGE_SIZE, summary, options.onProgress);
   });
   summary.ms = Math.round(performance.now() - started);
   if (!summary.skipped) deps.metrics?.scan(summary);

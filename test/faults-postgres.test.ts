@@ -13,15 +13,13 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
 import { closingInThreeDays, DUE_NOW_JOURNEY, DUE_NOW_TEMPLATE, startDaemon, until, type Daemon } from './helpers/daemon.ts';
-import { REDIS_URL } from './helpers/env.ts';
+import { REDIS_URL, runnableWith } from './helpers/env.ts';
 import { postgresBinaries, startOwnPostgres, type OwnPostgres } from './helpers/postgres-server.ts';
 import { removeQueueKeys, testQueuePrefix } from './helpers/queue.ts';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.ts';
 
 const binaries = postgresBinaries();
-const inCi = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
-if (!binaries && inCi) throw new Error('CI: no PostgreSQL server binaries for the restart test (set PG_BINDIR)');
-if (!binaries) console.warn('skipped: PostgreSQL restarted under running daemons (no server binaries; set PG_BINDIR)');
+runnableWith(!!binaries, 'PostgreSQL restarted under running daemons', 'no PostgreSQL server binaries; set PG_BINDIR');
 
 let server: OwnPostgres;
 let smtp: SmtpSink;

@@ -5,7 +5,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/database.ts';
-import { runScan } from '../src/scan.ts';
+import { runScan, SCAN_LOCK } from '../src/scan.ts';
 import { closingDateSpans, daySpans, forEachScanPage, type ScanPage } from '../src/scan-pages.ts';
 import { addDays } from '../src/journey/time.ts';
 import { silentLogger } from '../src/logger.ts';
@@ -165,6 +165,51 @@ describe('chains of pages', () => {
     // The other chain may have been in the middle of one page; none began once that one had returned.
     expect(after).toBeLessThanOrEqual(1);
     expect(running).toBe(0);
+  });
+});
+
+describe('the scan\'s lock', () => {
+  it('is held by a transaction of its own for the whole pass, which holds back no vacuum, and is gone after', async () => {
+    for (let i = 0; i < 3; i++) {
+      const c = await insertContact(db(), { time_zone: 'UTC' });
+      await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: c });
+    }
+    const holders = async () => (await sql<{ state: string; backend_xmin: string | null; backend_xid: string | null }>`
+      select a.state, a.backend_xmin::text, a.backend_xid::text from pg_locks l join pg_stat_activity a using (pid)
+      where l.locktype = 'advisory' and l.objsubid = 1 and l.granted
+        and l.classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
+        and l.objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(db())).rows;
+    // Asked while each page's jobs are enqueued (the pass waits for them): a session idle in its
+    // transaction between the pass's statements, with no snapshot (no xmin) and no transaction id.
+    const seen: unknown[] = [];
+    const summary = await runScan({
+      db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
+      enqueue: async (jobs) => { seen.push(await holders()); return jobs.length; },
+    }, new Date('2027-01-14T09:00:00Z'), { pageSize: 1 });
+    expect(summary.enqueued).toBe(3);
+    expect(seen).toEqual(Array(3).fill([{ state: 'idle in transaction', backend_xmin: null, backend_xid: null }]));
+    expect(await holders()).toEqual([]);
+  });
+
+  it('outlasts a server\'s idle_in_transaction_session_timeout shorter than the pass', async () => {
+    const c = await insertContact(db(), { time_zone: 'UTC' });
+    await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: c });
+    await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: c });
+    const name = sql.id(world.database.name);
+    await sql`alter database ${name} set idle_in_transaction_session_timeout = '100ms'`.execute(db());
+    // Connections opened after the setting: theirs is 100 ms.
+    const { db: strict, pool } = createDb(world.database.url);
+    try {
+      const summary = await runScan({
+        db: strict, journey: (await world.rt.content()).journey, logger: silentLogger,
+        // Each page's jobs take longer than the timeout: the lock's transaction sits idle meanwhile.
+        enqueue: async (jobs) => { await new Promise((r) => setTimeout(r, 300)); return jobs.length; },
+      }, new Date('2027-01-14T09:00:00Z'), { pageSize: 1 });
+      expect(summary).toMatchObject({ enqueued: 2, errors: 0, skipped: false });
+    } finally {
+      await pool.end();
+      await sql`alter database ${name} reset idle_in_transaction_session_timeout`.execute(db());
+    }
   });
 });
 

@@ -7,3 +7,15 @@ export function databaseUrl(name: string): string {
   url.pathname = `/${name}`;
   return url.toString();
 }
+
+const IN_CI = !!process.env.CI && process.env.CI !== 'false' && process.env.CI !== '0';
+
+/**
+ * Whether tests that need a program beside Node (`missing` says which, and how to get it) can run:
+ * skipped with a warning where it is not found, except in CI, where every test runs.
+ */
+export function runnableWith(found: boolean, tests: string, missing: string): boolean {
+  if (!found && IN_CI) throw new Error(`CI: ${missing}, for ${tests}`);
+  if (!found) console.warn(`skipped: ${tests} (${missing})`);
+  return found;
+}

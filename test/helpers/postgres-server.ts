@@ -32,7 +32,7 @@ export function postgresBinaries(): string | null {
 }
 
 /** As root, the `postgres` user's ids, to run the server and own its files; otherwise nothing (this user). */
-function owner(): { uid: number; gid: number } | Record<string, never> {
+export function owner(): { uid: number; gid: number } | Record<string, never> {
   if (process.getuid?.() !== 0) return {};
   const id = (flag: string) => {
     const r = spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' });

@@ -1,0 +1,86 @@
+/**
+ * A PgBouncer of a test's own, pooling by transaction in front of the test's PostgreSQL, on a
+ * loopback port of its own (Debian's package `pgbouncer`; as root, run as the `postgres` user,
+ * since PgBouncer refuses to run as root). Nothing it holds outlives the test.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { PG_ADMIN_URL } from './env.ts';
+import { owner } from './postgres-server.ts';
+import { freePort } from './redis-server.ts';
+
+/** The pgbouncer binary: `PGBOUNCER`, else on PATH or in /usr/sbin; null when there is none. */
+export function pgbouncerBinary(): string | null {
+  if (process.env.PGBOUNCER) return existsSync(process.env.PGBOUNCER) ? process.env.PGBOUNCER : null;
+  const found = spawnSync('sh', ['-c', 'command -v pgbouncer || ls /usr/sbin/pgbouncer'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
+  return found && existsSync(found) ? found : null;
+}
+
+export interface OwnPgbouncer {
+  /** `url` (a database URL of the test's PostgreSQL) with its host and port replaced by the pooler's. */
+  through(url: string): string;
+  stop(): Promise<void>;
+}
+
+export async function startPgbouncer(binary: string, poolSize = 4): Promise<OwnPgbouncer> {
+  const ids = owner();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nudge-pgbouncer-'));
+  const port = await freePort();
+  const server = new URL(PG_ADMIN_URL);
+  const user = decodeURIComponent(server.username) || 'root';
+  writeFileSync(path.join(dir, 'users.txt'), `"${user}" ""\n`);
+  writeFileSync(path.join(dir, 'pgbouncer.ini'), [
+    '[databases]',
+    `* = host=${server.hostname} port=${server.port || 5432}`,
+    '[pgbouncer]',
+    'listen_addr = 127.0.0.1', `listen_port = ${port}`, 'unix_socket_dir =',
+    'auth_type = trust', `auth_file = ${path.join(dir, 'users.txt')}`,
+    'pool_mode = transaction', `default_pool_size = ${poolSize}`, 'max_client_conn = 200',
+    // Nudge's scan connections send `options` (README, "Connection poolers").
+    'ignore_startup_parameters = options',
+    `logfile = ${path.join(dir, 'pgbouncer.log')}`,
+  ].join('\n') + '\n');
+  if ('uid' in ids) for (const f of ['', 'users.txt', 'pgbouncer.ini']) chownSync(path.join(dir, f), ids.uid, ids.gid);
+  const child: ChildProcess = spawn(binary, [path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore', ...ids });
+  const log = () => { try { return readFileSync(path.join(dir, 'pgbouncer.log'), 'utf8'); } catch { return ''; } };
+  const through = (url: string) => {
+    const u = new URL(url);
+    u.hostname = '127.0.0.1';
+    u.port = String(port);
+    return u.toString();
+  };
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      const said = log();
+      await stop();
+      throw new Error(`pgbouncer exited at start: ${said.slice(-1000)}`);
+    }
+    const c = new pg.Client({ connectionString: through(PG_ADMIN_URL) });
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      await c.query('select 1');
+      await c.end();
+      break;
+    } catch {
+      await c.end().catch(() => {});
+      if (i === 200) {
+        await stop();
+        throw new Error(`pgbouncer on port ${port} did not answer: ${log().slice(-1000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return { through, stop };
+}

@@ -1,0 +1,88 @@
+/**
+ * Behind a pooler that pools by transaction (PgBouncer's transaction mode, README "Connection
+ * poolers"): the scan's lock is taken and released on one server connection, so it never outlives
+ * the pass, and scans from two processes take turns. The pages are read directly
+ * (`DATABASE_READ_URL`): PgBouncer before 1.21 (Debian 12 has 1.18) keeps no named prepared
+ * statement across transactions.
+ */
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
+import { silentLogger } from '../src/logger.ts';
+import { Runtime } from '../src/runtime.ts';
+import { runScan, SCAN_LOCK } from '../src/scan.ts';
+import { runnableWith } from './helpers/env.ts';
+import { insertContact, insertOpportunity } from './helpers/fixtures.ts';
+import { pgbouncerBinary, startPgbouncer, type OwnPgbouncer } from './helpers/pgbouncer.ts';
+import { createWorld, type World } from './helpers/world.ts';
+
+const binary = pgbouncerBinary();
+runnableWith(!!binary, 'the scan behind PgBouncer', 'no pgbouncer; Debian package pgbouncer, or set PGBOUNCER');
+
+let world: World;
+let pooler: OwnPgbouncer;
+/** Processes whose primary is reached through the pooler, their pages read directly. */
+const pooled: Runtime[] = [];
+
+describe.skipIf(!binary)('the scan behind PgBouncer in transaction mode', () => {
+  beforeAll(async () => {
+    world = await createWorld();
+    pooler = await startPgbouncer(binary!, 4);
+    for (let i = 0; i < 2; i++) {
+      pooled.push(new Runtime(loadConfig({ ...world.env, DATABASE_URL: pooler.through(world.database.url), DATABASE_READ_URL: world.database.url }), silentLogger));
+    }
+    // Due around the scans' instant: one to send, one without a contact (a suppression written through the pooler).
+    const contact = await insertContact(world.database.db, { email: 'ada@customer.test' });
+    await insertOpportunity(world.database.db, { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: contact });
+    await insertOpportunity(world.database.db, { closing_date: '2027-01-17', stage: 'proposal' });
+  });
+
+  afterAll(async () => {
+    for (const rt of pooled) await rt.close();
+    await pooler?.stop();
+    await world?.close();
+  });
+
+  /** Sessions holding the scan's lock, seen on PostgreSQL directly. */
+  async function lockHolders(): Promise<number> {
+    return (await sql<{ n: number }>`
+      select count(*)::int as n from pg_locks
+      where locktype = 'advisory' and objsubid = 1
+        and classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
+        and objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(world.database.db)).rows[0]!.n;
+  }
+
+  /** Other statements through the same pool meanwhile, as a daemon's workers make: the pooler hands each transaction whichever server connection is free. */
+  async function traffic(rt: Runtime, until: Promise<unknown>): Promise<void> {
+    let done = false;
+    void until.finally(() => { done = true; });
+    await Promise.all(Array.from({ length: 3 }, async () => {
+      while (!done) await sql`select pg_sleep(0.002)`.execute(rt.db);
+    }));
+  }
+
+  it('leaves no lock behind, pass after pass, with other statements through the pool meanwhile', async () => {
+    const { journey } = await world.rt.content();
+    for (let pass = 0; pass < 12; pass++) {
+      const rt = pooled[pass % 2]!;
+      const scan = runScan(rt.scanDeps(journey), new Date('2027-01-14T09:00:00Z'), { waitForLock: false });
+      await traffic(rt, scan);
+      expect(await scan).toMatchObject({ skipped: false, errors: 0 });
+      expect(await lockHolders(), `pass ${pass}`).toBe(0);
+    }
+    // Its writes went through the pooler too: the suppression of the one without a contact among them.
+    const rows = await world.database.db.selectFrom('deliveries').select(['opportunity_id', 'status', 'reason']).execute();
+    expect(rows).toContainEqual({ opportunity_id: 2, status: 'suppressed', reason: 'no_contact' });
+  }, 60_000);
+
+  it('two processes scanning at once take turns: one skips or waits, both end, and the lock is gone after', async () => {
+    const { journey } = await world.rt.content();
+    for (let round = 0; round < 5; round++) {
+      const scans = pooled.map((rt) => runScan(rt.scanDeps(journey), new Date('2027-01-14T09:00:00Z')));
+      await Promise.all(pooled.map((rt) => traffic(rt, Promise.all(scans))));
+      const summaries = await Promise.all(scans);
+      expect(summaries.map((s) => s.skipped)).toEqual([false, false]);
+      expect(await lockHolders(), `round ${round}`).toBe(0);
+    }
+  }, 60_000);
+});
