@@ -14,6 +14,12 @@ export interface Config {
   redisUrl: string;
   /** REDIS_URL names a node of a Redis Cluster (NUDGE_REDIS_CLUSTER=true). @defaultValue false */
   redisCluster: boolean;
+  /**
+   * Send the hot statements as named prepared statements (NUDGE_PREPARED_STATEMENTS, default true);
+   * false behind a pooler that keeps none across transactions (PgBouncer before 1.21, or without
+   * `max_prepared_statements`, in transaction mode).
+   */
+  preparedStatements: boolean;
   /** nodemailer SMTP URL; null: emails are written as .eml files to `outboxDir` (not in production). */
   smtpUrl: string | null;
   /** Where .eml files go when `smtpUrl` is null. @defaultValue ./outbox */
@@ -111,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     readDatabaseUrl: optionalUrl(env, 'DATABASE_READ_URL', ['postgres:', 'postgresql:']),
     redisUrl: optionalUrl(env, 'REDIS_URL', ['redis:', 'rediss:']) ?? 'redis://127.0.0.1:6379',
     redisCluster: boolean(env, 'NUDGE_REDIS_CLUSTER'),
+    preparedStatements: boolean(env, 'NUDGE_PREPARED_STATEMENTS', true),
     smtpUrl,
     outboxDir: path.resolve(env.NUDGE_OUTBOX_DIR?.trim() || 'outbox'),
     mailFrom: mailFrom(env),
@@ -183,9 +190,10 @@ function boardToken(env: NodeJS.ProcessEnv): string | null {
   return raw;
 }
 
-function boolean(env: NodeJS.ProcessEnv, name: string): boolean {
+function boolean(env: NodeJS.ProcessEnv, name: string, unset = false): boolean {
   const raw = env[name]?.trim().toLowerCase();
-  if (!raw || raw === 'false' || raw === '0') return false;
+  if (!raw) return unset;
+  if (raw === 'false' || raw === '0') return false;
   if (raw === 'true' || raw === '1') return true;
   throw new ConfigError(name, `must be true or false, got ${JSON.stringify(env[name])}`);
 }

@@ -63,10 +63,10 @@ const KEEP_IDLE_MS = 5 * 60_000;
  * measured six times slower at 1,000,000 rows than the plain index scan. Timestamps come as text
  * (`textTimestampParsers`): triage settles most rows without reading one.
  */
-export function createScanReadDb(url: string, chains = SCAN_CHAINS): Db {
+export function createScanReadDb(url: string, chains = SCAN_CHAINS, preparedStatements = true): Db {
   return createDb(url, {
     max: Math.max(4, (1 + PAGES_AHEAD) * chains), applicationName: 'nudge-scan', options: '-c max_parallel_workers_per_gather=0', types: textTimestampParsers,
-    idleTimeoutMs: KEEP_IDLE_MS,
+    idleTimeoutMs: KEEP_IDLE_MS, preparedStatements,
   }).db;
 }
 
@@ -122,7 +122,7 @@ export class Runtime {
   /** The pool the scan reads its pages from (`createScanReadDb`): DATABASE_READ_URL (a replica) when set, else the primary. */
   get readDb(): Db {
     if (!this._readDb) {
-      const db = createScanReadDb(this.config.readDatabaseUrl ?? this.config.databaseUrl, this.config.scanChains);
+      const db = createScanReadDb(this.config.readDatabaseUrl ?? this.config.databaseUrl, this.config.scanChains, this.config.preparedStatements);
       this._readDb = db;
       this.closers.push(() => db.destroy());
     }
@@ -144,7 +144,7 @@ export class Runtime {
 
   get db(): Db {
     if (!this._db) {
-      const { db } = createDb(this.config.databaseUrl, { max: this.config.concurrency + 4, idleTimeoutMs: KEEP_IDLE_MS });
+      const { db } = createDb(this.config.databaseUrl, { max: this.config.concurrency + 4, idleTimeoutMs: KEEP_IDLE_MS, preparedStatements: this.config.preparedStatements });
       this._db = db;
       this.closers.push(() => db.destroy());
     }

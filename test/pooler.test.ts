@@ -1,9 +1,9 @@
 /**
  * Behind a pooler that pools by transaction (PgBouncer's transaction mode, README "Connection
  * poolers"): the scan's lock is taken and released on one server connection, so it never outlives
- * the pass, and scans from two processes take turns. The pages are read directly
- * (`DATABASE_READ_URL`): PgBouncer before 1.21 (Debian 12 has 1.18) keeps no named prepared
- * statement across transactions.
+ * the pass, and scans from two processes take turns (the pages read directly, `DATABASE_READ_URL`);
+ * and two daemons wholly behind it, with `NUDGE_PREPARED_STATEMENTS=false`, since PgBouncer
+ * before 1.21 (Debian 12 has 1.18) keeps no named prepared statement across transactions.
  */
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,8 @@ import { silentLogger } from '../src/logger.ts';
 import { Runtime } from '../src/runtime.ts';
 import { runScan, SCAN_LOCK } from '../src/scan.ts';
 import { runnableWith } from './helpers/env.ts';
-import { insertContact, insertOpportunity } from './helpers/fixtures.ts';
+import { closingInThreeDays, createDueNowWorld, startDaemon, until, type Daemon } from './helpers/daemon.ts';
+import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { pgbouncerBinary, startPgbouncer, type OwnPgbouncer } from './helpers/pgbouncer.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
@@ -85,4 +86,44 @@ describe.skipIf(!binary)('the scan behind PgBouncer in transaction mode', () => 
       expect(await lockHolders(), `round ${round}`).toBe(0);
     }
   }, 60_000);
+});
+
+describe.skipIf(!binary)('two daemons wholly behind PgBouncer in transaction mode, prepared statements off', () => {
+  let due: World;
+  let bouncer: OwnPgbouncer;
+  let daemons: Daemon[] = [];
+
+  beforeAll(async () => {
+    due = await createDueNowWorld();
+    bouncer = await startPgbouncer(binary!, 8);
+  });
+
+  afterAll(async () => {
+    for (const d of daemons) if (d.child.exitCode === null) d.child.kill('SIGKILL');
+    await bouncer?.stop();
+    await due?.close();
+  });
+
+  it('send each due email once, record each, and stop cleanly', async () => {
+    const n = 150;
+    await sql`
+      with c as (
+        insert into contacts (email, first_name, time_zone)
+        select 'r-' || i || '@customer.test', 'R' || i, 'UTC' from generate_series(1, ${n}) as i returning id
+      )
+      insert into opportunities (title, closing_date, stage, primary_contact_id)
+      select 'Deal ' || id, ${closingInThreeDays()}::date, 'proposal', id from c`.execute(due.database.db);
+    const env = { ...due.env, DATABASE_URL: bouncer.through(due.database.url), NUDGE_PREPARED_STATEMENTS: 'false', NUDGE_CONCURRENCY: '2' };
+    daemons = [startDaemon(env), startDaemon(env)];
+    await until(`${n} emails recorded`, async () => (await deliveries(due.database.db)).filter((r) => r.status === 'sent').length >= n, 60_000);
+    await new Promise((r) => setTimeout(r, 1_500)); // a couple more scans: still nothing doubled
+    const addresses = due.smtp.received.map((m) => m.envelopeTo[0]!);
+    expect(new Set(addresses).size).toBe(n);
+    expect(addresses).toHaveLength(n);
+    expect((await deliveries(due.database.db)).map((r) => r.status)).toEqual(Array(n).fill('sent'));
+    for (const d of daemons) d.child.kill('SIGTERM');
+    expect(await Promise.all(daemons.map((d) => d.exited))).toEqual([0, 0]);
+    // Nothing failed on the way (a statement PgBouncer could not run, a scan that did not end).
+    expect(daemons.flatMap((d) => d.logs).filter((l) => (l.level as number) >= 40)).toEqual([]);
+  }, 120_000);
 });

@@ -28,7 +28,7 @@ async function preview(opts: { port?: string; host: string }): Promise<number> {
   const { startPreviewServer } = await import('../preview/server.ts');
   const { watchContent } = await import('../preview/watch.ts');
   const logger = createLogger({ level: config.logLevel ?? 'info', format: config.logFormat, name: 'nudge-preview' });
-  const db: Db | null = config.databaseUrl ? createDb(config.databaseUrl, { max: 4, applicationName: 'nudge-preview' }).db : null;
+  const db: Db | null = config.databaseUrl ? createDb(config.databaseUrl, { max: 4, applicationName: 'nudge-preview', preparedStatements: config.preparedStatements }).db : null;
   if (!db) console.error('note: DATABASE_URL is not set: previewing with the built-in sample opportunity; no calendar or forecast');
   const stages = async () => (db ? listStages(db).catch(() => null) : null);
   const content = await watchContent(config, stages, logger);

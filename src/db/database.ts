@@ -120,6 +120,11 @@ export interface DbOptions {
   types?: typeof typeParsers;
   /** Milliseconds a connection may sit idle before the pool closes it. @defaultValue 10000 (pg's) */
   idleTimeoutMs?: number;
+  /**
+   * Send the texts registered with `prepared` by their names (false: unnamed, planned each time,
+   * for a pooler that keeps no prepared statement across transactions). @defaultValue true
+   */
+  preparedStatements?: boolean;
 }
 
 const BEGUN = Object.freeze({ command: 'BEGIN', rowCount: null, rows: [], fields: [] });
@@ -135,6 +140,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
     pipeline: true,
   } as pg.PoolConfig);
+  const named = options.preparedStatements ?? true;
   // An idle client losing its connection (PostgreSQL restarted) must not crash the process.
   pool.on('error', () => {});
   // Nor one checked out for a transaction waiting between statements (a send waiting for the SMTP
@@ -148,7 +154,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     // 5 MB through a callback), which doubled the scan's collection time and raised its peak.
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     const send = (text: string, values: unknown) => new Promise((resolve, reject) => {
-      const name = PREPARED.get(text);
+      const name = named ? PREPARED.get(text) : undefined;
       query(name === undefined ? text : { name, text }, values, (error: Error | null, result: unknown) => (error ? reject(error) : resolve(result)));
     }).catch((error: Error) => {
       // As pg does: a stack that leads back to the statement, not to the socket.

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Socket } from 'node:net';
 import pg from 'pg';
-import { createPool } from '../../src/db/database.ts';
+import { createPool, prepared } from '../../src/db/database.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 let t: TestDatabase;
@@ -135,6 +135,28 @@ describe('a pooled client', () => {
       unhandled.stop();
       await admin.end();
       client.release(true);
+    }
+  });
+});
+
+describe('registered statements', () => {
+  it('go by their names, prepared once per connection; unnamed with preparedStatements false', async () => {
+    const text = prepared('select $1::int + 1 as n');
+    const namesAfterTwoRuns = async (p: pg.Pool) => {
+      const client = await p.connect();
+      try {
+        for (let i = 0; i < 2; i++) expect((await client.query(text, [i])).rows).toEqual([{ n: i + 1 }]);
+        return (await client.query('select name from pg_prepared_statements')).rows.map((r: { name: string }) => r.name);
+      } finally {
+        client.release();
+      }
+    };
+    expect(await namesAfterTwoRuns(pool)).toEqual([expect.stringMatching(/^nudge_\d+$/)]);
+    const unnamed = createPool(t.url, { max: 1, preparedStatements: false });
+    try {
+      expect(await namesAfterTwoRuns(unnamed)).toEqual([]);
+    } finally {
+      await unnamed.end();
     }
   });
 });
