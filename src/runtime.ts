@@ -63,10 +63,13 @@ const KEEP_IDLE_MS = 5 * 60_000;
  * measured six times slower at 1,000,000 rows than the plain index scan. Timestamps come as text
  * (`textTimestampParsers`): triage settles most rows without reading one.
  */
-export function createScanReadDb(url: string, chains = SCAN_CHAINS, preparedStatements = true): Db {
+export function createScanReadDb(url: string, chains = SCAN_CHAINS, preparedStatements = true, logger?: Logger): Db {
   return createDb(url, {
     max: Math.max(4, (1 + PAGES_AHEAD) * chains), applicationName: 'nudge-scan', options: '-c max_parallel_workers_per_gather=0', types: textTimestampParsers,
     idleTimeoutMs: KEEP_IDLE_MS, preparedStatements,
+    // A pooler that passes no startup options on (PgBouncer by default): the scan connects
+    // without, and PostgreSQL may plan its pages in parallel, slower.
+    onOptionsRefused: (err) => logger?.warn({ err }, 'the connection pooler refuses startup options: the scan reads with parallel plans as the server has them; set max_parallel_workers_per_gather = 0 for Nudge\'s role, or list options in PgBouncer\'s ignore_startup_parameters'),
   }).db;
 }
 
@@ -122,7 +125,7 @@ export class Runtime {
   /** The pool the scan reads its pages from (`createScanReadDb`): DATABASE_READ_URL (a replica) when set, else the primary. */
   get readDb(): Db {
     if (!this._readDb) {
-      const db = createScanReadDb(this.config.readDatabaseUrl ?? this.config.databaseUrl, this.config.scanChains, this.config.preparedStatements);
+      const db = createScanReadDb(this.config.readDatabaseUrl ?? this.config.databaseUrl, this.config.scanChains, this.config.preparedStatements, this.logger);
       this._readDb = db;
       this.closers.push(() => db.destroy());
     }

@@ -6,6 +6,7 @@
  * before 1.21 (Debian 12 has 1.18) keeps no named prepared statement across transactions.
  */
 import { sql } from 'kysely';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
@@ -85,6 +86,36 @@ describe.skipIf(!binary)('the scan behind PgBouncer in transaction mode', () => 
       expect(summaries.map((s) => s.skipped)).toEqual([false, false]);
       expect(await lockHolders(), `round ${round}`).toBe(0);
     }
+  }, 60_000);
+});
+
+describe.skipIf(!binary)('a PgBouncer that refuses startup options, as it does by default', () => {
+  let direct: World;
+  let strict: OwnPgbouncer;
+  let rt: Runtime | null = null;
+
+  beforeAll(async () => {
+    direct = await createWorld();
+    strict = await startPgbouncer(binary!, 4, false);
+  });
+
+  afterAll(async () => {
+    await rt?.close();
+    await strict?.stop();
+    await direct?.close();
+  });
+
+  it('has the scan connect without them, saying so once, instead of failing', async () => {
+    const c = await insertContact(direct.database.db, { email: 'ada@customer.test', time_zone: 'UTC' });
+    await insertOpportunity(direct.database.db, { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: c });
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>); } });
+    rt = new Runtime(loadConfig({ ...direct.env, DATABASE_READ_URL: strict.through(direct.database.url), NUDGE_PREPARED_STATEMENTS: 'false' }), logger);
+    const { journey } = await direct.rt.content();
+    for (let pass = 0; pass < 2; pass++) {
+      expect(await runScan(rt.scanDeps(journey), new Date('2027-01-14T09:00:00Z'))).toMatchObject({ scanned: 1, errors: 0, skipped: false });
+    }
+    expect(lines.map((l) => [l.msg, l.err])).toEqual([[expect.stringMatching(/^the connection pooler refuses startup options/), 'unsupported startup parameter: options']]);
   }, 60_000);
 });
 

@@ -125,7 +125,16 @@ export interface DbOptions {
    * for a pooler that keeps no prepared statement across transactions). @defaultValue true
    */
   preparedStatements?: boolean;
+  /**
+   * Called once when a pooler refuses `options` as a startup parameter (PgBouncer without
+   * `options` in its `ignore_startup_parameters`): the pool then connects without them, and
+   * the connection that was refused is made again.
+   */
+  onOptionsRefused?: (message: string) => void;
 }
+
+/** PgBouncer's refusal of a startup parameter it does not pass on. */
+const OPTIONS_REFUSED = /unsupported startup parameter: options/;
 
 const BEGUN = Object.freeze({ command: 'BEGIN', rowCount: null, rows: [], fields: [] });
 
@@ -141,6 +150,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     pipeline: true,
   } as pg.PoolConfig);
   const named = options.preparedStatements ?? true;
+  if (options.options) withoutRefusedOptions(pool, options.onOptionsRefused);
   // An idle client losing its connection (PostgreSQL restarted) must not crash the process.
   pool.on('error', () => {});
   // Nor one checked out for a transaction waiting between statements (a send waiting for the SMTP
@@ -206,6 +216,31 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     };
   });
   return pool;
+}
+
+/**
+ * Has `pool` connect without its startup `options` from the first time a pooler refuses them,
+ * making the refused connection again at once: the settings they carried are lost (say so), the
+ * connections are not.
+ */
+function withoutRefusedOptions(pool: pg.Pool, onRefused?: (message: string) => void): void {
+  const settings = (pool as unknown as { options: { options?: string } }).options;
+  const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
+  (pool as { connect: unknown }).connect = async (...args: unknown[]) => {
+    // pg's callback form, which nothing in Nudge uses, goes as it came.
+    if (args.length > 0) return (connect as (...a: unknown[]) => unknown)(...args);
+    try {
+      return await connect();
+    } catch (error) {
+      if (!OPTIONS_REFUSED.test((error as Error).message)) throw error;
+      // Connections started at once were all refused: each is made again, the warning said once.
+      if (settings.options !== undefined) {
+        delete settings.options;
+        onRefused?.((error as Error).message);
+      }
+      return connect();
+    }
+  };
 }
 
 export function createDb(url: string, options: DbOptions = {}): { db: Db; pool: pg.Pool } {

@@ -25,7 +25,11 @@ export interface OwnPgbouncer {
   stop(): Promise<void>;
 }
 
-export async function startPgbouncer(binary: string, poolSize = 4): Promise<OwnPgbouncer> {
+/**
+ * `passOptions` false leaves `ignore_startup_parameters` as PgBouncer has it by default, refusing
+ * the `options` Nudge's scan connections send.
+ */
+export async function startPgbouncer(binary: string, poolSize = 4, passOptions = true): Promise<OwnPgbouncer> {
   const ids = owner();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nudge-pgbouncer-'));
   const port = await freePort();
@@ -40,7 +44,7 @@ export async function startPgbouncer(binary: string, poolSize = 4): Promise<OwnP
     'auth_type = trust', `auth_file = ${path.join(dir, 'users.txt')}`,
     'pool_mode = transaction', `default_pool_size = ${poolSize}`, 'max_client_conn = 200',
     // Nudge's scan connections send `options` (README, "Connection poolers").
-    'ignore_startup_parameters = options',
+    ...(passOptions ? ['ignore_startup_parameters = options'] : []),
     `logfile = ${path.join(dir, 'pgbouncer.log')}`,
   ].join('\n') + '\n');
   if ('uid' in ids) for (const f of ['', 'users.txt', 'pgbouncer.ini']) chownSync(path.join(dir, f), ids.uid, ids.gid);
