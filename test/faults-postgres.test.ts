@@ -127,11 +127,17 @@ describe.skipIf(!binaries)('PostgreSQL restarted under running daemons', () => {
     for (const d of daemons) d.child.kill('SIGTERM');
     expect(await Promise.all(daemons.map((d) => d.exited))).toEqual([0, 0]);
     // The jobs that failed while PostgreSQL was down said so in a line a minute in each process,
-    // not a line each.
+    // not a line each. The crash met the sends under way one of two ways: a job before its final
+    // dot fails (that line); one past it keeps its slot, trying again to record its send until
+    // PostgreSQL is back. When every slot held a send past its dot as PostgreSQL went, no job
+    // started, and so none failed, before it came back: a CI run met that once, with the SMTP
+    // server in the loaded test process slow to answer (the same crash with the server answering
+    // in 400 ms gave no failed job and 12 such tries, two runs of two).
     const lines = daemons.flatMap((d) => d.logs);
     const unreachable = lines.filter((l) => l.msg === 'delivery jobs fail while PostgreSQL cannot be reached; BullMQ retries each with backoff');
+    const recordingAgain = lines.filter((l) => l.msg === 'could not record the send yet (PostgreSQL unreachable or refusing for now); trying again');
     expect(lines.filter((l) => l.msg === 'delivery job failed; BullMQ retries it with backoff')).toEqual([]);
-    expect(unreachable.length).toBeGreaterThan(0);
+    expect(unreachable.length + recordingAgain.length).toBeGreaterThan(0);
     for (const d of daemons) {
       const errors = d.logs.filter((l) => unreachable.includes(l)).map((l) => l.err);
       expect(errors).toEqual([...new Set(errors)]);
