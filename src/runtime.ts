@@ -69,7 +69,7 @@ export function createScanReadDb(url: string, chains = SCAN_CHAINS, preparedStat
     idleTimeoutMs: KEEP_IDLE_MS, preparedStatements,
     // A pooler that passes no startup options on (PgBouncer by default): the scan connects
     // without, and PostgreSQL may plan its pages in parallel, slower.
-    onOptionsRefused: (err) => logger?.warn({ err }, 'the connection pooler refuses startup options: the scan reads with parallel plans as the server has them; set max_parallel_workers_per_gather = 0 for Nudge\'s role, or list options in PgBouncer\'s ignore_startup_parameters'),
+    onOptionsRefused: (err) => logger?.warn({ err }, 'the connection pooler refuses startup options: the scan reads with parallel plans as the server has them (slower pages); to keep them off, set max_parallel_workers_per_gather = 0 for Nudge\'s role (alter role … set …)'),
   }).db;
 }
 

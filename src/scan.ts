@@ -74,27 +74,49 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
   // left open for the pass on a connection of its own, released when the pass ends (or the
   // connection dies). A transaction's, not the session's: through a pooler that pools by
   // transaction (PgBouncer's transaction mode), each statement of a session may run on another
-  // server connection, and a session's lock taken on one and released on another stays held by the
-  // first for good: every later scan would wait for it. The transaction takes no snapshot between
-  // its statements and writes nothing, so it holds back no vacuum; it is idle while the pass runs,
-  // which a server's `idle_in_transaction_session_timeout` must not end (the pass would be
-  // reported failed at its commit, its work done): that timeout is off for it alone.
-  await deps.db.transaction().execute(async (trx) => {
-    await sql`set local idle_in_transaction_session_timeout = 0`.execute(trx);
-    // A constant, inlined: a statement without parameters goes by the simple protocol, which
-    // keeps no portal (and with it no snapshot) once it has run.
-    const key = sql`hashtextextended(${sql.lit(SCAN_LOCK)}, 0)`;
-    const { rows } = options.waitForLock ?? true
-      ? await sql<{ ok: boolean }>`select true as ok from (select pg_advisory_xact_lock(${key})) as locked`.execute(trx)
-      : await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(${key}) as ok`.execute(trx);
-    if (!rows[0]?.ok) {
-      summary.skipped = true;
-      return;
-    }
-    summary.releasedClaims = await releaseStaleClaims(deps.db, deps.claimLeaseMs ?? 120_000);
-    if (summary.releasedClaims > 0) deps.logger.warn({ released: summary.releasedClaims }, 'released claims of workers that died before handing the message to SMTP');
-    await scanPasses(deps, now, options.pageSize ?? DEFAULT_PAGE_SIZE, summary, options.onProgress);
-  });
+  // server connection, and a session's lock taken on one and released on another stays held by
+  // that first connection until it closes: later scans would wait for it or skip. The transaction
+  // is read committed whatever the server's default, so it takes no snapshot between its
+  // statements, and writes nothing: it holds back no vacuum. It is idle while the pass runs, which
+  // a server's timeouts on idle or long transactions must not end: they are off for it alone.
+  let passFailure: { error: unknown } | null = null;
+  let passed = false;
+  try {
+    await deps.db.transaction().setIsolationLevel('read committed').execute(async (trx) => {
+      // Constants, inlined: a statement without parameters goes by the simple protocol, which
+      // keeps no portal (and with it no snapshot) once it has run. `transaction_timeout` exists
+      // from PostgreSQL 17 on.
+      await sql`select set_config('idle_in_transaction_session_timeout', '0', true),
+        (select set_config('transaction_timeout', '0', true) where current_setting('transaction_timeout', true) is not null)`.execute(trx);
+      const key = sql`hashtextextended(${sql.lit(SCAN_LOCK)}, 0)`;
+      const { rows } = options.waitForLock ?? true
+        ? await sql<{ ok: boolean }>`select true as ok from (select pg_advisory_xact_lock(${key})) as locked`.execute(trx)
+        : await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(${key}) as ok`.execute(trx);
+      if (!rows[0]?.ok) {
+        summary.skipped = true;
+        return;
+      }
+      // The pass's own failure is the one reported: the lock's transaction, which wrote nothing,
+      // still ends with a COMMIT, and a failure of that (its connection lost meanwhile) does not
+      // stand in for the pass's.
+      try {
+        summary.releasedClaims = await releaseStaleClaims(deps.db, deps.claimLeaseMs ?? 120_000);
+        if (summary.releasedClaims > 0) deps.logger.warn({ released: summary.releasedClaims }, 'released claims of workers that died before handing the message to SMTP');
+        await scanPasses(deps, now, options.pageSize ?? DEFAULT_PAGE_SIZE, summary, options.onProgress);
+        passed = true;
+      } catch (error) {
+        passFailure = { error };
+      }
+    });
+  } catch (error) {
+    // The lock's transaction failed: before the pass (no lock, no pass: that is the failure), or
+    // after it, its connection lost meanwhile (PostgreSQL restarted, the session ended). A pass
+    // that did its work is not a failed pass: the lock it lost only let another pass overlap
+    // it, whose decisions the database keeps from being made twice.
+    if (!passed && passFailure === null) throw error;
+    if (passed) deps.logger.warn({ err: (error as Error).message }, 'scan: the connection holding its lock was lost during the pass; the pass itself completed');
+  }
+  if (passFailure !== null) throw (passFailure as { error: unknown }).error;
   summary.ms = Math.round(performance.now() - started);
   if (!summary.skipped) deps.metrics?.scan(summary);
   return summary;

@@ -49,7 +49,7 @@ describe.skipIf(!binary)('the scan behind PgBouncer in transaction mode', () => 
   async function lockHolders(): Promise<number> {
     return (await sql<{ n: number }>`
       select count(*)::int as n from pg_locks
-      where locktype = 'advisory' and objsubid = 1
+      where locktype = 'advisory' and objsubid = 1 and granted
         and classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
         and objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(world.database.db)).rows[0]!.n;
   }
@@ -77,15 +77,23 @@ describe.skipIf(!binary)('the scan behind PgBouncer in transaction mode', () => 
     expect(rows).toContainEqual({ opportunity_id: 2, status: 'suppressed', reason: 'no_contact' });
   }, 60_000);
 
-  it('two processes scanning at once take turns: one skips or waits, both end, and the lock is gone after', async () => {
+  it('two processes scanning at once take turns: each holds the lock through its pass, both end, and the lock is gone after', async () => {
     const { journey } = await world.rt.content();
+    // Asked while each pass enqueues its jobs: the lock is held (by that pass) then, not released early.
+    const heldMidPass: number[] = [];
+    const deps = (rt: Runtime) => {
+      const base = rt.scanDeps(journey);
+      return { ...base, enqueue: async (jobs: Parameters<typeof base.enqueue>[0]) => { heldMidPass.push(await lockHolders()); return base.enqueue(jobs); } };
+    };
     for (let round = 0; round < 5; round++) {
-      const scans = pooled.map((rt) => runScan(rt.scanDeps(journey), new Date('2027-01-14T09:00:00Z')));
+      const scans = pooled.map((rt) => runScan(deps(rt), new Date('2027-01-14T09:00:00Z')));
       await Promise.all(pooled.map((rt) => traffic(rt, Promise.all(scans))));
       const summaries = await Promise.all(scans);
       expect(summaries.map((s) => s.skipped)).toEqual([false, false]);
       expect(await lockHolders(), `round ${round}`).toBe(0);
     }
+    expect(heldMidPass.length).toBeGreaterThanOrEqual(10);
+    expect(new Set(heldMidPass)).toEqual(new Set([1]));
   }, 60_000);
 });
 

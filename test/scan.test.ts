@@ -3,6 +3,7 @@
  * date, a proposal follow-up, an owner reminder the day after a missed date).
  */
 import { sql } from 'kysely';
+import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/database.ts';
 import { runScan, SCAN_LOCK } from '../src/scan.ts';
@@ -169,26 +170,64 @@ describe('chains of pages', () => {
 });
 
 describe('the scan\'s lock', () => {
+  /** The sessions holding the scan's lock: their state, snapshot and transaction id. */
+  const lockHolders = async () => (await sql<{ state: string; backend_xmin: string | null; backend_xid: string | null }>`
+    select a.state, a.backend_xmin::text, a.backend_xid::text from pg_locks l join pg_stat_activity a using (pid)
+    where l.locktype = 'advisory' and l.objsubid = 1 and l.granted
+      and l.classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
+      and l.objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(db())).rows;
+
   it('is held by a transaction of its own for the whole pass, which holds back no vacuum, and is gone after', async () => {
     for (let i = 0; i < 3; i++) {
       const c = await insertContact(db(), { time_zone: 'UTC' });
       await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: c });
     }
-    const holders = async () => (await sql<{ state: string; backend_xmin: string | null; backend_xid: string | null }>`
-      select a.state, a.backend_xmin::text, a.backend_xid::text from pg_locks l join pg_stat_activity a using (pid)
-      where l.locktype = 'advisory' and l.objsubid = 1 and l.granted
-        and l.classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
-        and l.objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(db())).rows;
     // Asked while each page's jobs are enqueued (the pass waits for them): a session idle in its
     // transaction between the pass's statements, with no snapshot (no xmin) and no transaction id.
     const seen: unknown[] = [];
     const summary = await runScan({
       db: db(), journey: (await world.rt.content()).journey, logger: silentLogger,
-      enqueue: async (jobs) => { seen.push(await holders()); return jobs.length; },
+      enqueue: async (jobs) => { seen.push(await lockHolders()); return jobs.length; },
     }, new Date('2027-01-14T09:00:00Z'), { pageSize: 1 });
     expect(summary.enqueued).toBe(3);
     expect(seen).toEqual(Array(3).fill([{ state: 'idle in transaction', backend_xmin: null, backend_xid: null }]));
-    expect(await holders()).toEqual([]);
+    expect(await lockHolders()).toEqual([]);
+  });
+
+  it('holds no snapshot where the server\'s default isolation is repeatable read', async () => {
+    const c = await insertContact(db(), { time_zone: 'UTC' });
+    await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: c });
+    const name = sql.id(world.database.name);
+    await sql`alter database ${name} set default_transaction_isolation = 'repeatable read'`.execute(db());
+    const { db: strict, pool } = createDb(world.database.url);
+    try {
+      const seen: unknown[] = [];
+      await runScan({
+        db: strict, journey: (await world.rt.content()).journey, logger: silentLogger,
+        enqueue: async (jobs) => { seen.push(await lockHolders()); return jobs.length; },
+      }, new Date('2027-01-14T09:00:00Z'));
+      expect(seen).toEqual([[{ state: 'idle in transaction', backend_xmin: null, backend_xid: null }]]);
+    } finally {
+      await pool.end();
+      await sql`alter database ${name} reset default_transaction_isolation`.execute(db());
+    }
+  });
+
+  it('a pass whose lock\'s connection is lost completes and is not reported failed; a pass that fails reports its own error', async () => {
+    const c = await insertContact(db(), { time_zone: 'UTC' });
+    await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: c });
+    const journey = (await world.rt.content()).journey;
+    const endHolder = () => sql`select pg_terminate_backend(l.pid) from pg_locks l
+      where l.locktype = 'advisory' and l.objsubid = 1 and l.granted
+        and l.classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
+        and l.objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(db());
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push((JSON.parse(line) as { msg: string }).msg); } });
+    const done = await runScan({ db: db(), journey, logger, enqueue: async (jobs) => { await endHolder(); return jobs.length; } }, new Date('2027-01-14T09:00:00Z'));
+    expect(done).toMatchObject({ enqueued: 1, skipped: false });
+    expect(lines).toEqual(['scan: the connection holding its lock was lost during the pass; the pass itself completed']);
+    await expect(runScan({ db: db(), journey, logger, enqueue: async () => { await endHolder(); throw new Error('the queue refused'); } }, new Date('2027-01-14T09:00:00Z')))
+      .rejects.toThrow('the queue refused');
   });
 
   it('outlasts a server\'s idle_in_transaction_session_timeout shorter than the pass', async () => {

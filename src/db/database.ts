@@ -133,8 +133,14 @@ export interface DbOptions {
   onOptionsRefused?: (message: string) => void;
 }
 
-/** PgBouncer's refusal of a startup parameter it does not pass on. */
-const OPTIONS_REFUSED = /unsupported startup parameter: options/;
+/**
+ * A pooler's refusal of the startup `options`: PgBouncer before 1.20 refuses the parameter
+ * (`unsupported startup parameter: options`), later ones a setting inside it that is not in
+ * `track_extra_parameters` (`unsupported startup parameter in options: max_parallel_workers_per_gather`).
+ */
+export function refusesStartupOptions(message: string): boolean {
+  return /unsupported startup parameter(: options\b| in options:)/.test(message);
+}
 
 const BEGUN = Object.freeze({ command: 'BEGIN', rowCount: null, rows: [], fields: [] });
 
@@ -232,7 +238,7 @@ function withoutRefusedOptions(pool: pg.Pool, onRefused?: (message: string) => v
     try {
       return await connect();
     } catch (error) {
-      if (!OPTIONS_REFUSED.test((error as Error).message)) throw error;
+      if (!refusesStartupOptions((error as Error).message)) throw error;
       // Connections started at once were all refused: each is made again, the warning said once.
       if (settings.options !== undefined) {
         delete settings.options;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Socket } from 'node:net';
 import pg from 'pg';
-import { createPool, prepared } from '../../src/db/database.ts';
+import { createPool, prepared, refusesStartupOptions } from '../../src/db/database.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 
 let t: TestDatabase;
@@ -158,5 +158,14 @@ describe('registered statements', () => {
     } finally {
       await unnamed.end();
     }
+  });
+});
+
+describe('a pooler refusing the startup options', () => {
+  it('is told by the words of PgBouncer before 1.20 and after, and nothing else', () => {
+    expect(refusesStartupOptions('unsupported startup parameter: options')).toBe(true);
+    expect(refusesStartupOptions('unsupported startup parameter in options: max_parallel_workers_per_gather')).toBe(true);
+    expect(refusesStartupOptions('unsupported startup parameter: extra_float_digits')).toBe(false);
+    expect(refusesStartupOptions('connect ECONNREFUSED 127.0.0.1:6432')).toBe(false);
   });
 });

@@ -32,59 +32,76 @@ export interface OwnPgbouncer {
 export async function startPgbouncer(binary: string, poolSize = 4, passOptions = true): Promise<OwnPgbouncer> {
   const ids = owner();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nudge-pgbouncer-'));
-  const port = await freePort();
   const server = new URL(PG_ADMIN_URL);
   const user = decodeURIComponent(server.username) || 'root';
   writeFileSync(path.join(dir, 'users.txt'), `"${user}" ""\n`);
-  writeFileSync(path.join(dir, 'pgbouncer.ini'), [
-    '[databases]',
-    `* = host=${server.hostname} port=${server.port || 5432}`,
-    '[pgbouncer]',
-    'listen_addr = 127.0.0.1', `listen_port = ${port}`, 'unix_socket_dir =',
-    'auth_type = trust', `auth_file = ${path.join(dir, 'users.txt')}`,
-    'pool_mode = transaction', `default_pool_size = ${poolSize}`, 'max_client_conn = 200',
-    // Nudge's scan connections send `options` (README, "Connection poolers").
-    ...(passOptions ? ['ignore_startup_parameters = options'] : []),
-    `logfile = ${path.join(dir, 'pgbouncer.log')}`,
-  ].join('\n') + '\n');
-  if ('uid' in ids) for (const f of ['', 'users.txt', 'pgbouncer.ini']) chownSync(path.join(dir, f), ids.uid, ids.gid);
-  const child: ChildProcess = spawn(binary, [path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore', ...ids });
+  if ('uid' in ids) for (const f of ['', 'users.txt']) chownSync(path.join(dir, f), ids.uid, ids.gid);
   const log = () => { try { return readFileSync(path.join(dir, 'pgbouncer.log'), 'utf8'); } catch { return ''; } };
+  let port = 0;
+  let child: ChildProcess | null = null;
   const through = (url: string) => {
     const u = new URL(url);
     u.hostname = '127.0.0.1';
     u.port = String(port);
     return u.toString();
   };
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await exited;
+  const exited = (c: ChildProcess) => c.exitCode !== null || c.signalCode !== null;
+  const kill = async () => {
+    const c = child;
+    if (c && !exited(c)) {
+      const gone = new Promise((r) => c.once('exit', r));
+      c.kill('SIGKILL');
+      await gone;
     }
+  };
+  const stop = async () => {
+    await kill();
     rmSync(dir, { recursive: true, force: true });
   };
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null || child.signalCode !== null) {
+  // A port `freePort` gave may be taken before PgBouncer binds it (parallel test files): a
+  // PgBouncer that exits at start is started again on another port.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort();
+    writeFileSync(path.join(dir, 'pgbouncer.ini'), [
+      '[databases]',
+      `* = host=${server.hostname} port=${server.port || 5432}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1', `listen_port = ${port}`, 'unix_socket_dir =',
+      'auth_type = trust', `auth_file = ${path.join(dir, 'users.txt')}`,
+      'pool_mode = transaction', `default_pool_size = ${poolSize}`, 'max_client_conn = 200',
+      // Nudge's scan connections send `options` (README, "Connection poolers").
+      ...(passOptions ? ['ignore_startup_parameters = options'] : []),
+      `logfile = ${path.join(dir, 'pgbouncer.log')}`,
+    ].join('\n') + '\n');
+    if ('uid' in ids) chownSync(path.join(dir, 'pgbouncer.ini'), ids.uid, ids.gid);
+    const c: ChildProcess = spawn(binary, [path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore', ...ids });
+    child = c;
+    if (await answers(c)) return { through, stop };
+    if (attempt === 5) {
       const said = log();
       await stop();
-      throw new Error(`pgbouncer exited at start: ${said.slice(-1000)}`);
-    }
-    const c = new pg.Client({ connectionString: through(PG_ADMIN_URL) });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-      await c.query('select 1');
-      await c.end();
-      break;
-    } catch {
-      await c.end().catch(() => {});
-      if (i === 200) {
-        await stop();
-        throw new Error(`pgbouncer on port ${port} did not answer: ${log().slice(-1000)}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
+      throw new Error(`pgbouncer exited at start ${attempt} times, on new ports each time: ${said.slice(-1000)}`);
     }
   }
-  return { through, stop };
+
+  /** Whether PgBouncer answers a query through to PostgreSQL; false if it exits first. */
+  async function answers(c: ChildProcess): Promise<boolean> {
+    for (let i = 0; i <= 200; i++) {
+      if (exited(c)) return false;
+      const client = new pg.Client({ connectionString: through(PG_ADMIN_URL) });
+      client.on('error', () => {});
+      try {
+        await client.connect();
+        await client.query('select 1');
+        await client.end();
+        return true;
+      } catch {
+        await client.end().catch(() => {});
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const said = log();
+    await stop();
+    throw new Error(`pgbouncer on port ${port} did not answer: ${said.slice(-1000)}`);
+  }
 }
