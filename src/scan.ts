@@ -79,8 +79,9 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
   // is read committed whatever the server's default, so it takes no snapshot between its
   // statements, and writes nothing: it holds back no vacuum. It is idle while the pass runs, which
   // a server's timeouts on idle or long transactions must not end: they are off for it alone.
-  let passFailure: { error: unknown } | null = null;
-  let passed = false;
+  // How the pass ended, set inside the lock's transaction: its outcome must outlive that
+  // transaction's own failure.
+  const pass: { done?: true; failed?: { error: unknown } } = {};
   try {
     await deps.db.transaction().setIsolationLevel('read committed').execute(async (trx) => {
       // Constants, inlined: a statement without parameters goes by the simple protocol, which
@@ -103,9 +104,9 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
         summary.releasedClaims = await releaseStaleClaims(deps.db, deps.claimLeaseMs ?? 120_000);
         if (summary.releasedClaims > 0) deps.logger.warn({ released: summary.releasedClaims }, 'released claims of workers that died before handing the message to SMTP');
         await scanPasses(deps, now, options.pageSize ?? DEFAULT_PAGE_SIZE, summary, options.onProgress);
-        passed = true;
+        pass.done = true;
       } catch (error) {
-        passFailure = { error };
+        pass.failed = { error };
       }
     });
   } catch (error) {
@@ -113,10 +114,10 @@ export async function runScan(deps: ScanDeps, now: Date, options: ScanOptions = 
     // after it, its connection lost meanwhile (PostgreSQL restarted, the session ended). A pass
     // that did its work is not a failed pass: the lock it lost only let another pass overlap
     // it, whose decisions the database keeps from being made twice.
-    if (!passed && passFailure === null) throw error;
-    if (passed) deps.logger.warn({ err: (error as Error).message }, 'scan: the connection holding its lock was lost during the pass; the pass itself completed');
+    if (!pass.done && !pass.failed) throw error;
+    if (pass.done) deps.logger.warn({ err: (error as Error).message }, 'scan: the connection holding its lock was lost during the pass; the pass itself completed');
   }
-  if (passFailure !== null) throw (passFailure as { error: unknown }).error;
+  if (pass.failed) throw pass.failed.error;
   summary.ms = Math.round(performance.now() - started);
   if (!summary.skipped) deps.metrics?.scan(summary);
   return summary;

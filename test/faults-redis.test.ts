@@ -10,7 +10,6 @@
  * Redis back in the middle of such a stop hands the process jobs that start nothing and use no attempt. Each ends with counts from the SMTP server and
  * `deliveries`: every due email sent exactly once.
  */
-import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { PG_ADMIN_URL } from './helpers/env.ts';
 import { sql } from 'kysely';
@@ -23,9 +22,9 @@ import { loadConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
 import { DELIVER_QUEUE, deliverQueue, queuePrefix, SCAN_QUEUE } from '../src/queue/queues.ts';
 import { Runtime } from '../src/runtime.ts';
-import { SCAN_LOCK } from '../src/scan.ts';
 import { within } from '../src/settle.ts';
 import { freePort, startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
+import { scanLockHolders } from './helpers/scan-lock.ts';
 import type { World } from './helpers/world.ts';
 
 let world: World;
@@ -48,7 +47,7 @@ beforeEach(async () => {
   world.smtp.refuse(null);
   world.smtp.slow(0);
   await sql`truncate deliveries, opportunities, contacts restart identity cascade`.execute(world.database.db);
-  spawnSync('redis-cli', ['-p', String(redis.port), 'flushall']);
+  redis.cli('flushall');
 });
 
 afterEach(async () => {
@@ -121,6 +120,11 @@ async function expectArrivedRecordedSent(): Promise<void> {
   expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
 }
 
+/** The deliver queue's active jobs on `server` (none when the list does not exist). */
+function activeJobs(server: OwnRedis): number {
+  return Number(server.cli('llen', `${queuePrefix(world.prefix, DELIVER_QUEUE)}:${DELIVER_QUEUE}:active`));
+}
+
 function logsMentionNobody(): void {
   const text = JSON.stringify(daemons.flatMap((d) => d.logs));
   expect(text).not.toMatch(/@customer\.test/);
@@ -149,16 +153,6 @@ describe('Redis restarted mid-run, empty', () => {
 });
 
 describe('Redis restarted mid-run with its data kept', () => {
-  /** The deliver queue's active jobs on `server`, read with a connection of the test's own. */
-  async function activeJobs(server: OwnRedis): Promise<number> {
-    const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-    try {
-      return await client.llen(`${queuePrefix(world.prefix, DELIVER_QUEUE)}:${DELIVER_QUEUE}:active`);
-    } finally {
-      client.disconnect();
-    }
-  }
-
   /**
    * 200 emails due under two daemons, the SMTP server slow enough that jobs are active when
    * `restart` stops Redis and starts it again; a key set before it shows the data was kept.
@@ -168,14 +162,10 @@ describe('Redis restarted mid-run with its data kept', () => {
     world.smtp.slow(40);
     daemons = [startDaemon(env({ REDIS_URL: server.url })), startDaemon(env({ REDIS_URL: server.url }))];
     await until('the first emails', () => world.smtp.received.length >= 30);
-    const sentinel = new Redis(server.url);
-    await sentinel.set('test:kept', 'yes');
-    sentinel.disconnect();
-    expect(await activeJobs(server)).toBeGreaterThan(0);
+    server.cli('set', 'test:kept', 'yes');
+    expect(activeJobs(server)).toBeGreaterThan(0);
     await restart();
-    const after = new Redis(server.url);
-    expect(await after.get('test:kept')).toBe('yes');
-    after.disconnect();
+    expect(server.cli('get', 'test:kept')).toBe('yes');
     world.smtp.slow(0);
     await expectEachSentOnce(200);
     await stopAll();
@@ -212,15 +202,14 @@ describe('Redis failed over to a copy that lags behind', () => {
     await until('the first emails', () => world.smtp.received.length >= 30);
     // One scan enqueued all 200: the snapshot holds the jobs of the 40 or more sent after it. A key
     // there only in the snapshot shows that Redis came back as it was then.
-    const cli = (...args: string[]) => spawnSync('redis-cli', ['-p', String(redis.port), ...args], { encoding: 'utf8' }).stdout.trim();
-    cli('set', 'test:before-snapshot', 'yes');
-    expect(cli('save')).toBe('OK');
-    cli('del', 'test:before-snapshot');
+    redis.cli('set', 'test:before-snapshot', 'yes');
+    expect(redis.cli('save')).toBe('OK');
+    redis.cli('del', 'test:before-snapshot');
     const atSnapshot = world.smtp.received.length;
     await until('more emails since the snapshot', () => world.smtp.received.length >= atSnapshot + 40);
     await redis.kill({ keepSaved: true });
     await redis.start();
-    expect(cli('get', 'test:before-snapshot')).toBe('yes');
+    expect(redis.cli('get', 'test:before-snapshot')).toBe('yes');
     world.smtp.slow(0);
     await expectEachSentOnce(200);
     await stopAll();
@@ -233,7 +222,7 @@ describe('Redis emptied with FLUSHALL mid-run', () => {
     await dueNow(200);
     daemons = [startDaemon(env({ NUDGE_CONCURRENCY: '8' }))];
     await until('the first emails', () => world.smtp.received.length >= 30);
-    spawnSync('redis-cli', ['-p', String(redis.port), 'flushall']);
+    redis.cli('flushall');
     await expectEachSentOnce(200);
     await stopAll();
     logsMentionNobody();
@@ -309,9 +298,7 @@ describe('SIGTERM mid-run', () => {
     daemon.child.kill('SIGTERM');
     expect(await exitWithin(daemon, 30_000)).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(20_000);
-    const counts = spawnSync('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', `{${world.prefix}.deliver}:deliver:active`], { encoding: 'utf8' }).stdout.trim();
-    const active = counts ? Number(spawnSync('redis-cli', ['-p', String(redis.port), 'llen', counts], { encoding: 'utf8' }).stdout.trim()) : 0;
-    expect(active).toBe(0);
+    expect(activeJobs(redis)).toBe(0);
     // Whatever was left is finished by the next process: each email once.
     daemons = [startDaemon(env())];
     await expectEachSentOnce(200);
@@ -531,7 +518,7 @@ describe('a Redis Cluster of three masters', () => {
 describe('Redis gone under an idle daemon', () => {
   it('says so in a few JSON lines, not a line per reconnect, and that it is back; SIGTERM while it is gone stops the process at once; nothing is sent again', async () => {
     // An eviction policy other than noeviction: BullMQ warns of it on each connection, in plain text.
-    spawnSync('redis-cli', ['-p', String(redis.port), 'config', 'set', 'maxmemory-policy', 'allkeys-lru']);
+    redis.cli('config', 'set', 'maxmemory-policy', 'allkeys-lru');
     await dueNow(30);
     const daemon = startDaemon(env({ LOG_FORMAT: 'json' }));
     daemons = [daemon];
@@ -592,11 +579,7 @@ describe('SIGTERM while Redis is down under a scan', () => {
     daemons = [daemon];
     await until('the first emails', () => world.smtp.received.length >= 5);
     // A scan holds its advisory lock from start to end: Redis is killed while one runs.
-    const scanRunning = async () => (await sql<{ n: number }>`
-      select count(*)::int as n from pg_locks
-      where locktype = 'advisory' and objsubid = 1 and granted
-        and classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
-        and objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(world.database.db)).rows[0]!.n > 0;
+    const scanRunning = async () => (await scanLockHolders(world.database.db)).length > 0;
     // Frozen as soon as one is seen, Redis holds a scan still running at its enqueue: then killed.
     for (let tries = 0; ; tries++) {
       await until('a scan to start', scanRunning, 30_000);

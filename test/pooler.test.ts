@@ -11,10 +11,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { silentLogger } from '../src/logger.ts';
 import { Runtime } from '../src/runtime.ts';
-import { runScan, SCAN_LOCK } from '../src/scan.ts';
+import { runScan } from '../src/scan.ts';
 import { runnableWith } from './helpers/env.ts';
 import { closingInThreeDays, createDueNowWorld, startDaemon, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
+import { scanLockHolders } from './helpers/scan-lock.ts';
 import { pgbouncerBinary, startPgbouncer, type OwnPgbouncer } from './helpers/pgbouncer.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
@@ -47,11 +48,7 @@ describe.skipIf(!binary)('the scan behind PgBouncer in transaction mode', () => 
 
   /** Sessions holding the scan's lock, seen on PostgreSQL directly. */
   async function lockHolders(): Promise<number> {
-    return (await sql<{ n: number }>`
-      select count(*)::int as n from pg_locks
-      where locktype = 'advisory' and objsubid = 1 and granted
-        and classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
-        and objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(world.database.db)).rows[0]!.n;
+    return (await scanLockHolders(world.database.db)).length;
   }
 
   /** Other statements through the same pool meanwhile, as a daemon's workers make: the pooler hands each transaction whichever server connection is free. */

@@ -6,12 +6,13 @@ import { sql } from 'kysely';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/database.ts';
-import { runScan, SCAN_LOCK } from '../src/scan.ts';
+import { runScan } from '../src/scan.ts';
 import { closingDateSpans, daySpans, forEachScanPage, type ScanPage } from '../src/scan-pages.ts';
 import { addDays } from '../src/journey/time.ts';
 import { silentLogger } from '../src/logger.ts';
 import type { DeliverJob } from '../src/queue/queues.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
+import { scanLockHolders } from './helpers/scan-lock.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
 let world: World;
@@ -171,11 +172,7 @@ describe('chains of pages', () => {
 
 describe('the scan\'s lock', () => {
   /** The sessions holding the scan's lock: their state, snapshot and transaction id. */
-  const lockHolders = async () => (await sql<{ state: string; backend_xmin: string | null; backend_xid: string | null }>`
-    select a.state, a.backend_xmin::text, a.backend_xid::text from pg_locks l join pg_stat_activity a using (pid)
-    where l.locktype = 'advisory' and l.objsubid = 1 and l.granted
-      and l.classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
-      and l.objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(db())).rows;
+  const lockHolders = async () => (await scanLockHolders(db())).map(({ pid: _, ...holder }) => holder);
 
   it('is held by a transaction of its own for the whole pass, which holds back no vacuum, and is gone after', async () => {
     for (let i = 0; i < 3; i++) {
@@ -217,10 +214,9 @@ describe('the scan\'s lock', () => {
     const c = await insertContact(db(), { time_zone: 'UTC' });
     await insertOpportunity(db(), { closing_date: '2027-01-17', stage: 'proposal', primary_contact_id: c });
     const journey = (await world.rt.content()).journey;
-    const endHolder = () => sql`select pg_terminate_backend(l.pid) from pg_locks l
-      where l.locktype = 'advisory' and l.objsubid = 1 and l.granted
-        and l.classid::int8 = (hashtextextended(${SCAN_LOCK}, 0) >> 32) & 4294967295
-        and l.objid::int8 = hashtextextended(${SCAN_LOCK}, 0) & 4294967295`.execute(db());
+    const endHolder = async () => {
+      for (const { pid } of await scanLockHolders(db())) await sql`select pg_terminate_backend(${pid})`.execute(db());
+    };
     const lines: string[] = [];
     const logger = pino({ level: 'warn' }, { write: (line: string) => { lines.push((JSON.parse(line) as { msg: string }).msg); } });
     const done = await runScan({ db: db(), journey, logger, enqueue: async (jobs) => { await endHolder(); return jobs.length; } }, new Date('2027-01-14T09:00:00Z'));

@@ -26,7 +26,6 @@
  *   CHAOS_SMTP_ANSWER_MS=250   how long the SMTP server takes to accept a message
  *   CHAOS_FAULTS=postgresCrash,kill   only these faults (default: all; a wrong name lists them)
  */
-import { spawnSync } from 'node:child_process';
 import pg from 'pg';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -216,7 +215,7 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
     },
     async redisRollBack() {
       // A failover to a copy that lags behind: what Redis held a few seconds ago.
-      spawnSync('redis-cli', ['-p', String(redis.port), 'save']);
+      redis.cli('save');
       await sleep(1000 + rand() * 4000);
       await redis.kill({ keepSaved: true });
       await sleep(200 + rand() * 1000);
@@ -228,7 +227,7 @@ it(`${EMAILS} emails under ${SECONDS} s of random faults: none twice, each recor
       redis.resume();
     },
     async flushall() {
-      spawnSync('redis-cli', ['-p', String(redis.port), 'flushall']);
+      redis.cli('flushall');
     },
     async cutPostgres() {
       await cutPostgres();

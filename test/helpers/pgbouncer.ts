@@ -4,12 +4,11 @@
  * since PgBouncer refuses to run as root). Nothing it holds outlives the test.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { PG_ADMIN_URL } from './env.ts';
-import { owner } from './postgres-server.ts';
+import { ended, owner, waitForConnection } from './postgres-server.ts';
 import { freePort } from './redis-server.ts';
 
 /** The pgbouncer binary: `PGBOUNCER`, else on PATH or in /usr/sbin; null when there is none. */
@@ -36,7 +35,7 @@ export async function startPgbouncer(binary: string, poolSize = 4, passOptions =
   const user = decodeURIComponent(server.username) || 'root';
   writeFileSync(path.join(dir, 'users.txt'), `"${user}" ""\n`);
   if ('uid' in ids) for (const f of ['', 'users.txt']) chownSync(path.join(dir, f), ids.uid, ids.gid);
-  const log = () => { try { return readFileSync(path.join(dir, 'pgbouncer.log'), 'utf8'); } catch { return ''; } };
+  const log = path.join(dir, 'pgbouncer.log');
   let port = 0;
   let child: ChildProcess | null = null;
   const through = (url: string) => {
@@ -45,10 +44,9 @@ export async function startPgbouncer(binary: string, poolSize = 4, passOptions =
     u.port = String(port);
     return u.toString();
   };
-  const exited = (c: ChildProcess) => c.exitCode !== null || c.signalCode !== null;
   const kill = async () => {
     const c = child;
-    if (c && !exited(c)) {
+    if (c && !ended(c)) {
       const gone = new Promise((r) => c.once('exit', r));
       c.kill('SIGKILL');
       await gone;
@@ -71,37 +69,19 @@ export async function startPgbouncer(binary: string, poolSize = 4, passOptions =
       'pool_mode = transaction', `default_pool_size = ${poolSize}`, 'max_client_conn = 200',
       // Nudge's scan connections send `options` (README, "Connection poolers").
       ...(passOptions ? ['ignore_startup_parameters = options'] : []),
-      `logfile = ${path.join(dir, 'pgbouncer.log')}`,
+      `logfile = ${log}`,
     ].join('\n') + '\n');
     if ('uid' in ids) chownSync(path.join(dir, 'pgbouncer.ini'), ids.uid, ids.gid);
     const c: ChildProcess = spawn(binary, [path.join(dir, 'pgbouncer.ini')], { stdio: 'ignore', ...ids });
     child = c;
-    if (await answers(c)) return { through, stop };
-    if (attempt === 5) {
-      const said = log();
-      await stop();
-      throw new Error(`pgbouncer exited at start ${attempt} times, on new ports each time: ${said.slice(-1000)}`);
-    }
-  }
-
-  /** Whether PgBouncer answers a query through to PostgreSQL; false if it exits first. */
-  async function answers(c: ChildProcess): Promise<boolean> {
-    for (let i = 0; i <= 200; i++) {
-      if (exited(c)) return false;
-      const client = new pg.Client({ connectionString: through(PG_ADMIN_URL) });
-      client.on('error', () => {});
-      try {
-        await client.connect();
-        await client.query('select 1');
-        await client.end();
-        return true;
-      } catch {
-        await client.end().catch(() => {});
-        await new Promise((r) => setTimeout(r, 50));
+    try {
+      await waitForConnection(through(PG_ADMIN_URL), c, log, 'pgbouncer');
+      return { through, stop };
+    } catch (error) {
+      if (attempt === 5 || !ended(c)) {
+        await stop();
+        throw error;
       }
     }
-    const said = log();
-    await stop();
-    throw new Error(`pgbouncer on port ${port} did not answer: ${said.slice(-1000)}`);
   }
 }

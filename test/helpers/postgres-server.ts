@@ -43,13 +43,14 @@ export function owner(): { uid: number; gid: number } | Record<string, never> {
 }
 
 /** The process has ended (by itself or by a signal). */
-function ended(child: ChildProcess): boolean {
+export function ended(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
-async function waitForConnection(url: string, child: ChildProcess, log: string): Promise<void> {
+/** Resolves once `url` answers a query; throws, with `name`'s log, if `child` ends first or after 10 s. */
+export async function waitForConnection(url: string, child: ChildProcess, log: string, name = 'postgres'): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    if (ended(child)) throw new Error(`postgres ended (${child.exitCode ?? child.signalCode}) while starting; its log: ${readLog(log)}`);
+    if (ended(child)) throw new Error(`${name} ended (${child.exitCode ?? child.signalCode}) while starting; its log: ${readLog(log)}`);
     const client = new pg.Client({ connectionString: url });
     client.on('error', () => {}); // refused while the server starts: expected
     try {
@@ -63,7 +64,7 @@ async function waitForConnection(url: string, child: ChildProcess, log: string):
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error(`postgres did not start within 10 s; its log: ${readLog(log)}`);
+  throw new Error(`${name} did not start within 10 s; its log: ${readLog(log)}`);
 }
 
 function readLog(file: string): string {

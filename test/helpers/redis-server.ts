@@ -34,6 +34,8 @@ export interface OwnRedis {
   start(): Promise<void>;
   /** Stops the server as `SHUTDOWN SAVE` does (a graceful restart of a Redis that persists): what it held is on disk, for `start`. */
   shutdownSaving(): Promise<void>;
+  /** A command through `redis-cli`, on a connection of its own: its answer, trimmed. */
+  cli(...args: string[]): string;
   /** Freezes the server (SIGSTOP): connections stay open, nothing is answered, until `resume`. */
   pause(): void;
   resume(): void;
@@ -102,16 +104,20 @@ export async function startOwnRedis(extraArgs: () => Promise<string[]> = async (
     // asked (an append-only file, where the arguments ask for one, is kept).
     if (!options.keepSaved) rmSync(path.join(dir, 'dump.rdb'), { force: true });
   };
+  const cli = (...args: string[]) => {
+    const r = spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', timeout: 10_000 });
+    if (r.status !== 0) throw new Error(`redis-cli ${args.join(' ')} failed: ${r.error?.message ?? ''}${r.stdout}${r.stderr}`);
+    return r.stdout.trim();
+  };
   const shutdownSaving = async () => {
     const c = child;
     if (!alive(c)) return;
     const exited = new Promise((r) => c.once('exit', r));
-    const r = spawnSync('redis-cli', ['-p', String(port), 'shutdown', 'save'], { encoding: 'utf8', timeout: 10_000 });
-    if (r.status !== 0) throw new Error(`redis-cli shutdown save failed: ${r.error?.message ?? ''}${r.stdout}${r.stderr}`);
+    cli('shutdown', 'save');
     await exited;
   };
   return {
-    port, url: `redis://127.0.0.1:${port}`, kill, start, shutdownSaving,
+    port, url: `redis://127.0.0.1:${port}`, kill, start, shutdownSaving, cli,
     pause: () => { (child as ChildProcess | null)?.kill('SIGSTOP'); },
     resume: () => { (child as ChildProcess | null)?.kill('SIGCONT'); },
     async ensureRunning() {
