@@ -6,11 +6,12 @@ import { sql } from 'kysely';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/database.ts';
-import { runScan } from '../src/scan.ts';
+import { runScan, SCAN_LOCK } from '../src/scan.ts';
 import { closingDateSpans, daySpans, forEachScanPage, type ScanPage } from '../src/scan-pages.ts';
 import { addDays } from '../src/journey/time.ts';
 import { silentLogger } from '../src/logger.ts';
 import type { DeliverJob } from '../src/queue/queues.ts';
+import { createTestDatabase } from './helpers/database.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { scanLockHolders } from './helpers/scan-lock.ts';
 import { createWorld, type World } from './helpers/world.ts';
@@ -189,6 +190,23 @@ describe('the scan\'s lock', () => {
     expect(summary.enqueued).toBe(3);
     expect(seen).toEqual(Array(3).fill([{ state: 'idle in transaction', backend_xmin: null, backend_xid: null }]));
     expect(await lockHolders()).toEqual([]);
+  });
+
+  it('is counted per database: a scan holding it in another database (another test file\'s, another installation\'s) is not this one\'s holder', async () => {
+    const other = await createTestDatabase();
+    try {
+      await other.db.transaction().execute(async (trx) => {
+        await sql`select pg_advisory_xact_lock(hashtextextended(${SCAN_LOCK}, 0))`.execute(trx);
+        expect(await scanLockHolders(other.db)).toHaveLength(1);
+        expect(await scanLockHolders(db())).toEqual([]);
+        // And this database's scan takes its own lock meanwhile, not waiting for the other's.
+        const summary = await runScan({ db: db(), journey: (await world.rt.content()).journey, logger: silentLogger, enqueue: async (jobs) => jobs.length },
+          new Date('2027-01-14T09:00:00Z'), { waitForLock: false });
+        expect(summary.skipped).toBe(false);
+      });
+    } finally {
+      await other.drop();
+    }
   });
 
   it('holds no snapshot where the server\'s default isolation is repeatable read', async () => {
