@@ -56,6 +56,15 @@ const ENQUEUE_CHUNK = 1000;
  */
 const KEEP_IDLE_MS = 5 * 60_000;
 
+export interface ScanReadOptions {
+  /** Chains of pages read at once (NUDGE_SCAN_CHAINS). */
+  chains?: number;
+  /** NUDGE_PREPARED_STATEMENTS. @defaultValue true */
+  preparedStatements?: boolean;
+  /** Told when a pooler refuses the pool's startup options. */
+  logger?: Logger;
+}
+
 /**
  * The scan's read pool: for each chain read at once, a page read and `PAGES_AHEAD` pages prepared
  * (src/scan-pages.ts), each with a connection of its own, and never fewer than four. Its
@@ -63,7 +72,7 @@ const KEEP_IDLE_MS = 5 * 60_000;
  * measured six times slower at 1,000,000 rows than the plain index scan. Timestamps come as text
  * (`textTimestampParsers`): triage settles most rows without reading one.
  */
-export function createScanReadDb(url: string, chains = SCAN_CHAINS, preparedStatements = true, logger?: Logger): Db {
+export function createScanReadDb(url: string, { chains = SCAN_CHAINS, preparedStatements = true, logger }: ScanReadOptions = {}): Db {
   return createDb(url, {
     max: Math.max(4, (1 + PAGES_AHEAD) * chains), applicationName: 'nudge-scan', options: '-c max_parallel_workers_per_gather=0', types: textTimestampParsers,
     idleTimeoutMs: KEEP_IDLE_MS, preparedStatements,
@@ -125,7 +134,9 @@ export class Runtime {
   /** The pool the scan reads its pages from (`createScanReadDb`): DATABASE_READ_URL (a replica) when set, else the primary. */
   get readDb(): Db {
     if (!this._readDb) {
-      const db = createScanReadDb(this.config.readDatabaseUrl ?? this.config.databaseUrl, this.config.scanChains, this.config.preparedStatements, this.logger);
+      const db = createScanReadDb(this.config.readDatabaseUrl ?? this.config.databaseUrl, {
+        chains: this.config.scanChains, preparedStatements: this.config.preparedStatements, logger: this.logger,
+      });
       this._readDb = db;
       this.closers.push(() => db.destroy());
     }

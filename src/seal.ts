@@ -6,6 +6,7 @@
  * Each seal is bound to a context (`bound`): a sealed value moved to another job does not open.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { acceptedSecrets, type Secrets } from './secrets.ts';
 
 /** A sealed value that does not open: another NUDGE_SECRET, another context, or altered. */
 export class SealError extends Error {
@@ -43,17 +44,10 @@ export function unseal(secret: string, purpose: string, bound: string, sealed: u
   return JSON.parse(text) as unknown;
 }
 
-/** The secret to seal under, and those a rotation replaced, which still open what they sealed. */
-export interface SealSecrets {
-  secret: string;
-  /** Newest first (NUDGE_SECRET_PREVIOUS). */
-  previousSecrets?: readonly string[];
-}
-
 /** `unseal` with the current secret, else with each previous one; the current one's SealError when none opens it. */
-export function unsealWithAny(secrets: SealSecrets, purpose: string, bound: string, sealed: unknown): unknown {
+export function unsealWithAny(secrets: Secrets, purpose: string, bound: string, sealed: unknown): unknown {
   let first: SealError | undefined;
-  for (const secret of [secrets.secret, ...(secrets.previousSecrets ?? [])]) {
+  for (const secret of acceptedSecrets(secrets)) {
     try {
       return unseal(secret, purpose, bound, sealed);
     } catch (error) {

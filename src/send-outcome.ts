@@ -15,7 +15,8 @@ import type { SendOutcome } from './email/mailer.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
 import { deliverJobId, type DeliverJob } from './queue/queues.ts';
-import { seal, SealError, unsealWithAny, type SealSecrets } from './seal.ts';
+import { seal, SealError, unsealWithAny } from './seal.ts';
+import type { Secrets } from './secrets.ts';
 import type { InFlight } from './send-gate.ts';
 
 /** What recording a send needs of the job being delivered. */
@@ -64,7 +65,7 @@ export function keepSend(secret: string, job: DeliverJob, send: UnrecordedSend):
  * payload) is thrown: the job fails rather than send what may have been sent, and is kept, not
  * dropped, once its attempts are spent (`workers/deliver-worker.ts`).
  */
-export function keptSends(secrets: SealSecrets, job: DeliverJob): UnrecordedSend[] {
+export function keptSends(secrets: Secrets, job: DeliverJob): UnrecordedSend[] {
   return (job.unrecorded ?? []).map((kept) => {
     try {
       const { row, outcome } = unsealWithAny(secrets, SEAL_PURPOSE, sealBound(job, kept.claimId), kept.sealed) as Omit<UnrecordedSend, 'claimId'>;
@@ -97,7 +98,7 @@ export class UnrecordedSends {
    * Throws a SealError when the job's kept sends open with neither the secret nor a previous one
    * (`keptSends`). Whatever it keeps again is sealed under the current secret.
    */
-  constructor(private readonly job: DeliverJob, private readonly secrets: SealSecrets, private readonly logger: Logger, private readonly keep?: KeepJobData) {
+  constructor(private readonly job: DeliverJob, private readonly secrets: Secrets, private readonly logger: Logger, private readonly keep?: KeepJobData) {
     this.#sends = keptSends(secrets, job);
   }
 

@@ -3,6 +3,7 @@
  * altered token verifies to nothing.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { acceptedSecrets, type Secrets } from './secrets.ts';
 
 export function signUnsubscribeToken(contactId: number, secret: string): string {
   const payload = `c${contactId}`;
@@ -11,10 +12,10 @@ export function signUnsubscribeToken(contactId: number, secret: string): string 
 
 /**
  * The contact id a token was signed for, or null when it is malformed or forged. A token signed
- * with one of `previous` (secrets a rotation replaced) is accepted too: the link is in an email
- * already sent.
+ * with one of the previous secrets (a rotation replaced them) is accepted too: the link is in an
+ * email already sent.
  */
-export function verifyUnsubscribeToken(token: string, secret: string, previous: readonly string[] = []): number | null {
+export function verifyUnsubscribeToken(token: string, secrets: Secrets): number | null {
   const m = /^c(\d{1,18})\.([A-Za-z0-9_-]{43})$/.exec(token);
   if (!m) return null;
   const given = Buffer.from(m[2]!);
@@ -22,7 +23,7 @@ export function verifyUnsubscribeToken(token: string, secret: string, previous: 
     const expected = Buffer.from(mac(`c${m[1]}`, key));
     return expected.length === given.length && timingSafeEqual(expected, given);
   };
-  if (![secret, ...previous].some(signedWith)) return null;
+  if (!acceptedSecrets(secrets).some(signedWith)) return null;
   const id = Number(m[1]);
   return Number.isSafeInteger(id) ? id : null;
 }

@@ -116,13 +116,13 @@ async function readiness(rt: Runtime): Promise<Record<string, string>> {
 const READY_CHECK_MS = 2_000;
 
 function unsubscribePage(rt: Runtime, token: string, reply: FastifyReply): FastifyReply {
-  if (verifyUnsubscribeToken(token, rt.config.secret, rt.config.previousSecrets) === null) return invalidLink(reply);
+  if (verifyUnsubscribeToken(token, rt.config) === null) return invalidLink(reply);
   const form = '<form method="post"><button type="submit">Unsubscribe</button></form>';
   return html(reply, 200, page('Unsubscribe?', `Press the button to stop these emails.${form}`));
 }
 
 async function unsubscribe(rt: Runtime, token: string, reply: FastifyReply): Promise<FastifyReply> {
-  const contactId = verifyUnsubscribeToken(token, rt.config.secret, rt.config.previousSecrets);
+  const contactId = verifyUnsubscribeToken(token, rt.config);
   if (contactId === null) return invalidLink(reply);
   await rt.db.updateTable('contacts').set({ unsubscribed_at: new Date() })
     .where('id', '=', contactId).where('unsubscribed_at', 'is', null).execute();

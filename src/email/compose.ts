@@ -6,17 +6,15 @@ import { createHash } from 'node:crypto';
 import { expectedRevenue } from '../journey/money.ts';
 import type { Recipient } from '../journey/recipients.ts';
 import type { Snapshot, Step } from '../journey/types.ts';
+import type { Secrets } from '../secrets.ts';
 import { signUnsubscribeToken } from '../unsubscribe-token.ts';
 import type { OutgoingEmail } from './mailer.ts';
 import type { RenderedEmail, TemplateContext } from './templates.ts';
 
-export interface ComposeSettings {
+/** `secret` signs unsubscribe links (and seals what a delivery job keeps: src/seal.ts); the previous ones sign nothing. */
+export interface ComposeSettings extends Secrets {
   mailFrom: string;
   publicUrl: string;
-  /** Signs unsubscribe links (and seals what a delivery job keeps: src/seal.ts). */
-  secret: string;
-  /** Secrets a rotation replaced: they open what a job kept under them, and sign nothing. */
-  previousSecrets?: readonly string[];
 }
 
 export function unsubscribeUrl(contactId: number, settings: ComposeSettings): string {
