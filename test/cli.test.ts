@@ -8,7 +8,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge, spawnNudge } from './helpers/cli.ts';
 import { until } from './helpers/daemon.ts';
-import { freePort, startOwnRedis } from './helpers/redis-server.ts';
+import { freePort } from './helpers/ports.ts';
+import { startOwnRedis } from './helpers/redis-server.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, type World } from './helpers/world.ts';
 

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
 import { startDaemon, until, type Daemon } from './helpers/daemon.ts';
-import { freePort } from './helpers/redis-server.ts';
+import { freePort } from './helpers/ports.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, REPO, type World } from './helpers/world.ts';
 import { addDays } from '../src/journey/time.ts';

@@ -23,7 +23,8 @@ import { silentLogger } from '../src/logger.ts';
 import { DELIVER_QUEUE, deliverQueue, queuePrefix, SCAN_QUEUE } from '../src/queue/queues.ts';
 import { Runtime } from '../src/runtime.ts';
 import { within } from '../src/settle.ts';
-import { freePort, startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
+import { freePort } from './helpers/ports.ts';
+import { startOwnCluster, startOwnRedis, type OwnRedis } from './helpers/redis-server.ts';
 import { scanLockHolders } from './helpers/scan-lock.ts';
 import type { World } from './helpers/world.ts';
 

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PG_ADMIN_URL } from './env.ts';
 import { ended, owner, waitForConnection } from './postgres-server.ts';
-import { freePort } from './redis-server.ts';
+import { freePort } from './ports.ts';
 
 /** The pgbouncer binary: `PGBOUNCER`, else on PATH or in /usr/sbin; null when there is none. */
 export function pgbouncerBinary(): string | null {

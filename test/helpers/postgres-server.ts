@@ -9,7 +9,7 @@ import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, 
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort } from './redis-server.ts';
+import { freePort } from './ports.ts';
 
 export interface OwnPostgres {
   port: number;
@@ -112,8 +112,8 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
     if ('uid' in ids) chownSync(dir, ids.uid, ids.gid);
     const init = spawnSync(path.join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'root', '--no-sync', '-E', 'UTF8', '--locale=C'], { encoding: 'utf8', ...ids });
     if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.error?.message}`);
-    // The free port may be taken before the server binds it (by another process's outgoing
-    // connection, in parallel test files): started again on another.
+    // The free port may be taken before the server binds it (by a server of another test file,
+    // which picked the same one): started again on another.
     for (let attempt = 1; ; attempt++) {
       try {
         await start();

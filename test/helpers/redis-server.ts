@@ -5,21 +5,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './ports.ts';
 
 export interface OwnRedis {
   port: number;
@@ -64,10 +53,10 @@ async function waitForPing(port: number, child: ChildProcess): Promise<boolean> 
 }
 
 /**
- * A port is free when `freePort` says so, and may be taken before the server binds it (by any
- * process's outgoing connection, in parallel test files): a server that exits at start is started
+ * A port is free when `freePort` says so, and may be taken before the server binds it (by a server
+ * of another test file, which picked the same one): a server that exits at start is started
  * again, on new ports where it may (`extraArgs` is asked again: a Cluster's bus port), on the same
- * one for a restart.
+ * one for a restart (which no outgoing connection can take: `freePort` picks none of theirs).
  */
 const START_ATTEMPTS = 5;
 
