@@ -5,14 +5,16 @@ import { addDays } from '../../src/journey/time.ts';
 import { createWorld, type World } from './world.ts';
 
 /**
- * For daemons on the real clock: due at 00:00 UTC three days before the closing date, with a
- * 24-hour window, so a closing date of `closingInThreeDays()` is due now, whenever the test runs.
+ * For daemons on the real clock: due at 00:00 UTC three days before the closing date, so a closing
+ * date of `closingInThreeDays()` is due now, whenever the test runs. The window is 48 hours, not
+ * the default 24: a test still sending when midnight (UTC) passes would otherwise see the rest of
+ * its batch expire.
  */
 export const DUE_NOW_JOURNEY = `
 defaults:
   timeZone: UTC
   sendAt: "00:00"
-  window: 24h
+  window: 48h
 steps:
   - id: three-days
     template: t
