@@ -18,7 +18,7 @@ import { smtpMailer, type Mailer } from '../src/email/mailer.ts';
 import { silentLogger } from '../src/logger.ts';
 import { createDb } from '../src/db/database.ts';
 import { until } from './helpers/daemon.ts';
-import { deliveries, heldCrmChange, insertContact, insertOpportunity } from './helpers/fixtures.ts';
+import { deliveries, heldCrmChange, insertContact, insertOpportunity, waitingOnLock } from './helpers/fixtures.ts';
 
 const JOURNEY = `
 defaults:
@@ -44,15 +44,45 @@ const DUE = '2026-12-07T08:00:00Z';
 
 let world: World;
 
+async function journeyWorld(env?: Record<string, string>): Promise<World> {
+  const w = await createWorld({ shippedTemplates: false, env });
+  w.write('journeys.yaml', JOURNEY);
+  w.write('reminder.hbs', REMINDER);
+  return w;
+}
+
 beforeAll(async () => {
-  world = await createWorld({ shippedTemplates: false });
-  world.write('journeys.yaml', JOURNEY);
-  world.write('reminder.hbs', REMINDER);
+  world = await journeyWorld();
 });
 
 afterAll(async () => {
   await world?.close();
 });
+
+/**
+ * For a describe whose tests drain a job's first attempt, then its retry: its own world, whose
+ * retries wait a minute instead of 200 ms. A first drain slowed past 200 ms by a loaded machine
+ * would otherwise meet the retry too (its worker takes a delayed job once due); the test promotes
+ * the retry instead (`promoteRetries`), so the second drain finds it waiting.
+ */
+function withSlowRetries(): void {
+  let fileWorld: World;
+  beforeAll(async () => {
+    fileWorld = world;
+    world = await journeyWorld({ NUDGE_RETRY_BASE_MS: '60000' });
+  });
+  afterAll(async () => {
+    await world.close();
+    world = fileWorld;
+  });
+}
+
+/** The one job waiting out its backoff, made ready now. */
+async function promoteRetry(): Promise<void> {
+  const delayed = await world.rt.queue.getDelayed();
+  expect(delayed).toHaveLength(1);
+  await delayed[0]!.promote();
+}
 
 beforeEach(() => world.reset());
 
@@ -203,9 +233,7 @@ describe('a read that a CRM change of the roles overtook', () => {
       const delivering = deliver(await deps(mailer), job(ids.opportunityId), new Date(DUE));
       delivering.catch(() => {});
       await until('the worker to wait on the opportunity\'s lock', async () => {
-        const r = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
-          where datname = current_database() and wait_event_type = 'Lock' and query like '%with locked as%'`.execute(world.database.db);
-        return r.rows[0]!.n > 0;
+        return (await waitingOnLock(world.database.db, '%with locked as%')) > 0;
       }, 4_000);
       await crm.commit();
       expect(await delivering).toMatchObject({ sent: 1 });
@@ -222,11 +250,7 @@ describe('a read that a CRM change of the roles overtook', () => {
 // stay locked until the SMTP server is ready for the message and the claim is committed.
 describe('the rows a send was decided on, while the SMTP transaction is set up', () => {
   /** Statements of this database waiting for a lock, whose text starts with `prefix`. */
-  async function waitingOnLock(prefix: string): Promise<number> {
-    const r = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
-      where datname = current_database() and wait_event_type = 'Lock' and query like ${`${prefix}%`}`.execute(world.database.db);
-    return r.rows[0]!.n;
-  }
+  const waitingOn = (prefix: string) => waitingOnLock(world.database.db, `${prefix}%`);
 
   type Ids = { contactId: number; opportunityId: number };
   const writes: [string, (ids: Ids) => Promise<unknown>, string, (ids: Ids) => Promise<boolean>][] = [
@@ -252,7 +276,7 @@ describe('the rows a send was decided on, while the SMTP transaction is set up',
         // The CRM writes while the worker's SMTP connection is being set up; not awaited here.
         let done = false;
         written = write(ids).then(() => { done = true; return performance.now(); });
-        await until('the CRM write to wait on the worker\'s lock', async () => done || (await waitingOnLock(statement)) > 0, 4_000);
+        await until('the CRM write to wait on the worker\'s lock', async () => done || (await waitingOn(statement)) > 0, 4_000);
         return real.send(email, {
           beforeHandover: async (complete) => {
             writtenAtHandover = done;
@@ -440,6 +464,8 @@ function keptRow(opportunityId: number, contactId: number | null) {
 }
 
 describe('a completed send that PostgreSQL will not record', () => {
+  withSlowRetries();
+
   /** The job's data holding one kept send, sealed (under `secret`), as Redis would hold it: through JSON. */
   function withKept(opportunityId: number, send: UnrecordedSend, secret = SECRET, sealedFor = job(opportunityId)): DeliverJob {
     return JSON.parse(JSON.stringify({ ...job(opportunityId), unrecorded: [keepSend(secret, sealedFor, send)] })) as DeliverJob;
@@ -998,6 +1024,8 @@ describe('exactly once', () => {
 });
 
 describe('SMTP failures', () => {
+  withSlowRetries();
+
   it('a permanent 550 becomes failed with the server text, once, and is not retried', async () => {
     await dueOpportunity();
     world.smtp.refuse({ code: 550, message: 'mailbox ada unavailable' });
@@ -1022,8 +1050,8 @@ describe('SMTP failures', () => {
     expect(first).toMatchObject({ sent: 0, retrying: 1 });
     expect(await deliveries(world.database.db)).toHaveLength(0);
     world.smtp.refuse(null);
-    // The retry waits in BullMQ's delayed set (200 ms in tests); a later drain takes it.
-    await new Promise((r) => setTimeout(r, 600));
+    // The retry waits in BullMQ's delayed set; made ready, a later drain takes it.
+    await promoteRetry();
     const second = await world.drain(DUE);
     expect(second.sent).toBe(1);
     expect(world.smtp.received).toHaveLength(1);
@@ -1041,7 +1069,7 @@ describe('SMTP failures', () => {
     expect(await deliveries(world.database.db)).toEqual([]);
     expect(tried()).toBe(before);
     world.smtp.refuseSender(null);
-    await new Promise((r) => setTimeout(r, 600));
+    await promoteRetry();
     expect(await world.drain(DUE)).toMatchObject({ sent: 1 });
     expect(world.smtp.received.map((m) => m.envelopeTo)).toEqual([['ada@customer.test']]);
     expect((await deliveries(world.database.db)).map((r) => r.status)).toEqual(['sent']);

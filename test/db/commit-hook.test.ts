@@ -12,6 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { armCommit, runTogether } from '../../src/db/commit-hook.ts';
 import { createDb, type Db } from '../../src/db/database.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { until } from '../helpers/daemon.ts';
+import { waitingOnLock } from '../helpers/fixtures.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -128,11 +130,12 @@ describe('runTogether', () => {
     try {
       let holding!: () => void;
       const held = new Promise<void>((r) => { holding = r; });
-      // Another session holds the gate's row, and commits a probe row as it lets go.
+      // Another session holds the gate's row, and commits a probe row as it lets go, once the
+      // first statement below is seen waiting for the row.
       const crm = other.transaction().execute(async (trx) => {
         await sql`select id from gate where id = 1 for update`.execute(trx);
         holding();
-        await new Promise((r) => setTimeout(r, 200));
+        await until('the first statement to wait on the gate\'s row', async () => (await waitingOnLock(db, 'select id from gate%')) === 1, 10_000);
         await sql`insert into probe values (500)`.execute(trx);
       });
       await held;

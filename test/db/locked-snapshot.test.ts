@@ -8,7 +8,8 @@ import { createDb, type Db } from '../../src/db/database.ts';
 import { lockAndLoadSnapshot, StaleRolesError } from '../../src/db/locked-snapshot.ts';
 import { loadSnapshot } from '../../src/db/snapshots.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { heldCrmChange, insertContact, insertOpportunity } from '../helpers/fixtures.ts';
+import { until } from '../helpers/daemon.ts';
+import { heldCrmChange, insertContact, insertOpportunity, waitingOnLock } from '../helpers/fixtures.ts';
 
 let t: TestDatabase;
 let other: Db;
@@ -66,8 +67,8 @@ async function readDuringCrmChange(id: number, change: (trx: Db) => Promise<void
   const crm = await heldCrmChange(other, change);
   const reading = t.db.transaction().execute((trx) => lockAndLoadSnapshot(trx, id, NEEDS));
   reading.catch(() => {});
-  // The worker waits on the row lock while the CRM's change is uncommitted.
-  await new Promise((r) => setTimeout(r, 200));
+  // The worker waits on the row lock while the CRM's change is uncommitted: seen waiting, then the CRM commits.
+  await until('the locked read to wait on the CRM\'s row lock', async () => (await waitingOnLock(t.db)) === 1, 10_000);
   await crm.commit();
   return reading;
 }

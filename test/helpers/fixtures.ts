@@ -1,4 +1,5 @@
 /** Rows written the way the CRM writes them: through the SQL contract of SPEC section 2. */
+import { sql } from 'kysely';
 import type { Db } from '../../src/db/database.ts';
 
 export interface ContactInput {
@@ -51,6 +52,16 @@ export async function deliveries(db: Db, opportunityId?: number) {
  * A CRM transaction on `db` that has made `change` and holds it, uncommitted (its row locks held),
  * until `commit()`, which waits for the commit.
  */
+/**
+ * Sessions of `db`'s database now waiting for a lock (a row's, an advisory one), whose statement
+ * is `like` the pattern: how a test knows a statement waits, rather than sleeping and assuming so.
+ */
+export async function waitingOnLock(db: Db, like = '%'): Promise<number> {
+  const r = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
+    where datname = current_database() and wait_event_type = 'Lock' and query like ${like}`.execute(db);
+  return r.rows[0]!.n;
+}
+
 export async function heldCrmChange(db: Db, change: (trx: Db) => Promise<void>): Promise<{ commit(): Promise<void> }> {
   let release!: () => void;
   const held = new Promise<void>((r) => { release = r; });
