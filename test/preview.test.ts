@@ -165,13 +165,13 @@ describe('nudge preview in a browser', () => {
   it('updates itself when the template is saved, without a reload', async () => {
     await page.evaluate('window.notReloaded = true');
     world.write('closing-soon.hbs', template.replace(/^subject: .*$/m, 'subject: "Saved just now: {{reference}}"'));
-    await page.locator('#subject:has-text("Saved just now: Trip to the USA")').waitFor({ timeout: 5_000 });
+    await page.locator('#subject:has-text("Saved just now: Trip to the USA")').waitFor({ timeout: 15_000 });
     expect(await page.evaluate('window.notReloaded')).toBe(true);
   });
 
   it('shows a broken template inline with file and line, keeps serving, and recovers when fixed', async () => {
     world.write('closing-soon.hbs', template.replace('<p style="margin:0;">Kind regards', '{{#if contact.firstName}}<p style="margin:0;">Kind regards'));
-    await page.locator('#render-error').waitFor({ timeout: 5_000 });
+    await page.locator('#render-error').waitFor({ timeout: 15_000 });
     expect(await page.locator('#render-error').innerText()).toMatch(/closing-soon\.hbs:\d+(:\d+)?: syntax error/);
     expect(await page.locator('#problems').innerText()).toMatch(/closing-soon\.hbs:\d+(:\d+)?: syntax error/);
     expect(await page.locator('#steps li').count()).toBe(5);
@@ -179,7 +179,7 @@ describe('nudge preview in a browser', () => {
     expect(preview.child.exitCode).toBeNull();
 
     world.write('closing-soon.hbs', template.replace(/^subject: .*$/m, 'subject: "Fixed: {{reference}}"'));
-    await page.locator('#subject:has-text("Fixed: Trip to the USA")').waitFor({ timeout: 5_000 });
+    await page.locator('#subject:has-text("Fixed: Trip to the USA")').waitFor({ timeout: 15_000 });
     expect(await page.locator('#render-error').count()).toBe(0);
     expect(await page.locator('#problems').count()).toBe(0);
   });

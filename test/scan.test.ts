@@ -108,8 +108,8 @@ describe('chains of pages', () => {
       overlapped ||= running > 1;
       if (running > 1) second();
       pages.push(page);
-      // With chains side by side, the first page waits (up to a second) for another to start.
-      if (chains > 1 && pages.length === 1) await Promise.race([secondStarted, new Promise((r) => setTimeout(r, 1000))]);
+      // With chains side by side, the first page waits (up to 5 s, on a loaded machine) for another to start.
+      if (chains > 1 && pages.length === 1) await Promise.race([secondStarted, new Promise((r) => setTimeout(r, 5_000))]);
       running -= 1;
     });
     // One chain at a time never overlaps; two do.
