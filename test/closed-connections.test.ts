@@ -10,6 +10,12 @@ import { REPO } from './helpers/world.ts';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+/**
+ * Each child's limit: `spawnSync` holds this process's event loop, so the test's own timeout cannot
+ * end a child that hangs; this does (killed, its status null: the test fails saying so).
+ */
+const CHILD_LIMIT_MS = 60_000;
+
 /** Runs `body` as an ES module in the repository (tsx loaded), after the guard when `guard`; its exit code and stderr. */
 function run(body: string, guard: boolean): { code: number | null; stderr: string } {
   const script = `
@@ -18,7 +24,7 @@ function run(body: string, guard: boolean): { code: number | null; stderr: strin
     if (${guard}) letClosedConnectionsGo();
     ${body}
     setTimeout(() => process.exit(0), 500);`;
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, encoding: 'utf8', env: { ...process.env, REDIS_URL } });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: REPO, encoding: 'utf8', env: { ...process.env, REDIS_URL }, timeout: CHILD_LIMIT_MS });
   return { code: r.status, stderr: r.stderr };
 }
 
@@ -32,7 +38,7 @@ describe('letClosedConnectionsGo', () => {
     expect(bare.code).toBe(1);
     expect(bare.stderr).toContain('Error: Connection is closed.');
     expect(run(UNHELD_ON_CLOSED, true)).toEqual({ code: 0, stderr: '' });
-  });
+  }, 2 * CHILD_LIMIT_MS);
 
   it('ends the process as Node would on any other unhandled rejection, that message from elsewhere included', () => {
     for (const body of [`Promise.reject(new Error('boom'));`, `Promise.reject(new Error('Connection is closed.'));`]) {
@@ -40,13 +46,13 @@ describe('letClosedConnectionsGo', () => {
       expect(guarded.code).toBe(1);
       expect(guarded.stderr).toMatch(/Error: (boom|Connection is closed\.)/);
     }
-  });
+  }, 2 * CHILD_LIMIT_MS);
 });
 
 /** A vitest run of the project's configuration on `unhandled.fixture.ts`, whose one test passes and leaves `reject` unheld. */
 function runVitest(reject: 'closed-connection' | 'elsewhere', withHook: boolean): { code: number | null; output: string } {
   const r = spawnSync(process.execPath, [path.join(REPO, 'node_modules/vitest/vitest.mjs'), 'run', '--config', 'test/helpers/unhandled/vitest.config.ts'], {
-    cwd: REPO, encoding: 'utf8', env: { ...process.env, REDIS_URL, REJECT: reject, WITHOUT_HOOK: withHook ? '' : '1', NO_COLOR: '1' },
+    cwd: REPO, encoding: 'utf8', env: { ...process.env, REDIS_URL, REJECT: reject, WITHOUT_HOOK: withHook ? '' : '1', NO_COLOR: '1' }, timeout: CHILD_LIMIT_MS,
   });
   return { code: r.status, output: r.stdout + r.stderr };
 }
@@ -67,5 +73,5 @@ describe('the test runner', () => {
     expect(elsewhere.output).toContain('1 passed');
     expect(elsewhere.output).toContain('Connection is closed.');
     expect(elsewhere.code).toBe(1);
-  });
+  }, 3 * CHILD_LIMIT_MS);
 });
