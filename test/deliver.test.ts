@@ -63,7 +63,7 @@ afterAll(async () => {
  * For a describe whose tests drain a job's first attempt, then its retry: its own world, whose
  * retries wait a minute instead of 200 ms. A first drain slowed past 200 ms by a loaded machine
  * would otherwise meet the retry too (its worker takes a delayed job once due); the test promotes
- * the retry instead (`promoteRetries`), so the second drain finds it waiting.
+ * the retry instead (`promoteRetry`), so the second drain finds it waiting.
  */
 function withSlowRetries(): void {
   let fileWorld: World;
@@ -232,9 +232,7 @@ describe('a read that a CRM change of the roles overtook', () => {
       const mailer = smtpMailer(world.smtp.url);
       const delivering = deliver(await deps(mailer), job(ids.opportunityId), new Date(DUE));
       delivering.catch(() => {});
-      await until('the worker to wait on the opportunity\'s lock', async () => {
-        return (await waitingOnLock(world.database.db, '%with locked as%')) > 0;
-      }, 4_000);
+      await until('the worker to wait on the opportunity\'s lock', async () => (await waitingOnLock(world.database.db, '%with locked as%')) > 0, 4_000);
       await crm.commit();
       expect(await delivering).toMatchObject({ sent: 1 });
       await mailer.close();

@@ -49,10 +49,6 @@ export async function deliveries(db: Db, opportunityId?: number) {
 }
 
 /**
- * A CRM transaction on `db` that has made `change` and holds it, uncommitted (its row locks held),
- * until `commit()`, which waits for the commit.
- */
-/**
  * Sessions of `db`'s database now waiting for a lock (a row's, an advisory one), whose statement
  * is `like` the pattern: how a test knows a statement waits, rather than sleeping and assuming so.
  */
@@ -62,6 +58,10 @@ export async function waitingOnLock(db: Db, like = '%'): Promise<number> {
   return r.rows[0]!.n;
 }
 
+/**
+ * A CRM transaction on `db` that has made `change` and holds it, uncommitted (its row locks held),
+ * until `commit()`, which waits for the commit.
+ */
 export async function heldCrmChange(db: Db, change: (trx: Db) => Promise<void>): Promise<{ commit(): Promise<void> }> {
   let release!: () => void;
   const held = new Promise<void>((r) => { release = r; });
