@@ -395,13 +395,17 @@ describe('the SMTP server refusing for longer than the jobs\' attempts', () => {
 });
 
 describe('the SMTP server down for a while (its port closed), then back', () => {
+  const UNREACHABLE = 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff';
   it('every send waits with backoff and goes once; the log says so once a minute per error, not once per send', async () => {
     await world.smtp.crash();
     let down = true;
     try {
       daemons = [startDaemon(env())];
       await dueNow(40);
-      // Retries back off from 200 ms: a few attempts of each of the 40 jobs meanwhile.
+      // Sends are tried while the server is down (a slow start must not let the server come back
+      // first, with nothing deferred), then retries back off from 200 ms: a few attempts of each
+      // of the 40 jobs meanwhile.
+      await until('a send deferred while the server is down', () => daemons[0]!.logs.some((l) => l.msg === UNREACHABLE), 60_000);
       await new Promise((r) => setTimeout(r, 3_000));
       await world.smtp.start();
       down = false;
@@ -411,7 +415,7 @@ describe('the SMTP server down for a while (its port closed), then back', () => 
     }
     const logs = daemons.flatMap((d) => d.logs);
     expect(logs.filter((l) => l.msg === 'smtp deferred the send; will retry')).toEqual([]);
-    const unreachable = logs.filter((l) => l.msg === 'smtp cannot be reached; sends deferred, BullMQ retries each with backoff');
+    const unreachable = logs.filter((l) => l.msg === UNREACHABLE);
     expect(unreachable.length).toBeGreaterThan(0);
     // Once per error (nodemailer's code) in the minute, with the error's own text (a refused port).
     expect(unreachable.map((l) => l.err)).toEqual([...new Set(unreachable.map((l) => l.err))]);
