@@ -23,6 +23,9 @@ globalThis[Symbol.for('nudge.earlySignals')] = () => {
 };
 const { register } = await import('tsx/esm/api');
 register();
+// Registered after tsx's, so it runs first: a few dependencies from their CommonJS builds, which
+// start faster under module hooks (bin/commonjs-builds.js).
+(await import('node:module')).register('./commonjs-builds.js', import.meta.url);
 const { main } = await import('../src/cli/main.ts');
 loaded = true;
 await main(process.argv);
