@@ -8,7 +8,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
-import { startDaemon, until, type Daemon } from './helpers/daemon.ts';
+import { moreScans, startDaemon, until, type Daemon } from './helpers/daemon.ts';
 import { freePort } from './helpers/ports.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, REPO, type World } from './helpers/world.ts';
@@ -83,8 +83,8 @@ describe('two daemons on one database and Redis', () => {
       expect(m).toMatch(/^bullmq_job_count\{queue="deliver", state="waiting"\} \d+$/m);
       expect(m).toMatch(/^bullmq_job_completed_total\{queue="deliver"\} 1$/m);
     }
-    // Let several intervals pass: more scans must not mean more emails.
-    await new Promise((r) => setTimeout(r, 3_000));
+    // More scans must not mean more emails.
+    await moreScans(daemons, 3);
     expect(world.smtp.received).toHaveLength(1);
     expect((await deliveries(world.database.db, id)).map((r) => r.status)).toEqual(['sent']);
 
@@ -174,7 +174,7 @@ describe('two daemons on one machine with the same PORT', () => {
     expect(second.child.exitCode).toBeNull();
     expect(second.logs.map((l) => l.msg)).toContain('PORT is in use by another nudge process: this one runs without its HTTP server (health, readiness, metrics); give each process on a machine its own PORT, or PORT=0 for any free one');
     await until('the email', async () => (await deliveries(world.database.db, id)).some((r) => r.status === 'sent'));
-    await new Promise((r) => setTimeout(r, 2_000)); // more scans by both: still one email
+    await moreScans([first, second]); // still one email
     expect(world.smtp.received.filter((m) => m.envelopeTo[0] === 'same-port@customer.test')).toHaveLength(1);
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
     for (const d of [first, second]) d.child.kill('SIGTERM');
@@ -258,7 +258,7 @@ describe('started by npm (npx nudge start, npm run)', () => {
 
 describe('a SIGTERM while the process loads', () => {
   it('exits 0, saying it stopped before starting, rather than dying of the signal', async () => {
-    // The load held for 3 s by a module hook of the test's (it says so as the load begins).
+    // The load held for 30 s by a module hook of the test's (it says so as the load begins).
     const preload = path.join(REPO, 'test', 'helpers', 'slow-load.mjs');
     const daemon = startDaemon({ ...world.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}` });
     daemons.push(daemon);
@@ -270,13 +270,15 @@ describe('a SIGTERM while the process loads', () => {
   });
 
   it('caught while the sources are evaluated (no handler can run then), it still stops the process', async () => {
-    // The evaluation of src/cli/main.ts held for 1.5 s: the signal waits, caught, to be handed to a
+    // The evaluation of src/cli/main.ts held for 5 s: the signal waits, caught, to be handed to a
     // handler. One removed in the meantime, with none other yet, dropped it: the daemon started and
     // ran on, SIGTERM lost.
     const preload = path.join(REPO, 'test', 'helpers', 'slow-load.mjs');
-    const daemon = startDaemon({ ...world.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`, SLOW_LOAD_BUSY_MS: '1500' });
+    const daemon = startDaemon({ ...world.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`, SLOW_LOAD_BUSY_MS: '5000' });
     daemons.push(daemon);
     await until('the sources to be evaluated', () => daemon.logs.some((l) => l.msg === 'test: evaluating src/cli/main.ts'), 30_000);
+    // Sent while they are: a signal that came after would pass whatever became of one caught then.
+    expect(daemon.logs.some((l) => l.msg === 'test: evaluated src/cli/main.ts')).toBe(false);
     daemon.child.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     const code = await Promise.race([daemon.exited, new Promise((r) => { timer = setTimeout(() => r('still running 10 s after SIGTERM'), 10_000); })]);

@@ -12,7 +12,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
-import { closingInThreeDays, DUE_NOW_JOURNEY, DUE_NOW_TEMPLATE, startDaemon, until, type Daemon } from './helpers/daemon.ts';
+import { closingInThreeDays, DUE_NOW_JOURNEY, DUE_NOW_TEMPLATE, moreScans, startDaemon, until, type Daemon } from './helpers/daemon.ts';
 import { REDIS_URL, runnableWith } from './helpers/env.ts';
 import { postgresBinaries, startOwnPostgres, type OwnPostgres } from './helpers/postgres-server.ts';
 import { removeQueueKeys, testQueuePrefix } from './helpers/queue.ts';
@@ -115,7 +115,7 @@ describe.skipIf(!binaries)('PostgreSQL restarted under running daemons', () => {
     expect(atCrash).toBeLessThan(400);
 
     await until('400 sent', async () => Number((await query(`select count(*) from deliveries where status = 'sent'`)).rows[0].count) >= 400, 90_000);
-    await new Promise((resolve) => setTimeout(resolve, 1_500)); // a couple more scans: still nothing doubled
+    await moreScans(daemons); // still nothing doubled
     const addresses = smtp.received.map((m) => m.envelopeTo[0]!);
     if (addresses.length !== 400) await explainDuplicates(addresses);
     expect(addresses).toHaveLength(400);
@@ -152,7 +152,7 @@ describe.skipIf(!binaries)('PostgreSQL restarted under running daemons', () => {
     const daemon = startDaemon(env);
     daemons = [daemon];
     const waiting = () => daemon.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('PostgreSQL does not answer'));
-    await until('the daemon to say it waits for PostgreSQL', () => waiting().length >= 2, 20_000);
+    await until('the daemon to say it waits for PostgreSQL', () => waiting().length >= 2, 60_000);
     expect(daemon.child.exitCode).toBeNull();
     const port = waiting()[0]!.port as number;
     expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
@@ -172,7 +172,7 @@ describe.skipIf(!binaries)('PostgreSQL restarted under running daemons', () => {
       insert into opportunities (title, closing_date, stage, primary_contact_id)
       select 'Deal ' || id, $1::date, 'proposal', id from c`, [closingInThreeDays()]);
     await until('30 more sent', () => smtp.received.length >= before + 30, 60_000);
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await moreScans([daemon]); // still nothing doubled
     const late = smtp.received.slice(before).map((m) => m.envelopeTo[0]!);
     expect(late).toHaveLength(30);
     expect(new Set(late).size).toBe(30);

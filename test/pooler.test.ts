@@ -13,7 +13,7 @@ import { silentLogger } from '../src/logger.ts';
 import { Runtime } from '../src/runtime.ts';
 import { runScan } from '../src/scan.ts';
 import { runnableWith } from './helpers/env.ts';
-import { closingInThreeDays, createDueNowWorld, startDaemon, until, type Daemon } from './helpers/daemon.ts';
+import { closingInThreeDays, createDueNowWorld, moreScans, startDaemon, until, type Daemon } from './helpers/daemon.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { scanLockHolders } from './helpers/scan-lock.ts';
 import { pgbouncerBinary, startPgbouncer, type OwnPgbouncer } from './helpers/pgbouncer.ts';
@@ -152,7 +152,7 @@ describe.skipIf(!binary)('two daemons wholly behind PgBouncer in transaction mod
     const env = { ...due.env, DATABASE_URL: bouncer.through(due.database.url), NUDGE_PREPARED_STATEMENTS: 'false', NUDGE_CONCURRENCY: '2' };
     daemons = [startDaemon(env), startDaemon(env)];
     await until(`${n} emails recorded`, async () => (await deliveries(due.database.db)).filter((r) => r.status === 'sent').length >= n, 60_000);
-    await new Promise((r) => setTimeout(r, 1_500)); // a couple more scans: still nothing doubled
+    await moreScans(daemons); // still nothing doubled
     const addresses = due.smtp.received.map((m) => m.envelopeTo[0]!);
     expect(new Set(addresses).size).toBe(n);
     expect(addresses).toHaveLength(n);

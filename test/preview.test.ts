@@ -122,7 +122,7 @@ describe('nudge preview in a browser', () => {
     await page.click('#search button[type=submit]');
     await page.click('#choices a:has-text("Trip to the USA")');
     await page.click('#steps a:text-is("closing-in-14-days")');
-    await expect.poll(() => subject().innerText()).toContain('Trip to the USA');
+    await expect.poll(() => subject().innerText(), { timeout: 15_000 }).toContain('Trip to the USA');
     expect(await page.locator('#current-opportunity').innerText()).toContain('Trip to the USA');
 
     const desktop = await page.locator('iframe#desktop').boundingBox();
@@ -155,11 +155,12 @@ describe('nudge preview in a browser', () => {
   });
 
   it('renders in another locale when one is picked', async () => {
+    // Picking one submits the form: a new page, which selectOption does not wait for.
     await page.selectOption('#locale-form select', 'de');
-    await expect.poll(() => subject().innerText()).toContain('Ihre Anfrage „Trip to the USA“');
+    await expect.poll(() => subject().innerText(), { timeout: 15_000 }).toContain('Ihre Anfrage „Trip to the USA“');
     expect(await page.locator('#template-file').innerText()).toBe('closing-soon.de.hbs');
     await page.selectOption('#locale-form select', '');
-    await expect.poll(() => page.locator('#template-file').innerText()).toBe('closing-soon.hbs');
+    await expect.poll(() => page.locator('#template-file').innerText(), { timeout: 15_000 }).toBe('closing-soon.hbs');
   });
 
   it('updates itself when the template is saved, without a reload', async () => {
@@ -188,7 +189,7 @@ describe('nudge preview in a browser', () => {
     await page.fill('#search input[name=q]', 'onerror');
     await page.click('#search button[type=submit]');
     await page.click(`#choices a:has-text("${HOSTILE}")`);
-    await expect.poll(() => subject().innerText()).toContain(HOSTILE);
+    await expect.poll(() => subject().innerText(), { timeout: 15_000 }).toContain(HOSTILE);
     expect(await page.locator('#current-opportunity').innerText()).toContain(HOSTILE);
     expect(await page.locator('img').count()).toBe(0);
     expect(await page.frameLocator('iframe#desktop').locator('body').innerText()).toContain(HOSTILE);

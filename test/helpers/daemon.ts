@@ -81,6 +81,17 @@ function startProcess(args: string[], env: Record<string, string>): Daemon {
   return { child, port, logs, exited };
 }
 
+/**
+ * Waits until `daemons` have finished `count` more scans between them than they had when called:
+ * a check that more scans send nothing more then has scans behind it, however slow the machine
+ * (a fixed wait could hold none). Only a running daemon scans: with none, this times out.
+ */
+export async function moreScans(daemons: readonly Daemon[], count = 2, ms = 30_000): Promise<void> {
+  const done = () => daemons.reduce((n, d) => n + d.logs.filter((l) => l.msg === 'scan done').length, 0);
+  const target = done() + count;
+  await until(`${count} more scans`, () => done() >= target, ms);
+}
+
 export async function until(what: string, check: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await check())) {

@@ -1,6 +1,6 @@
 // Module hooks of slow-load.mjs (they run on node's loader thread). With SLOW_LOAD_BUSY_MS, the
 // evaluation of src/cli/main.ts itself is held instead (a synchronous stretch on the main thread,
-// as evaluating the sources is), saying so first.
+// as evaluating the sources is), saying so first and when it is over.
 import { writeSync } from 'node:fs';
 
 const busyMs = Number(process.env.SLOW_LOAD_BUSY_MS ?? 0);
@@ -8,7 +8,9 @@ const busyMs = Number(process.env.SLOW_LOAD_BUSY_MS ?? 0);
 export async function resolve(specifier, context, next) {
   if (!busyMs && specifier.endsWith('/src/cli/main.ts')) {
     writeSync(2, 'test: holding the load of src/cli/main.ts\n');
-    await new Promise((r) => setTimeout(r, 3_000));
+    // Longer than a loaded machine takes to hand the line to the test and the test to send its
+    // SIGTERM, which ends the process either way.
+    await new Promise((r) => setTimeout(r, 30_000));
   }
   return next(specifier, context);
 }
@@ -16,6 +18,6 @@ export async function resolve(specifier, context, next) {
 export async function load(url, context, next) {
   const loaded = await next(url, context);
   if (!busyMs || !url.endsWith('/src/cli/main.ts')) return loaded;
-  const busy = `process.stderr.write('test: evaluating src/cli/main.ts\\n'); { const t = Date.now(); while (Date.now() - t < ${busyMs}); }\n`;
+  const busy = `process.stderr.write('test: evaluating src/cli/main.ts\\n'); { const t = Date.now(); while (Date.now() - t < ${busyMs}); } process.stderr.write('test: evaluated src/cli/main.ts\\n');\n`;
   return { ...loaded, source: busy + String(loaded.source) };
 }
