@@ -269,6 +269,18 @@ describe('a SIGTERM while the process loads', () => {
     expect(daemon.logs.map((l) => l.msg)).toContain('nudge: stopped before starting (SIGTERM)');
   });
 
+  it('the daemon\'s own modules are part of the load: a SIGTERM before the daemon takes over its signals exits 0', async () => {
+    // Loaded on demand by \`start\`, after the command line had loaded, workers/daemon.ts once left
+    // a second of neither: a supervisor's SIGTERM then ended the process with 143 and not a line.
+    const preload = path.join(REPO, 'test', 'helpers', 'slow-load.mjs');
+    const daemon = startDaemon({ ...world.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`, SLOW_LOAD_MODULE: 'workers/daemon.ts' });
+    daemons.push(daemon);
+    await until('the process to load the daemon', () => daemon.logs.some((l) => l.msg === 'test: holding the load of workers/daemon.ts'), 30_000);
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+    expect(daemon.logs.map((l) => l.msg)).toContain('nudge: stopped before starting (SIGTERM)');
+  });
+
   it('caught while the sources are evaluated (no handler can run then), it still stops the process', async () => {
     // The evaluation of src/cli/main.ts held for 5 s: the signal waits, caught, to be handed to a
     // handler. One removed in the meantime, with none other yet, dropped it: the daemon started and

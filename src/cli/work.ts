@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { LiveContent } from '../content.ts';
 import { listStages } from '../db/opportunities.ts';
 import { drain } from '../../workers/drain.ts';
+import { runDaemon } from '../../workers/daemon.ts';
 import { clockFrom, EXIT, withRuntime } from './shared.ts';
-import { daemon } from './start.ts';
 
 export function registerWork(program: Command): void {
   program.command('work')
@@ -14,7 +14,7 @@ export function registerWork(program: Command): void {
       const clock = clockFrom(opts.now);
       // Workers alone, as many processes as SMTP allows; `start --no-scheduler` is the same with
       // the HTTP server (health, readiness, metrics) on PORT.
-      if (!opts.drain) return (await daemon()).runDaemon(rt, { scheduler: false, worker: true, http: false, clock });
+      if (!opts.drain) return runDaemon(rt, { scheduler: false, worker: true, http: false, clock });
       const content = new LiveContent(await rt.content(), rt.config, () => listStages(rt.db), rt.logger);
       const t = await drain(rt, { clock, content, mailer: rt.mailer() });
       console.log(`processed ${t.jobs} jobs: ${t.sent} sent, ${t.suppressed} suppressed, ${t.failed} failed, ${t.unknown} unknown, ${t.skipped} skipped, ${t.retrying} to retry later`);
