@@ -4,8 +4,8 @@
 // Why: the sources run through tsx's module hooks, and with hooks registered, Node 20 sends every
 // ES module it loads through them, a round trip to the hooks' thread of about 1.5 ms per file on
 // a 2-core VM. kysely's ES module build is 263 files, nodemailer's 39, html-to-text's with its
-// dependencies about 30: together 0.45 s of every command's start (2.05 s for `nudge --help`
-// there, 1.58 s without them, medians of 7). A CommonJS build's own `require`s do not go through
+// dependencies about 30: together 0.4 s of every command's start (2.17 s for `nudge --help`
+// there, 1.77 s without them, medians of 9). A CommonJS build's own `require`s do not go through
 // the hooks. Each package builds both from the same sources, and every import of a package in
 // the process gets the same build, so there is one copy of each.
 //
