@@ -227,11 +227,16 @@ describe('Redis emptied with FLUSHALL mid-run', () => {
     await expectEachSentOnce(200);
     await stopAll();
     logsMentionNobody();
-    // The jobs in flight as Redis was emptied fail to end ("Missing key for job …"): a warning,
-    // not an error, and not a line for each job (their ids are kept out of the repeat limiter's key).
+    // The jobs in flight as Redis was emptied fail to end ("Missing key for job …"; one that ends
+    // after a scan enqueued it again under its id, "Missing lock" or "Lock mismatch", as it moves
+    // to finished or to delayed): a warning, not an error, and a line for each kind of failure,
+    // not for each job (their ids are kept out of the repeat limiter's key). Which kinds come up
+    // depends on when each job ends against the scans: two in most runs, all six in some.
     const logs = daemons[0]!.logs;
     expect(logs.filter((e) => (e.level as number) >= 50)).toEqual([]);
-    expect(logs.filter((e) => /no longer holds a job/.test(String(e.msg))).length).toBeLessThanOrEqual(3);
+    const lost = logs.filter((e) => /no longer holds a job/.test(String(e.msg))).map((e) => String(e.err));
+    for (const err of lost) expect(err).toContain('<job>');
+    expect(lost).toEqual([...new Set(lost)]);
   }, 180_000);
 });
 
