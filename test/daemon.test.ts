@@ -257,11 +257,17 @@ describe('started by npm (npx nudge start, npm run)', () => {
 });
 
 describe('a SIGTERM while the process loads', () => {
+  /** A daemon whose load is held by the test's module hooks (test/helpers/slow-load.mjs), as `settings` ask. */
+  function slowLoading(settings: Record<string, string> = {}): Daemon {
+    const preload = path.join(REPO, 'test', 'helpers', 'slow-load.mjs');
+    const daemon = startDaemon({ ...world.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`, ...settings });
+    daemons.push(daemon);
+    return daemon;
+  }
+
   it('exits 0, saying it stopped before starting, rather than dying of the signal', async () => {
     // The load held for 30 s by a module hook of the test's (it says so as the load begins).
-    const preload = path.join(REPO, 'test', 'helpers', 'slow-load.mjs');
-    const daemon = startDaemon({ ...world.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}` });
-    daemons.push(daemon);
+    const daemon = slowLoading();
     await until('the process to load its sources', () => daemon.logs.some((l) => l.msg === 'test: holding the load of src/cli/main.ts'), 30_000);
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
@@ -272,9 +278,7 @@ describe('a SIGTERM while the process loads', () => {
   it('the daemon\'s own modules are part of the load: a SIGTERM before the daemon takes over its signals exits 0', async () => {
     // Loaded on demand by \`start\`, after the command line had loaded, workers/daemon.ts once left
     // a second of neither: a supervisor's SIGTERM then ended the process with 143 and not a line.
-    const preload = path.join(REPO, 'test', 'helpers', 'slow-load.mjs');
-    const daemon = startDaemon({ ...world.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`, SLOW_LOAD_MODULE: 'workers/daemon.ts' });
-    daemons.push(daemon);
+    const daemon = slowLoading({ SLOW_LOAD_MODULE: 'workers/daemon.ts' });
     await until('the process to load the daemon', () => daemon.logs.some((l) => l.msg === 'test: holding the load of workers/daemon.ts'), 30_000);
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
@@ -285,9 +289,7 @@ describe('a SIGTERM while the process loads', () => {
     // The evaluation of src/cli/main.ts held for 5 s: the signal waits, caught, to be handed to a
     // handler. One removed in the meantime, with none other yet, dropped it: the daemon started and
     // ran on, SIGTERM lost.
-    const preload = path.join(REPO, 'test', 'helpers', 'slow-load.mjs');
-    const daemon = startDaemon({ ...world.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`, SLOW_LOAD_BUSY_MS: '5000' });
-    daemons.push(daemon);
+    const daemon = slowLoading({ SLOW_LOAD_BUSY_MS: '5000' });
     await until('the sources to be evaluated', () => daemon.logs.some((l) => l.msg === 'test: evaluating src/cli/main.ts'), 30_000);
     // Sent while they are: a signal that came after would pass whatever became of one caught then.
     expect(daemon.logs.some((l) => l.msg === 'test: evaluated src/cli/main.ts')).toBe(false);

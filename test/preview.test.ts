@@ -17,6 +17,8 @@ import { insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
 const HOSTILE = '<img src=x onerror=alert(1)>';
+/** How long the page may take to show a render after a click, a pick or a saved file (expect.poll's own default is 1 s). */
+const PAGE_UPDATE = { timeout: 15_000 };
 
 interface Preview {
   child: ChildProcess;
@@ -122,7 +124,7 @@ describe('nudge preview in a browser', () => {
     await page.click('#search button[type=submit]');
     await page.click('#choices a:has-text("Trip to the USA")');
     await page.click('#steps a:text-is("closing-in-14-days")');
-    await expect.poll(() => subject().innerText(), { timeout: 15_000 }).toContain('Trip to the USA');
+    await expect.poll(() => subject().innerText(), PAGE_UPDATE).toContain('Trip to the USA');
     expect(await page.locator('#current-opportunity').innerText()).toContain('Trip to the USA');
 
     const desktop = await page.locator('iframe#desktop').boundingBox();
@@ -157,22 +159,22 @@ describe('nudge preview in a browser', () => {
   it('renders in another locale when one is picked', async () => {
     // Picking one submits the form: a new page, which selectOption does not wait for.
     await page.selectOption('#locale-form select', 'de');
-    await expect.poll(() => subject().innerText(), { timeout: 15_000 }).toContain('Ihre Anfrage „Trip to the USA“');
+    await expect.poll(() => subject().innerText(), PAGE_UPDATE).toContain('Ihre Anfrage „Trip to the USA“');
     expect(await page.locator('#template-file').innerText()).toBe('closing-soon.de.hbs');
     await page.selectOption('#locale-form select', '');
-    await expect.poll(() => page.locator('#template-file').innerText(), { timeout: 15_000 }).toBe('closing-soon.hbs');
+    await expect.poll(() => page.locator('#template-file').innerText(), PAGE_UPDATE).toBe('closing-soon.hbs');
   });
 
   it('updates itself when the template is saved, without a reload', async () => {
     await page.evaluate('window.notReloaded = true');
     world.write('closing-soon.hbs', template.replace(/^subject: .*$/m, 'subject: "Saved just now: {{reference}}"'));
-    await page.locator('#subject:has-text("Saved just now: Trip to the USA")').waitFor({ timeout: 15_000 });
+    await page.locator('#subject:has-text("Saved just now: Trip to the USA")').waitFor(PAGE_UPDATE);
     expect(await page.evaluate('window.notReloaded')).toBe(true);
   });
 
   it('shows a broken template inline with file and line, keeps serving, and recovers when fixed', async () => {
     world.write('closing-soon.hbs', template.replace('<p style="margin:0;">Kind regards', '{{#if contact.firstName}}<p style="margin:0;">Kind regards'));
-    await page.locator('#render-error').waitFor({ timeout: 15_000 });
+    await page.locator('#render-error').waitFor(PAGE_UPDATE);
     expect(await page.locator('#render-error').innerText()).toMatch(/closing-soon\.hbs:\d+(:\d+)?: syntax error/);
     expect(await page.locator('#problems').innerText()).toMatch(/closing-soon\.hbs:\d+(:\d+)?: syntax error/);
     expect(await page.locator('#steps li').count()).toBe(5);
@@ -180,7 +182,7 @@ describe('nudge preview in a browser', () => {
     expect(preview.child.exitCode).toBeNull();
 
     world.write('closing-soon.hbs', template.replace(/^subject: .*$/m, 'subject: "Fixed: {{reference}}"'));
-    await page.locator('#subject:has-text("Fixed: Trip to the USA")').waitFor({ timeout: 15_000 });
+    await page.locator('#subject:has-text("Fixed: Trip to the USA")').waitFor(PAGE_UPDATE);
     expect(await page.locator('#render-error').count()).toBe(0);
     expect(await page.locator('#problems').count()).toBe(0);
   });
@@ -189,7 +191,7 @@ describe('nudge preview in a browser', () => {
     await page.fill('#search input[name=q]', 'onerror');
     await page.click('#search button[type=submit]');
     await page.click(`#choices a:has-text("${HOSTILE}")`);
-    await expect.poll(() => subject().innerText(), { timeout: 15_000 }).toContain(HOSTILE);
+    await expect.poll(() => subject().innerText(), PAGE_UPDATE).toContain(HOSTILE);
     expect(await page.locator('#current-opportunity').innerText()).toContain(HOSTILE);
     expect(await page.locator('img').count()).toBe(0);
     expect(await page.frameLocator('iframe#desktop').locator('body').innerText()).toContain(HOSTILE);
