@@ -2,8 +2,11 @@
  * The decisions triage reads per page come packed into one text (`src/db/snapshots.ts`): they must
  * be the rows themselves, whatever the addresses hold, nulls included.
  */
-import { sql } from 'kysely';
+import { CompiledQuery, Kysely, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postgresDialect } from '../../src/db/commit-hook.ts';
+import { createPool } from '../../src/db/database.ts';
+import type { Database } from '../../src/db/schema.ts';
 import { closingDatePage, stageEnteredPage, toDecisionOpportunity } from '../../src/db/opportunities.ts';
 import { decisionsAbout, decisionsAtClosingDates, unpackDecisions } from '../../src/db/snapshots.ts';
 import type { TriageDecision } from '../../src/journey/triage.ts';
@@ -111,6 +114,40 @@ describe('the decisions triage reads', () => {
   it('none, for a range or ids with no decision', async () => {
     expect(await decisionsAtClosingDates(t.db, { closingDate: '2030-01-01', id: 0 }, { closingDate: '2030-01-02', id: 0 })).toEqual(new Map());
     expect(await decisionsAbout(t.db, [987_654_321])).toEqual(new Map());
+  });
+
+  it("of a page are read from the page's own part of the index, not from the rest of its last closing day", async () => {
+    // A busy closing day: 20,000 decisions, then 2,000 on the day after.
+    await sql`insert into deliveries (opportunity_id, step_id, recipient, status, reason, closing_date, decided_at)
+      select i, 'closing-in-3-days', '', 'suppressed', 'no_contact', d::date, '2027-01-01T09:00:00Z'
+      from (select i, '2028-06-01' as d from generate_series(1, 20000) i
+            union all select i, '2028-06-02' from generate_series(1, 2000) i) s`.execute(t.db);
+    await sql`vacuum analyze deliveries`.execute(t.db);
+    const queries: CompiledQuery[] = [];
+    const logging = new Kysely<Database>({ dialect: postgresDialect({ pool: createPool(t.url, { max: 1 }) }), log: (e) => { queries.push(e.query); } });
+    /** Index pages and heap pages the statement read: how far its scans went. */
+    const blocksRead = async (first: { closingDate: string; id: number }, last: { closingDate: string; id: number }) => {
+      queries.length = 0;
+      const decisions = await decisionsAtClosingDates(logging, first, last);
+      const q = queries[0]!;
+      const { rows } = await logging.executeQuery<{ 'QUERY PLAN': { Plan: Record<string, number> }[] }>(
+        CompiledQuery.raw(`explain (analyze, buffers, format json) ${q.sql}`, [...q.parameters]));
+      const plan = rows[0]!['QUERY PLAN'][0]!.Plan;
+      return { decisions: [...decisions.values()].flat().length, blocks: plan['Shared Hit Blocks']! + plan['Shared Read Blocks']! };
+    };
+    try {
+      // 51 decisions, in a few of the index's pages: the rest of the day would take hundreds more.
+      const within = await blocksRead({ closingDate: '2028-06-01', id: 100 }, { closingDate: '2028-06-01', id: 150 });
+      expect(within.decisions).toBe(51);
+      expect(within.blocks).toBeLessThan(20);
+      // Across two days: the end of the first, the start of the second.
+      const across = await blocksRead({ closingDate: '2028-06-01', id: 19_951 }, { closingDate: '2028-06-02', id: 50 });
+      expect(across.decisions).toBe(100);
+      expect(across.blocks).toBeLessThan(20);
+    } finally {
+      await logging.destroy();
+      await sql`delete from deliveries where closing_date in ('2028-06-01', '2028-06-02')`.execute(t.db);
+    }
   });
 });
 
