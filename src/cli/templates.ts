@@ -27,9 +27,9 @@ async function check(): Promise<number> {
   const env = process.env;
   const templatesDir = path.resolve(env.NUDGE_TEMPLATES_DIR?.trim() || 'templates');
   const source = { templatesDir, journeysFile: path.resolve(env.NUDGE_JOURNEYS?.trim() || path.join(templatesDir, 'journeys.yaml')) };
-  const stages = await stagesIfReachable();
-  if (!stages) console.error('note: DATABASE_URL is not set or not reachable; stage names in journeys.yaml are not checked');
-  const { content, problems } = loadContent(source, stages);
+  const read = await stagesIfConfigured();
+  if ('unchecked' in read) console.error(`note: stage names in journeys.yaml are not checked: ${read.unchecked}`);
+  const { content, problems } = loadContent(source, 'stages' in read ? read.stages : null);
   const warnings = warningsOf(source, content);
   const publicUrl = publicUrlWarning(env.PUBLIC_URL, env.PORT?.trim() || '3000');
   if (publicUrl) warnings.push(publicUrl);
@@ -57,19 +57,21 @@ function warningsOf(source: ContentSource, content: Content | null): string[] {
   return templateWarnings(templates, usages).map((p) => formatProblem(p));
 }
 
-/** Stage keys from the database when one is configured and answers; null otherwise. */
-async function stagesIfReachable(): Promise<Stage[] | null> {
-  let url: string;
+/**
+ * Stage keys from the database, or why they are not read. Without DATABASE_URL (a marketer's
+ * checkout) the templates are checked alone. With it, the configuration is loaded as every
+ * command loads it: a bad variable stops the check (exit 2, naming it), and a database that cannot
+ * be read is named with PostgreSQL's error.
+ */
+async function stagesIfConfigured(): Promise<{ stages: Stage[] } | { unchecked: string }> {
+  if (!process.env.DATABASE_URL?.trim()) return { unchecked: 'DATABASE_URL is not set' };
+  const { db } = createDb(loadConfig().databaseUrl, { max: 1 });
   try {
-    url = loadConfig().databaseUrl;
-  } catch {
-    return null;
-  }
-  const { db } = createDb(url, { max: 1 });
-  try {
-    return await listStages(db);
-  } catch {
-    return null;
+    return { stages: await listStages(db) };
+  } catch (error) {
+    const e = error as { code?: string; message?: string };
+    const hint = e.code === '42P01' ? ' (run `nudge migrate`)' : '';
+    return { unchecked: `the database at DATABASE_URL cannot be read${hint}: ${e.message ?? String(error)}` };
   } finally {
     await db.destroy();
   }

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runNudge } from '../helpers/cli.ts';
+import { PG_ADMIN_URL } from '../helpers/env.ts';
 
 const JOURNEY = `defaults:
   timeZone: UTC
@@ -53,7 +54,7 @@ function check(files: Record<string, string | undefined>, env: Record<string, st
   }, dir);
 }
 
-const NO_DATABASE = 'note: DATABASE_URL is not set or not reachable; stage names in journeys.yaml are not checked\n';
+const NO_DATABASE = 'note: stage names in journeys.yaml are not checked: DATABASE_URL is not set\n';
 
 describe('nudge templates check', () => {
   it('warnings only: printed, exit code 0', async () => {
@@ -100,6 +101,24 @@ describe('nudge templates check', () => {
     expect(r.stdout).not.toContain('not found');
     expect(r.stderr).toBe(`${NO_DATABASE}3 errors\n`);
     expect(r.code).toBe(1);
+  });
+
+  it('with DATABASE_URL set, a database it cannot read is named with the reason, and the templates are still checked', async () => {
+    const closed = await check(GOOD, { DATABASE_URL: 'postgres://root@127.0.0.1:1/nudge' });
+    expect(closed.stderr).toMatch(/^note: stage names in journeys\.yaml are not checked: the database at DATABASE_URL cannot be read: .*ECONNREFUSED/);
+    expect(closed.stdout).toContain('ok: 3 steps, 3 templates, 1 warning');
+    expect(closed.code).toBe(0);
+    // A server's own database, without Nudge's schema.
+    const bare = await check(GOOD, { DATABASE_URL: PG_ADMIN_URL });
+    expect(bare.stderr).toMatch(/^note: stage names in journeys\.yaml are not checked: the database at DATABASE_URL cannot be read \(run `nudge migrate`\): relation "stages" does not exist/);
+    expect(bare.code).toBe(0);
+  });
+
+  it('with DATABASE_URL set, the configuration is checked as for any command: a bad variable stops it, named', async () => {
+    const r = await check(GOOD, { DATABASE_URL: 'postgres://root@127.0.0.1:1/nudge', LOG_LEVEL: 'loud' });
+    expect(r.stderr).toMatch(/^nudge: configuration error: LOG_LEVEL: /);
+    expect(r.stdout).toBe('');
+    expect(r.code).toBe(2);
   });
 
   it.each([
