@@ -147,7 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
 
 function requiredUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string {
   const url = optionalUrl(env, name, protocols);
-  if (!url) throw new ConfigError(name, `is not set (expected a ${protocols.join(' or ')}// URL)`);
+  if (!url) throw new ConfigError(name, `is not set (expected a ${protocols.map((p) => `${p}//`).join(' or ')} URL)`);
   return url;
 }
 

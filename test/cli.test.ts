@@ -2,7 +2,7 @@
  * The command line as users and their scripts meet it: separate processes, exit codes, the JSON
  * summary on the last line, and several processes at once on one database and Redis.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +30,7 @@ const nudge = (args: string[], env: Record<string, string | undefined> = {}) => 
 
 describe('configuration', () => {
   it.each([
-    [{ DATABASE_URL: undefined }, /DATABASE_URL: is not set/],
+    [{ DATABASE_URL: undefined }, /DATABASE_URL: is not set \(expected a postgres:\/\/ or postgresql:\/\/ URL\)/],
     [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL: must start with postgres:\/\/ or postgresql:\/\//],
     [{ NUDGE_QUEUE_PREFIX: 'bad prefix!' }, /NUDGE_QUEUE_PREFIX: must match/],
     [{ NODE_ENV: 'production', NUDGE_SECRET: undefined }, /NUDGE_SECRET: is required when NODE_ENV=production/],
@@ -126,6 +126,19 @@ describe('tick, work --drain and explain', () => {
 
     const human = await nudge(['explain', String(id), '--now', '2026-12-10T08:05:00Z']);
     expect(human.stdout).toMatch(/closing-in-3-days\s+2026-12-14T08:00:00.000Z\s+scheduled/);
+  });
+
+  it('work --drain without SMTP_URL writes the emails to the outbox, and says so', async () => {
+    const c = await insertContact(world.database.db, { email: 'outbox@customer.test', time_zone: 'UTC' });
+    await insertOpportunity(world.database.db, { title: 'Deal outbox', closing_date: '2027-08-20', stage: 'proposal', primary_contact_id: c });
+    const NOW = '2027-08-17T09:00:00Z';
+    expect((await nudge(['tick', '--now', NOW])).summary).toMatchObject({ enqueued: 1 });
+    const outbox = path.join(cwd, 'outbox-of-drain');
+    const work = await nudge(['work', '--drain', '--now', NOW], { SMTP_URL: undefined, NUDGE_OUTBOX_DIR: outbox });
+    expect(work.code).toBe(0);
+    expect(work.summary).toMatchObject({ sent: 1 });
+    expect(work.stderr).toContain(`SMTP_URL is not set: emails are written as .eml files to ${outbox} (development only)`);
+    expect(readdirSync(outbox).filter((f) => f.endsWith('.eml'))).toHaveLength(1);
   });
 
   it('explain names a missing opportunity and exits 1', async () => {

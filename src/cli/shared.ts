@@ -59,14 +59,23 @@ export function report(error: unknown): number {
   return EXIT.infrastructure;
 }
 
-function infrastructureHint(e: { code?: string; message?: string }): string {
-  if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(e.message ?? '')) return 'cannot connect (is PostgreSQL/Redis running? check DATABASE_URL and REDIS_URL): ';
-  if (/^Redis .*did not answer/.test(e.message ?? '')) return 'cannot reach Redis (is it running? check REDIS_URL, or raise NUDGE_REDIS_WAIT_MS): ';
-  if (e.code === '42P01') return 'the schema is missing (run `nudge migrate`): ';
+/** What a failure to reach PostgreSQL or Redis means, and which variables to check, before its own message. */
+export function infrastructureHint(e: { code?: string; message?: string }, env: NodeJS.ProcessEnv = process.env): string {
+  const message = e.message ?? '';
+  // A read replica is a database too: its errors come the same way, and its variable is named with the primary's.
+  const databases = env.DATABASE_READ_URL?.trim() ? 'DATABASE_URL or DATABASE_READ_URL' : 'DATABASE_URL';
+  if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(message)) return `cannot connect (is PostgreSQL/Redis running? check ${databases} and REDIS_URL): `;
+  if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || /getaddrinfo/.test(message)) return `cannot resolve a host name (check ${databases} and REDIS_URL): `;
+  if (/^Redis .*did not answer/.test(message)) return 'cannot reach Redis (is it running? check REDIS_URL, or raise NUDGE_REDIS_WAIT_MS): ';
+  if (e.code === '42P01') return `the schema is missing (run \`nudge migrate\`; check ${databases}): `;
+  if (e.code === '3D000') return `PostgreSQL has no such database (\`nudge migrate\` creates it; check ${databases}): `;
+  if (e.code === '28000' || e.code === '28P01') return `PostgreSQL refused the login (check the user and password in ${databases}): `;
   return '';
 }
 
 export function parseId(text: string, what: string): number {
-  if (!/^\d{1,15}$/.test(text)) throw new UsageError(`${what} must be a whole number, got ${JSON.stringify(text)}`);
+  if (!/^\d+$/.test(text)) throw new UsageError(`${what} must be a whole number, got ${JSON.stringify(text)}`);
+  // Ids are bigint in PostgreSQL; beyond 15 digits one may not survive a JavaScript number.
+  if (text.length > 15) throw new UsageError(`${what} must have at most 15 digits, got ${JSON.stringify(text)}`);
   return Number(text);
 }

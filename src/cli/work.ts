@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { configWarnings } from '../config.ts';
 import { LiveContent } from '../content.ts';
 import { listStages } from '../db/opportunities.ts';
 import { drain } from '../../workers/drain.ts';
@@ -15,6 +16,8 @@ export function registerWork(program: Command): void {
       // Workers alone, as many processes as SMTP allows; `start --no-scheduler` is the same with
       // the HTTP server (health, readiness, metrics) on PORT.
       if (!opts.drain) return runDaemon(rt, { scheduler: false, worker: true, http: false, clock });
+      // As the daemon says at its start: where the emails go when SMTP_URL is not set, and the secret.
+      for (const w of configWarnings(rt.config)) rt.logger.warn(w);
       const content = new LiveContent(await rt.content(), rt.config, () => listStages(rt.db), rt.logger);
       const t = await drain(rt, { clock, content, mailer: rt.mailer() });
       console.log(`processed ${t.jobs} jobs: ${t.sent} sent, ${t.suppressed} suppressed, ${t.failed} failed, ${t.unknown} unknown, ${t.skipped} skipped, ${t.retrying} to retry later`);

@@ -1,0 +1,51 @@
+/**
+ * A command that cannot reach or use PostgreSQL says which, and which variable to check, with the
+ * server's own message (exit code 3): run as a user runs it, against the real server.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runNudge } from './helpers/cli.ts';
+import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
+import { databaseUrl } from './helpers/env.ts';
+
+let t: TestDatabase;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+
+afterAll(async () => {
+  await t?.drop();
+});
+
+/** `explain 1` (or `args`) with the environment's PostgreSQL settings replaced by `env`. */
+function run(env: Record<string, string | undefined>, args = ['explain', '1']) {
+  return runNudge(args, { DATABASE_URL: undefined, DATABASE_READ_URL: undefined, NUDGE_QUEUE_PREFIX: `nudge_cli_errors_${process.pid}`, ...env });
+}
+
+describe('a command whose database cannot be used', () => {
+  it('names a database that does not exist, and that migrate creates it', async () => {
+    const r = await run({ DATABASE_URL: databaseUrl('nudge_no_such_database') });
+    expect(r.stderr).toBe('nudge: PostgreSQL has no such database (`nudge migrate` creates it; check DATABASE_URL): database "nudge_no_such_database" does not exist\n');
+    expect(r.code).toBe(3);
+  });
+
+  it('names a login the server refuses', async () => {
+    const url = new URL(t.url);
+    url.username = 'nudge_no_such_role';
+    const r = await run({ DATABASE_URL: url.toString() });
+    expect(r.stderr).toBe('nudge: PostgreSQL refused the login (check the user and password in DATABASE_URL): role "nudge_no_such_role" does not exist\n');
+    expect(r.code).toBe(3);
+  });
+
+  it('names a host that does not resolve', async () => {
+    const r = await run({ DATABASE_URL: 'postgres://root@nudge-no-such-host.invalid:5432/nudge' });
+    expect(r.stderr).toMatch(/^nudge: cannot resolve a host name \(check DATABASE_URL and REDIS_URL\): getaddrinfo \w+ nudge-no-such-host\.invalid\n$/);
+    expect(r.code).toBe(3);
+  });
+
+  it('names DATABASE_READ_URL beside DATABASE_URL when a read replica is configured', async () => {
+    const r = await run({ DATABASE_URL: t.url, DATABASE_READ_URL: 'postgres://root@127.0.0.1:1/nudge' }, ['tick', '--now', '2026-12-01T09:00:00Z']);
+    expect(r.stderr).toMatch(/^nudge: cannot connect \(is PostgreSQL\/Redis running\? check DATABASE_URL or DATABASE_READ_URL and REDIS_URL\): .*ECONNREFUSED 127\.0\.0\.1:1\n$/);
+    expect(r.code).toBe(3);
+  });
+});
