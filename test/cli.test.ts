@@ -141,6 +141,17 @@ describe('tick, work --drain and explain', () => {
     expect(readdirSync(outbox).filter((f) => f.endsWith('.eml'))).toHaveLength(1);
   });
 
+  it('a reader that closes the output early (| head) ends the command quietly, exit 0', async () => {
+    const child = spawnNudge(['forecast', '--now', '2026-12-01T09:00:00Z'], world.env, cwd);
+    // Closed before the command writes: its first line meets a pipe with no reader (EPIPE).
+    child.stdout!.destroy();
+    let stderr = '';
+    child.stderr!.on('data', (d) => { stderr += d; });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+  });
+
   it('explain names a missing opportunity and exits 1', async () => {
     const r = await nudge(['explain', '999999', '--json']);
     expect(r.code).toBe(1);

@@ -16,6 +16,13 @@ import { registerTick } from './tick.ts';
 import { registerWork } from './work.ts';
 
 export async function main(argv: string[]): Promise<void> {
+  // A reader that stops early (`nudge forecast | head -1`) wants no more output: the command ends
+  // quietly, as a Unix tool that SIGPIPE ends does, rather than with a stack trace. (Logs go to
+  // stderr: a daemon writes nothing here.)
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(0);
+  });
   loadDotEnv();
   letClosedConnectionsGo();
   const program = new Command('nudge')
