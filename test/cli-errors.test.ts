@@ -29,11 +29,11 @@ describe('a command whose database cannot be used', () => {
     expect(r.code).toBe(3);
   });
 
-  it('names a login the server refuses', async () => {
+  it('names a connection the server refuses (here, an unknown user)', async () => {
     const url = new URL(t.url);
     url.username = 'nudge_no_such_role';
     const r = await run({ DATABASE_URL: url.toString() });
-    expect(r.stderr).toBe('nudge: PostgreSQL refused the login (check the user and password in DATABASE_URL): role "nudge_no_such_role" does not exist\n');
+    expect(r.stderr).toBe('nudge: PostgreSQL refused the connection (check the user, the password and sslmode in DATABASE_URL): role "nudge_no_such_role" does not exist\n');
     expect(r.code).toBe(3);
   });
 

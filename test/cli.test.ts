@@ -152,6 +152,18 @@ describe('tick, work --drain and explain', () => {
     expect(code).toBe(0);
   });
 
+  it('a closed output does not hide a failure: work --drain without Redis still exits 3', async () => {
+    const env = { ...world.env, REDIS_URL: `redis://127.0.0.1:${await freePort()}`, NUDGE_REDIS_WAIT_MS: '1000' };
+    const child = spawnNudge(['work', '--drain', '--now', '2026-12-01T09:00:00Z'], env, cwd);
+    child.stdout!.destroy();
+    let stderr = '';
+    child.stderr!.on('data', (d) => { stderr += d; });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(stderr).toMatch(/^nudge: cannot reach Redis/m);
+    expect(stderr).not.toMatch(/EPIPE/);
+    expect(code).toBe(3);
+  });
+
   it('explain names a missing opportunity and exits 1', async () => {
     const r = await nudge(['explain', '999999', '--json']);
     expect(r.code).toBe(1);

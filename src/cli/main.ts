@@ -16,12 +16,12 @@ import { registerTick } from './tick.ts';
 import { registerWork } from './work.ts';
 
 export async function main(argv: string[]): Promise<void> {
-  // A reader that stops early (`nudge forecast | head -1`) wants no more output: the command ends
-  // quietly, as a Unix tool that SIGPIPE ends does, rather than with a stack trace. (Logs go to
-  // stderr: a daemon writes nothing here.)
+  // A reader that stops early (`nudge forecast | head -1`) wants no more output: what the command
+  // still prints goes nowhere, and it ends as it would have, its work done and with its own exit
+  // code, rather than with a stack trace. (Logs go to stderr: a daemon writes nothing here.)
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code !== 'EPIPE') throw error;
-    process.exit(0);
+    process.stdout.write = (() => true) as typeof process.stdout.write;
   });
   loadDotEnv();
   letClosedConnectionsGo();

@@ -68,8 +68,13 @@ export function infrastructureHint(e: { code?: string; message?: string }, env: 
   if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || /getaddrinfo/.test(message)) return `cannot resolve a host name (check ${databases} and REDIS_URL): `;
   if (/^Redis .*did not answer/.test(message)) return 'cannot reach Redis (is it running? check REDIS_URL, or raise NUDGE_REDIS_WAIT_MS): ';
   if (e.code === '42P01') return `the schema is missing (run \`nudge migrate\`; check ${databases}): `;
-  if (e.code === '3D000') return `PostgreSQL has no such database (\`nudge migrate\` creates it; check ${databases}): `;
-  if (e.code === '28000' || e.code === '28P01') return `PostgreSQL refused the login (check the user and password in ${databases}): `;
+  if (e.code === '3D000') {
+    return env.DATABASE_READ_URL?.trim()
+      ? `PostgreSQL has no such database (check ${databases}; \`nudge migrate\` creates the one at DATABASE_URL): `
+      : 'PostgreSQL has no such database (`nudge migrate` creates it; check DATABASE_URL): ';
+  }
+  // 28000 is also pg_hba.conf refusing the connection, e.g. one without TLS (`?sslmode=require`).
+  if (e.code === '28000' || e.code === '28P01') return `PostgreSQL refused the connection (check the user, the password and sslmode in ${databases}): `;
   return '';
 }
 

@@ -70,7 +70,7 @@ async function stagesIfConfigured(): Promise<{ stages: Stage[] } | { unchecked: 
     return { stages: await listStages(db) };
   } catch (error) {
     const e = error as { code?: string; message?: string };
-    const hint = e.code === '42P01' ? ' (run `nudge migrate`)' : '';
+    const hint = e.code === '42P01' || e.code === '3D000' ? ' (run `nudge migrate`)' : '';
     return { unchecked: `the database at DATABASE_URL cannot be read${hint}: ${e.message ?? String(error)}` };
   } finally {
     await db.destroy();
