@@ -63,6 +63,8 @@ export interface ScanReadOptions {
   preparedStatements?: boolean;
   /** Told when a pooler refuses the pool's startup options. */
   logger?: Logger;
+  /** The variable naming the database, put on its errors (`DbOptions.variable`). */
+  variable?: string;
 }
 
 /**
@@ -72,10 +74,10 @@ export interface ScanReadOptions {
  * measured six times slower at 1,000,000 rows than the plain index scan. Timestamps come as text
  * (`textTimestampParsers`): triage settles most rows without reading one.
  */
-export function createScanReadDb(url: string, { chains = SCAN_CHAINS, preparedStatements = true, logger }: ScanReadOptions = {}): Db {
+export function createScanReadDb(url: string, { chains = SCAN_CHAINS, preparedStatements = true, logger, variable }: ScanReadOptions = {}): Db {
   return createDb(url, {
     max: Math.max(4, (1 + PAGES_AHEAD) * chains), applicationName: 'nudge-scan', options: '-c max_parallel_workers_per_gather=0', types: textTimestampParsers,
-    idleTimeoutMs: KEEP_IDLE_MS, preparedStatements,
+    idleTimeoutMs: KEEP_IDLE_MS, preparedStatements, variable,
     // A pooler that passes no startup options on (PgBouncer by default): the scan connects
     // without, and PostgreSQL may plan its pages in parallel, slower.
     onOptionsRefused: (err) => logger?.warn({ err }, 'the connection pooler refuses startup options: the scan reads with parallel plans as the server has them (slower pages); to keep them off, set max_parallel_workers_per_gather = 0 for Nudge\'s role (alter role … set …)'),
@@ -136,6 +138,7 @@ export class Runtime {
     if (!this._readDb) {
       const db = createScanReadDb(this.config.readDatabaseUrl ?? this.config.databaseUrl, {
         chains: this.config.scanChains, preparedStatements: this.config.preparedStatements, logger: this.logger,
+        variable: this.config.readDatabaseUrl ? 'DATABASE_READ_URL' : 'DATABASE_URL',
       });
       this._readDb = db;
       this.closers.push(() => db.destroy());
@@ -158,7 +161,9 @@ export class Runtime {
 
   get db(): Db {
     if (!this._db) {
-      const { db } = createDb(this.config.databaseUrl, { max: this.config.concurrency + 4, idleTimeoutMs: KEEP_IDLE_MS, preparedStatements: this.config.preparedStatements });
+      const { db } = createDb(this.config.databaseUrl, {
+        max: this.config.concurrency + 4, idleTimeoutMs: KEEP_IDLE_MS, preparedStatements: this.config.preparedStatements, variable: 'DATABASE_URL',
+      });
       this._db = db;
       this.closers.push(() => db.destroy());
     }

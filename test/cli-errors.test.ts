@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
-import { databaseUrl } from './helpers/env.ts';
+import { databaseUrl, PG_ADMIN_URL } from './helpers/env.ts';
 
 let t: TestDatabase;
 
@@ -39,13 +39,23 @@ describe('a command whose database cannot be used', () => {
 
   it('names a host that does not resolve', async () => {
     const r = await run({ DATABASE_URL: 'postgres://root@nudge-no-such-host.invalid:5432/nudge' });
-    expect(r.stderr).toMatch(/^nudge: cannot resolve a host name \(check DATABASE_URL and REDIS_URL\): getaddrinfo \w+ nudge-no-such-host\.invalid\n$/);
+    expect(r.stderr).toMatch(/^nudge: cannot resolve a host name \(check DATABASE_URL\): getaddrinfo \w+ nudge-no-such-host\.invalid\n$/);
     expect(r.code).toBe(3);
   });
 
-  it('names DATABASE_READ_URL beside DATABASE_URL when a read replica is configured', async () => {
-    const r = await run({ DATABASE_URL: t.url, DATABASE_READ_URL: 'postgres://root@127.0.0.1:1/nudge' }, ['tick', '--now', '2026-12-01T09:00:00Z']);
-    expect(r.stderr).toMatch(/^nudge: cannot connect \(is PostgreSQL\/Redis running\? check DATABASE_URL or DATABASE_READ_URL and REDIS_URL\): .*ECONNREFUSED 127\.0\.0\.1:1\n$/);
+  it('names the database whose statement failed: a primary without the schema, with a replica set', async () => {
+    // A server's own database, without Nudge's tables: the statement, not the connection, fails.
+    const r = await run({ DATABASE_URL: PG_ADMIN_URL, DATABASE_READ_URL: t.url });
+    expect(r.stderr).toBe('nudge: the schema is missing (run `nudge migrate`; check DATABASE_URL): relation "stages" does not exist\n');
     expect(r.code).toBe(3);
+  });
+
+  it('names DATABASE_READ_URL when the read replica fails, and DATABASE_URL when the primary does', async () => {
+    const replica = await run({ DATABASE_URL: t.url, DATABASE_READ_URL: 'postgres://root@127.0.0.1:1/nudge' }, ['tick', '--now', '2026-12-01T09:00:00Z']);
+    expect(replica.stderr).toMatch(/^nudge: cannot connect to PostgreSQL \(is it running\? check DATABASE_READ_URL\): .*ECONNREFUSED 127\.0\.0\.1:1\n$/);
+    expect(replica.code).toBe(3);
+    const primary = await run({ DATABASE_URL: 'postgres://root@127.0.0.1:1/nudge', DATABASE_READ_URL: t.url });
+    expect(primary.stderr).toMatch(/^nudge: cannot connect to PostgreSQL \(is it running\? check DATABASE_URL\): .*ECONNREFUSED 127\.0\.0\.1:1\n$/);
+    expect(primary.code).toBe(3);
   });
 });

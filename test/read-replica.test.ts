@@ -1,5 +1,6 @@
 /** DATABASE_READ_URL: the scan reads its pages from the replica; decisions go to the primary. */
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startDaemon, until } from './helpers/daemon.ts';
 import { createTestDatabase, type TestDatabase } from './helpers/database.ts';
 import { deliveries, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, type World } from './helpers/world.ts';
@@ -25,3 +26,15 @@ it('pages come from the replica, the suppressions it decides are written to the 
   expect((await deliveries(world.database.db)).filter((r) => r.step_id === 'closing-in-3-days').map((r) => r.reason)).toEqual(['no_contact']);
   expect(await deliveries(replica.db)).toEqual([]);
 });
+
+it('a replica that cannot be reached is named in the daemon\'s log as DATABASE_READ_URL, not taken for the primary', async () => {
+  const daemon = startDaemon({ ...world.env, DATABASE_READ_URL: 'postgres://root@127.0.0.1:1/nudge' });
+  try {
+    await until('a failed scan', () => daemon.logs.some((l) => l.msg === 'scan failed; the next interval tries again'), 60_000);
+    const failed = daemon.logs.find((l) => l.msg === 'scan failed; the next interval tries again')!;
+    expect(failed).toMatchObject({ database: 'DATABASE_READ_URL', err: expect.stringMatching(/ECONNREFUSED 127\.0\.0\.1:1/) as unknown });
+  } finally {
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited).toBe(0);
+  }
+}, 90_000);

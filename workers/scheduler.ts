@@ -6,6 +6,7 @@
 import { DelayedError, Worker } from 'bullmq';
 import type { Clock } from '../src/clock.ts';
 import type { LiveContent } from '../src/content.ts';
+import { databaseOf } from '../src/db/database.ts';
 import { runScan, type ScanSummary } from '../src/scan.ts';
 import { SCAN_QUEUE, queuePrefix, scanQueue } from '../src/queue/queues.ts';
 import type { Runtime } from '../src/runtime.ts';
@@ -51,7 +52,8 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
     }
   }, { connection: rt.redis, prefix: queuePrefix(rt.config.queuePrefix, SCAN_QUEUE), concurrency: 1 });
   worker.on('error', rt.redisError('scan worker'));
-  worker.on('failed', (_job, err) => rt.logger.error({ err: err.message }, 'scan failed; the next interval tries again'));
+  // `database`: which of DATABASE_URL and DATABASE_READ_URL failed, when it was one of them.
+  worker.on('failed', (_job, err) => rt.logger.error({ err: err.message, database: databaseOf(err) }, 'scan failed; the next interval tries again'));
   return {
     get scanning() {
       return scanning > 0;

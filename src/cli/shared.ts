@@ -2,6 +2,7 @@
 import { fixedClock, systemClock, type Clock } from '../clock.ts';
 import { ConfigError, loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
+import { databaseOf } from '../db/database.ts';
 import { InvalidContentError, Runtime } from '../runtime.ts';
 
 /** Exit codes: 0 done; 1 invalid content or input; 2 configuration; 3 PostgreSQL or Redis failed. */
@@ -62,16 +63,22 @@ export function report(error: unknown): number {
 /** What a failure to reach PostgreSQL or Redis means, and which variables to check, before its own message. */
 export function infrastructureHint(e: { code?: string; message?: string }, env: NodeJS.ProcessEnv = process.env): string {
   const message = e.message ?? '';
-  // A read replica is a database too: its errors come the same way, and its variable is named with the primary's.
-  const databases = env.DATABASE_READ_URL?.trim() ? 'DATABASE_URL or DATABASE_READ_URL' : 'DATABASE_URL';
-  if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(message)) return `cannot connect (is PostgreSQL/Redis running? check ${databases} and REDIS_URL): `;
-  if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || /getaddrinfo/.test(message)) return `cannot resolve a host name (check ${databases} and REDIS_URL): `;
+  // The database's errors name its variable (`databaseOf`); an error that does not (a Redis one,
+  // or one from a pool made without) names every variable it may come from.
+  const database = databaseOf(e);
+  const databases = database ?? (env.DATABASE_READ_URL?.trim() ? 'DATABASE_URL or DATABASE_READ_URL' : 'DATABASE_URL');
+  if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(message)) {
+    return database ? `cannot connect to PostgreSQL (is it running? check ${database}): ` : `cannot connect (is PostgreSQL/Redis running? check ${databases} and REDIS_URL): `;
+  }
+  if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || /getaddrinfo/.test(message)) {
+    return `cannot resolve a host name (check ${database ?? `${databases} and REDIS_URL`}): `;
+  }
   if (/^Redis .*did not answer/.test(message)) return 'cannot reach Redis (is it running? check REDIS_URL, or raise NUDGE_REDIS_WAIT_MS): ';
   if (e.code === '42P01') return `the schema is missing (run \`nudge migrate\`; check ${databases}): `;
   if (e.code === '3D000') {
-    return env.DATABASE_READ_URL?.trim()
-      ? `PostgreSQL has no such database (check ${databases}; \`nudge migrate\` creates the one at DATABASE_URL): `
-      : 'PostgreSQL has no such database (`nudge migrate` creates it; check DATABASE_URL): ';
+    return databases === 'DATABASE_URL'
+      ? 'PostgreSQL has no such database (`nudge migrate` creates it; check DATABASE_URL): '
+      : `PostgreSQL has no such database (check ${databases}; \`nudge migrate\` creates the one at DATABASE_URL): `;
   }
   // 28000 is also pg_hba.conf refusing the connection, e.g. one without TLS (`?sslmode=require`).
   if (e.code === '28000' || e.code === '28P01') return `PostgreSQL refused the connection (check the user, the password and sslmode in ${databases}): `;

@@ -131,6 +131,23 @@ export interface DbOptions {
    * the connection that was refused is made again.
    */
   onOptionsRefused?: (message: string) => void;
+  /**
+   * The environment variable that names this database (`DATABASE_URL`, `DATABASE_READ_URL`): put
+   * on the errors its connections and statements fail with (`databaseOf`), so that a message can
+   * say which one to check.
+   */
+  variable?: string;
+}
+
+/** The variable naming the database an error came from (`DbOptions.variable`), when it is known. */
+export function databaseOf(error: unknown): string | undefined {
+  const variable = (error as { nudgeDatabase?: unknown } | null)?.nudgeDatabase;
+  return typeof variable === 'string' ? variable : undefined;
+}
+
+function withDatabase(error: unknown, variable: string | undefined): unknown {
+  if (variable && typeof error === 'object' && error !== null) (error as { nudgeDatabase?: string }).nudgeDatabase = variable;
+  return error;
 }
 
 /**
@@ -157,6 +174,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   } as pg.PoolConfig);
   const named = options.preparedStatements ?? true;
   if (options.options) withoutRefusedOptions(pool, options.onOptionsRefused);
+  if (options.variable) namedConnectErrors(pool, options.variable);
   // An idle client losing its connection (PostgreSQL restarted) must not crash the process.
   pool.on('error', () => {});
   // Nor one checked out for a transaction waiting between statements (a send waiting for the SMTP
@@ -175,7 +193,7 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     }).catch((error: Error) => {
       // As pg does: a stack that leads back to the statement, not to the socket.
       Error.captureStackTrace(error);
-      throw error;
+      throw withDatabase(error, options.variable);
     });
     // A transaction's BEGIN is written and not waited for: the connection pipelines, so the
     // transaction's first statements go right behind it, in the same packet (the socket is held
@@ -222,6 +240,16 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
     };
   });
   return pool;
+}
+
+/** A connection `pool` cannot make fails with the variable that names the database (`databaseOf`). */
+function namedConnectErrors(pool: pg.Pool, variable: string): void {
+  const connect = pool.connect.bind(pool) as (...args: unknown[]) => unknown;
+  (pool as { connect: unknown }).connect = (...args: unknown[]) => {
+    // pg's callback form, which nothing in Nudge uses, goes as it came.
+    if (args.length > 0) return connect(...args);
+    return (connect() as Promise<pg.PoolClient>).catch((error: unknown) => { throw withDatabase(error, variable); });
+  };
 }
 
 /**
