@@ -4,7 +4,7 @@
  */
 import { dueTime, type DueTime } from './due-time.ts';
 import { resolveRecipients, type Recipient } from './recipients.ts';
-import { judge, personOf, samePerson, type RuleCheck, type Verdict } from './rules.ts';
+import { isSpending, judge, personOf, samePerson, type RuleCheck, type Verdict } from './rules.ts';
 import type { DecisionSnapshot, IsoDate, Journey, PastDecision, Step, SuppressionReason } from './types.ts';
 
 export type { Verdict, RuleCheck } from './rules.ts';
@@ -58,26 +58,40 @@ function evaluateStep(snapshot: DecisionSnapshot, journey: Journey, step: Step, 
 
 /**
  * Catch-up: when several closingDate steps for the same recipient are inside their windows at
- * once, only the one nearest the closing date is sent; the others are superseded.
+ * once, only the one nearest the closing date is sent; the others are superseded. They stay so
+ * once the nearer step's window has closed, while theirs is still open: a nearer step sent for
+ * this closing date supersedes them whatever its window, or the customer would get "closing in 7
+ * days" the day after "closing in 3 days".
  */
 function applyCatchUp(e: StepEvaluation, all: readonly StepEvaluation[], history: readonly PastDecision[], now: Date): StepEvaluation {
   const offset = closingOffset(e);
   if (offset === null || !inWindow(e, now)) return e;
   if (e.verdict.kind !== 'send' && !(e.verdict.kind === 'suppress' && isRecipientReason(e.verdict.reason))) return e;
   // Nearer: fewer days from the closing date; at equal distance, the later one.
-  const nearer = all.find((o) => {
+  const nearer = (o: StepEvaluation) => {
     const other = closingOffset(o);
     return o !== e && other !== null && o.recipient?.address === e.recipient?.address && o.step.to.kind === e.step.to.kind
-      && inWindow(o, now) && competes(o)
       && (Math.abs(other) < Math.abs(offset) || (Math.abs(other) === Math.abs(offset) && other > offset));
-  });
-  if (!nearer) return e;
-  const verdict: Verdict = { kind: 'suppress', reason: 'superseded', detail: `step ${nearer.step.id} is nearer the closing date` };
+  };
+  const due = all.find((o) => nearer(o) && inWindow(o, now) && competes(o));
+  const sent = due ? undefined : all.find((o) => nearer(o) && spentAtThisClosingDate(o, history));
+  const by = due ?? sent;
+  if (!by) return e;
+  const verdict: Verdict = {
+    kind: 'suppress', reason: 'superseded',
+    detail: due ? `step ${by.step.id} is nearer the closing date` : `step ${by.step.id}, nearer the closing date, was sent for it already`,
+  };
   // Superseded outranks the recipient's own rules: show the checks up to the window, then why.
   const upToWindow = e.checks.slice(0, e.checks.findIndex((c) => c.rule === 'window') + 1);
   const checks = e.checks.length ? [...upToWindow, { rule: 'catch_up', passed: false, detail: verdict.detail }] : [];
   const superseded = { ...e, verdict, checks };
   return { ...superseded, record: shouldRecord(superseded, history, now) };
+}
+
+/** A spending decision (`isSpending`) of `o`'s step for its recipient, at the opportunity's current closing date. */
+function spentAtThisClosingDate(o: StepEvaluation, history: readonly PastDecision[]): boolean {
+  const person = personOf(o.recipient);
+  return history.some((d) => d.stepId === o.step.id && d.closingDate === o.closingDate && isSpending(d) && samePerson(d, person));
 }
 
 function closingOffset(e: StepEvaluation): number | null {

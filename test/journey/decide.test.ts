@@ -252,6 +252,34 @@ describe('evaluate: catch-up (daemon down) — only the step nearest the closing
     });
   });
 
+  describe('once the nearer step\'s window has closed, the older steps\' still open', () => {
+    // 7 days with a window of 12 days (open until 2026-06-25T07:00Z), 3 days with 24h (closed at
+    // 2026-06-18T07:00Z). LATER is the day after the 3-day step was due.
+    const longer = [daysBefore('closing-in-7-days', 7, { timing: { windowMinutes: 12 * DAY } }), daysBefore('closing-in-3-days', 3, { timing: { windowMinutes: DAY } })];
+    const LATER = '2026-06-18T08:00:00Z';
+
+    it('a nearer step sent for this closing date still supersedes: the customer does not get "7 days" after "3 days"', () => {
+      const snap = snapshot({ history: [
+        decision({ stepId: 'closing-in-3-days', status: 'sent', decidedAt: '2026-06-17T07:01:00Z' }),
+        decision({ stepId: 'closing-in-7-days', status: 'suppressed', reason: 'superseded', decidedAt: '2026-06-17T07:01:00Z' }),
+      ] });
+      const e = one(snap, journey(longer), LATER, 'closing-in-7-days');
+      expect(verdictOf(e)).toBe('suppress:superseded');
+      expect(e.verdict).toMatchObject({ detail: 'step closing-in-3-days, nearer the closing date, was sent for it already' });
+      // Recorded when it was first superseded: no second row.
+      expect(e.record).toBe(false);
+      // Never superseded before (no scan while both were open): recorded now.
+      expect(one(snapshot({ history: [decision({ stepId: 'closing-in-3-days', status: 'unknown', decidedAt: '2026-06-17T07:01:00Z' })] }), journey(longer), LATER, 'closing-in-7-days').record).toBe(true);
+    });
+
+    it('a nearer step sent for another closing date, or suppressed for this one, does not supersede', () => {
+      const moved = snapshot({ history: [decision({ stepId: 'closing-in-3-days', status: 'sent', closingDate: '2026-05-30', decidedAt: '2026-05-27T07:01:00Z' })] });
+      expect(verdictOf(one(moved, journey(longer), LATER, 'closing-in-7-days'))).toBe('send');
+      const suppressed = snapshot({ history: [decision({ stepId: 'closing-in-3-days', status: 'suppressed', reason: 'expired', decidedAt: '2026-06-18T07:01:00Z' })] });
+      expect(verdictOf(one(suppressed, journey(longer), LATER, 'closing-in-7-days'))).toBe('send');
+    });
+  });
+
   it('superseded beats a recipient reason: unsubscribed contact', () => {
     const snap = snapshot({ contacts: [contact(1, UNSUBSCRIBED)] });
     expect(verdictsById(snap, journey(steps(12 * DAY)), NOW)).toEqual({
