@@ -5,7 +5,7 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { checkTemplates, formatProblem, loadTemplates, type Templates } from './email/templates.ts';
+import { checkTemplates, formatProblem, loadTemplates, unusedTemplateProblems, type Templates } from './email/templates.ts';
 import { formatJourneyProblem, loadJourneysFile, type JourneyRules, type UnsupportedFeature } from './journey/load-journeys.ts';
 import type { Journey, Stage } from './journey/types.ts';
 import type { Logger } from './logger.ts';
@@ -33,7 +33,7 @@ export function loadContent(source: ContentSource, stages: readonly Stage[] | nu
   ];
   if (journey) {
     const usages = journey.steps.map((s) => ({ template: s.template, stepId: s.id, audience: s.to.kind === 'owner' ? 'owner' as const : 'customer' as const }));
-    problems.push(...checkTemplates(templates, usages).map((p) => formatProblem(p)));
+    problems.push(...[...checkTemplates(templates, usages), ...unusedTemplateProblems(templates, usages)].map((p) => formatProblem(p)));
   }
   const unique = [...new Set(problems)];
   return { content: journey && unique.length === 0 ? { journey, templates } : null, problems: unique };

@@ -255,7 +255,10 @@ function walkPart(part: CompiledPart, w: Walk): void {
 
 function walkProgram(program: hbs.AST.Program, depth: number, w: Walk): void {
   for (const node of program.body) {
-    if (node.type === 'MustacheStatement') checkCall(node as hbs.AST.MustacheStatement, depth, w);
+    if (node.type === 'MustacheStatement') {
+      checkCall(node as hbs.AST.MustacheStatement, depth, w);
+      checkEscaped(node as hbs.AST.MustacheStatement, w);
+    }
     if (node.type === 'PartialStatement' || node.type === 'PartialBlockStatement') checkPartial(node as hbs.AST.PartialBlockStatement, depth, w);
     if (node.type === 'BlockStatement' || node.type === 'DecoratorBlock') {
       const block = node as hbs.AST.BlockStatement;
@@ -291,11 +294,31 @@ function checkCall(node: Call, depth: number, w: Walk): void {
   const path = node.path as hbs.AST.PathExpression;
   if (isHelperCall(path, w)) {
     const literal = node.params.find((p) => p.type === 'StringLiteral' && isPrototypeName((p as hbs.AST.StringLiteral).value));
-    if (literal) report(w, literal, `${path.original} of a JavaScript internal is not allowed`, 'remove it: templates read only the variables listed in the README');
+    if (literal) return report(w, literal, `${path.original} of a JavaScript internal is not allowed`, 'remove it: templates read only the variables listed in the README');
+    // `{{lookup opportunity "title"}}` is `opportunity.title`, read as such: a misspelt key would
+    // otherwise render blank (strict mode leaves lookup alone). A key that is a variable is not known here.
+    const [target, key] = node.params;
+    if (path.original === 'lookup' && target?.type === 'PathExpression' && key?.type === 'StringLiteral') {
+      const of = target as hbs.AST.PathExpression;
+      const name = (key as hbs.AST.StringLiteral).value;
+      checkPath({ ...of, parts: [...of.parts, name], original: `${of.original === 'this' ? '' : `${of.original}.`}${name}`, loc: key.loc }, depth, w);
+    }
     return;
   }
   if (node.params.length || node.hash?.pairs.length) return report(w, path, `unknown helper "${path.original}"`, `use one of ${[...w.set.helpers].sort().join(', ')}`);
   checkPath(path, depth, w);
+}
+
+/**
+ * Three braces (`{{{x}}}`, `{{& x}}`) put a value into the HTML as it is: a title the CRM holds as
+ * `<script>…` would go out as a script. Every value is escaped; only a layout's `{{{body}}}`,
+ * which is the email's own rendered HTML, takes three.
+ */
+function checkEscaped(node: hbs.AST.MustacheStatement, w: Walk): void {
+  if (node.escaped) return;
+  const name = node.path.type === 'PathExpression' ? (node.path as hbs.AST.PathExpression).original : '…';
+  if (w.root === LAYOUT_CONTEXT && name === 'body') return;
+  report(w, node, `{{{${name}}}} puts the CRM's text into the email unescaped`, `write {{${name}}}: values are escaped for HTML (only a layout's {{{body}}} takes three braces)`);
 }
 
 function checkPath(path: hbs.AST.PathExpression, depth: number, w: Walk): void {

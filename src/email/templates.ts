@@ -229,6 +229,20 @@ export function checkTemplates(templates: Templates, usages: TemplateUsage[]): T
   return dedupe(problems);
 }
 
+/**
+ * The templates no step uses, read for what does not depend on a step: unknown variables, helpers
+ * and partials, JavaScript internals, three braces (`staticProblems`). A syntax error is already a
+ * problem of `loadTemplates`; the rules that depend on who receives the email wait for a step.
+ */
+export function unusedTemplateProblems(templates: Templates, usages: TemplateUsage[]): TemplateProblem[] {
+  const loaded = LOADED.get(templates);
+  if (!loaded) return [];
+  const used = new Set(usages.map((u) => u.template));
+  const problems = [...loaded.bases.keys()].filter((name) => !used.has(name))
+    .flatMap((name) => allVariants(loaded, name).flatMap((v) => (v.template ? staticProblems(loaded, v.template) : [])));
+  return dedupe(problems);
+}
+
 /** What `templates check` and `send-test` print as warnings: images without alt, missing locale variants. */
 export function templateWarnings(templates: Templates, usages: TemplateUsage[]): TemplateProblem[] {
   const loaded = LOADED.get(templates);

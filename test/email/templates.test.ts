@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  checkTemplates, formatProblem, loadTemplates, TemplateError,
+  checkTemplates, formatProblem, loadTemplates, TemplateError, unusedTemplateProblems,
   type TemplateContext, type TemplateProblem, type Templates, type TemplateUsage,
 } from '../../src/email/templates.ts';
 
@@ -396,6 +396,42 @@ describe('prototype access', () => {
     const problems = checkTemplates(templates, [use('c')]);
     expect(problems).toHaveLength(1);
     expect(problems[0]!.message).toMatch(/JavaScript internal/);
+  });
+});
+
+describe('what the CRM wrote stays escaped, and what a template reads is checked everywhere', () => {
+  it('three braces around a value are an error: the title would go into the HTML as it is', () => {
+    const templates = load({ 't.hbs': email('<p>{{{reference}}}</p>\n<p>{{& contact.firstName}}</p>\n<p>{{{formatMoney opportunity.amount opportunity.currency}}}</p>') });
+    expect(checkTemplates(templates, [use('t')]).map(formatProblem)).toEqual([
+      "t.hbs:4:4: {{{reference}}} puts the CRM's text into the email unescaped (fix: write {{reference}}: values are escaped for HTML (only a layout's {{{body}}} takes three braces))",
+      "t.hbs:5:4: {{{contact.firstName}}} puts the CRM's text into the email unescaped (fix: write {{contact.firstName}}: values are escaped for HTML (only a layout's {{{body}}} takes three braces))",
+      "t.hbs:6:4: {{{formatMoney}}} puts the CRM's text into the email unescaped (fix: write {{formatMoney}}: values are escaped for HTML (only a layout's {{{body}}} takes three braces))",
+    ]);
+    // A layout's body is the email's own HTML: three braces there are the rule.
+    const withLayout = load({ 'layouts/frame.hbs': '<div>{{{body}}}</div>', 'l.hbs': '---\nsubject: "About {{reference}}"\nlayout: frame\n---\n<p>{{reference}}</p>' });
+    expect(checkTemplates(withLayout, [use('l')])).toEqual([]);
+  });
+
+  it('lookup with a written key is read as the path it names: a misspelt key is an error, not a blank', () => {
+    const templates = load({ 't.hbs': email('<p>[{{lookup opportunity "titel"}}]</p>\n<p>{{lookup opportunity "title"}} {{lookup this "reference"}}</p>') });
+    expect(checkTemplates(templates, [use('t')]).map(formatProblem)).toEqual([
+      't.hbs:4:26: unknown variable "opportunity.titel" (fix: did you mean "title"?)',
+    ]);
+  });
+
+  it('a template no step uses is still read for unknown variables, internals and three braces', () => {
+    const templates = load({
+      'used.hbs': email('<p>{{reference}}</p>'),
+      'orphan.hbs': email('<p>{{opportunity.titel}}</p>', 'hi {{refrence}}'),
+      'orphan.de.hbs': email('<p>{{constructor}}</p>\n<p>{{{reference}}}</p>'),
+    });
+    expect(checkTemplates(templates, [use('used')])).toEqual([]);
+    expect(unusedTemplateProblems(templates, [use('used')]).map(formatProblem)).toEqual([
+      'orphan.hbs:2:16: unknown variable "refrence" (fix: did you mean "reference"?)',
+      'orphan.hbs:4:6: unknown variable "opportunity.titel" (fix: did you mean "title"?)',
+      'orphan.de.hbs:4:6: "constructor" reaches into JavaScript internals ("constructor"): not allowed (fix: remove it: templates read only the variables listed in the README)',
+      "orphan.de.hbs:5:4: {{{reference}}} puts the CRM's text into the email unescaped (fix: write {{reference}}: values are escaped for HTML (only a layout's {{{body}}} takes three braces))",
+    ]);
   });
 });
 
