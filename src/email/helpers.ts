@@ -179,10 +179,11 @@ const MEMO_LIMIT = 1_000;
 
 /**
  * Header-safe plain text: CR, LF and every other control character become a space (a title like
- * "Trip\r\nBcc: x" must not add a header), then whitespace is collapsed.
+ * "Trip\r\nBcc: x" must not add a header), then whitespace is collapsed. Bidirectional overrides
+ * and isolates go too: U+202E in a title makes the rest of the subject read backwards.
  */
 export function plainHeaderText(text: string): string {
-  return text.replace(/[\u0000-\u001F\u007F-\u009F]/g, ' ').replace(/\s+/g, ' ').trim();
+  return text.replace(/[\u0000-\u001F\u007F-\u009F]/g, ' ').replace(/[\u202A-\u202E\u2066-\u2069]/g, '').replace(/\s+/g, ' ').trim();
 }
 
 // Reading templates without rendering them: which variables, helpers and partials they use.

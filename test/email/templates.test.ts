@@ -155,6 +155,8 @@ describe('what the CRM wrote', () => {
     expect(r.subject).toBe('Your request “Trip Bcc: x@evil end”');
     expect(r.subject).not.toMatch(/[\r\n\u0000-\u001F\u007F-\u009F]/);
     expect(r.preheader).toBe('Trip Bcc: x@evil end');
+    // A right-to-left override would make the subject read other than it is: removed.
+    expect(load(files).render('echo', context({ title: 'invoice\u202Efdp.exe' }), EN).subject).toBe('Your request “invoicefdp.exe”');
   });
 });
 
