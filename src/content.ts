@@ -5,7 +5,7 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { checkTemplates, formatProblem, loadTemplates, unusedTemplateProblems, type Templates } from './email/templates.ts';
+import { checkTemplates, formatProblem, loadTemplates, unusedTemplateProblems, type Templates, type TemplateUsage } from './email/templates.ts';
 import { formatJourneyProblem, loadJourneysFile, type JourneyRules, type UnsupportedFeature } from './journey/load-journeys.ts';
 import type { Journey, Stage } from './journey/types.ts';
 import type { Logger } from './logger.ts';
@@ -32,11 +32,21 @@ export function loadContent(source: ContentSource, stages: readonly Stage[] | nu
     ...templateProblems.map((p) => formatProblem(p)),
   ];
   if (journey) {
-    const usages = journey.steps.map((s) => ({ template: s.template, stepId: s.id, audience: s.to.kind === 'owner' ? 'owner' as const : 'customer' as const }));
-    problems.push(...[...checkTemplates(templates, usages), ...unusedTemplateProblems(templates, usages)].map((p) => formatProblem(p)));
+    problems.push(...journeyTemplateProblems(templates, journey));
   }
   const unique = [...new Set(problems)];
   return { content: journey && unique.length === 0 ? { journey, templates } : null, problems: unique };
+}
+
+/** Each step's template and who receives it: what the templates are checked for. */
+export function templateUsages(journey: Journey): TemplateUsage[] {
+  return journey.steps.map((s) => ({ template: s.template, stepId: s.id, audience: s.to.kind === 'owner' ? 'owner' : 'customer' }));
+}
+
+/** The templates' problems, as `file:line:column: message` lines: those the steps use, for their recipients, then the others. */
+export function journeyTemplateProblems(templates: Templates, journey: Journey): string[] {
+  const usages = templateUsages(journey);
+  return [...checkTemplates(templates, usages), ...unusedTemplateProblems(templates, usages)].map((p) => formatProblem(p));
 }
 
 /**

@@ -61,12 +61,12 @@ export function report(error: unknown): number {
 }
 
 /** What a failure to reach PostgreSQL or Redis means, and which variables to check, before its own message. */
-export function infrastructureHint(e: { code?: string; message?: string }, env: NodeJS.ProcessEnv = process.env): string {
+function infrastructureHint(e: { code?: string; message?: string }): string {
   const message = e.message ?? '';
   // The database's errors name its variable (`databaseOf`); an error that does not (a Redis one,
   // or one from a pool made without) names every variable it may come from.
   const database = databaseOf(e);
-  const databases = database ?? (env.DATABASE_READ_URL?.trim() ? 'DATABASE_URL or DATABASE_READ_URL' : 'DATABASE_URL');
+  const databases = database ?? (process.env.DATABASE_READ_URL?.trim() ? 'DATABASE_URL or DATABASE_READ_URL' : 'DATABASE_URL');
   if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(message)) {
     return database ? `cannot connect to PostgreSQL (is it running? check ${database}): ` : `cannot connect (is PostgreSQL/Redis running? check ${databases} and REDIS_URL): `;
   }

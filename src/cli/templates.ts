@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
-import { journeyRules, loadContent, type Content, type ContentSource } from '../content.ts';
+import { journeyRules, loadContent, templateUsages, type Content, type ContentSource } from '../content.ts';
 import { createDb } from '../db/database.ts';
 import { listStages } from '../db/opportunities.ts';
 import { publicUrlWarning } from '../email/lint.ts';
@@ -53,8 +53,7 @@ function warningsOf(source: ContentSource, content: Content | null): string[] {
   const journey: Journey | null = content?.journey
     ?? loadJourneysFile(source.journeysFile, journeyRules(templates, null)).journey;
   if (!journey) return [];
-  const usages = journey.steps.map((s) => ({ template: s.template, stepId: s.id, audience: s.to.kind === 'owner' ? 'owner' as const : 'customer' as const }));
-  return templateWarnings(templates, usages).map((p) => formatProblem(p));
+  return templateWarnings(templates, templateUsages(journey)).map((p) => formatProblem(p));
 }
 
 /**

@@ -5,8 +5,8 @@
  * broken template shows its problem while the others still render.
  */
 import { readdirSync } from 'node:fs';
-import { journeyRules, type ContentSource } from '../content.ts';
-import { checkTemplates, formatProblem, loadTemplates, unusedTemplateProblems, type Templates } from '../email/templates.ts';
+import { journeyRules, journeyTemplateProblems, type ContentSource } from '../content.ts';
+import { formatProblem, loadTemplates, type Templates } from '../email/templates.ts';
 import { formatJourneyProblem, loadJourneysFile } from '../journey/load-journeys.ts';
 import type { Journey, Stage } from '../journey/types.ts';
 
@@ -28,8 +28,7 @@ export function loadPreviewContent(source: ContentSource, stages: readonly Stage
   const { journey, problems: journeyProblems } = loadJourneysFile(source.journeysFile, journeyRules(templates, stages));
   const problems = [...journeyProblems.map(formatJourneyProblem), ...templateProblems.map((p) => formatProblem(p))];
   if (journey) {
-    const usages = journey.steps.map((s) => ({ template: s.template, stepId: s.id, audience: s.to.kind === 'owner' ? 'owner' as const : 'customer' as const }));
-    problems.push(...[...checkTemplates(templates, usages), ...unusedTemplateProblems(templates, usages)].map((p) => formatProblem(p)));
+    problems.push(...journeyTemplateProblems(templates, journey));
   }
   return { version, templates, journey, problems: [...new Set(problems)], stagesChecked: stages !== null };
 }
