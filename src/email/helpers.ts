@@ -37,34 +37,60 @@ export function createEnvironment(): HandlebarsEnv {
   // `log` writes whatever it is given to the console: titles and addresses must not reach logs.
   hb.unregisterHelper('log');
   installBudget(hb);
-  hb.registerHelper('formatMoney', function formatMoneyHelper(...args: unknown[]) {
-    const options = args.pop() as Handlebars.HelperOptions;
-    if (args.length !== 2) throw new Error('formatMoney needs an amount and a currency: {{formatMoney opportunity.amount opportunity.currency}}');
-    rejectHash('formatMoney', options, []);
+  hb.registerHelper('formatMoney', located(function formatMoneyHelper(args, options) {
+    callProblem('formatMoney', args.length, Object.keys(options.hash ?? {}), throwIt);
     return formatMoney(args[0], args[1], dataOf(options).locale);
-  });
-  hb.registerHelper('formatDate', function formatDateHelper(...args: unknown[]) {
-    const options = args.pop() as Handlebars.HelperOptions;
-    if (args.length !== 1) throw new Error('formatDate needs one date: {{formatDate opportunity.closingDate}}');
-    rejectHash('formatDate', options, ['style', 'time']);
+  }));
+  hb.registerHelper('formatDate', located(function formatDateHelper(args, options) {
+    callProblem('formatDate', args.length, Object.keys(options.hash ?? {}), throwIt);
     const { style, time } = options.hash as { style?: unknown; time?: unknown };
     return formatDate(args[0], { ...dataOf(options), style: style ?? 'long', time: time ?? null });
-  });
+  }));
   return hb;
+}
+
+type HelperBody = (args: unknown[], options: Handlebars.HelperOptions) => string;
+type HelperLocation = { start: { line: number; column: number } };
+
+/**
+ * A helper whose errors say where the call is (Handlebars passes it as `options.loc`): without
+ * it, the second of two bad `formatDate` calls was reported at the first.
+ */
+function located(body: HelperBody): Handlebars.HelperDelegate {
+  return (...args: unknown[]) => {
+    const options = args.pop() as Handlebars.HelperOptions & { loc?: HelperLocation };
+    try {
+      return body(args, options);
+    } catch (error) {
+      const start = options.loc?.start;
+      if (error instanceof Error && start && (error as { lineNumber?: unknown }).lineNumber === undefined) {
+        Object.assign(error, { lineNumber: start.line, column: start.column });
+      }
+      throw error;
+    }
+  };
+}
+
+const throwIt = (message: string): never => { throw new Error(message); };
+
+/** How Nudge's helpers are called: their arguments, and the options (`key=value`) each takes. */
+const HELPER_CALLS: Readonly<Record<string, { params: number; usage: string; options: readonly string[] }>> = {
+  formatMoney: { params: 2, usage: 'formatMoney needs an amount and a currency: {{formatMoney opportunity.amount opportunity.currency}}', options: [] },
+  formatDate: { params: 1, usage: 'formatDate needs one date: {{formatDate opportunity.closingDate}}', options: ['style', 'time'] },
+};
+
+/** The first thing wrong with a call of one of Nudge's helpers, given to `fail`; the static check and the render share it. */
+function callProblem(helper: string, params: number, keys: readonly string[], fail: (message: string) => void): void {
+  const call = HELPER_CALLS[helper];
+  if (!call) return;
+  if (params !== call.params) return fail(call.usage);
+  const unknown = keys.find((key) => !call.options.includes(key));
+  if (unknown !== undefined) fail(`${helper}: unknown option "${unknown}"${call.options.length ? ` (allowed: ${call.options.join(', ')})` : ''}`);
 }
 
 function dataOf(options: Handlebars.HelperOptions): RenderData {
   const data = (options.data ?? {}) as Partial<RenderData>;
   return { locale: data.locale ?? 'en', timeZone: data.timeZone ?? 'UTC' };
-}
-
-function rejectHash(helper: string, options: Handlebars.HelperOptions, allowed: readonly string[]): void {
-  for (const key of Object.keys(options.hash ?? {})) {
-    if (!allowed.includes(key)) {
-      const hint = allowed.length ? ` (allowed: ${allowed.join(', ')})` : '';
-      throw new Error(`${helper}: unknown option "${key}"${hint}`);
-    }
-  }
 }
 
 const DECIMAL = /^[-+]?\d+(\.\d+)?$/;
@@ -280,7 +306,7 @@ function isHelperCall(path: hbs.AST.PathExpression, w: Walk): boolean {
   return !path.data && path.depth === 0 && path.parts.length === 1 && !/^(this\b|\.)/.test(path.original) && w.set.helpers.has(path.original);
 }
 
-type Call = Pick<hbs.AST.MustacheStatement, 'params' | 'hash'> & { path: hbs.AST.Node };
+type Call = Pick<hbs.AST.MustacheStatement, 'params' | 'hash' | 'loc'> & { path: hbs.AST.Node };
 
 function checkArguments(node: Pick<Call, 'params' | 'hash'>, depth: number, w: Walk): void {
   for (const e of [...node.params, ...(node.hash?.pairs.map((p) => p.value) ?? [])]) {
@@ -304,10 +330,30 @@ function checkCall(node: Call, depth: number, w: Walk): void {
       const name = (key as hbs.AST.StringLiteral).value;
       checkPath({ ...of, parts: [...of.parts, name], original: `${of.original === 'this' ? '' : `${of.original}.`}${name}`, loc: key.loc }, depth, w);
     }
+    checkHelperCall(node, path.original, w);
     return;
   }
   if (node.params.length || node.hash?.pairs.length) return report(w, path, `unknown helper "${path.original}"`, `use one of ${[...w.set.helpers].sort().join(', ')}`);
   checkPath(path, depth, w);
+}
+
+/**
+ * formatMoney's and formatDate's arguments and options, and a written date style, checked where
+ * they are written (a render stops at its first error, and may not take the branch at all).
+ */
+function checkHelperCall(node: Call, helper: string, w: Walk): void {
+  const pairs = node.hash?.pairs ?? [];
+  let wrong = false;
+  callProblem(helper, node.params.length, pairs.map((p) => p.key), (message) => {
+    wrong = true;
+    report(w, node, message);
+  });
+  if (wrong || helper !== 'formatDate') return;
+  for (const pair of pairs) {
+    if (pair.value.type !== 'StringLiteral') continue;
+    const style = (pair.value as hbs.AST.StringLiteral).value;
+    if (!STYLES.includes(style)) return report(w, node, `formatDate: ${pair.key}="${style}" is not one of ${STYLES.join(', ')}`);
+  }
 }
 
 /**
@@ -362,7 +408,7 @@ function checkPartial(node: hbs.AST.PartialBlockStatement, depth: number, w: Wal
   walkPart(part, { ...w, shape: { ...w.shape, ...Object.fromEntries(keys.map((k) => [k, null])) } });
 }
 
-function report(w: Walk, node: hbs.AST.Node, message: string, hint: string): void {
+function report(w: Walk, node: Pick<hbs.AST.Node, 'loc'>, message: string, hint?: string): void {
   w.problems.push(problemAt(w.place, node.loc.start.line, node.loc.start.column, message, hint));
 }
 

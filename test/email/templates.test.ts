@@ -289,6 +289,35 @@ describe('strict rendering: problems name the file and the line', () => {
     expect(problems[1]).toMatch(/^h\.hbs:5:3: unknown helper "log"/);
   });
 
+  it('every wrong call of formatMoney and formatDate, each at its own line, taken branch or not', () => {
+    const templates = load({
+      'calls.hbs': email([
+        '<p>{{formatDate opportunity.closingDate}}</p>',
+        '<p>{{formatDate opportunity.closingDate style="weird"}}</p>',
+        '{{#unless reference}}{{formatMoney opportunity.amount}}{{/unless}}',
+        '<p>{{formatMoney opportunity.amount opportunity.currency}} {{formatDate opportunity.closingDate size="big"}}</p>',
+        '{{#if (formatDate opportunity.closingDate opportunity.closingDate)}}x{{/if}}',
+      ].join('\n')),
+    });
+    // A render stops at the first; it names that call's own place, not the first formatDate's.
+    expect(templateError(() => templates.render('calls', context(), EN))).toMatchObject({ file: 'calls.hbs', line: 5, column: 4 });
+    expect(checkTemplates(templates, [use('calls')]).map(formatProblem)).toEqual([
+      'calls.hbs:5:4: formatDate: style="weird" is not one of short, medium, long, full',
+      'calls.hbs:6:22: formatMoney needs an amount and a currency: {{formatMoney opportunity.amount opportunity.currency}}',
+      'calls.hbs:7:60: formatDate: unknown option "size" (allowed: style, time)',
+      'calls.hbs:8:7: formatDate needs one date: {{formatDate opportunity.closingDate}}',
+    ]);
+  });
+
+  it('a wrong helper call inside a partial is the partial\'s, at its line', () => {
+    const templates = load({
+      'p.hbs': email('<p>{{formatDate opportunity.closingDate}}</p>\n{{> when}}'),
+      'partials/when.hbs': '<p>{{formatDate opportunity.closingDate style="short"}}</p>\n<p>{{formatDate opportunity.closingDate time="soon"}}</p>\n',
+    });
+    expect(templateError(() => templates.render('p', context(), EN))).toMatchObject({ file: 'partials/when.hbs', line: 2, column: 4 });
+    expect(checkTemplates(templates, [use('p')]).map(formatProblem)).toEqual(['partials/when.hbs:2:4: formatDate: time="soon" is not one of short, medium, long, full']);
+  });
+
   it('a syntax error, found at load', () => {
     const { templates, problems } = loadTemplates(folder({ 'broken.hbs': email('<p>one</p>\n<p>two</p>\n<p>{{reference}</p>\n<p>four</p>\n'), 'ok.hbs': email('ok') }));
     expect(problems.map(formatProblem)).toEqual(['broken.hbs:6: syntax error: unexpected character inside {{ }} (fix: is a brace missing? A variable is written {{name}})']);
