@@ -17,6 +17,13 @@ export function parseInstant(iso: string): number {
     throw new RangeError(`--now must be an ISO instant with an offset, e.g. 2026-12-01T09:00:00Z; got ${JSON.stringify(iso)}`);
   }
   const t = Date.parse(iso);
-  if (Number.isNaN(t)) throw new RangeError(`--now is not a valid instant: ${JSON.stringify(iso)}`);
+  // Date.parse rolls an impossible day over (2026-02-30 is March 2): refuse it instead.
+  const [year, month, day] = iso.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const monthLength = new Date(Date.UTC(2000, month, 0)).getUTCDate() - (month === 2 && !isLeapYear(year) ? 1 : 0);
+  if (Number.isNaN(t) || day < 1 || day > monthLength) throw new RangeError(`--now is not a valid instant: ${JSON.stringify(iso)}`);
   return t;
+}
+
+function isLeapYear(year: number): boolean {
+  return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
 }

@@ -20,10 +20,12 @@ export type ForecastWindow = (typeof FORECAST_WINDOWS)[number];
 
 /** One open opportunity as the forecast needs it. */
 export interface ForecastRow {
+  /** Named when the row's amount cannot be read (`unreadableAmounts`). */
+  id?: number | string;
   closingDate: IsoDate | null;
   /** Exact decimal string (numeric(14,2)); null when blank. */
   amount: string | null;
-  /** ISO 4217 code; the padding of `char(3)` is ignored. */
+  /** ISO 4217 code; the padding of `char(3)` and the letters' case are ignored. */
   currency: string;
   stage: string;
   /** The stage's `position`, which orders `byStage`. */
@@ -69,7 +71,15 @@ export interface Forecast {
   stale: StaleFigures[];
   /** Open opportunities without a closing date: in no window. */
   noClosingDate: number;
+  /**
+   * Open opportunities whose amount is not a number (`NaN`, which numeric columns accept): counted
+   * as without an amount, and named here (the first `UNREADABLE_IDS` ids) so that someone mends them.
+   */
+  unreadableAmounts: { opportunities: number; ids: (number | string)[] };
 }
+
+/** How many opportunities with an unreadable amount a forecast names. */
+export const UNREADABLE_IDS = 20;
 
 /** The calendar day the forecast counts from. */
 export function forecastDay(now: Date, timeZone: string): IsoDate {
@@ -102,6 +112,7 @@ export class ForecastTally {
   private readonly stale = new Map<string, Totals>();
   private readonly positions = new Map<string, number>();
   private undated = 0;
+  private readonly unreadable = { opportunities: 0, ids: [] as (number | string)[] };
 
   constructor(now: Date, readonly timeZone: string) {
     this.asOf = forecastDay(now, timeZone);
@@ -121,10 +132,11 @@ export class ForecastTally {
     if (!Number.isInteger(row.probability) || row.probability < 0 || row.probability > 100) {
       throw new RangeError(`stage ${row.stage}: probability must be a whole percent 0..100, got ${row.probability}`);
     }
-    const currency = row.currency.trim();
-    const amount = row.amount === null ? null : parseDecimal(row.amount);
-    // YYYY-MM-DD strings order as the days they name.
-    if (row.closingDate < this.asOf) {
+    const currency = row.currency.trim().toUpperCase();
+    const amount = this.amountOf(row);
+    // YYYY-MM-DD strings order as the days they name. A day before the year 1 reads
+    // `2027-01-01 BC` (PostgreSQL's ISO style): past, whatever its digits say.
+    if (row.closingDate < this.asOf || !ISO_DAY.test(row.closingDate)) {
       addTo(this.stale, currency, amount, row.probability);
       return;
     }
@@ -133,6 +145,19 @@ export class ForecastTally {
       if (row.closingDate >= this.before[window]) continue;
       addTo(this.windows, key(window, currency), amount, row.probability);
       addTo(this.stages, key(window, currency, row.stage), amount, row.probability);
+    }
+  }
+
+  /** The amount, exact; null when blank, or when it is not a number (counted and named). */
+  private amountOf(row: ForecastRow): bigint | null {
+    if (row.amount === null) return null;
+    try {
+      return parseDecimal(row.amount);
+    } catch (error) {
+      if (!/^\s*nan\s*$/i.test(row.amount)) throw error;
+      this.unreadable.opportunities++;
+      if (row.id !== undefined && this.unreadable.ids.length < UNREADABLE_IDS) this.unreadable.ids.push(row.id);
+      return null;
     }
   }
 
@@ -156,7 +181,10 @@ export class ForecastTally {
     byStage.sort((a, b) => windowOrder(a.window) - windowOrder(b.window) || compareText(a.currency, b.currency)
       || this.positions.get(a.stage)! - this.positions.get(b.stage)! || compareText(a.stage, b.stage));
     stale.sort((a, b) => compareText(a.currency, b.currency));
-    return { asOf: this.asOf, timeZone: this.timeZone, before: { ...this.before }, windows, byStage, stale, noClosingDate: this.undated };
+    return {
+      asOf: this.asOf, timeZone: this.timeZone, before: { ...this.before }, windows, byStage, stale, noClosingDate: this.undated,
+      unreadableAmounts: { opportunities: this.unreadable.opportunities, ids: [...this.unreadable.ids] },
+    };
   }
 }
 
@@ -185,6 +213,8 @@ function addTo(map: Map<string, Totals>, k: string, amount: bigint | null, proba
 function figures(t: Totals): ForecastFigures {
   return { opportunities: t.opportunities, withoutAmount: t.withoutAmount, amount: formatCents(t.amount), expected: formatCents(t.weighted, 100n) };
 }
+
+const ISO_DAY = /^\d{4}-\d{2}-\d{2}$/;
 
 // Window names, currency codes and stage keys hold no NUL.
 const SEP = '\u0000';

@@ -8,6 +8,8 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readForecastRows } from '../src/db/forecast-rows.ts';
 import { computeForecast, type Forecast, type ForecastRow, type ForecastWindow } from '../src/forecast.ts';
@@ -81,6 +83,26 @@ describe('expected revenue is exact, rounded half up once', () => {
   it('trims the padding of char(3)', () => {
     const f = forecast([row('2026-12-02', '1.00', 'proposal', 'XX '), row('2026-12-02', '1.00', 'proposal', 'XX')]);
     expect(windowLines(f)[0]).toBe('7d XX: 2/0 2.00 1.00');
+  });
+
+  it('takes eur for EUR: one currency, whatever the letters\' case', () => {
+    const f = forecast([row('2026-12-02', '1.00', 'proposal', 'eur'), row('2026-12-02', '2.00', 'proposal', 'EUR')]);
+    expect(windowLines(f)[0]).toBe('7d EUR: 2/0 3.00 1.50');
+  });
+
+  it('counts an amount that is not a number (NaN, which numeric accepts) as without amount, and names it', () => {
+    const f = forecast([{ ...row('2026-12-02', 'NaN'), id: 41 }, row('2026-12-02', '10.00')]);
+    // 10.00 × 50 % = 5.00; the NaN row counts as an opportunity only.
+    expect(windowLines(f)[0]).toBe('7d EUR: 2/1 10.00 5.00');
+    expect(f.unreadableAmounts).toEqual({ opportunities: 1, ids: [41] });
+    expect(forecast([row('2026-12-02', '10.00')]).unreadableAmounts).toEqual({ opportunities: 0, ids: [] });
+    expect(() => forecast([row('2026-12-02', '12,50')])).toThrow(/not a decimal number/);
+  });
+
+  it('takes a day before the year 1 (PostgreSQL writes 2027-01-01 BC) as stale', () => {
+    const f = forecast([row('2027-01-01 BC', '10.00')]);
+    expect(f.windows).toEqual([]);
+    expect(f.stale).toEqual([{ currency: 'EUR', opportunities: 1, withoutAmount: 0, amount: '10.00', expected: '5.00' }]);
   });
 
   it('refuses a probability that is not a whole percent', () => {
@@ -239,6 +261,58 @@ describe('against PostgreSQL', () => {
     expect(json).toMatchObject({ asOf: '2026-12-02', timeZone: 'Pacific/Auckland' });
     // A, B, C: 12000.00 + 999.99 = 12999.99; 6000 + 99.999 = 6099.999.
     expect(json.windows[0]).toEqual({ window: '7d', currency: 'EUR', opportunities: 3, withoutAmount: 1, amount: '12999.99', expected: '6100.00' });
+  });
+
+  it('reads the same days whatever DateStyle the database is set to', async () => {
+    const iso = await nudge(['forecast', '--now', '2026-12-01T09:00:00Z', '--json']);
+    expect(iso.code).toBe(0);
+    const admin = world.database.db;
+    for (const style of ['German, DMY', 'SQL, DMY', 'Postgres, MDY']) {
+      await sql`alter database ${sql.id(world.database.name)} set datestyle = ${sql.lit(style)}`.execute(admin);
+      try {
+        const r = await nudge(['forecast', '--now', '2026-12-01T09:00:00Z', '--json']);
+        expect(r.code, style).toBe(0);
+        expect(JSON.parse(r.stdout), style).toEqual(JSON.parse(iso.stdout));
+        // The setting is in force for a new session: what PostgreSQL itself writes is not ISO.
+        const probe = new pg.Client({ connectionString: world.database.url });
+        await probe.connect();
+        try {
+          const { rows } = await probe.query<{ d: string }>(`select date '2026-12-03'::text as d`);
+          expect(rows[0]!.d).not.toBe('2026-12-03');
+        } finally {
+          await probe.end();
+        }
+      } finally {
+        await sql`alter database ${sql.id(world.database.name)} reset datestyle`.execute(admin);
+      }
+    }
+  });
+
+  it('names an opportunity whose amount is not a number, and counts the rest', async () => {
+    const id = await insertOpportunity(world.database.db, { title: 'NaN', amount: 'NaN', stage: 'proposal', closing_date: '2026-12-03' });
+    try {
+      const json = await nudge(['forecast', '--now', '2026-12-01T09:00:00Z', '--json']);
+      expect(json.code).toBe(0);
+      const f = JSON.parse(json.stdout) as Forecast;
+      // A and B as before, and the NaN one without amount.
+      expect(f.windows[0]).toEqual({ window: '7d', currency: 'EUR', opportunities: 3, withoutAmount: 2, amount: '12000.00', expected: '6000.00' });
+      expect(f.unreadableAmounts).toEqual({ opportunities: 1, ids: [id] });
+      const text = await nudge(['forecast', '--now', '2026-12-01T09:00:00Z']);
+      expect(text.code).toBe(0);
+      expect(text.stdout.trim().split('\n').at(-1)).toBe(`amount not a number (counted without amount): 1 (opportunities ${id})`);
+    } finally {
+      await world.database.db.deleteFrom('opportunities').where('id', '=', id).execute();
+    }
+  });
+
+  it('refuses a --now on a day that does not exist, rather than rolling it over', async () => {
+    for (const now of ['2026-02-30T12:00:00Z', '2026-11-31T00:00:00Z', '2027-02-29T09:00:00+01:00']) {
+      const r = await nudge(['forecast', '--now', now]);
+      expect(r.code, now).not.toBe(0);
+      expect(r.stderr).toContain(`--now is not a valid instant: "${now}"`);
+      expect(r.stdout).toBe('');
+    }
+    expect((await nudge(['forecast', '--now', '2028-02-29T09:00:00Z', '--json'])).code).toBe(0);
   });
 
   it('reads in keyset pages that break between rows of the same closing date', async () => {

@@ -35,6 +35,11 @@ function printForecast(f: Forecast): void {
   const stale = f.stale.map((s) => `${s.currency} ${s.opportunities} (${s.withoutAmount} without amount), amount ${s.amount}, expected ${s.expected}`);
   console.log(`stale (closing date passed, still open): ${stale.length ? stale.join('; ') : 'none'}`);
   console.log(`no closing date: ${f.noClosingDate}`);
+  const bad = f.unreadableAmounts;
+  if (bad.opportunities > 0) {
+    const more = bad.opportunities > bad.ids.length ? ', …' : '';
+    console.log(`amount not a number (counted without amount): ${bad.opportunities} (opportunities ${bad.ids.join(', ')}${more})`);
+  }
 }
 
 function cells(f: ForecastFigures): string[] {

@@ -181,6 +181,10 @@ export function createPool(url: string, options: DbOptions = {}): pg.Pool {
   // handover): its next statement fails instead, and the pool drops the client when it returns.
   pool.on('connect', (client) => {
     client.on('error', () => {});
+    // Dates and timestamps are read in PostgreSQL's ISO style, whatever the database's or role's
+    // DateStyle: with `German`, a closing date came as 30.11.2026 and the forecast counted it in
+    // no window. Queued before any statement of this connection; a pooler keeps it per client.
+    client.query('SET DateStyle TO ISO, YMD', () => {});
     // kysely sends every statement as `query(text, parameters)`; a registered text goes by its name.
     // Its result comes through a callback, not pg's own promise: measured on the scan's pages, a
     // result pg resolved its promise with stayed reachable past two young-generation collections
