@@ -4,7 +4,7 @@
  * page is open.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +14,7 @@ import { seedDemo } from '../src/seed.ts';
 import { launchBrowser } from './helpers/browser.ts';
 import { spawnNudge } from './helpers/cli.ts';
 import { insertContact, insertOpportunity } from './helpers/fixtures.ts';
-import { createWorld, type World } from './helpers/world.ts';
+import { createWorld, REPO, type World } from './helpers/world.ts';
 
 const HOSTILE = '<img src=x onerror=alert(1)>';
 /** How long the page may take to show a render after a click, a pick or a saved file (expect.poll's own default is 1 s). */
@@ -226,5 +226,114 @@ describe('nudge preview with only the templates folder', () => {
     expect(body).toMatch(/id="subject">[^<]*Trip to the USA/);
     expect(body).toMatch(/id="headers"[\s\S]*X-Nudge-Step/);
     expect(body).toMatch(/The calendar needs a reachable database/);
+  });
+});
+
+/** The page's text for `query`, tags removed and entities read, as a marketer reads it. */
+async function pageText(base: string, query: string): Promise<string> {
+  const res = await fetch(new URL(query, base));
+  expect(res.status).toBe(200);
+  const body = await res.text();
+  return body.replace(/<script[\s\S]*?<\/script>|<style[\s\S]*?<\/style>|srcdoc="[^"]*"/g, '').replace(/<[^>]+>/g, ' ')
+    .replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&').replace(/\s+/g, ' ');
+}
+
+describe('nudge preview: picking, and what it says about the pick', () => {
+  const ids: Record<string, number> = {};
+
+  beforeAll(async () => {
+    const db = world.database.db;
+    const german = await insertContact(db, { email: 'greta@customer.test', locale: 'de' });
+    ids.german = await insertOpportunity(db, { title: 'Fietstocht door Nederland', stage: 'proposal', primary_contact_id: german, closing_date: '2030-02-01' });
+    const bad = await insertContact(db, { email: 'not-an-email', locale: 'en' });
+    ids.badAddress = await insertOpportunity(db, { title: 'Bad address deal', stage: 'proposal', primary_contact_id: bad, closing_date: '2030-02-01' });
+    const gone = await insertContact(db, { email: 'gone@customer.test', unsubscribed_at: new Date('2026-01-01T00:00:00Z'), time_zone: 'Mars/Olympus' });
+    ids.unsubscribed = await insertOpportunity(db, { title: 'Unsubscribed deal', stage: 'won', primary_contact_id: gone, closing_date: '2030-02-01' });
+  });
+
+  it('"the recipient\'s" locale (the empty choice) renders in the recipient\'s own locale', async () => {
+    const own = await pageText(preview.url, `/?opportunity=${ids.german}&step=closing-in-14-days&locale=`);
+    expect(own).toMatch(/Template file closing-soon\.de\.hbs/);
+    expect(own).toMatch(/Rendered for locale de,/);
+    const picked = await pageText(preview.url, `/?opportunity=${ids.german}&step=closing-in-14-days&locale=en`);
+    expect(picked).toMatch(/Template file closing-soon\.hbs/);
+  });
+
+  it('a search picks its first match, keeps an opportunity that matches, and says when nothing does', async () => {
+    const found = await pageText(preview.url, `/?opportunity=${ids.badAddress}&q=Fietstocht`);
+    expect(found).toContain(`#${ids.german} Fietstocht door Nederland ·`);
+    const kept = await pageText(preview.url, `/?opportunity=${ids.german}&q=door`);
+    expect(kept).toContain(`#${ids.german} Fietstocht door Nederland ·`);
+    const none = await pageText(preview.url, `/?opportunity=${ids.german}&q=nothing-is-called-this`);
+    expect(none).toContain(`#${ids.german} Fietstocht door Nederland ·`);
+    expect(none).toContain('No opportunity matches "nothing-is-called-this".');
+    const byId = await pageText(preview.url, `/?q=%23${ids.badAddress}`);
+    expect(byId).toContain(`#${ids.badAddress} Bad address deal ·`);
+  });
+
+  it('says when more opportunities match than it lists', async () => {
+    expect(await pageText(preview.url, '/?q=Filler')).not.toContain('more match');
+    for (let i = 1; i <= 21; i++) await insertOpportunity(world.database.db, { title: `Filler ${i}`, stage: 'qualification' });
+    const text = await pageText(preview.url, '/?q=Filler');
+    expect(text).toContain('more match: type more of the title, or the id');
+    const listed = (await (await fetch(new URL('/?q=Filler', preview.url))).text()).match(/>#\d+ Filler \d+<\/a>/g);
+    expect(listed).toHaveLength(20);
+    expect(await pageText(preview.url, '/?q=Filler 21')).not.toContain('more match');
+  });
+
+  it('says what would stop the email: a bad address, an unsubscribed recipient, a closed deal, an unknown zone', async () => {
+    const bad = await pageText(preview.url, `/?opportunity=${ids.badAddress}&step=closing-in-14-days`);
+    expect(bad).toContain("The recipient's address is not valid (it would be suppressed as invalid_email).");
+    const gone = await pageText(preview.url, `/?opportunity=${ids.unsubscribed}&step=closing-in-14-days`);
+    expect(gone).toContain('The opportunity is won: every step would be suppressed (opportunity_closed).');
+    expect(gone).toContain('The recipient has unsubscribed (it would be suppressed as unsubscribed).');
+    expect(gone).toContain('The recipient\'s time zone "Mars/Olympus" is unknown: times are those of Europe/Brussels.');
+    const fine = await pageText(preview.url, `/?opportunity=${ids.german}&step=closing-in-14-days`);
+    expect(fine).not.toMatch(/would be suppressed|is unknown/);
+  });
+
+  it('says when a link names a step or template that is not there', async () => {
+    expect(await pageText(preview.url, '/?step=renamed-step')).toContain('journeys.yaml has no step "renamed-step": showing step "closing-in-14-days".');
+    expect(await pageText(preview.url, '/?template=gone')).toContain('There is no template "gone": showing "closing-soon".');
+    expect(await pageText(preview.url, '/?step=closing-in-3-days')).not.toMatch(/has no step|There is no template/);
+  });
+});
+
+describe('nudge preview: files removed and put back', () => {
+  const subjectOf = async (base: string) => /Subject (.*?) Preheader/.exec(await pageText(base, '/?opportunity=sample&step=closing-in-14-days'))?.[1] ?? null;
+
+  it('picks up the templates folder again after it was deleted and put back', async () => {
+    rmSync(world.templatesDir, { recursive: true, force: true });
+    await expect.poll(async () => pageText(preview.url, '/'), PAGE_UPDATE).toContain('the templates folder does not exist or cannot be read');
+    cpSync(path.join(REPO, 'templates'), world.templatesDir, { recursive: true });
+    await expect.poll(() => subjectOf(preview.url), PAGE_UPDATE).toContain('Trip to the USA');
+    world.write('closing-soon.hbs', template.replace(/^subject: .*$/m, 'subject: "Back again: {{reference}}"'));
+    await expect.poll(() => subjectOf(preview.url), PAGE_UPDATE).toBe('Back again: Trip to the USA');
+  });
+
+  it('follows a journey file outside the templates folder through a delete and an editor\'s rename-and-write save', async () => {
+    const outside = mkdtempSync(path.join(os.tmpdir(), 'nudge-journey-'));
+    const file = path.join(outside, 'journeys.yaml');
+    const shipped = readFileSync(path.join(REPO, 'templates', 'journeys.yaml'), 'utf8');
+    writeFileSync(file, shipped);
+    const own = await startPreview({ ...world.env, DATABASE_URL: undefined, NUDGE_JOURNEYS: file });
+    const steps = async () => (await pageText(own.url, '/')).match(/closing-in-\d+-days|renamed-\d+/g)?.join(',') ?? '';
+    try {
+      expect(await steps()).toContain('closing-in-14-days');
+      rmSync(file);
+      await expect.poll(async () => pageText(own.url, '/'), PAGE_UPDATE).toMatch(/journeys\.yaml/);
+      writeFileSync(file, shipped.replace('id: closing-in-14-days', 'id: renamed-1'));
+      await expect.poll(steps, PAGE_UPDATE).toContain('renamed-1');
+      // vim's save: the old file moved aside, a new one written, the old one removed.
+      renameSync(file, `${file}~`);
+      writeFileSync(file, shipped.replace('id: closing-in-14-days', 'id: renamed-2'));
+      rmSync(`${file}~`);
+      await expect.poll(steps, PAGE_UPDATE).toContain('renamed-2');
+      writeFileSync(file, shipped.replace('id: closing-in-14-days', 'id: renamed-3'));
+      await expect.poll(steps, PAGE_UPDATE).toContain('renamed-3');
+    } finally {
+      await own.stop();
+      rmSync(outside, { recursive: true, force: true });
+    }
   });
 });

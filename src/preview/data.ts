@@ -22,14 +22,21 @@ export interface OpportunityChoice {
   closingDate: string | null;
 }
 
+export interface OpportunitySearch {
+  choices: OpportunityChoice[];
+  /** More match than `choices` holds. */
+  more: boolean;
+}
+
 /**
- * Opportunities whose title contains `text` (case-insensitive), or whose id is `text`; the first
- * ones by id when `text` is empty.
+ * Opportunities whose title contains `text` (case-insensitive), or whose id is `text` (`31` or
+ * `#31`, as the list shows ids); the first `limit` by id, the first ones when `text` is empty.
  */
-export async function searchOpportunities(db: Db, text: string, limit = 20): Promise<OpportunityChoice[]> {
+export async function searchOpportunities(db: Db, text: string, limit = 20): Promise<OpportunitySearch> {
   let q = db.selectFrom('opportunities as o').innerJoin('stages as s', 's.key', 'o.stage')
-    .select(['o.id', 'o.title', 'o.closing_date', 's.label as stage']).orderBy('o.id').limit(limit);
-  const wanted = text.trim();
+    .select(['o.id', 'o.title', 'o.closing_date', 's.label as stage']).orderBy('o.id').limit(limit + 1);
+  const typed = text.trim();
+  const wanted = /^#\d+$/.test(typed) ? typed.slice(1) : typed;
   if (wanted) {
     // The title is matched literally: % and _ typed by the marketer are not wildcards.
     const pattern = `%${wanted.replace(/[\\%_]/g, '\\$&')}%`;
@@ -39,7 +46,7 @@ export async function searchOpportunities(db: Db, text: string, limit = 20): Pro
     ]));
   }
   const rows = await q.execute();
-  return rows.map((r) => ({ id: r.id, title: r.title, stage: r.stage, closingDate: r.closing_date }));
+  return { choices: rows.slice(0, limit).map((r) => ({ id: r.id, title: r.title, stage: r.stage, closingDate: r.closing_date })), more: rows.length > limit };
 }
 
 /** The lowest opportunity id, or null when the table is empty. */

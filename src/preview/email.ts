@@ -6,7 +6,7 @@
 import { composeEmail, templateContext, type ComposeSettings } from '../email/compose.ts';
 import type { OutgoingEmail } from '../email/mailer.ts';
 import { formatProblem, TemplateError, type RenderedEmail, type Templates } from '../email/templates.ts';
-import { resolveRecipients, type Recipient } from '../journey/recipients.ts';
+import { isValidEmail, resolveRecipients, type Recipient } from '../journey/recipients.ts';
 import type { Journey, JourneyDefaults, Snapshot, Step } from '../journey/types.ts';
 
 /** What the page asks for; every field may be missing or name something that no longer exists. */
@@ -56,12 +56,14 @@ export function previewEmail(
   if (!selection.fromJourney) {
     notes.push(`${journey ? 'No step of journeys.yaml uses this template' : 'journeys.yaml has a problem'}: X-Nudge-Step shows "preview".`);
   }
-  let recipient = resolveRecipients(snapshot, step, defaults)[0];
+  const recipients = resolveRecipients(snapshot, step, defaults);
+  let recipient = recipients[0];
   if (!recipient) {
     recipient = standInRecipient(step, defaults);
     notes.push(`This opportunity has nobody to send step "${step.id}" to (it would be suppressed as no_contact): shown with a stand-in recipient.`);
-  } else if (!recipient.address) {
-    notes.push('The recipient has no email address (it would be suppressed as invalid_email).');
+  } else {
+    notes.push(...recipientNotes(snapshot, recipient, defaults));
+    if (recipients.length > 1) notes.push(`Step "${step.id}" goes to ${recipients.length} people here; shown for the first, each gets it in their own locale.`);
   }
   const locale = localeOverride ?? recipient.locale;
   const ctx = templateContext(snapshot, recipient, settings);
@@ -75,6 +77,22 @@ export function previewEmail(
     if (!(error instanceof TemplateError)) throw error;
     return { ...base, result: { problem: formatProblem(error.problem) } };
   }
+}
+
+/**
+ * What would stop this email whenever it fell due, said beside it: facts about the opportunity and
+ * the recipient, not about timing (explain tells when a step falls due and what it decides then).
+ */
+function recipientNotes(snapshot: Snapshot, recipient: Recipient, defaults: JourneyDefaults): string[] {
+  const notes: string[] = [];
+  const outcome = snapshot.opportunity.stage.outcome;
+  if (outcome !== 'open') notes.push(`The opportunity is ${outcome}: every step would be suppressed (opportunity_closed).`);
+  if (!recipient.address) notes.push('The recipient has no email address (it would be suppressed as invalid_email).');
+  else if (!isValidEmail(recipient.address)) notes.push('The recipient\'s address is not valid (it would be suppressed as invalid_email).');
+  if (recipient.contact?.unsubscribedAt) notes.push('The recipient has unsubscribed (it would be suppressed as unsubscribed).');
+  if (recipient.contact?.bouncedAt) notes.push('The recipient\'s address has bounced (it would be suppressed as bounced).');
+  if (recipient.unknownZone !== null) notes.push(`The recipient's time zone "${recipient.unknownZone}" is unknown: times are those of ${defaults.timeZone}.`);
+  return notes;
 }
 
 function standInStep(template: string): Step {

@@ -13,8 +13,8 @@ import type { Snapshot } from '../journey/types.ts';
 import type { Logger } from '../logger.ts';
 import type { Simulation } from '../simulate.ts';
 import { localeVariants, type PreviewContent } from './content.ts';
-import { calendar, firstOpportunityId, forecast, opportunitySnapshot, sampleSnapshot, searchOpportunities, type OpportunityChoice } from './data.ts';
-import { previewEmail, selectEmail, type EmailPreview } from './email.ts';
+import { calendar, firstOpportunityId, forecast, opportunitySnapshot, sampleSnapshot, searchOpportunities, type OpportunityChoice, type OpportunitySearch } from './data.ts';
+import { previewEmail, selectEmail, type EmailPreview, type Selection } from './email.ts';
 import type { ContentWatch } from './watch.ts';
 
 export interface PreviewDeps {
@@ -47,6 +47,8 @@ export interface View {
   content: PreviewContent;
   database: DatabaseState;
   choices: OpportunityChoice[];
+  /** More opportunities match the search than `choices` lists. */
+  moreChoices: boolean;
   snapshot: Snapshot;
   sample: boolean;
   notes: string[];
@@ -87,16 +89,18 @@ async function buildView(deps: PreviewDeps, query: ViewQuery, cached: Cached): P
   const now = deps.clock.now();
   const database = await databaseState(deps);
   const db = database === 'connected' ? deps.db : null;
-  const [picked, choices] = await Promise.all([
-    pickOpportunity(db, query.opportunity, now, deps.logger),
-    db ? searchOpportunities(db, query.q ?? '').catch((): OpportunityChoice[] => []) : [],
-  ]);
+  const search = db ? await searchOpportunities(db, query.q ?? '').catch((): OpportunitySearch => ({ choices: [], more: false })) : { choices: [], more: false };
+  const picked = await pickOpportunity(db, searchedOpportunity(query, search.choices), now, deps.logger);
+  if (query.q?.trim() && db && search.choices.length === 0) picked.notes.push(`No opportunity matches "${query.q.trim()}".`);
   const selection = selectEmail(content.templates, content.journey, { stepId: query.step, template: query.template });
-  const email = selection && previewEmail(content.templates, content.journey, picked.snapshot, selection, query.locale ?? null, deps.settings);
+  // The empty choice of the locale menu is "the recipient's".
+  const email = selection && previewEmail(content.templates, content.journey, picked.snapshot, selection, query.locale || null, deps.settings);
+  if (email) email.notes.unshift(...selectionNotes(query, email.selection));
+  const choices = search.choices;
   const journey = content.journey;
   const missing = (what: string) => ({ missing: db === null ? `${what} needs a reachable database (DATABASE_URL).` : `${what} needs a valid journeys.yaml: see the problems above.` });
   return {
-    query, content, database, choices, snapshot: picked.snapshot, sample: picked.sample, notes: picked.notes, email,
+    query, content, database, choices, moreChoices: search.more, snapshot: picked.snapshot, sample: picked.sample, notes: picked.notes, email,
     locales: selection ? localeVariants(content.templates.dir).get(selection.template) ?? [] : [],
     calendar: db && journey
       ? await cached(`calendar:${content.version}`, () => section(() => calendar(db, journey, now), 'calendar', deps.logger))
@@ -105,6 +109,25 @@ async function buildView(deps: PreviewDeps, query: ViewQuery, cached: Cached): P
       ? await cached(`forecast:${content.version}`, () => section(() => forecast(db, journey.defaults.timeZone, now), 'forecast', deps.logger))
       : missing('The forecast'),
   };
+}
+
+/**
+ * The opportunity to show: the one asked for, unless a search does not match it, in which case its
+ * first match (searching picks; a match clicked in the list keeps the search).
+ */
+function searchedOpportunity(query: ViewQuery, matches: OpportunityChoice[]): string | undefined {
+  if (!query.q?.trim() || matches.length === 0 || query.opportunity === 'sample') return query.opportunity;
+  if (query.opportunity && matches.some((m) => String(m.id) === query.opportunity)) return query.opportunity;
+  return String(matches[0]!.id);
+}
+
+/** A link naming a step or template that is not there (renamed, removed) says so. */
+function selectionNotes(query: ViewQuery, selection: Selection): string[] {
+  if (query.step && selection.step.id !== query.step) {
+    return [`journeys.yaml has no step "${query.step}": showing ${selection.fromJourney ? `step "${selection.step.id}"` : `template "${selection.template}"`}.`];
+  }
+  if (!query.step && query.template && selection.template !== query.template) return [`There is no template "${query.template}": showing "${selection.template}".`];
+  return [];
 }
 
 async function databaseState(deps: PreviewDeps): Promise<DatabaseState> {

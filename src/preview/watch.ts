@@ -4,6 +4,7 @@
  * subscriber (each open page, through Server-Sent Events) hears about it once the new version is
  * in place. A broken file never throws here: its problems are part of the content.
  */
+import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import type { ContentSource } from '../content.ts';
 import type { Stage } from '../journey/types.ts';
@@ -55,8 +56,20 @@ export async function watchContent(
   };
 }
 
+/**
+ * Watches the folders that hold the templates folder and the journey file, and only those two
+ * within them: a watch on a path itself ends when the path is removed, so a folder deleted and
+ * put back, or a journey file replaced the way some editors save, was never seen again.
+ */
 async function startWatcher(source: ContentSource, onChange: () => void, logger: Logger): Promise<FSWatcher> {
-  const watcher = watch([source.templatesDir, source.journeysFile], { ignoreInitial: true, atomic: true });
+  const templatesDir = path.resolve(source.templatesDir);
+  const journeysFile = path.resolve(source.journeysFile);
+  const roots = [...new Set([path.dirname(templatesDir), path.dirname(journeysFile)])];
+  const wanted = (p: string) => {
+    const full = path.resolve(p);
+    return roots.includes(full) || full === journeysFile || full === templatesDir || full.startsWith(templatesDir + path.sep);
+  };
+  const watcher = watch(roots, { ignoreInitial: true, atomic: true, ignored: (p: string) => !wanted(p) });
   watcher.on('all', () => onChange());
   // A watch error (a folder removed, too many files) is logged; the last content stays on screen.
   watcher.on('error', (err) => logger.warn({ err: (err as Error).message }, 'file watching failed'));
