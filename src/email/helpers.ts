@@ -173,13 +173,18 @@ function toInstant(value: unknown): Date | null {
 export function safeLocale(locale: string): string {
   const known = locales.get(locale);
   if (known !== undefined) return known;
-  let canonical: string;
-  try {
-    canonical = Intl.getCanonicalLocales(locale.replace(/_/g, '-'))[0] ?? 'en';
-  } catch {
-    canonical = 'en';
-  }
+  const tag = locale.replace(/_/g, '-');
+  // A malformed tag (`de-DE-DE`) still names its language: German dates for a German template.
+  const canonical = canonicalLocale(tag) ?? canonicalLocale(tag.split('-')[0]!) ?? 'en';
   return remember(locales, locale, canonical, MEMO_LIMIT);
+}
+
+function canonicalLocale(tag: string): string | null {
+  try {
+    return Intl.getCanonicalLocales(tag)[0] ?? null;
+  } catch {
+    return null;
+  }
 }
 
 function safeTimeZone(timeZone: string): string {

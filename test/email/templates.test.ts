@@ -193,6 +193,9 @@ describe('formatDate', () => {
     ['en', '[March 1, 2026|3/1/26]'],
     ['de', '[1. März 2026|01.03.26]'],
     ['en-GB', '[1 March 2026|01/03/2026]'],
+    // Malformed (a region twice), as a CRM may hold it: still German, as the .de file it picks.
+    ['de-DE-DE', '[1. März 2026|01.03.26]'],
+    ['de_AT', '[1. März 2026|01.03.26]'],
   ])('formats a calendar day in the recipient locale (%s)', (locale, expected) => {
     expect(load(files).render('date', context(), { locale, timeZone: 'Pacific/Kiritimati' }).html).toBe(expected);
   });
