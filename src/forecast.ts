@@ -81,6 +81,11 @@ export interface Forecast {
 /** How many opportunities with an unreadable amount a forecast names. */
 export const UNREADABLE_IDS = 20;
 
+/** `12, 41` for people, with `…` when more were counted than named. */
+export function namedIds(unreadable: Forecast['unreadableAmounts']): string {
+  return `${unreadable.ids.join(', ')}${unreadable.opportunities > unreadable.ids.length ? ', …' : ''}`;
+}
+
 /** The calendar day the forecast counts from. */
 export function forecastDay(now: Date, timeZone: string): IsoDate {
   return localDate(now, timeZone);

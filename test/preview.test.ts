@@ -249,6 +249,8 @@ describe('nudge preview: picking, and what it says about the pick', () => {
     ids.badAddress = await insertOpportunity(db, { title: 'Bad address deal', stage: 'proposal', primary_contact_id: bad, closing_date: '2030-02-01' });
     const gone = await insertContact(db, { email: 'gone@customer.test', unsubscribed_at: new Date('2026-01-01T00:00:00Z'), time_zone: 'Mars/Olympus' });
     ids.unsubscribed = await insertOpportunity(db, { title: 'Unsubscribed deal', stage: 'won', primary_contact_id: gone, closing_date: '2030-02-01' });
+    ids.qualification = await insertOpportunity(db, { title: 'Early deal', stage: 'qualification', primary_contact_id: german, closing_date: '2030-02-01' });
+    ids.lostAlone = await insertOpportunity(db, { title: 'Lost deal without contact', stage: 'lost', closing_date: '2030-02-01' });
   });
 
   it('"the recipient\'s" locale (the empty choice) renders in the recipient\'s own locale', async () => {
@@ -267,6 +269,9 @@ describe('nudge preview: picking, and what it says about the pick', () => {
     const none = await pageText(preview.url, `/?opportunity=${ids.german}&q=nothing-is-called-this`);
     expect(none).toContain(`#${ids.german} Fietstocht door Nederland ·`);
     expect(none).toContain('No opportunity matches "nothing-is-called-this".');
+    // On the sample, the search form does not carry it: a search picks its first match.
+    const onSample = await (await fetch(new URL('/?opportunity=sample', preview.url))).text();
+    expect(/<form[^>]*id="search"[\s\S]*?<\/form>/.exec(onSample)![0]).not.toContain('name="opportunity"');
     const byId = await pageText(preview.url, `/?q=%23${ids.badAddress}`);
     expect(byId).toContain(`#${ids.badAddress} Bad address deal ·`);
   });
@@ -285,11 +290,17 @@ describe('nudge preview: picking, and what it says about the pick', () => {
     const bad = await pageText(preview.url, `/?opportunity=${ids.badAddress}&step=closing-in-14-days`);
     expect(bad).toContain("The recipient's address is not valid (it would be suppressed as invalid_email).");
     const gone = await pageText(preview.url, `/?opportunity=${ids.unsubscribed}&step=closing-in-14-days`);
-    expect(gone).toContain('The opportunity is won: every step would be suppressed (opportunity_closed).');
+    expect(gone).toContain('The opportunity is won: no step goes out (not eligible; opportunity_closed at send time).');
     expect(gone).toContain('The recipient has unsubscribed (it would be suppressed as unsubscribed).');
     expect(gone).toContain('The recipient\'s time zone "Mars/Olympus" is unknown: times are those of Europe/Brussels.');
     const fine = await pageText(preview.url, `/?opportunity=${ids.german}&step=closing-in-14-days`);
-    expect(fine).not.toMatch(/would be suppressed|is unknown/);
+    expect(fine).not.toMatch(/would be suppressed|is unknown|not eligible/);
+    const filtered = await pageText(preview.url, `/?opportunity=${ids.qualification}&step=closing-in-3-days`);
+    expect(filtered).toContain('Step "closing-in-3-days" does not apply to this opportunity: stage qualification is not one of proposal, negotiation (not eligible; stage_not_eligible at send time).');
+    // A closed deal without anyone to send to: closed comes first.
+    const nobody = await pageText(preview.url, `/?opportunity=${ids.lostAlone}&step=closing-in-14-days`);
+    expect(nobody).toContain('The opportunity is lost: no step goes out');
+    expect(nobody).toContain('(it would be suppressed as no_contact)');
   });
 
   it('says when a link names a step or template that is not there', async () => {
@@ -321,7 +332,7 @@ describe('nudge preview: files removed and put back', () => {
     try {
       expect(await steps()).toContain('closing-in-14-days');
       rmSync(file);
-      await expect.poll(async () => pageText(own.url, '/'), PAGE_UPDATE).toMatch(/journeys\.yaml/);
+      await expect.poll(async () => pageText(own.url, '/'), PAGE_UPDATE).toContain('cannot read the journey file');
       writeFileSync(file, shipped.replace('id: closing-in-14-days', 'id: renamed-1'));
       await expect.poll(steps, PAGE_UPDATE).toContain('renamed-1');
       // vim's save: the old file moved aside, a new one written, the old one removed.

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { readForecastRows } from '../db/forecast-rows.ts';
-import { ForecastTally, type Forecast, type ForecastFigures } from '../forecast.ts';
+import { ForecastTally, namedIds, type Forecast, type ForecastFigures } from '../forecast.ts';
 import { clockFrom, withRuntime } from './shared.ts';
 
 export function registerForecast(program: Command): void {
@@ -37,8 +37,7 @@ function printForecast(f: Forecast): void {
   console.log(`no closing date: ${f.noClosingDate}`);
   const bad = f.unreadableAmounts;
   if (bad.opportunities > 0) {
-    const more = bad.opportunities > bad.ids.length ? ', …' : '';
-    console.log(`amount not a number (counted without amount): ${bad.opportunities} (opportunities ${bad.ids.join(', ')}${more})`);
+    console.log(`amount not a number (counted without amount): ${bad.opportunities} (opportunities ${namedIds(bad)})`);
   }
 }
 

@@ -54,7 +54,7 @@ export async function forecastPage(db: Db, before: IsoDate, after: ForecastCurso
 
 export function toForecastRow(row: ForecastPageRow): ForecastRow {
   return {
-    id: row.id, closingDate: row.closing_date, amount: row.amount, currency: row.currency.trim().toUpperCase(), stage: row.stage,
+    id: row.id, closingDate: row.closing_date, amount: row.amount, currency: row.currency, stage: row.stage,
     stagePosition: row.stage_position, probability: row.stage_probability,
   };
 }

@@ -6,7 +6,8 @@
 
 export const STYLE = `
 :root { font-family: system-ui, -apple-system, "Segoe UI", Arial, sans-serif; color: #1f2933; background: #f4f5f7; }
-body { margin: 0; overflow-wrap: anywhere; }
+body { margin: 0; }
+#current-opportunity, ul.choices, .notes, section h2 { overflow-wrap: anywhere; }
 header { display: flex; gap: 16px; align-items: baseline; padding: 12px 20px; background: #1f2933; color: #fff; }
 header h1 { font-size: 18px; margin: 0; }
 #live-status { font-size: 13px; color: #9ae6b4; }

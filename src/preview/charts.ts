@@ -3,7 +3,7 @@
  * and suppressions per step) and the `forecast` as inline SVG bars, one chart per currency
  * (amounts in different currencies are never drawn on one scale).
  */
-import type { Forecast, WindowFigures } from '../forecast.ts';
+import { namedIds, type Forecast, type WindowFigures } from '../forecast.ts';
 import { weekday } from '../journey/time.ts';
 import type { Simulation, SimulationDay } from '../simulate.ts';
 import { html, type Html } from './html.ts';
@@ -56,7 +56,10 @@ export function forecastHtml(f: Forecast): Html {
     cumulative. <span class="legend amount">amount</span> <span class="legend expected">expected = amount × probability</span></p>
   ${currencies.length === 0 ? html`<p>No open opportunity closes in the next 3 months.</p>` : ''}
   <div class="charts">${currencies.map((c) => currencyChart(c, f.windows.filter((w) => w.currency === c)))}</div>
-  <p>Stale (closing date passed, still open): ${stale.length ? stale.join('; ') : 'none'}. Without a closing date: ${f.noClosingDate}.</p>`;
+  <p>Stale (closing date passed, still open): ${stale.length ? stale.join('; ') : 'none'}. Without a closing date: ${f.noClosingDate}.</p>
+  ${f.unreadableAmounts.opportunities > 0
+    ? html`<p class="suppress" id="unreadable-amounts">Amount not a number (counted without amount): ${f.unreadableAmounts.opportunities} (opportunities ${namedIds(f.unreadableAmounts)}).</p>`
+    : ''}`;
 }
 
 function currencyChart(currency: string, windows: WindowFigures[]): Html {

@@ -7,6 +7,7 @@ import { composeEmail, templateContext, type ComposeSettings } from '../email/co
 import type { OutgoingEmail } from '../email/mailer.ts';
 import { formatProblem, TemplateError, type RenderedEmail, type Templates } from '../email/templates.ts';
 import { isValidEmail, resolveRecipients, type Recipient } from '../journey/recipients.ts';
+import { stageFilter } from '../journey/rules.ts';
 import type { Journey, JourneyDefaults, Snapshot, Step } from '../journey/types.ts';
 
 /** What the page asks for; every field may be missing or name something that no longer exists. */
@@ -56,14 +57,15 @@ export function previewEmail(
   if (!selection.fromJourney) {
     notes.push(`${journey ? 'No step of journeys.yaml uses this template' : 'journeys.yaml has a problem'}: X-Nudge-Step shows "preview".`);
   }
+  notes.push(...opportunityNotes(snapshot, selection));
   const recipients = resolveRecipients(snapshot, step, defaults);
   let recipient = recipients[0];
   if (!recipient) {
     recipient = standInRecipient(step, defaults);
     notes.push(`This opportunity has nobody to send step "${step.id}" to (it would be suppressed as no_contact): shown with a stand-in recipient.`);
   } else {
-    notes.push(...recipientNotes(snapshot, recipient, defaults));
     if (recipients.length > 1) notes.push(`Step "${step.id}" goes to ${recipients.length} people here; shown for the first, each gets it in their own locale.`);
+    for (const r of recipients) notes.push(...recipientNotes(r, recipients.length > 1, defaults));
   }
   const locale = localeOverride ?? recipient.locale;
   const ctx = templateContext(snapshot, recipient, settings);
@@ -80,18 +82,25 @@ export function previewEmail(
 }
 
 /**
- * What would stop this email whenever it fell due, said beside it: facts about the opportunity and
- * the recipient, not about timing (explain tells when a step falls due and what it decides then).
+ * What would keep this email from going out whenever it fell due, said beside it: facts about the
+ * opportunity and the recipients, not about timing (explain tells when a step falls due and what
+ * it decides then). The rules are those of `src/journey/rules.ts`, in its order.
  */
-function recipientNotes(snapshot: Snapshot, recipient: Recipient, defaults: JourneyDefaults): string[] {
-  const notes: string[] = [];
+function opportunityNotes(snapshot: Snapshot, selection: Selection): string[] {
   const outcome = snapshot.opportunity.stage.outcome;
-  if (outcome !== 'open') notes.push(`The opportunity is ${outcome}: every step would be suppressed (opportunity_closed).`);
-  if (!recipient.address) notes.push('The recipient has no email address (it would be suppressed as invalid_email).');
-  else if (!isValidEmail(recipient.address)) notes.push('The recipient\'s address is not valid (it would be suppressed as invalid_email).');
-  if (recipient.contact?.unsubscribedAt) notes.push('The recipient has unsubscribed (it would be suppressed as unsubscribed).');
-  if (recipient.contact?.bouncedAt) notes.push('The recipient\'s address has bounced (it would be suppressed as bounced).');
-  if (recipient.unknownZone !== null) notes.push(`The recipient's time zone "${recipient.unknownZone}" is unknown: times are those of ${defaults.timeZone}.`);
+  if (outcome !== 'open') return [`The opportunity is ${outcome}: no step goes out (not eligible; opportunity_closed at send time).`];
+  const filtered = selection.fromJourney ? stageFilter(snapshot, selection.step) : null;
+  return filtered ? [`Step "${selection.step.id}" does not apply to this opportunity: ${filtered} (not eligible; stage_not_eligible at send time).`] : [];
+}
+
+function recipientNotes(recipient: Recipient, several: boolean, defaults: JourneyDefaults): string[] {
+  const who = several ? `The recipient ${recipient.address || `#${recipient.contact?.id}`}` : 'The recipient';
+  const notes: string[] = [];
+  if (!recipient.address) notes.push(`${who} has no email address (it would be suppressed as invalid_email).`);
+  else if (!isValidEmail(recipient.address)) notes.push(`${who}'s address is not valid (it would be suppressed as invalid_email).`);
+  if (recipient.contact?.unsubscribedAt) notes.push(`${who} has unsubscribed (it would be suppressed as unsubscribed).`);
+  if (recipient.contact?.bouncedAt) notes.push(`${who}'s address has bounced (it would be suppressed as bounced).`);
+  if (recipient.unknownZone !== null) notes.push(`${who}'s time zone "${recipient.unknownZone}" is unknown: times are those of ${defaults.timeZone}.`);
   return notes;
 }
 

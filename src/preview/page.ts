@@ -111,14 +111,14 @@ function opportunityHtml(view: View): Html {
     · ${o.stage.label} (${o.stage.probability}%) · closes ${o.closingDate ?? 'no date'} · ${o.amount ?? 'no amount'} ${o.currency}</p>
   ${view.notes.length ? html`<ul class="notes">${view.notes.map((n) => html`<li>${n}</li>`)}</ul>` : ''}
   ${view.database === 'connected' ? html`<form method="get" action="/" id="search">
-    ${hidden(q, ['step', 'template', 'locale', 'opportunity'])}
+    ${hidden(q, ['step', 'template', 'locale', ...(q.opportunity === 'sample' ? [] : ['opportunity' as const])])}
     <label>Search by title or id <input type="search" name="q" value="${q.q ?? ''}" maxlength="200"></label>
     <button type="submit">Search</button>
   </form>
   <ul class="choices" id="choices">${view.choices.map((c) => html`<li><a href="${href(q, { opportunity: String(c.id) })}">#${c.id} ${c.title}</a>
     <small class="muted">${c.stage} · closes ${c.closingDate ?? 'no date'}</small></li>`)}
     ${view.moreChoices ? html`<li class="muted" id="more-choices">more match: type more of the title, or the id</li>` : ''}
-    <li><a href="${href(q, { opportunity: 'sample' })}">the built-in sample opportunity</a></li></ul>` : ''}
+    <li><a href="${href(q, { opportunity: 'sample', q: undefined })}">the built-in sample opportunity</a></li></ul>` : ''}
 </section>`;
 }
 

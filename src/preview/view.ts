@@ -9,7 +9,7 @@ import type { Db } from '../db/database.ts';
 import { listStages } from '../db/opportunities.ts';
 import type { ComposeSettings } from '../email/compose.ts';
 import type { Forecast } from '../forecast.ts';
-import type { Snapshot } from '../journey/types.ts';
+import type { Journey, Snapshot } from '../journey/types.ts';
 import type { Logger } from '../logger.ts';
 import type { Simulation } from '../simulate.ts';
 import { localeVariants, type PreviewContent } from './content.ts';
@@ -89,18 +89,19 @@ async function buildView(deps: PreviewDeps, query: ViewQuery, cached: Cached): P
   const now = deps.clock.now();
   const database = await databaseState(deps);
   const db = database === 'connected' ? deps.db : null;
-  const search = db ? await searchOpportunities(db, query.q ?? '').catch((): OpportunitySearch => ({ choices: [], more: false })) : { choices: [], more: false };
-  const picked = await pickOpportunity(db, searchedOpportunity(query, search.choices), now, deps.logger);
-  if (query.q?.trim() && db && search.choices.length === 0) picked.notes.push(`No opportunity matches "${query.q.trim()}".`);
+  const search: OpportunitySearch | null = db ? await searchOpportunities(db, query.q ?? '').catch(() => null) : { choices: [], more: false };
+  const picked = await pickOpportunity(db, searchedOpportunity(query, search?.choices ?? []), now, deps.logger);
+  if (search === null) picked.notes.push('The search could not be run: the database did not answer.');
+  else if (query.q?.trim() && db && search.choices.length === 0) picked.notes.push(`No opportunity matches "${query.q.trim()}".`);
   const selection = selectEmail(content.templates, content.journey, { stepId: query.step, template: query.template });
   // The empty choice of the locale menu is "the recipient's".
   const email = selection && previewEmail(content.templates, content.journey, picked.snapshot, selection, query.locale || null, deps.settings);
-  if (email) email.notes.unshift(...selectionNotes(query, email.selection));
-  const choices = search.choices;
+  if (email) email.notes.unshift(...selectionNotes(query, email.selection, content.journey));
+  const choices = search?.choices ?? [];
   const journey = content.journey;
   const missing = (what: string) => ({ missing: db === null ? `${what} needs a reachable database (DATABASE_URL).` : `${what} needs a valid journeys.yaml: see the problems above.` });
   return {
-    query, content, database, choices, moreChoices: search.more, snapshot: picked.snapshot, sample: picked.sample, notes: picked.notes, email,
+    query, content, database, choices, moreChoices: search?.more ?? false, snapshot: picked.snapshot, sample: picked.sample, notes: picked.notes, email,
     locales: selection ? localeVariants(content.templates.dir).get(selection.template) ?? [] : [],
     calendar: db && journey
       ? await cached(`calendar:${content.version}`, () => section(() => calendar(db, journey, now), 'calendar', deps.logger))
@@ -122,9 +123,10 @@ function searchedOpportunity(query: ViewQuery, matches: OpportunityChoice[]): st
 }
 
 /** A link naming a step or template that is not there (renamed, removed) says so. */
-function selectionNotes(query: ViewQuery, selection: Selection): string[] {
+function selectionNotes(query: ViewQuery, selection: Selection, journey: Journey | null): string[] {
   if (query.step && selection.step.id !== query.step) {
-    return [`journeys.yaml has no step "${query.step}": showing ${selection.fromJourney ? `step "${selection.step.id}"` : `template "${selection.template}"`}.`];
+    const why = journey ? `journeys.yaml has no step "${query.step}"` : `journeys.yaml has a problem, so step "${query.step}" cannot be shown`;
+    return [`${why}: showing ${selection.fromJourney ? `step "${selection.step.id}"` : `template "${selection.template}"`}.`];
   }
   if (!query.step && query.template && selection.template !== query.template) return [`There is no template "${query.template}": showing "${selection.template}".`];
   return [];

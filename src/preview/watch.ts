@@ -4,8 +4,9 @@
  * subscriber (each open page, through Server-Sent Events) hears about it once the new version is
  * in place. A broken file never throws here: its problems are part of the content.
  */
+import { existsSync, watch as fsWatch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import { watch } from 'chokidar';
 import type { ContentSource } from '../content.ts';
 import type { Stage } from '../journey/types.ts';
 import type { Logger } from '../logger.ts';
@@ -57,24 +58,47 @@ export async function watchContent(
 }
 
 /**
- * Watches the folders that hold the templates folder and the journey file, and only those two
- * within them: a watch on a path itself ends when the path is removed, so a folder deleted and
- * put back, or a journey file replaced the way some editors save, was never seen again.
+ * chokidar watches the templates folder's files. A watch on a path ends when the path is removed,
+ * so the folders that hold the templates folder and the journey file are watched too, by name
+ * only (`fs.watch`: no listing, whatever else those folders hold): the journey file's every save
+ * (in place, or replaced the way some editors save), and the templates folder put back after a
+ * delete, which chokidar is then told to watch again.
  */
-async function startWatcher(source: ContentSource, onChange: () => void, logger: Logger): Promise<FSWatcher> {
+async function startWatcher(source: ContentSource, onChange: () => void, logger: Logger): Promise<{ close(): Promise<void> }> {
   const templatesDir = path.resolve(source.templatesDir);
   const journeysFile = path.resolve(source.journeysFile);
-  const roots = [...new Set([path.dirname(templatesDir), path.dirname(journeysFile)])];
-  const wanted = (p: string) => {
-    const full = path.resolve(p);
-    return roots.includes(full) || full === journeysFile || full === templatesDir || full.startsWith(templatesDir + path.sep);
-  };
-  const watcher = watch(roots, { ignoreInitial: true, atomic: true, ignored: (p: string) => !wanted(p) });
+  const watcher = watch(templatesDir, { ignoreInitial: true, atomic: true });
   watcher.on('all', () => onChange());
   // A watch error (a folder removed, too many files) is logged; the last content stays on screen.
-  watcher.on('error', (err) => logger.warn({ err: (err as Error).message }, 'file watching failed'));
+  const failed = (err: unknown) => logger.warn({ err: (err as Error).message }, 'file watching failed');
+  watcher.on('error', failed);
   await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
-  return watcher;
+  const names = new Map<string, Set<string>>();
+  for (const target of [templatesDir, journeysFile]) {
+    const folder = path.dirname(target);
+    names.set(folder, (names.get(folder) ?? new Set()).add(path.basename(target)));
+  }
+  const folders: FSWatcher[] = [];
+  for (const [folder, wanted] of names) {
+    try {
+      folders.push(fsWatch(folder, (_event, name) => {
+        if (name === null || !wanted.has(String(name))) return;
+        if (path.join(folder, String(name)) === templatesDir && existsSync(templatesDir)) {
+          void watcher.unwatch(templatesDir);
+          watcher.add(templatesDir);
+        }
+        onChange();
+      }).on('error', failed));
+    } catch (err) {
+      failed(err);
+    }
+  }
+  return {
+    async close() {
+      for (const f of folders) f.close();
+      await watcher.close();
+    },
+  };
 }
 
 function debounce(fn: () => void, ms: number): () => void {
