@@ -173,10 +173,13 @@ function toInstant(value: unknown): Date | null {
 export function safeLocale(locale: string): string {
   const known = locales.get(locale);
   if (known !== undefined) return known;
-  const tag = locale.replace(/_/g, '-');
-  // A malformed tag (`de-DE-DE`) still names its language: German dates for a German template.
-  const canonical = canonicalLocale(tag) ?? canonicalLocale(tag.split('-')[0]!) ?? 'en';
-  return remember(locales, locale, canonical, MEMO_LIMIT);
+  // A malformed tag (`de-AT-AT`) still names its language and region: subtags are dropped from the
+  // end until one is valid, as the template's locale variant is picked (`de-AT`, then `de`).
+  let canonical: string | null = null;
+  for (let tag = locale.trim().replace(/_/g, '-'); tag && canonical === null; tag = tag.includes('-') ? tag.slice(0, tag.lastIndexOf('-')) : '') {
+    canonical = canonicalLocale(tag);
+  }
+  return remember(locales, locale, canonical ?? 'en', MEMO_LIMIT);
 }
 
 function canonicalLocale(tag: string): string | null {
@@ -254,6 +257,8 @@ interface Walk {
   problems: TemplateProblem[];
   visited: Set<string>;
   placedBody: { value: boolean };
+  /** A partial given another context: its variables are not the email's, only its calls are read. */
+  callsOnly?: boolean;
 }
 
 /**
@@ -355,8 +360,8 @@ function checkHelperCall(node: Call, helper: string, w: Walk): void {
   });
   if (wrong || helper !== 'formatDate') return;
   for (const pair of pairs) {
-    if (pair.value.type !== 'StringLiteral') continue;
-    const style = (pair.value as hbs.AST.StringLiteral).value;
+    if (!['StringLiteral', 'NumberLiteral', 'BooleanLiteral'].includes(pair.value.type)) continue;
+    const style = String((pair.value as hbs.AST.StringLiteral).value);
     if (!STYLES.includes(style)) return report(w, node, `formatDate: ${pair.key}="${style}" is not one of ${STYLES.join(', ')}`);
   }
 }
@@ -374,6 +379,7 @@ function checkEscaped(node: hbs.AST.MustacheStatement, w: Walk): void {
 }
 
 function checkPath(path: hbs.AST.PathExpression, depth: number, w: Walk): void {
+  if (w.callsOnly) return;
   const internal = path.parts.find(isPrototypeName);
   if (internal !== undefined) return report(w, path, `"${path.original}" reaches into JavaScript internals ("${internal}"): not allowed`, 'remove it: templates read only the variables listed in the README');
   if (path.data) {
@@ -404,13 +410,15 @@ function checkPartial(node: hbs.AST.PartialBlockStatement, depth: number, w: Wal
   if (name.startsWith('@') || w.inline.has(name)) return;
   const part = w.set.partials.get(name);
   if (!part) return report(w, node, `unknown partial "${name}"`, `create partials/${name}.hbs or correct the name`);
-  // A broken partial is its own problem; one given another context is not read as the email's.
-  if ('message' in part || node.params.length > 0 || depth > 0) return;
+  // A broken partial is its own problem; one given another context is not read as the email's,
+  // but its calls of helpers and partials are still read.
+  if ('message' in part) return;
+  const callsOnly = w.callsOnly || node.params.length > 0 || depth > 0;
   const keys = node.hash?.pairs.map((p) => p.key) ?? [];
-  const id = `${name}|${keys.join(',')}|${w.root === LAYOUT_CONTEXT}`;
+  const id = `${name}|${keys.join(',')}|${w.root === LAYOUT_CONTEXT}|${callsOnly}`;
   if (w.visited.has(id)) return;
   w.visited.add(id);
-  walkPart(part, { ...w, shape: { ...w.shape, ...Object.fromEntries(keys.map((k) => [k, null])) } });
+  walkPart(part, { ...w, callsOnly, shape: { ...w.shape, ...Object.fromEntries(keys.map((k) => [k, null])) } });
 }
 
 function report(w: Walk, node: Pick<hbs.AST.Node, 'loc'>, message: string, hint?: string): void {

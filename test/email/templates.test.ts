@@ -196,6 +196,7 @@ describe('formatDate', () => {
     // Malformed (a region twice), as a CRM may hold it: still German, as the .de file it picks.
     ['de-DE-DE', '[1. März 2026|01.03.26]'],
     ['de_AT', '[1. März 2026|01.03.26]'],
+    [' de-AT-AT ', '[1. März 2026|01.03.26]'],
   ])('formats a calendar day in the recipient locale (%s)', (locale, expected) => {
     expect(load(files).render('date', context(), { locale, timeZone: 'Pacific/Kiritimati' }).html).toBe(expected);
   });
@@ -319,6 +320,19 @@ describe('strict rendering: problems name the file and the line', () => {
     });
     expect(templateError(() => templates.render('p', context(), EN))).toMatchObject({ file: 'partials/when.hbs', line: 2, column: 4 });
     expect(checkTemplates(templates, [use('p')]).map(formatProblem)).toEqual(['partials/when.hbs:2:4: formatDate: time="soon" is not one of short, medium, long, full']);
+  });
+
+  it('a wrong helper call in a partial given another context, in a branch no render takes', () => {
+    const templates = load({
+      'p.hbs': email('{{#unless reference}}{{> dated opportunity}}{{#with opportunity}}{{> styled}}{{/with}}{{/unless}}'),
+      'partials/dated.hbs': '<p>{{formatDate closingDate style=1}}</p>\n',
+      'partials/styled.hbs': '<p>{{title}}</p>\n<p>{{formatDate closingDate time=true}}</p>\n',
+    });
+    // Their variables are the partials' own context, not the email's: not read; their calls are.
+    expect(checkTemplates(templates, [use('p')]).map(formatProblem)).toEqual([
+      'partials/dated.hbs:1:4: formatDate: style="1" is not one of short, medium, long, full',
+      'partials/styled.hbs:2:4: formatDate: time="true" is not one of short, medium, long, full',
+    ]);
   });
 
   it('a syntax error, found at load', () => {
