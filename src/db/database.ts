@@ -21,16 +21,43 @@ export function parseInt8(text: string): number {
 
 const asText = (text: string) => text;
 
+/**
+ * Where the days and instants PostgreSQL holds but the engine cannot compute with go (`infinity`,
+ * a day BC, the year 300000: a bad row must not fail every decision that reads it): far beyond
+ * the reach of any step (3,650 days), with four-digit years. Past stays past, future stays future.
+ */
+export const FAR_PAST_DAY = '1000-01-01';
+export const FAR_FUTURE_DAY = '9000-01-01';
+const FAR_PAST = Date.UTC(1000, 0, 1);
+const FAR_FUTURE = Date.UTC(9000, 0, 1);
+
+/** A `date` as its `YYYY-MM-DD` (ISO DateStyle, set on every connection), bounded as above. */
+export function boundedDay(text: string): string {
+  if (text.length === 10 && text >= FAR_PAST_DAY && text < FAR_FUTURE_DAY) return text;
+  if (text === 'infinity') return FAR_FUTURE_DAY;
+  if (text === '-infinity' || text.endsWith(' BC')) return FAR_PAST_DAY;
+  return Number.parseInt(text, 10) >= 9000 ? FAR_FUTURE_DAY : FAR_PAST_DAY;
+}
+
+/** An instant, as milliseconds or ±Infinity (pg's reading of `infinity`), bounded as above. */
+export function boundedInstant(value: Date | number): Date {
+  const t = typeof value === 'number' ? value : value.getTime();
+  if (t >= FAR_PAST && t < FAR_FUTURE) return typeof value === 'number' ? new Date(t) : value;
+  return new Date(t >= FAR_FUTURE ? FAR_FUTURE : FAR_PAST);
+}
+
 export const typeParsers = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === DATE_OID) return asText;
+    if (oid === DATE_OID) return boundedDay;
+    if (oid === TIMESTAMPTZ_OID) return parseInstant;
     if (oid === INT8_OID) return parseInt8;
     return pg.types.getTypeParser(oid, format);
   },
 };
 
 const TIMESTAMPTZ_OID = 1184;
-const parseTimestamptz = pg.types.getTypeParser(TIMESTAMPTZ_OID) as (text: string) => Date;
+const parseTimestamptz = pg.types.getTypeParser(TIMESTAMPTZ_OID) as (text: string) => Date | number;
+const parseInstant = (text: string) => boundedInstant(parseTimestamptz(text));
 
 /**
  * `typeParsers`, but a `timestamptz` stays PostgreSQL's text until `timestamp` reads it: for the
@@ -45,7 +72,7 @@ export const textTimestampParsers = {
 
 /** A `timestamptz` as a Date, whether its pool parsed it (`typeParsers`) or left it text (`textTimestampParsers`). */
 export function timestamp(value: Date | string): Date {
-  return typeof value === 'string' ? parseTimestamptz(value) : value;
+  return typeof value === 'string' ? parseInstant(value) : value;
 }
 
 /**

@@ -44,12 +44,15 @@ export async function forecastPage(db: Db, before: IsoDate, after: ForecastCurso
   let q = db.selectFrom('opportunities as o')
     .innerJoin('stages as s', 's.key', 'o.stage')
     .select(['o.id', 'o.closing_date', 'o.amount', 'o.currency', 'o.stage', 's.position as stage_position', 's.probability as stage_probability'])
+    // The cursor as PostgreSQL writes the day: `closing_date` is read bounded (a day BC as 1000-01-01),
+    // and a page ending on one must go on from that day itself.
+    .select(sql<string>`o.closing_date::text`.as('cursor_day'))
     .where('s.outcome', '=', 'open')
     .where('o.closing_date', '<', before);
   if (after) q = q.where(sql<boolean>`(o.closing_date, o.id) > (${after.closingDate}::date, ${after.id}::bigint)`);
-  const rows = (await q.orderBy('o.closing_date').orderBy('o.id').limit(limit).execute()) as ForecastPageRow[];
+  const rows = (await q.orderBy('o.closing_date').orderBy('o.id').limit(limit).execute()) as (ForecastPageRow & { cursor_day: string })[];
   const last = rows.at(-1);
-  return { rows: rows.map(toForecastRow), next: last && rows.length === limit ? { closingDate: last.closing_date, id: last.id } : null };
+  return { rows: rows.map(toForecastRow), next: last && rows.length === limit ? { closingDate: last.cursor_day, id: last.id } : null };
 }
 
 export function toForecastRow(row: ForecastPageRow): ForecastRow {

@@ -35,7 +35,7 @@ import { toOpportunity, type OpportunityRow } from './opportunities.ts';
 import type { SnapshotNeeds } from './snapshots.ts';
 import {
   activityFromJson, activityJson, contactFromJson, contactJson, decisionFromJson, decisionJson, ms,
-  type ActivityJson, type ContactJson, type DecisionJson, type SentJson,
+  instantFromJson, type ActivityJson, type ContactJson, type DecisionJson, type SentJson,
 } from './snapshot-json.ts';
 import type { ContactRole, Snapshot } from '../journey/types.ts';
 
@@ -67,7 +67,7 @@ export async function lockAndLoadSnapshot(trx: Db, id: number, needs: SnapshotNe
   const contacts = new Map((row.contacts ?? []).map((c) => [parseInt8(c[0]), contactFromJson(c)]));
   const sent = new Map<number, Date[]>();
   for (const contactId of contacts.keys()) sent.set(contactId, []);
-  for (const [contactId, at] of more?.sent ?? []) sent.get(parseInt8(contactId))?.push(new Date(at));
+  for (const [contactId, at] of more?.sent ?? []) sent.get(parseInt8(contactId))?.push(instantFromJson(at));
   return {
     opportunity: toOpportunity(row), contacts, roles,
     activities: (more?.activities ?? []).map(activityFromJson), history: (more?.history ?? []).map(decisionFromJson), sentToContact: sent,

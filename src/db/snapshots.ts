@@ -6,7 +6,7 @@ import { CompiledQuery, sql, type RawBuilder } from 'kysely';
 import { executePrepared, parseInt8, prepared, type Db } from './database.ts';
 import {
   activityFromJson, activityJson, contactFromJson, contactJson, decisionFromJson, decisionJson, ms,
-  type ActivityJson, type ContactJson, type DecisionJson, type SentJson,
+  instantFromJson, type ActivityJson, type ContactJson, type DecisionJson, type SentJson,
 } from './snapshot-json.ts';
 import { findOpportunity, toDecisionOpportunity, toOpportunity, type ScanRow } from './opportunities.ts';
 import type { TriageDecision } from '../journey/triage.ts';
@@ -43,7 +43,7 @@ async function loadSnapshotsOf<R extends ScanRow, O extends DecisionOpportunity>
   const contacts = new Map((found?.contacts ?? []).map((c) => [parseInt8(c[0]), contactFromJson(c)]));
   const history = new Map((found?.history ?? []).map(([id, list]) => [parseInt8(id), list.map(decisionFromJson)]));
   const activities = new Map((found?.activities ?? []).map(([id, list]) => [parseInt8(id), list.map(activityFromJson)]));
-  const sent = groupBy(found?.sent ?? [], ([contactId]) => parseInt8(contactId), ([, at]) => new Date(at));
+  const sent = groupBy(found?.sent ?? [], ([contactId]) => parseInt8(contactId), ([, at]) => instantFromJson(at));
   return rows.map((row) => {
     const myRoles = rolesByOpportunity.get(row.id) ?? [];
     const mine = new Map<number, Contact>();

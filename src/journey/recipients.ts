@@ -19,13 +19,23 @@ export interface Recipient {
 // mail server would reject or a header could be abused with is refused.
 const EMAIL = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:".]+(\.[^\s@<>()[\]\\,;:".]+)+$/;
 
+/**
+ * The address as decisions record it: trimmed, lower-case. One longer than a valid address can be
+ * (254) is kept as its start and its length, still not valid (it holds spaces): the CRM may hold
+ * kilobytes there, and the row that suppresses it must fit PostgreSQL's unique indexes (a 3 KB
+ * address failed the whole scan's write of its page, and so every send of every scan).
+ */
 export function normalizeEmail(email: string | null): string {
-  return (email ?? '').trim().toLowerCase();
+  const address = (email ?? '').trim().toLowerCase();
+  return address.length <= MAX_ADDRESS ? address : `${address.slice(0, 200)} … (${address.length} characters)`;
 }
+
+/** RFC 5321: a path holds at most 256 octets, its angle brackets included. */
+const MAX_ADDRESS = 254;
 
 export function isValidEmail(address: string): boolean {
   // eslint-disable-next-line no-control-regex
-  return address.length <= 254 && EMAIL.test(address) && !/[\u0000-\u001f\u007f]/.test(address);
+  return address.length <= MAX_ADDRESS && EMAIL.test(address) && !/[\u0000-\u001f\u007f]/.test(address);
 }
 
 export function isCustomerFacing(step: Step): boolean {
