@@ -3,6 +3,7 @@
  * variable's name and what is wrong, before anything is sent.
  */
 import path from 'node:path';
+import addressparser from 'nodemailer/lib/addressparser';
 import { SCAN_CHAINS } from './scan-pages.ts';
 
 export interface Config {
@@ -101,12 +102,12 @@ const PREFIX = /^[A-Za-z0-9._-]{1,64}$/;
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const production = env.NODE_ENV === 'production';
   const port = integer(env, 'PORT', 3000, 0, 65535);
-  const smtpUrl = optionalUrl(env, 'SMTP_URL', ['smtp:', 'smtps:']);
+  const smtpUrl = optionalUrl(env, 'SMTP_URL', ['smtp:', 'smtps:'], namesHost);
   if (production && !smtpUrl) {
     throw new ConfigError('SMTP_URL', 'is required when NODE_ENV=production (writing emails to ./outbox/ is for development)');
   }
-  const publicUrl = optionalUrl(env, 'PUBLIC_URL', ['http:', 'https:']);
-  if (production && !publicUrl?.startsWith('https:')) {
+  const publicUrl = optionalUrl(env, 'PUBLIC_URL', ['http:', 'https:'], publicBase);
+  if (production && !(publicUrl && new URL(publicUrl).protocol === 'https:')) {
     throw new ConfigError('PUBLIC_URL', 'must be an https:// URL when NODE_ENV=production (unsubscribe links in every customer email point there)');
   }
   const templatesDir = path.resolve(env.NUDGE_TEMPLATES_DIR?.trim() || 'templates');
@@ -115,7 +116,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   return Object.freeze({
     databaseUrl: requiredUrl(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     readDatabaseUrl: optionalUrl(env, 'DATABASE_READ_URL', ['postgres:', 'postgresql:']),
-    redisUrl: optionalUrl(env, 'REDIS_URL', ['redis:', 'rediss:']) ?? 'redis://127.0.0.1:6379',
+    redisUrl: optionalUrl(env, 'REDIS_URL', ['redis:', 'rediss:'], redisDatabase) ?? 'redis://127.0.0.1:6379',
     redisCluster: boolean(env, 'NUDGE_REDIS_CLUSTER'),
     preparedStatements: boolean(env, 'NUDGE_PREPARED_STATEMENTS', true),
     smtpUrl,
@@ -151,7 +152,8 @@ function requiredUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[]):
   return url;
 }
 
-function optionalUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string | null {
+/** `check` says what else is wrong with a URL of the right scheme, or null. */
+function optionalUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[], check: (url: URL) => string | null = () => null): string | null {
   const raw = env[name]?.trim();
   if (!raw) return null;
   let url: URL;
@@ -163,8 +165,21 @@ function optionalUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[]):
   if (!protocols.includes(url.protocol)) {
     throw new ConfigError(name, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}, got ${url.protocol}//`);
   }
+  const wrong = check(url);
+  if (wrong) throw new ConfigError(name, wrong);
   return raw;
 }
+
+const namesHost = (url: URL) => (url.hostname ? null : 'names no host');
+
+/** Redis takes a database number after the slash (`redis://host:6379/2`); anything else went unnoticed to database 0. */
+const redisDatabase = (url: URL) => namesHost(url) ?? (/^\/?(\d+)?$/.test(url.pathname) ? null
+  : `must end with a database number after the / (such as /0), got ${JSON.stringify(url.pathname)}`);
+
+/** Unsubscribe links are built under it: a query or fragment would swallow their path. */
+const publicBase = (url: URL) => namesHost(url) ?? (url.search || url.hash || url.username || url.password
+  ? 'must be the address customers reach Nudge at, without a query (?…), a fragment (#…) or a user and password'
+  : null);
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name]?.trim();
@@ -198,11 +213,23 @@ function boolean(env: NodeJS.ProcessEnv, name: string, unset = false): boolean {
   throw new ConfigError(name, `must be true or false, got ${JSON.stringify(env[name])}`);
 }
 
+/**
+ * One address, alone or as `Name <address>`: what an SMTP server takes as the sender. `x@`, two
+ * addresses, or text nodemailer would have to guess at (`a b c @ d e` went out as `a b e <c@d>`)
+ * stop the process here, not every send at the server.
+ */
 function mailFrom(env: NodeJS.ProcessEnv): string {
   const raw = env.MAIL_FROM?.trim() || 'Nudge <nudge@localhost>';
-  if (/[\r\n]/.test(raw) || !/@/.test(raw)) throw new ConfigError('MAIL_FROM', `must be an address such as "Sales <sales@example.com>", got ${JSON.stringify(raw)}`);
+  const parsed = /[\r\n]/.test(raw) ? [] : addressparser(raw);
+  const [only] = parsed;
+  const address = (parsed.length === 1 && only && 'address' in only ? only.address : '') ?? '';
+  if (!SENDER.test(address) || !(raw === address || raw.endsWith(`<${address}>`))) {
+    throw new ConfigError('MAIL_FROM', `must be one address such as "Sales <sales@example.com>" or sales@example.com, got ${JSON.stringify(raw)}`);
+  }
   return raw;
 }
+
+const SENDER = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+$/;
 
 function secret(env: NodeJS.ProcessEnv, production: boolean): string {
   const raw = env.NUDGE_SECRET ?? '';

@@ -5,11 +5,14 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge, spawnNudge } from './helpers/cli.ts';
 import { until } from './helpers/daemon.ts';
 import { freePort } from './helpers/ports.ts';
 import { startOwnRedis } from './helpers/redis-server.ts';
+import { databaseUrl, PG_ADMIN_URL } from './helpers/env.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, type World } from './helpers/world.ts';
 
@@ -66,6 +69,22 @@ describe('migrate', () => {
     const r = await nudge(['migrate']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/schema was already up to date/);
+  });
+
+  it('three at once on a database that does not exist yet: one creates it, all succeed', async () => {
+    const name = `nudge_test_migrate_${process.pid}_${Date.now()}`;
+    const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+    await admin.connect();
+    try {
+      const env = { DATABASE_URL: databaseUrl(name) };
+      // Before, a second CREATE DATABASE racing the first failed on pg_database's unique index.
+      const runs = await Promise.all([1, 2, 3].map(() => nudge(['migrate'], env)));
+      expect(runs.map((r) => [r.code, r.stderr])).toEqual([[0, ''], [0, ''], [0, '']]);
+      expect(runs.filter((r) => r.stdout.includes('created the database'))).toHaveLength(1);
+    } finally {
+      await admin.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+      await admin.end();
+    }
   });
 });
 
@@ -168,6 +187,23 @@ describe('tick, work --drain and explain', () => {
     const r = await nudge(['explain', '999999', '--json']);
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout)).toMatchObject({ opportunityId: 999999, steps: [], deliveries: [] });
+  });
+
+  it('explain takes an id beyond 2^53, as the daemon sends for it (a JSON string), and refuses one beyond bigint', async () => {
+    const big = '9007199254740993';
+    await sql`insert into opportunities (id, title, stage, closing_date) values (${big}::bigint, 'Big id', 'proposal', '2027-03-01')`.execute(world.database.db);
+    try {
+      const r = await nudge(['explain', big, '--json']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ opportunityId: big });
+      expect((await nudge(['explain', `000${big}`, '--json'])).code).toBe(0);
+      const beyond = await nudge(['explain', '9223372036854775808']);
+      expect(beyond.code).toBe(1);
+      expect(beyond.stderr).toMatch(/^nudge: opportunityId must be at most 9223372036854775807, got "9223372036854775808"$/m);
+    } finally {
+      await sql`delete from opportunities where id = ${big}::bigint`.execute(world.database.db);
+    }
   });
 });
 

@@ -130,7 +130,8 @@ describe('refusals', () => {
   it.each([
     [['closing-soon', '--to', 'not-an-address'], /^nudge: --to: "not-an-address" is not a valid email address$/m],
     [['closing-soon', '--to', 'a@b.test', '--opportunity', 'x1'], /^nudge: --opportunity must be a whole number, got "x1"$/m],
-    [['closing-soon', '--to', 'a@b.test', '--opportunity', '1234567890123456'], /^nudge: --opportunity must have at most 15 digits, got "1234567890123456"$/m],
+    [['closing-soon', '--to', 'a@b.test', '--opportunity', '9223372036854775808'], /^nudge: --opportunity must be at most 9223372036854775807, got "9223372036854775808"$/m],
+    [['closing-soon', '--to', 'a@b.test', '--opportunity', '9007199254740993'], /^nudge: opportunity 9007199254740993 does not exist$/m],
     [['closing-soon', '--to', 'a@b.test', '--opportunity', '999999'], /^nudge: opportunity 999999 does not exist$/m],
     [['closing-son', '--to', 'a@b.test'], /^nudge: template "closing-son" not found in .+ \(available: closing-soon, last-call, owner-update-closing-date, proposal-follow-up\)$/m],
     [['closing-soon', '--to', 'a@b.test', '--locale', 'not a locale'], /^nudge: --locale: "not a locale" is not a locale such as de or en-GB$/m],

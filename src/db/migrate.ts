@@ -63,10 +63,12 @@ export async function ensureDatabase(url: string): Promise<boolean> {
   await client.connect();
   try {
     await client.query(`create database ${pg.escapeIdentifier(name)}`);
+    return true;
   } catch (error) {
-    if ((error as { code?: string }).code !== '42P04') throw error; // created meanwhile
+    // Created meanwhile, by another `migrate`: 42P04 once it is there, 23505 while both commit.
+    if (!['42P04', '23505'].includes((error as { code?: string }).code ?? '')) throw error;
+    return false;
   } finally {
     await client.end();
   }
-  return true;
 }

@@ -59,7 +59,7 @@ export function loadJourneysFile(path: string, rules: JourneyRules): JourneyResu
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : (error as Error).message;
-    const message = `cannot read the journey file: ${why}`;
+    const message = `cannot read the journey file: ${why} (it is NUDGE_JOURNEYS, else journeys.yaml in NUDGE_TEMPLATES_DIR)`;
     return { journey: null, problems: [{ file: path, line: 1, column: 1, message }] };
   }
   return parseJourneys(text, path, rules);

@@ -445,7 +445,7 @@ describe('loadJourneysFile', () => {
     const result = loadJourneysFile(path, RULES);
     expect(result.journey).toBeNull();
     expect(result.problems.map(formatJourneyProblem)).toEqual([
-      `${path}:1:1: cannot read the journey file: no such file`,
+      `${path}:1:1: cannot read the journey file: no such file (it is NUDGE_JOURNEYS, else journeys.yaml in NUDGE_TEMPLATES_DIR)`,
     ]);
   });
 });

@@ -1,0 +1,49 @@
+/**
+ * loadConfig on its own (test/cli.test.ts runs the command line's side: exit 2 and the message):
+ * values that are URLs or addresses in form but cannot work, refused at start with the variable's
+ * name, and the forms that must keep working.
+ */
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
+
+const BASE = { DATABASE_URL: 'postgres://root@127.0.0.1:5432/nudge' };
+const PRODUCTION = { NODE_ENV: 'production', NUDGE_SECRET: 'a-secret-of-our-own-0123', SMTP_URL: 'smtp://mail.example.com:25' };
+
+const load = (env: Record<string, string>) => loadConfig({ ...BASE, ...env });
+
+describe('refused at start, naming the variable', () => {
+  it.each([
+    // An SMTP server took these, and refused every send: the daemon deferred every email for good.
+    [{ MAIL_FROM: 'x@' }, /^MAIL_FROM: must be one address/],
+    [{ MAIL_FROM: '@' }, /^MAIL_FROM: must be one address/],
+    [{ MAIL_FROM: '"a@b" <>' }, /^MAIL_FROM: must be one address/],
+    // nodemailer guessed: the email went out From "a b e <c@d>".
+    [{ MAIL_FROM: 'a b c @ d e' }, /^MAIL_FROM: must be one address/],
+    [{ MAIL_FROM: 'sales@example.com, ops@example.com' }, /^MAIL_FROM: must be one address/],
+    // ioredis sent SELECT NaN and the command crashed; the queue had gone to database 0 meanwhile.
+    [{ REDIS_URL: 'redis://127.0.0.1:6379/abc' }, /^REDIS_URL: must end with a database number after the \/ \(such as \/0\), got "\/abc"$/],
+    [{ REDIS_URL: 'redis://' }, /^REDIS_URL: names no host$/],
+    [{ SMTP_URL: 'smtp://' }, /^SMTP_URL: names no host$/],
+    // The fragment swallowed the /unsubscribe/… every link adds.
+    [{ PUBLIC_URL: 'https://nudge.example.com/path?q=1#frag' }, /^PUBLIC_URL: must be the address customers reach Nudge at, without a query/],
+    [{ PUBLIC_URL: 'https://user:pw@nudge.example.com' }, /^PUBLIC_URL: must be the address customers reach Nudge at/],
+  ])('%o', (env, message) => {
+    expect(() => load(env)).toThrow(message);
+  });
+});
+
+describe('still taken', () => {
+  it.each([
+    [{ MAIL_FROM: 'Sales <sales@example.com>' }, 'mailFrom', 'Sales <sales@example.com>'],
+    [{ MAIL_FROM: 'sales@example.com' }, 'mailFrom', 'sales@example.com'],
+    [{ MAIL_FROM: '"Acme, Inc." <sales@acme.example>' }, 'mailFrom', '"Acme, Inc." <sales@acme.example>'],
+    [{}, 'mailFrom', 'Nudge <nudge@localhost>'],
+    [{ REDIS_URL: 'redis://:secret@redis.example.com:6380/2' }, 'redisUrl', 'redis://:secret@redis.example.com:6380/2'],
+    [{ REDIS_URL: 'rediss://redis.example.com/' }, 'redisUrl', 'rediss://redis.example.com/'],
+    [{ PUBLIC_URL: 'https://crm.example.com/nudge/' }, 'publicUrl', 'https://crm.example.com/nudge'],
+    // The scheme's case is not the check's business.
+    [{ ...PRODUCTION, PUBLIC_URL: 'HTTPS://nudge.example.com' }, 'publicUrl', 'HTTPS://nudge.example.com'],
+  ] as const)('%o', (env, key, value) => {
+    expect(load(env)[key]).toBe(value);
+  });
+});
