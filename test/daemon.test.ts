@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
 import { moreScans, startDaemon, until, type Daemon } from './helpers/daemon.ts';
@@ -218,12 +219,32 @@ describe('unsubscribe', () => {
     }
     expect(await unsubscribedAt()).toBeNull();
 
+    // A client's mistakes are answered as such, not as a failure of ours (nor logged as one).
+    const notJson = await fetch(`${base}/unsubscribe/${token}`, { method: 'POST', body: 'x', headers: { 'content-type': 'application/json' } });
+    expect([notJson.status, notJson.headers.get('content-type'), await notJson.text()]).toEqual([400, 'text/plain', 'Bad Request\n']);
+    const tooLarge = await fetch(`${base}/unsubscribe/${token}`, { method: 'POST', body: 'x'.repeat(2_000_000) });
+    expect([tooLarge.status, await tooLarge.text()]).toEqual([413, 'Payload Too Large\n']);
+    expect(await unsubscribedAt()).toBeNull();
+
     const post = await fetch(`${base}/unsubscribe/${token}`, { method: 'POST', body: 'List-Unsubscribe=One-Click', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     expect(post.status).toBe(200);
+    // Public, one button: nobody may frame it.
+    expect(post.headers.get('x-frame-options')).toBe('DENY');
+    expect(post.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
     expect(await unsubscribedAt()).toBeInstanceOf(Date);
+
+    // A contact id beyond 2^53 (bigint): its link, signed as the email was, works.
+    const big = '9007199254740993';
+    await sql`insert into contacts (id, email) values (${big}::bigint, 'big@customer.test')`.execute(world.database.db);
+    const bigPost = await fetch(`${base}/unsubscribe/${signUnsubscribeToken(big as unknown as number, world.env.NUDGE_SECRET!)}`, { method: 'POST', body: 'List-Unsubscribe=One-Click' });
+    expect(bigPost.status).toBe(200);
+    const bigRow = await sql<{ unsubscribed_at: Date | null }>`select unsubscribed_at from contacts where id = ${big}::bigint`.execute(world.database.db);
+    expect(bigRow.rows[0]!.unsubscribed_at).toBeInstanceOf(Date);
 
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
+    expect(daemon.logs.filter((l) => l.msg === 'http handler failed')).toEqual([]);
+    expect(daemon.logs.filter((l) => l.msg === 'contact unsubscribed').map((l) => String(l.contactId))).toEqual([String(contact), big]);
   });
 });
 
@@ -338,6 +359,10 @@ describe('the queue dashboard', () => {
     expect(await served.text()).toMatch(/function|=>/);
     const api = await fetch(`${base}/board/api/queues`, { headers: { authorization: `Bearer ${BOARD_TOKEN}` } });
     expect(api.status).toBe(200);
+    expect((await fetch(`${base}/board/api/queues`, { headers: { authorization: `Bearer ${BOARD_TOKEN} extra` } })).status).toBe(401);
+    // The board's plugin does not take the other routes' error handling with it.
+    const notJson = await fetch(`${base}/unsubscribe/c1.x`, { method: 'POST', body: 'x', headers: { 'content-type': 'application/json' } });
+    expect([notJson.status, notJson.headers.get('content-type'), await notJson.text()]).toEqual([400, 'text/plain', 'Bad Request\n']);
     expect(JSON.stringify(await api.json())).toContain('deliver');
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);

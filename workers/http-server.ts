@@ -4,7 +4,8 @@
  * queue dashboard (Bull Board) behind NUDGE_BOARD_TOKEN. A GET on an unsubscribe link only shows a confirmation form: mail
  * scanners follow links, and a link alone must not unsubscribe anyone.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import { SCRAPE_WAIT_MS, type PrometheusMetrics } from '../src/metrics.ts';
@@ -36,6 +37,18 @@ export interface ProcessState {
 
 export async function startHttpServer(rt: Runtime, port: number, state: ProcessState = { starting: null }): Promise<HttpServer> {
   const app = Fastify({ logger: false });
+  // Before any route or plugin: each takes the handler in force when it is registered (set after
+  // the board's, it left every route with Fastify's own, which showed clients PostgreSQL's text).
+  // A client's mistake (a body that is not JSON, one too large) is answered as such, not as ours.
+  app.setErrorHandler((err, _req, reply) => {
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      rt.logger.debug({ status, err: (err as Error).message }, 'http request refused');
+      return reply.code(status).type('text/plain').send(`${STATUS_CODES[status] ?? 'bad request'}\n`);
+    }
+    rt.logger.error({ err: (err as Error).message }, 'http handler failed');
+    return reply.code(500).type('text/plain').send('internal error\n');
+  });
   // One-click unsubscribe posts a form body; nothing here needs it parsed.
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
   // The header tells a second process on this machine that the port is taken by Nudge of the
@@ -59,10 +72,6 @@ export async function startHttpServer(rt: Runtime, port: number, state: ProcessS
   app.get<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribePage(rt, req.params.token, reply));
   app.post<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribe(rt, req.params.token, reply));
   if (rt.config.boardToken) await registerBoard(app, rt, rt.config.boardToken);
-  app.setErrorHandler((err, _req, reply) => {
-    rt.logger.error({ err: (err as Error).message }, 'http handler failed');
-    return reply.code(500).type('text/plain').send('internal error\n');
-  });
   try {
     await app.listen({ port, host: rt.config.httpHost });
   } catch (error) {
@@ -121,9 +130,12 @@ function unsubscribePage(rt: Runtime, token: string, reply: FastifyReply): Fasti
 async function unsubscribe(rt: Runtime, token: string, reply: FastifyReply): Promise<FastifyReply> {
   const contactId = verifyUnsubscribeToken(token, rt.config);
   if (contactId === null) return invalidLink(reply);
-  await rt.db.updateTable('contacts').set({ unsubscribed_at: new Date() })
+  const [changed] = await rt.db.updateTable('contacts').set({ unsubscribed_at: new Date() })
     .where('id', '=', contactId).where('unsubscribed_at', 'is', null).execute();
-  rt.logger.info({ contactId }, 'contact unsubscribed');
+  // The same page whether or not anything changed (unsubscribed already, no such contact): the
+  // answer says nothing of who is on the list. The log says what happened.
+  if (changed && changed.numUpdatedRows > 0n) rt.logger.info({ contactId }, 'contact unsubscribed');
+  else rt.logger.debug({ contactId }, 'unsubscribe: nothing to change (unsubscribed already, or no such contact)');
   return html(reply, 200, page('You are unsubscribed', 'You will receive no more of these emails.'));
 }
 
@@ -151,20 +163,27 @@ async function registerBoard(app: FastifyInstance, rt: Runtime, token: string): 
 }
 
 function authorized(header: string | undefined, token: string): boolean {
-  if (!header) return false;
-  const [scheme, value = ''] = header.split(' ');
-  let given = '';
-  if (scheme?.toLowerCase() === 'bearer') given = value;
-  else if (scheme?.toLowerCase() === 'basic') given = Buffer.from(value, 'base64').toString('utf8').replace(/^[^:]*:/, '');
-  const a = Buffer.from(given);
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
+  const m = /^(Bearer|Basic) ([^\s]+)$/i.exec(header?.trim() ?? '');
+  if (!m) return false;
+  const given = m[1]!.toLowerCase() === 'bearer' ? m[2]! : Buffer.from(m[2]!, 'base64').toString('utf8').replace(/^[^:]*:/, '');
+  // Digests compared, not the texts: equal lengths whatever was sent, so the time taken says
+  // nothing of the token's length either.
+  return timingSafeEqual(digest(given), digest(token));
 }
+
+const digest = (text: string) => createHash('sha256').update(text).digest();
 
 function page(title: string, body: string): string {
   return `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${title}</title></head><body style="font-family:sans-serif;max-width:32rem;margin:4rem auto"><h1>${title}</h1><p>${body}</p></body></html>\n`;
 }
 
+/** The unsubscribe pages: public, so framed by nobody (its one button must not be clicked unseen), and leaking no link. */
 function html(reply: FastifyReply, status: number, body: string): FastifyReply {
-  return reply.code(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(body);
+  return reply.code(status).headers({
+    'cache-control': 'no-store',
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    'x-frame-options': 'DENY',
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+  }).type('text/html; charset=utf-8').send(body);
 }
