@@ -153,7 +153,7 @@ function requiredUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[]):
 }
 
 /** `check` says what else is wrong with a URL of the right scheme, or null. */
-function optionalUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[], check: (url: URL) => string | null = () => null): string | null {
+function optionalUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[], check: (url: URL, raw: string) => string | null = () => null): string | null {
   const raw = env[name]?.trim();
   if (!raw) return null;
   let url: URL;
@@ -165,7 +165,7 @@ function optionalUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[], 
   if (!protocols.includes(url.protocol)) {
     throw new ConfigError(name, `must start with ${protocols.map((p) => `${p}//`).join(' or ')}, got ${url.protocol}//`);
   }
-  const wrong = check(url);
+  const wrong = check(url, raw);
   if (wrong) throw new ConfigError(name, wrong);
   return raw;
 }
@@ -176,8 +176,8 @@ const namesHost = (url: URL) => (url.hostname ? null : 'names no host');
 const redisDatabase = (url: URL) => namesHost(url) ?? (/^\/?(\d+)?$/.test(url.pathname) ? null
   : `must end with a database number after the / (such as /0), got ${JSON.stringify(url.pathname)}`);
 
-/** Unsubscribe links are built under it: a query or fragment would swallow their path. */
-const publicBase = (url: URL) => namesHost(url) ?? (url.search || url.hash || url.username || url.password
+/** Unsubscribe links are built under it: a query or fragment would swallow their path (an empty `?` or `#` too). */
+const publicBase = (url: URL, raw: string) => namesHost(url) ?? (/[?#@]/.test(raw.replace(/^[a-z]+:\/\//i, '')) || url.username || url.password
   ? 'must be the address customers reach Nudge at, without a query (?…), a fragment (#…) or a user and password'
   : null);
 

@@ -4,9 +4,10 @@
  * at infinity, before the year 1 or after 9999. Each must cost its own row, never the scan, the
  * worker's other jobs, explain or simulate.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { isValidEmail, normalizeEmail } from '../src/journey/recipients.ts';
 import { runNudge } from './helpers/cli.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, type World } from './helpers/world.ts';
@@ -72,7 +73,7 @@ describe('an address of kilobytes', () => {
     expect(summary).toMatchObject({ enqueued: 9, suppressed: 1, errors: 0 });
     const [row] = (await deliveries(db(), ids[2])).filter((r) => r.step_id === 'three-days');
     expect(row).toMatchObject({ status: 'suppressed', reason: 'invalid_email' });
-    expect(row!.recipient).toBe(`${long.slice(0, 200)} … (3314 characters)`);
+    expect(row!.recipient).toBe(`${long.slice(0, 200)} … (3314 characters, sha256 ${createHash('sha256').update(long).digest('hex').slice(0, 12)})`);
     // Scanned again, nothing doubles: the bounded recipient is the same each time.
     expect(await world.tick(NOW)).toMatchObject({ enqueued: 0, suppressed: 0, errors: 0 });
     expect((await world.drain(NOW)).sent).toBe(9);
@@ -86,6 +87,20 @@ describe('an address of kilobytes', () => {
     const totals = await world.drain(NOW);
     expect(totals).toMatchObject({ sent: 0, suppressed: 1, infrastructureErrors: 0 });
     expect((await deliveries(db(), id)).map((r) => r.reason)).toEqual(['invalid_email']);
+  });
+});
+
+describe('an address of kilobytes, shortened', () => {
+  it('is cut between characters, and two that start alike stay apart', () => {
+    const emoji = `${'a'.repeat(199)}😀${'b'.repeat(100)}@sales.test`;
+    const short = normalizeEmail(emoji);
+    // Half an emoji would be stored by PostgreSQL as U+FFFD: the row would never match again.
+    expect(short).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
+    expect(short.startsWith(`${'a'.repeat(199)}😀 … (`)).toBe(true);
+    const other = normalizeEmail(`${'a'.repeat(199)}😀${'c'.repeat(100)}@sales.test`);
+    expect(other).not.toBe(short);
+    expect(isValidEmail(short)).toBe(false);
+    expect(normalizeEmail(emoji)).toBe(short);
   });
 });
 
@@ -113,9 +128,9 @@ describe('days and instants beyond what JavaScript computes with', () => {
     },
   );
 
-  it('stage_entered_at at infinity: the closing-date step is still sent, explain still answers', async () => {
+  it.each(['infinity', '294000-01-01 00:00:00+00'])('stage_entered_at at %s: the closing-date step is still sent, explain still answers', async (at) => {
     const [id] = await due(1);
-    await sql`update opportunities set stage_entered_at = 'infinity' where id = ${id}`.execute(db());
+    await sql`update opportunities set stage_entered_at = ${at}::timestamptz where id = ${id}`.execute(db());
     expect((await world.tick(NOW)).enqueued).toBe(1);
     expect(await world.drain(NOW)).toMatchObject({ sent: 1, infrastructureErrors: 0 });
     const explain = await nudge(['explain', String(id), '--now', NOW, '--json']);

@@ -27,6 +27,10 @@ describe('refused at start, naming the variable', () => {
     // The fragment swallowed the /unsubscribe/… every link adds.
     [{ PUBLIC_URL: 'https://nudge.example.com/path?q=1#frag' }, /^PUBLIC_URL: must be the address customers reach Nudge at, without a query/],
     [{ PUBLIC_URL: 'https://user:pw@nudge.example.com' }, /^PUBLIC_URL: must be the address customers reach Nudge at/],
+    // Empty, but there: links became https://nudge.example.com/#/unsubscribe/….
+    [{ PUBLIC_URL: 'https://nudge.example.com/#' }, /^PUBLIC_URL: must be the address customers reach Nudge at/],
+    [{ PUBLIC_URL: 'https://nudge.example.com/?' }, /^PUBLIC_URL: must be the address customers reach Nudge at/],
+    [{ PUBLIC_URL: 'https://@nudge.example.com' }, /^PUBLIC_URL: must be the address customers reach Nudge at/],
   ])('%o', (env, message) => {
     expect(() => load(env)).toThrow(message);
   });

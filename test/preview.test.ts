@@ -8,6 +8,7 @@ import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeF
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedDemo } from '../src/seed.ts';
@@ -274,6 +275,13 @@ describe('nudge preview: picking, and what it says about the pick', () => {
     expect(/<form[^>]*id="search"[\s\S]*?<\/form>/.exec(onSample)![0]).not.toContain('name="opportunity"');
     const byId = await pageText(preview.url, `/?q=%23${ids.badAddress}`);
     expect(byId).toContain(`#${ids.badAddress} Bad address deal ·`);
+    // An id beyond 2^53 (bigint), found and shown as itself, not silently as another.
+    const big = '9007199254740993';
+    await sql`insert into opportunities (id, title, stage, closing_date) values (${big}::bigint, 'Beyond doubles', 'proposal', '2030-02-01')`.execute(world.database.db);
+    expect(await pageText(preview.url, `/?q=${big}`)).toContain(`#${big} Beyond doubles ·`);
+    expect(await pageText(preview.url, `/?opportunity=${big}`)).toContain(`#${big} Beyond doubles ·`);
+    expect(await pageText(preview.url, '/?opportunity=9999999999999999999')).toContain('Opportunity #9999999999999999999 does not exist');
+    await sql`delete from opportunities where id = ${big}::bigint`.execute(world.database.db);
   });
 
   it('says when more opportunities match than it lists', async () => {

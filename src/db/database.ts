@@ -57,7 +57,12 @@ export const typeParsers = {
 
 const TIMESTAMPTZ_OID = 1184;
 const parseTimestamptz = pg.types.getTypeParser(TIMESTAMPTZ_OID) as (text: string) => Date | number;
-const parseInstant = (text: string) => boundedInstant(parseTimestamptz(text));
+const parseInstant = (text: string) => {
+  const parsed = parseTimestamptz(text);
+  // pg's parser gives an Invalid Date past the year 275759, which PostgreSQL still holds.
+  if (typeof parsed !== 'number' && Number.isNaN(parsed.getTime())) return boundedInstant(/^\d{6,}-/.test(text) && !text.endsWith(' BC') ? Infinity : -Infinity);
+  return boundedInstant(parsed);
+};
 
 /**
  * `typeParsers`, but a `timestamptz` stays PostgreSQL's text until `timestamp` reads it: for the

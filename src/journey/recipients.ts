@@ -1,4 +1,5 @@
 /** Who a step's audience resolves to, for one opportunity at one moment. */
+import { createHash } from 'node:crypto';
 import { isValidTimeZone } from './time.ts';
 import type { Audience, Contact, DecisionSnapshot, JourneyDefaults, Step } from './types.ts';
 
@@ -27,7 +28,11 @@ const EMAIL = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:".]+(\.[^\s@<>()[\]\\,;:".
  */
 export function normalizeEmail(email: string | null): string {
   const address = (email ?? '').trim().toLowerCase();
-  return address.length <= MAX_ADDRESS ? address : `${address.slice(0, 200)} … (${address.length} characters)`;
+  if (address.length <= MAX_ADDRESS) return address;
+  // Cut between characters (half an emoji would be stored as U+FFFD and never match again), and
+  // told apart from another address that starts alike by a digest of the whole.
+  const start = Array.from(address).slice(0, 200).join('');
+  return `${start} … (${address.length} characters, sha256 ${createHash('sha256').update(address).digest('hex').slice(0, 12)})`;
 }
 
 /** RFC 5321: a path holds at most 256 octets, its angle brackets included. */

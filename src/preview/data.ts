@@ -3,13 +3,15 @@
  * snapshot, the simulate calendar and the forecast. Reads only. Every function takes `db` first;
  * the caller decides what an unreachable database means (the built-in sample opportunity).
  */
-import type { Db } from '../db/database.ts';
+import { parseInt8, type Db } from '../db/database.ts';
 import { readForecastRows } from '../db/forecast-rows.ts';
 import { loadSnapshot } from '../db/snapshots.ts';
 import { ForecastTally, type Forecast } from '../forecast.ts';
 import { addDays, localDate } from '../journey/time.ts';
 import type { Contact, Journey, Snapshot, Stage } from '../journey/types.ts';
 import { runSimulation, type Simulation } from '../simulate.ts';
+
+const MAX_BIGINT = 9_223_372_036_854_775_807n;
 
 /** How many days the calendar looks ahead. */
 export const CALENDAR_DAYS = 30;
@@ -42,7 +44,7 @@ export async function searchOpportunities(db: Db, text: string, limit = 20): Pro
     const pattern = `%${wanted.replace(/[\\%_]/g, '\\$&')}%`;
     q = q.where((eb) => eb.or([
       eb('o.title', 'ilike', pattern),
-      ...(/^\d{1,15}$/.test(wanted) ? [eb('o.id', '=', Number(wanted))] : []),
+      ...(/^\d{1,19}$/.test(wanted) && BigInt(wanted) <= MAX_BIGINT ? [eb('o.id', '=', parseInt8(wanted))] : []),
     ]));
   }
   const rows = await q.execute();

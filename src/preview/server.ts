@@ -29,7 +29,7 @@ const QUERY_SCHEMA = {
   properties: {
     step: { type: 'string', maxLength: 100 },
     template: { type: 'string', maxLength: 200 },
-    opportunity: { type: 'string', pattern: '^(\\d{1,15}|sample)?$' },
+    opportunity: { type: 'string', pattern: '^(\\d{1,19}|sample)?$' },
     locale: { type: 'string', pattern: '^([A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*)?$' },
     q: { type: 'string', maxLength: 200 },
   },

@@ -5,7 +5,7 @@
  * the preview runs is noticed at the next reload.
  */
 import type { Clock } from '../clock.ts';
-import type { Db } from '../db/database.ts';
+import { parseInt8, type Db } from '../db/database.ts';
 import { listStages } from '../db/opportunities.ts';
 import type { ComposeSettings } from '../email/compose.ts';
 import type { Forecast } from '../forecast.ts';
@@ -154,7 +154,9 @@ async function pickOpportunity(db: Db | null, wanted: string | undefined, now: D
   const sample = (notes: string[]): Picked => ({ snapshot: sampleSnapshot(now), sample: true, notes });
   if (!db || wanted === 'sample') return sample([]);
   try {
-    const id = wanted && /^\d{1,15}$/.test(wanted) ? Number(wanted) : await firstOpportunityId(db);
+    // Any bigint: one beyond 2^53 stays its exact text, as the search list read it (`parseInt8`).
+    if (wanted && /^\d{1,19}$/.test(wanted) && BigInt(wanted) > 9_223_372_036_854_775_807n) return sample([`Opportunity #${wanted} does not exist: showing the sample opportunity.`]);
+    const id = wanted && /^\d{1,19}$/.test(wanted) ? parseInt8(wanted) : await firstOpportunityId(db);
     if (id === null) return sample(['The database has no opportunities yet: showing the sample opportunity.']);
     const snapshot = await opportunitySnapshot(db, id);
     if (snapshot) return { snapshot, sample: false, notes: [] };
