@@ -38,11 +38,11 @@ export function createEnvironment(): HandlebarsEnv {
   hb.unregisterHelper('log');
   installBudget(hb);
   hb.registerHelper('formatMoney', located(function formatMoneyHelper(args, options) {
-    callProblem('formatMoney', args.length, Object.keys(options.hash ?? {}), throwIt);
+    failOn(callProblem('formatMoney', args.length, Object.keys(options.hash ?? {})));
     return formatMoney(args[0], args[1], dataOf(options).locale);
   }));
   hb.registerHelper('formatDate', located(function formatDateHelper(args, options) {
-    callProblem('formatDate', args.length, Object.keys(options.hash ?? {}), throwIt);
+    failOn(callProblem('formatDate', args.length, Object.keys(options.hash ?? {})));
     const { style, time } = options.hash as { style?: unknown; time?: unknown };
     return formatDate(args[0], { ...dataOf(options), style: style ?? 'long', time: time ?? null });
   }));
@@ -71,7 +71,10 @@ function located(body: HelperBody): Handlebars.HelperDelegate {
   };
 }
 
-const throwIt = (message: string): never => { throw new Error(message); };
+/** Throws `problem`, when there is one: the render's side of what the static check reports. */
+function failOn(problem: string | null): void {
+  if (problem !== null) throw new Error(problem);
+}
 
 /** How Nudge's helpers are called: their arguments, and the options (`key=value`) each takes. */
 const HELPER_CALLS: Readonly<Record<string, { params: number; usage: string; options: readonly string[] }>> = {
@@ -79,13 +82,13 @@ const HELPER_CALLS: Readonly<Record<string, { params: number; usage: string; opt
   formatDate: { params: 1, usage: 'formatDate needs one date: {{formatDate opportunity.closingDate}}', options: ['style', 'time'] },
 };
 
-/** The first thing wrong with a call of one of Nudge's helpers, given to `fail`; the static check and the render share it. */
-function callProblem(helper: string, params: number, keys: readonly string[], fail: (message: string) => void): void {
+/** The first thing wrong with a call of one of Nudge's helpers, or null; the static check and the render share it. */
+function callProblem(helper: string, params: number, keys: readonly string[]): string | null {
   const call = HELPER_CALLS[helper];
-  if (!call) return;
-  if (params !== call.params) return fail(call.usage);
+  if (!call) return null;
+  if (params !== call.params) return call.usage;
   const unknown = keys.find((key) => !call.options.includes(key));
-  if (unknown !== undefined) fail(`${helper}: unknown option "${unknown}"${call.options.length ? ` (allowed: ${call.options.join(', ')})` : ''}`);
+  return unknown === undefined ? null : `${helper}: unknown option "${unknown}"${call.options.length ? ` (allowed: ${call.options.join(', ')})` : ''}`;
 }
 
 function dataOf(options: Handlebars.HelperOptions): RenderData {
@@ -146,8 +149,13 @@ function dateFormat(locale: string, dateStyle: DateStyle, timeStyle: DateStyle |
 }
 
 function checkStyle(option: string, style: unknown): DateStyle {
-  if (typeof style === 'string' && STYLES.includes(style)) return style as DateStyle;
-  throw new Error(`formatDate: ${option}="${String(style)}" is not one of ${STYLES.join(', ')}`);
+  failOn(styleProblem(option, style));
+  return style as DateStyle;
+}
+
+/** What is wrong with formatDate's `style` or `time`, or null; the static check and the render share it. */
+function styleProblem(option: string, style: unknown): string | null {
+  return typeof style === 'string' && STYLES.includes(style) ? null : `formatDate: ${option}="${String(style)}" is not one of ${STYLES.join(', ')}`;
 }
 
 /** Midnight UTC of a real calendar day, or null when the text is not `YYYY-MM-DD`. */
@@ -353,16 +361,13 @@ function checkCall(node: Call, depth: number, w: Walk): void {
  */
 function checkHelperCall(node: Call, helper: string, w: Walk): void {
   const pairs = node.hash?.pairs ?? [];
-  let wrong = false;
-  callProblem(helper, node.params.length, pairs.map((p) => p.key), (message) => {
-    wrong = true;
-    report(w, node, message);
-  });
-  if (wrong || helper !== 'formatDate') return;
+  const wrong = callProblem(helper, node.params.length, pairs.map((p) => p.key));
+  if (wrong !== null) return report(w, node, wrong);
+  if (helper !== 'formatDate') return;
   for (const pair of pairs) {
     if (!['StringLiteral', 'NumberLiteral', 'BooleanLiteral'].includes(pair.value.type)) continue;
-    const style = String((pair.value as hbs.AST.StringLiteral).value);
-    if (!STYLES.includes(style)) return report(w, node, `formatDate: ${pair.key}="${style}" is not one of ${STYLES.join(', ')}`);
+    const problem = styleProblem(pair.key, (pair.value as hbs.AST.StringLiteral | hbs.AST.NumberLiteral | hbs.AST.BooleanLiteral).value);
+    if (problem !== null) return report(w, node, problem);
   }
 }
 
