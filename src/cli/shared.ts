@@ -2,7 +2,7 @@
 import { fixedClock, systemClock, type Clock } from '../clock.ts';
 import { ConfigError, loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
-import { databaseOf, parseInt8 } from '../db/database.ts';
+import { bigintId, databaseOf, MAX_BIGINT } from '../db/database.ts';
 import { InvalidContentError, Runtime } from '../runtime.ts';
 
 /** Exit codes: 0 done; 1 invalid content or input; 2 configuration; 3 PostgreSQL or Redis failed. */
@@ -89,9 +89,7 @@ export function parseId(text: string, what: string): number {
   if (!/^\d+$/.test(text)) throw new UsageError(`${what} must be a whole number, got ${JSON.stringify(text)}`);
   // Ids are bigint in PostgreSQL: one beyond 2^53 stays its exact decimal text, as ids read from
   // the database do (`parseInt8`), so that the id a header or simulate named can be explained.
-  const digits = text.replace(/^0+(?=\d)/, '');
-  if (digits.length > 19 || BigInt(digits) > MAX_BIGINT) throw new UsageError(`${what} must be at most ${MAX_BIGINT}, got ${JSON.stringify(text)}`);
-  return parseInt8(digits);
+  const id = bigintId(text.replace(/^0+(?=\d)/, ''));
+  if (id === null) throw new UsageError(`${what} must be at most ${MAX_BIGINT}, got ${JSON.stringify(text)}`);
+  return id;
 }
-
-const MAX_BIGINT = 9_223_372_036_854_775_807n;

@@ -19,6 +19,16 @@ export function parseInt8(text: string): number {
   return Number.isSafeInteger(n) ? n : (text as unknown as number);
 }
 
+/**
+ * A `bigint` id written as decimal digits (1 to 19, no sign), as `parseInt8` reads it from the
+ * database; null when it is not one or is beyond bigint's maximum.
+ */
+export function bigintId(text: string): number | null {
+  return /^\d{1,19}$/.test(text) && BigInt(text) <= MAX_BIGINT ? parseInt8(text) : null;
+}
+
+export const MAX_BIGINT = 9_223_372_036_854_775_807n;
+
 const asText = (text: string) => text;
 
 /**

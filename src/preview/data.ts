@@ -3,15 +3,13 @@
  * snapshot, the simulate calendar and the forecast. Reads only. Every function takes `db` first;
  * the caller decides what an unreachable database means (the built-in sample opportunity).
  */
-import { parseInt8, type Db } from '../db/database.ts';
+import { bigintId, type Db } from '../db/database.ts';
 import { readForecastRows } from '../db/forecast-rows.ts';
 import { loadSnapshot } from '../db/snapshots.ts';
 import { ForecastTally, type Forecast } from '../forecast.ts';
 import { addDays, localDate } from '../journey/time.ts';
 import type { Contact, Journey, Snapshot, Stage } from '../journey/types.ts';
 import { runSimulation, type Simulation } from '../simulate.ts';
-
-const MAX_BIGINT = 9_223_372_036_854_775_807n;
 
 /** How many days the calendar looks ahead. */
 export const CALENDAR_DAYS = 30;
@@ -42,9 +40,10 @@ export async function searchOpportunities(db: Db, text: string, limit = 20): Pro
   if (wanted) {
     // The title is matched literally: % and _ typed by the marketer are not wildcards.
     const pattern = `%${wanted.replace(/[\\%_]/g, '\\$&')}%`;
+    const id = bigintId(wanted);
     q = q.where((eb) => eb.or([
       eb('o.title', 'ilike', pattern),
-      ...(/^\d{1,19}$/.test(wanted) && BigInt(wanted) <= MAX_BIGINT ? [eb('o.id', '=', parseInt8(wanted))] : []),
+      ...(id === null ? [] : [eb('o.id', '=', id)]),
     ]));
   }
   const rows = await q.execute();

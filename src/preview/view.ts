@@ -5,7 +5,7 @@
  * the preview runs is noticed at the next reload.
  */
 import type { Clock } from '../clock.ts';
-import { parseInt8, type Db } from '../db/database.ts';
+import { bigintId, type Db } from '../db/database.ts';
 import { listStages } from '../db/opportunities.ts';
 import type { ComposeSettings } from '../email/compose.ts';
 import type { Forecast } from '../forecast.ts';
@@ -90,14 +90,14 @@ async function buildView(deps: PreviewDeps, query: ViewQuery, cached: Cached): P
   const database = await databaseState(deps);
   const db = database === 'connected' ? deps.db : null;
   const search: OpportunitySearch | null = db ? await searchOpportunities(db, query.q ?? '').catch(() => null) : { choices: [], more: false };
-  const picked = await pickOpportunity(db, searchedOpportunity(query, search?.choices ?? []), now, deps.logger);
+  const choices = search?.choices ?? [];
+  const picked = await pickOpportunity(db, searchedOpportunity(query, choices), now, deps.logger);
   if (search === null) picked.notes.push('The search could not be run: the database did not answer.');
   else if (query.q?.trim() && db && search.choices.length === 0) picked.notes.push(`No opportunity matches "${query.q.trim()}".`);
   const selection = selectEmail(content.templates, content.journey, { stepId: query.step, template: query.template });
   // The empty choice of the locale menu is "the recipient's".
   const email = selection && previewEmail(content.templates, content.journey, picked.snapshot, selection, query.locale || null, deps.settings);
   if (email) email.notes.unshift(...selectionNotes(query, email.selection, content.journey));
-  const choices = search?.choices ?? [];
   const journey = content.journey;
   const missing = (what: string) => ({ missing: db === null ? `${what} needs a reachable database (DATABASE_URL).` : `${what} needs a valid journeys.yaml: see the problems above.` });
   return {
@@ -154,9 +154,10 @@ async function pickOpportunity(db: Db | null, wanted: string | undefined, now: D
   const sample = (notes: string[]): Picked => ({ snapshot: sampleSnapshot(now), sample: true, notes });
   if (!db || wanted === 'sample') return sample([]);
   try {
-    // Any bigint: one beyond 2^53 stays its exact text, as the search list read it (`parseInt8`).
-    if (wanted && /^\d{1,19}$/.test(wanted) && BigInt(wanted) > 9_223_372_036_854_775_807n) return sample([`Opportunity #${wanted} does not exist: showing the sample opportunity.`]);
-    const id = wanted && /^\d{1,19}$/.test(wanted) ? parseInt8(wanted) : await firstOpportunityId(db);
+    // Any bigint: one beyond 2^53 stays its exact text, as the search list read it (`bigintId`).
+    const asked = wanted ? bigintId(wanted) : null;
+    if (wanted && asked === null) return sample([`Opportunity #${wanted} does not exist: showing the sample opportunity.`]);
+    const id = asked ?? await firstOpportunityId(db);
     if (id === null) return sample(['The database has no opportunities yet: showing the sample opportunity.']);
     const snapshot = await opportunitySnapshot(db, id);
     if (snapshot) return { snapshot, sample: false, notes: [] };
