@@ -9,14 +9,9 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isValidEmail, normalizeEmail } from '../src/journey/recipients.ts';
 import { runNudge } from './helpers/cli.ts';
+import { DUE_NOW_TEMPLATE } from './helpers/daemon.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
 import { createWorld, type World } from './helpers/world.ts';
-
-const TEMPLATE = `---
-subject: "{{reference}}"
----
-<p>{{reference}}</p>
-`;
 
 // Closing in 3 days at 09:00 UTC (the step's due time); a stage-entered step on 'proposal'.
 const JOURNEY = `
@@ -37,7 +32,7 @@ let world: World;
 
 beforeAll(async () => {
   world = await createWorld({ shippedTemplates: false });
-  world.write('t.hbs', TEMPLATE);
+  world.write('t.hbs', DUE_NOW_TEMPLATE);
   world.write('journeys.yaml', JOURNEY);
 });
 
