@@ -36,8 +36,8 @@ const asText = (text: string) => text;
  * a day BC, the year 300000: a bad row must not fail every decision that reads it): far beyond
  * the reach of any step (3,650 days), with four-digit years. Past stays past, future stays future.
  */
-export const FAR_PAST_DAY = '1000-01-01';
-export const FAR_FUTURE_DAY = '9000-01-01';
+const FAR_PAST_DAY = '1000-01-01';
+const FAR_FUTURE_DAY = '9000-01-01';
 const FAR_PAST = Date.UTC(1000, 0, 1);
 const FAR_FUTURE = Date.UTC(9000, 0, 1);
 
