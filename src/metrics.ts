@@ -35,14 +35,26 @@ export function prometheusMetrics(queueCounts: () => Promise<Record<string, numb
   const scanSeconds = new Histogram({ name: 'nudge_scan_duration_seconds', help: 'Duration of one scan pass', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] });
   const scanned = new Counter({ name: 'nudge_scan_opportunities_total', help: 'Opportunities read by scans', registers: [registry] });
   const enqueued = new Counter({ name: 'nudge_scan_enqueued_total', help: 'Send jobs added to the queue by scans (not those already in it)', registers: [registry] });
+  // One read of Redis per scrape, shared by the two gauges that show it (a registry collects its
+  // metrics at once): null when Redis did not answer within the scrape's wait.
+  let reading: Promise<Record<string, number> | null> | null = null;
+  const readCounts = () => (reading ??= within(SCRAPE_WAIT_MS, 'Redis', queueCounts())
+    .catch(() => null)
+    .finally(() => { reading = null; }));
   new Gauge({
-    name: 'nudge_queue_jobs', help: 'Delivery jobs in the queue, by state', labelNames: ['state'], registers: [registry],
+    name: 'nudge_redis_up', help: 'Whether Redis answered the scrape\'s read of the queue in time (1) or not (0)', registers: [registry],
     async collect() {
-      try {
-        for (const [state, n] of Object.entries(await within(SCRAPE_WAIT_MS, 'Redis', queueCounts()))) this.set({ state }, n);
-      } catch {
-        // Redis down or not answering: the gauge keeps its last values; readiness reports the outage.
-      }
+      this.set((await readCounts()) ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'nudge_queue_jobs', help: 'Delivery jobs in the queue, by state; absent while Redis does not answer', labelNames: ['state'], registers: [registry],
+    async collect() {
+      const counts = await readCounts();
+      // Redis down or not answering: no figure rather than the last one, which would look current
+      // to a dashboard or to an alert on the queue's depth; `nudge_redis_up` says why.
+      if (!counts) return this.reset();
+      for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
     },
   });
   return {

@@ -79,6 +79,7 @@ describe('two daemons on one database and Redis', () => {
     expect(sentCounts.reduce((a, b) => a + b, 0)).toBe(1);
     expect(metrics.join('\n')).toMatch(/^nudge_scan_duration_seconds_count \d+$/m);
     expect(metrics.join('\n')).toMatch(/^nudge_queue_jobs\{state="waiting"\} \d+$/m);
+    for (const m of metrics) expect(m).toMatch(/^nudge_redis_up 1$/m);
     // BullMQ's own, from Redis: the same for both processes; the one job's completion counted.
     for (const m of metrics) {
       expect(m).toMatch(/^bullmq_job_count\{queue="deliver", state="waiting"\} \d+$/m);

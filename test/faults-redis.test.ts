@@ -139,12 +139,15 @@ describe('Redis restarted mid-run, empty', () => {
     const port = await daemons[0]!.port;
     await until('the first emails', () => world.smtp.received.length >= 30);
     await redis.kill();
-    // A scrape while Redis is down answers, without the queue's figures, instead of hanging.
+    // A scrape while Redis is down answers, without the queue's figures, instead of hanging; it
+    // says Redis is down rather than showing the queue's depth of before as current.
     const scrape = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(8_000) });
     expect(scrape.status).toBe(200);
     const text = await scrape.text();
     expect(text).toMatch(/^# TYPE nudge_decisions_total counter$/m);
     expect(text).not.toMatch(/^bullmq_job_count/m);
+    expect(text).toMatch(/^nudge_redis_up 0$/m);
+    expect(text).not.toMatch(/^nudge_queue_jobs\{/m);
     await new Promise((r) => setTimeout(r, 1_000));
     await redis.start();
     await expectEachSentOnce(200);

@@ -66,8 +66,13 @@ export async function startHttpServer(rt: Runtime, port: number, state: ProcessS
     // Nudge's own metrics, then BullMQ's for the delivery queue (jobs by state, completed and
     // failed totals, from the workers' metrics in Redis); left out while Redis does not answer
     // within the scrape's wait, which /readyz reports.
-    const bullmq = await within(SCRAPE_WAIT_MS, 'Redis', rt.queue.exportPrometheusMetrics()).catch(() => '');
-    return reply.type(registry.contentType).send(`${await registry.metrics()}${bullmq ? `${bullmq}\n` : ''}`);
+    // Both read Redis, each waiting at most SCRAPE_WAIT_MS: at once, so a scrape while Redis is
+    // down takes one wait, not two.
+    const [own, bullmq] = await Promise.all([
+      registry.metrics(),
+      within(SCRAPE_WAIT_MS, 'Redis', rt.queue.exportPrometheusMetrics()).catch(() => ''),
+    ]);
+    return reply.type(registry.contentType).send(`${own}${bullmq ? `${bullmq}\n` : ''}`);
   });
   app.get<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribePage(rt, req.params.token, reply));
   app.post<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribe(rt, req.params.token, reply));
