@@ -111,6 +111,32 @@ describe('two daemons on one database and Redis', () => {
   });
 });
 
+describe('a daemon stopping', () => {
+  it('says it is not ready while it finishes its sends, so that a load balancer sends no more requests to it', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const contact = await insertContact(world.database.db, { email: 'stopping@customer.test', time_zone: 'UTC', first_name: 'Stan' });
+    const id = await insertOpportunity(world.database.db, { title: 'Stopping trip', closing_date: addDays(today, 3), stage: 'proposal', primary_contact_id: contact });
+    const before = world.smtp.received.length;
+    world.smtp.slow(4_000);
+    try {
+      const daemon = startDaemon(world.env);
+      daemons.push(daemon);
+      const port = await daemon.port;
+      // The message is in; the server's answer to its final dot is 4 s away.
+      await until('the message to arrive', () => world.smtp.received.length > before);
+      daemon.child.kill('SIGTERM');
+      await until('the process to say it stops', () => daemon.logs.some((l) => l.msg === 'stopping: finishing active jobs'));
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { checks: Record<string, string> }).checks).toMatchObject({ process: 'stopping: finishing active jobs' });
+      expect(await daemon.exited).toBe(0);
+    } finally {
+      world.smtp.slow(0);
+    }
+    expect((await deliveries(world.database.db, id)).map((r) => r.status)).toEqual(['sent']);
+  });
+});
+
 describe('two daemons with different NUDGE_SECRETs on one queue', () => {
   it('each logs an error that another process has another secret, and runs on', async () => {
     const pair = [startDaemon(world.env), startDaemon({ ...world.env, NUDGE_SECRET: 'another-secret-for-the-other-process' })];

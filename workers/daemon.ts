@@ -49,7 +49,7 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   });
   // A process that only serves HTTP has nothing to do without it: there, a taken port is fatal.
   // It comes first, so that /healthz answers and /readyz says why not while PostgreSQL is awaited.
-  const state: ProcessState = { starting: 'starting: waiting for PostgreSQL' };
+  const state: ProcessState = { phase: 'starting: waiting for PostgreSQL' };
   const http: HttpServer | null = options.http === false ? null
     : options.scheduler || options.worker ? await startHttpUnlessPortTaken(rt, state) : await startHttpServer(rt, rt.config.port, state);
   let content: LiveContent | null;
@@ -66,7 +66,7 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
     return;
   }
   // The scheduler's first command waits for Redis; a stop meanwhile does not.
-  state.starting = 'starting: waiting for Redis';
+  state.phase = 'starting: waiting for Redis';
   const starting = options.scheduler ? startScheduler(rt, content, systemClock) : Promise.resolve(null);
   starting.catch(() => {}); // left behind by a stop: fails when the connection is closed
   const scheduler = await Promise.race([starting, stopped.then((): typeof STOPPED => STOPPED)]);
@@ -82,10 +82,13 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   const secretWatch = watchSecret(rt);
   // A Redis that hangs keeps its connections open: nothing else would say so.
   const redisWatch = watchRedis(rt, { everyMs: WATCH_EVERY_MS, pingWaitMs: WATCH_PING_WAIT_MS, log: true });
-  state.starting = null;
+  state.phase = null;
   rt.logger.info({ port: http?.port ?? null, scheduler: options.scheduler, worker: options.worker }, 'nudge started');
 
   rt.logger.info({ signal: await stopped }, 'stopping: finishing active jobs');
+  // A load balancer stops sending unsubscribe requests here; those that come still get answers
+  // until the server closes, after the jobs.
+  state.phase = 'stopping: finishing active jobs';
 
   secretWatch.stop();
   const grace = options.graceMs ?? 20_000;

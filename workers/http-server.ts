@@ -31,11 +31,14 @@ export function installationTag(rt: Runtime): string {
 
 /** What the process says of itself in /readyz beside its dependencies. */
 export interface ProcessState {
-  /** Not yet scanning nor delivering, and why (waiting for PostgreSQL); null once started. */
-  starting: string | null;
+  /**
+   * Why the process is not ready whatever its dependencies say: not yet scanning nor delivering
+   * (waiting for PostgreSQL), or stopping; null while it runs.
+   */
+  phase: string | null;
 }
 
-export async function startHttpServer(rt: Runtime, port: number, state: ProcessState = { starting: null }): Promise<HttpServer> {
+export async function startHttpServer(rt: Runtime, port: number, state: ProcessState = { phase: null }): Promise<HttpServer> {
   const app = Fastify({ logger: false });
   // Before any route or plugin: each takes the handler in force when it is registered (set after
   // the board's, it left every route with Fastify's own, which showed clients PostgreSQL's text).
@@ -56,7 +59,7 @@ export async function startHttpServer(rt: Runtime, port: number, state: ProcessS
   app.get('/healthz', async (_req, reply) => reply.header(INSTALLATION_HEADER, installationTag(rt)).type('text/plain').send('ok\n'));
   app.get('/readyz', async (_req, reply) => {
     const checks = await readiness(rt);
-    if (state.starting) checks.process = state.starting;
+    if (state.phase) checks.process = state.phase;
     const ok = Object.values(checks).every((v) => v === 'ok');
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });
