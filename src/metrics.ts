@@ -3,6 +3,7 @@
  * Prometheus. Labels carry reasons and statuses, never people.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { FAILURE_REASONS, SUPPRESSION_REASONS } from './journey/types.ts';
 import { within } from './settle.ts';
 
 /** How long a scrape waits for Redis's answers before leaving them out: a scrape must not hang. */
@@ -30,6 +31,11 @@ export function prometheusMetrics(queueCounts: () => Promise<Record<string, numb
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'nudge_process_' });
   const decisions = new Counter({ name: 'nudge_decisions_total', help: 'Decisions written to deliveries, by status and reason', labelNames: ['status', 'reason'], registers: [registry] });
+  // Every status and reason from zero, not from its first decision: `increase()` and alerts on
+  // the first `unknown` or `smtp_rejected` of a process see it.
+  for (const [status, reason] of [['sent', ''], ['unknown', ''], ...FAILURE_REASONS.map((r) => ['failed', r]), ...SUPPRESSION_REASONS.map((r) => ['suppressed', r])]) {
+    decisions.inc({ status, reason }, 0);
+  }
   const deferrals = new Counter({ name: 'nudge_smtp_deferred_total', help: 'Sends deferred by SMTP (4xx, refused, timeout) and retried', registers: [registry] });
   const latency = new Histogram({ name: 'nudge_due_to_sent_seconds', help: 'Seconds from due time to acceptance by SMTP', buckets: [1, 5, 15, 30, 60, 120, 300, 900, 3600, 14400, 86400], registers: [registry] });
   const scanSeconds = new Histogram({ name: 'nudge_scan_duration_seconds', help: 'Duration of one scan pass', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] });

@@ -72,18 +72,27 @@ describe('two daemons on one database and Redis', () => {
       expect(await ready.json()).toEqual({ ok: true, checks: { postgres: 'ok', redis: 'ok' } });
     }
     // The job completes just after the email arrives (the row marked `sent`, then BullMQ told).
-    await until('the job counted by BullMQ', async () => /^bullmq_job_completed_total\{queue="deliver"\} 1$/m
+    await until('the job counted by BullMQ', async () => /^nudge_bullmq_job_completed_total\{queue="deliver"\} 1$/m
       .test(await (await fetch(`http://127.0.0.1:${ports[0]}/metrics`)).text()));
     const metrics = await Promise.all(ports.map(async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text()));
     const sentCounts = metrics.map((m) => Number(/^nudge_decisions_total\{status="sent",reason=""\} (\d+)$/m.exec(m)?.[1] ?? 0));
     expect(sentCounts.reduce((a, b) => a + b, 0)).toBe(1);
     expect(metrics.join('\n')).toMatch(/^nudge_scan_duration_seconds_count \d+$/m);
     expect(metrics.join('\n')).toMatch(/^nudge_queue_jobs\{state="waiting"\} \d+$/m);
-    for (const m of metrics) expect(m).toMatch(/^nudge_redis_up 1$/m);
+    for (const m of metrics) {
+      expect(m).toMatch(/^nudge_redis_up 1$/m);
+      // From zero, before the first one: an alert on increase() sees the first unknown outcome.
+      expect(m).toMatch(/^nudge_decisions_total\{status="unknown",reason=""\} 0$/m);
+      expect(m).toMatch(/^nudge_decisions_total\{status="failed",reason="smtp_rejected"\} 0$/m);
+      expect(m).toMatch(/^nudge_decisions_total\{status="suppressed",reason="frequency_cap"\} 0$/m);
+      // Every metric is Nudge's (SPEC: named nudge_*), BullMQ's included.
+      const names = new Set(m.split('\n').filter((line) => line && !line.startsWith('#')).map((line) => /^[^{ ]+/.exec(line)![0]));
+      expect([...names].filter((name) => !name.startsWith('nudge_'))).toEqual([]);
+    }
     // BullMQ's own, from Redis: the same for both processes; the one job's completion counted.
     for (const m of metrics) {
-      expect(m).toMatch(/^bullmq_job_count\{queue="deliver", state="waiting"\} \d+$/m);
-      expect(m).toMatch(/^bullmq_job_completed_total\{queue="deliver"\} 1$/m);
+      expect(m).toMatch(/^nudge_bullmq_job_count\{queue="deliver", state="waiting"\} \d+$/m);
+      expect(m).toMatch(/^nudge_bullmq_job_completed_total\{queue="deliver"\} 1$/m);
     }
     // More scans must not mean more emails.
     await moreScans(daemons, 3);

@@ -145,7 +145,7 @@ describe('Redis restarted mid-run, empty', () => {
     expect(scrape.status).toBe(200);
     const text = await scrape.text();
     expect(text).toMatch(/^# TYPE nudge_decisions_total counter$/m);
-    expect(text).not.toMatch(/^bullmq_job_count/m);
+    expect(text).not.toMatch(/^nudge_bullmq_job_count/m);
     expect(text).toMatch(/^nudge_redis_up 0$/m);
     expect(text).not.toMatch(/^nudge_queue_jobs\{/m);
     await new Promise((r) => setTimeout(r, 1_000));

@@ -120,8 +120,8 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
     // (src/send-outcome.ts), and a later scan would send that again. A job that stalls only runs
     // again: the database refuses a second send.
     maxStalledCount: MAX_STALLS,
-    // BullMQ's own counts of completed and failed jobs, for /metrics (`bullmq_job_completed_total`,
-    // `bullmq_job_failed_total`), with a data point a minute for a day: each scrape reads them all.
+    // BullMQ's own counts of completed and failed jobs, for /metrics (`nudge_bullmq_job_completed_total`,
+    // `nudge_bullmq_job_failed_total`), with a data point a minute for a day: each scrape reads them all.
     metrics: { maxDataPoints: MetricsTime.ONE_HOUR * 24 },
   });
   worker.on('failed', (job, err) => {

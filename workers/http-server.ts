@@ -75,7 +75,7 @@ export async function startHttpServer(rt: Runtime, port: number, state: ProcessS
       registry.metrics(),
       within(SCRAPE_WAIT_MS, 'Redis', rt.queue.exportPrometheusMetrics()).catch(() => ''),
     ]);
-    return reply.type(registry.contentType).send(`${own}${bullmq ? `${bullmq}\n` : ''}`);
+    return reply.type(registry.contentType).send(`${own}${bullmq ? `${namedOurs(bullmq)}\n` : ''}`);
   });
   app.get<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribePage(rt, req.params.token, reply));
   app.post<{ Params: { token: string } }>('/unsubscribe/:token', (req, reply) => unsubscribe(rt, req.params.token, reply));
@@ -194,4 +194,12 @@ function html(reply: FastifyReply, status: number, body: string): FastifyReply {
     'x-content-type-options': 'nosniff',
     'referrer-policy': 'no-referrer',
   }).type('text/html; charset=utf-8').send(body);
+}
+
+/**
+ * BullMQ's metrics under Nudge's prefix (`bullmq_job_count` → `nudge_bullmq_job_count`): every
+ * metric a process exposes is named `nudge_*`, whatever else the Prometheus server scrapes.
+ */
+function namedOurs(text: string): string {
+  return text.replace(/^(# (?:HELP|TYPE) )?bullmq_/gm, '$1nudge_bullmq_');
 }
