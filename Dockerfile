@@ -9,5 +9,9 @@ COPY migrations ./migrations
 COPY templates ./templates
 COPY tsconfig.json ./
 ENV NODE_ENV=production
+# Not root: the image's own user, which owns nothing but the folder .eml files would go to
+# (development only: production requires SMTP_URL).
+RUN mkdir -p /app/outbox && chown node:node /app/outbox
+USER node
 EXPOSE 3000
 CMD ["node", "bin/nudge.js", "start"]

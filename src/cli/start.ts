@@ -4,7 +4,7 @@ import { withRuntime } from './shared.ts';
 
 export function registerStart(program: Command): void {
   program.command('start')
-    .description('run the daemon: a scan every minute, delivery workers and the HTTP server (/healthz, /readyz, unsubscribe)')
+    .description('run the daemon: a scan every minute, delivery workers and the HTTP server (/healthz, /readyz, /metrics, unsubscribe links, /board with NUDGE_BOARD_TOKEN)')
     .option('--no-scheduler', 'do not scan (run workers only)')
     .option('--no-worker', 'do not deliver (scan and enqueue only)')
     .action((opts: { scheduler: boolean; worker: boolean }) => withRuntime(
