@@ -117,7 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     databaseUrl: requiredUrl(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     readDatabaseUrl: optionalUrl(env, 'DATABASE_READ_URL', ['postgres:', 'postgresql:']),
     redisUrl: optionalUrl(env, 'REDIS_URL', ['redis:', 'rediss:'], redisDatabase) ?? 'redis://127.0.0.1:6379',
-    redisCluster: boolean(env, 'NUDGE_REDIS_CLUSTER'),
+    redisCluster: redisCluster(env),
     preparedStatements: boolean(env, 'NUDGE_PREPARED_STATEMENTS', true),
     smtpUrl,
     outboxDir: path.resolve(env.NUDGE_OUTBOX_DIR?.trim() || 'outbox'),
@@ -175,6 +175,21 @@ const namesHost = (url: URL) => (url.hostname ? null : 'names no host');
 /** Redis takes a database number after the slash (`redis://host:6379/2`); anything else went unnoticed to database 0. */
 const redisDatabase = (url: URL) => namesHost(url) ?? (/^\/?(\d+)?$/.test(url.pathname) ? null
   : `must end with a database number after the / (such as /0), got ${JSON.stringify(url.pathname)}`);
+
+/** The database number REDIS_URL names (`redis://host:6379/2`: 2), 0 when it names none. */
+export function redisDatabaseOf(url: string): number {
+  return Number(new URL(url).pathname.slice(1) || 0);
+}
+
+/** A Redis Cluster has database 0 alone: a REDIS_URL naming another would be ignored. */
+function redisCluster(env: NodeJS.ProcessEnv): boolean {
+  const cluster = boolean(env, 'NUDGE_REDIS_CLUSTER');
+  const url = env.REDIS_URL?.trim();
+  if (cluster && url && redisDatabaseOf(url) !== 0) {
+    throw new ConfigError('REDIS_URL', `names database ${redisDatabaseOf(url)}, but a Redis Cluster (NUDGE_REDIS_CLUSTER=true) has database 0 alone`);
+  }
+  return cluster;
+}
 
 /** Unsubscribe links are built under it: a query or fragment would swallow their path (an empty `?` or `#` too). */
 const publicBase = (url: URL, raw: string) => namesHost(url) ?? (/[?#@]/.test(raw.replace(/^[a-z]+:\/\//i, '')) || url.username || url.password

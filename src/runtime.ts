@@ -3,7 +3,7 @@
  * the mailer and the validated content. Each piece is opened only when asked for.
  */
 import type { Queue } from 'bullmq';
-import type { Config } from './config.ts';
+import { ConfigError, redisDatabaseOf, type Config } from './config.ts';
 import { loadContent, LiveContent, type Content } from './content.ts';
 import { createDb, textTimestampParsers, type Db } from './db/database.ts';
 import { listStages } from './db/opportunities.ts';
@@ -110,6 +110,7 @@ export class Runtime {
   private readonly redisWaits = new Set<(error: Error) => void>();
   /** Set by `abandonRedis`: what `redisBound` is given after it fails at once. */
   private redisAbandoned: Error | null = null;
+  private redisDatabaseChecked: Promise<void> | null = null;
 
   constructor(readonly config: Readonly<Config>, readonly logger: Logger) {
     this.repeats = repeatLimited(logger);
@@ -241,6 +242,27 @@ export class Runtime {
       return;
     }
     await Promise.all([DELIVER_QUEUE, SCAN_QUEUE].map((q) => redis.exists(`${queuePrefix(this.config.queuePrefix, q)}:probe`)));
+  }
+
+  /**
+   * Whether Redis put this process in REDIS_URL's database. A Redis without that database (`/99`
+   * on one with 16) refuses the SELECT, and ioredis carries on in database 0: the queues would
+   * live there, beside another installation's. Asked once, when Redis first answers (the daemon
+   * waits for that as for any command); `CLIENT INFO` needs Redis 6.2: an older one, or a proxy
+   * that refuses the command, is taken at its word.
+   */
+  checkRedisDatabase(): Promise<void> {
+    this.redisDatabaseChecked ??= (async () => {
+      const wanted = redisDatabaseOf(this.config.redisUrl);
+      if (this.config.redisCluster || wanted === 0) return;
+      const info = await this.redisBound('Redis (CLIENT INFO)', this.redis.client('INFO') as Promise<string>)
+        .catch((error: Error) => { if (/^ERR/.test(error.message)) return null; throw error; });
+      const db = info === null ? null : Number(/\bdb=(\d+)/.exec(info)?.[1] ?? wanted);
+      if (db !== null && db !== wanted) {
+        throw new ConfigError('REDIS_URL', `names database ${wanted}, which this Redis does not have: it refused to select it (see its \`databases\` setting), and the queues would have gone to database ${db}`);
+      }
+    })();
+    return this.redisDatabaseChecked;
   }
 
   /** Whether the Redis connection, once opened, is not ready (down, reconnecting). */

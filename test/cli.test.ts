@@ -57,6 +57,20 @@ describe('configuration', () => {
     expect(world.smtp.received).toHaveLength(0);
   });
 
+  // Redis refuses to select a database it does not have, and the client carried on in database 0,
+  // where the queues then lived beside another installation's.
+  it.each([['tick', '--now', '2026-12-01T09:00:00Z'], ['work', '--drain'], ['start']])('%s with a REDIS_URL database Redis does not have stops, naming it', async (...args) => {
+    const r = await nudge(args, { REDIS_URL: `${world.env.REDIS_URL!.replace(/\/\d*$/, '')}/99`, PORT: '0' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/REDIS_URL: names database 99, which this Redis does not have/);
+  });
+
+  it('refuses a database number on a Redis Cluster, which has database 0 alone', async () => {
+    const r = await nudge(['tick'], { REDIS_URL: `${world.env.REDIS_URL!.replace(/\/\d*$/, '')}/3`, NUDGE_REDIS_CLUSTER: 'true' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/REDIS_URL: names database 3, but a Redis Cluster \(NUDGE_REDIS_CLUSTER=true\) has database 0 alone/);
+  });
+
   it('refuses a --now without an offset', async () => {
     const r = await nudge(['tick', '--now', '2026-12-01 09:00']);
     expect(r.code).toBe(1);

@@ -67,9 +67,16 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   }
   // The scheduler's first command waits for Redis; a stop meanwhile does not.
   state.phase = 'starting: waiting for Redis';
-  const starting = options.scheduler ? startScheduler(rt, content, systemClock) : Promise.resolve(null);
+  const starting = rt.checkRedisDatabase().then(() => (options.scheduler ? startScheduler(rt, content, systemClock) : null));
   starting.catch(() => {}); // left behind by a stop: fails when the connection is closed
-  const scheduler = await Promise.race([starting, stopped.then((): typeof STOPPED => STOPPED)]);
+  let scheduler: Awaited<typeof starting> | typeof STOPPED;
+  try {
+    scheduler = await Promise.race([starting, stopped.then((): typeof STOPPED => STOPPED)]);
+  } catch (error) {
+    // REDIS_URL names a database this Redis does not have: nothing started, nothing to wait for.
+    await http?.close();
+    throw error;
+  }
   if (scheduler === STOPPED) {
     rt.logger.info({ signal: await stopped }, 'stopped while waiting for Redis');
     await http?.close();

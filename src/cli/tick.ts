@@ -9,6 +9,7 @@ export function registerTick(program: Command): void {
     .action((opts: { now?: string }) => withRuntime(async (rt) => {
       const now = clockFrom(opts.now).now();
       const { journey } = await rt.content();
+      await rt.checkRedisDatabase();
       // Progress on a terminal only: scripts read the summary lines.
       const onProgress = process.stderr.isTTY
         ? (s: { scanned: number; enqueued: number }) => process.stderr.write(`\rscanned ${s.scanned}, enqueued ${s.enqueued}…`)

@@ -19,6 +19,7 @@ export function registerWork(program: Command): void {
       // As the daemon says at its start: where the emails go when SMTP_URL is not set, and the secret.
       for (const w of configWarnings(rt.config)) rt.logger.warn(w);
       const content = new LiveContent(await rt.content(), rt.config, () => listStages(rt.db), rt.logger);
+      await rt.checkRedisDatabase();
       const t = await drain(rt, { clock, content, mailer: rt.mailer() });
       console.log(`processed ${t.jobs} jobs: ${t.sent} sent, ${t.suppressed} suppressed, ${t.failed} failed, ${t.unknown} unknown, ${t.skipped} skipped, ${t.retrying} to retry later`);
       console.log(JSON.stringify(t));
