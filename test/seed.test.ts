@@ -1,4 +1,5 @@
 /** The newcomer's path: `seed --demo`, then the first scan sends real emails and suppresses the right ones. */
+import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
 import { createWorld, type World } from './helpers/world.ts';
@@ -48,3 +49,50 @@ it('seed --demo writes a pipeline whose first scan sends and suppresses, once', 
   await runNudge(['work', '--drain', '--now', '2026-11-27T10:31:00Z'], world.env);
   expect(world.smtp.received).toHaveLength(before);
 });
+
+it('seed --demo --opportunities N writes N more opportunities, each with a contact of its own, within the pipeline and the dates it says', async () => {
+  expect((await runNudge(['seed', '--demo', '--now', NOW], world.env)).code).toBe(0);
+  const before = await counts();
+  const seed = await runNudge(['seed', '--demo', '--opportunities', '25000', '--now', NOW], world.env);
+  expect(seed.code).toBe(0);
+  expect(seed.stdout).toMatch(/generated: 25000 contacts, 25000 opportunities/);
+  // Run twice: N more each time, with addresses of their own.
+  expect((await runNudge(['seed', '--demo', '--opportunities', '5', '--now', NOW], world.env)).code).toBe(0);
+  const after = await counts();
+  expect([after.opportunities - before.opportunities, after.contacts - before.contacts]).toEqual([25005, 25005]);
+
+  const db = world.database.db;
+  const generated = await db.selectFrom('opportunities as o').innerJoin('contacts as c', 'c.id', 'o.primary_contact_id')
+    .innerJoin('stages as s', 's.key', 'o.stage')
+    .where('c.email', 'like', 'customer-%@example.com')
+    .select((eb) => [
+      eb.fn.countAll<string>().as('n'),
+      eb.fn.count<string>('o.amount').as('withAmount'),
+      sql<string>`count(distinct c.email)`.as('addresses'),
+      sql<string>`count(distinct o.primary_contact_id)`.as('contacts'),
+      sql<string>`min(o.closing_date)::text`.as('first'),
+      sql<string>`max(o.closing_date)::text`.as('last'),
+      sql<string>`count(*) filter (where s.outcome <> 'open')`.as('closed'),
+      sql<string>`string_agg(distinct o.currency, ',' order by o.currency)`.as('currencies'),
+    ]).executeTakeFirstOrThrow();
+  expect(generated).toMatchObject({ n: 25005, addresses: 25005, contacts: 25005, first: '2026-10-28', last: '2027-02-25', currencies: 'EUR,GBP,JPY,USD' });
+  // One in seven blank, one in ten won or lost (of numbers counted on from the contacts' largest id).
+  expect(Number(generated.withAmount)).toBeGreaterThan(25005 * 0.84);
+  expect(Number(generated.withAmount)).toBeLessThan(25005 * 0.87);
+  expect(Number(generated.closed)).toBeGreaterThan(25005 * 0.09);
+  expect(Number(generated.closed)).toBeLessThan(25005 * 0.11);
+});
+
+it('seed --opportunities refuses what is not a count', async () => {
+  for (const bad of ['0', 'many', '20000000']) {
+    const r = await runNudge(['seed', '--demo', '--opportunities', bad], world.env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`--opportunities must be a whole number from 1 to 10000000, got "${bad}"`);
+  }
+});
+
+async function counts(): Promise<{ opportunities: number; contacts: number }> {
+  const count = async (table: 'opportunities' | 'contacts') =>
+    Number((await world.database.db.selectFrom(table).select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n);
+  return { opportunities: await count('opportunities'), contacts: await count('contacts') };
+}

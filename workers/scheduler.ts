@@ -11,6 +11,9 @@ import { runScan, type ScanSummary } from '../src/scan.ts';
 import { SCAN_QUEUE, queuePrefix, scanQueue } from '../src/queue/queues.ts';
 import type { Runtime } from '../src/runtime.ts';
 
+/** Milliseconds between the lines a scan still running logs (`scan under way`). */
+const SCAN_PROGRESS_EVERY_MS = 10_000;
+
 export const SCAN_SCHEDULER_ID = 'scan-every-interval';
 
 export interface Scheduler {
@@ -39,7 +42,14 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
     scanning += 1;
     try {
       await content.refresh();
-      const summary = await runScan(rt.scanDeps(content.journey), clock.now(), { waitForLock: false });
+      // A long scan (a big table, a slow database) says how far it got every so often.
+      let loggedAt = Date.now();
+      const onProgress = (s: Readonly<ScanSummary>) => {
+        if (Date.now() - loggedAt < SCAN_PROGRESS_EVERY_MS) return;
+        loggedAt = Date.now();
+        rt.logger.info({ scanned: s.scanned, enqueued: s.enqueued, suppressed: s.suppressed }, 'scan under way');
+      };
+      const summary = await runScan(rt.scanDeps(content.journey), clock.now(), { waitForLock: false, onProgress });
       rt.logger.info(summary, summary.skipped ? 'scan skipped: another pass is running' : 'scan done');
       return summary;
     } catch (error) {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { runSimulation, type Simulation } from '../simulate.ts';
+import { progressOnStderr } from './progress.ts';
 import { clockFrom, UsageError, withRuntime } from './shared.ts';
 
 export function registerSimulate(program: Command): void {
@@ -14,10 +15,9 @@ export function registerSimulate(program: Command): void {
       }
       const now = clockFrom(opts.now).now();
       const { journey } = await rt.content();
-      const progress = opts.json || !process.stderr.isTTY ? undefined
-        : (n: number) => process.stderr.write(`\rread ${n} opportunities…`);
-      const simulation = await runSimulation(rt.db, journey, now, Number(opts.days), progress);
-      if (progress) process.stderr.write('\n');
+      const progress = progressOnStderr();
+      const simulation = await runSimulation(rt.db, journey, now, Number(opts.days), (n) => progress.update(`read ${n} opportunities`));
+      progress.done();
       if (opts.json) console.log(JSON.stringify(simulation, null, 2));
       else printCalendar(simulation);
     }));

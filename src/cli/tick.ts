@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { runScan } from '../scan.ts';
+import { progressOnStderr } from './progress.ts';
 import { clockFrom, withRuntime } from './shared.ts';
 
 export function registerTick(program: Command): void {
@@ -10,12 +11,10 @@ export function registerTick(program: Command): void {
       const now = clockFrom(opts.now).now();
       const { journey } = await rt.content();
       await rt.checkRedisDatabase();
-      // Progress on a terminal only: scripts read the summary lines.
-      const onProgress = process.stderr.isTTY
-        ? (s: { scanned: number; enqueued: number }) => process.stderr.write(`\rscanned ${s.scanned}, enqueued ${s.enqueued}…`)
-        : undefined;
+      const progress = progressOnStderr();
+      const onProgress = (s: { scanned: number; enqueued: number }) => progress.update(`scanned ${s.scanned}, enqueued ${s.enqueued}`);
       const summary = await runScan(rt.scanDeps(journey), now, { waitForLock: true, onProgress });
-      if (onProgress) process.stderr.write('\n');
+      progress.done();
       console.log(`scanned ${summary.scanned} opportunities as of ${now.toISOString()}: ${summary.enqueued} sends enqueued, ${summary.suppressed} suppressions recorded${summary.errors ? `, ${summary.errors} opportunities could not be evaluated (see the log)` : ''}`);
       console.log(JSON.stringify({ now: now.toISOString(), scanned: summary.scanned, enqueued: summary.enqueued, suppressed: summary.suppressed, errors: summary.errors, ms: summary.ms }));
     }, { oneShot: true }));
