@@ -90,8 +90,12 @@ export interface Config {
 }
 
 export class ConfigError extends Error {
-  constructor(readonly variable: string, problem: string) {
-    super(`${variable}: ${problem}`);
+  /**
+   * `problem` says what is wrong with `variable`; an error that gathers several (`problems`) has
+   * the first one's variable and every message, a line each.
+   */
+  constructor(readonly variable: string, problem: string, readonly problems: readonly ConfigError[] = []) {
+    super(problems.length ? problem : `${variable}: ${problem}`);
     this.name = 'ConfigError';
   }
 }
@@ -100,50 +104,65 @@ const DEV_SECRET = 'nudge-development-secret-not-for-production';
 const PREFIX = /^[A-Za-z0-9._-]{1,64}$/;
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  // Every variable is checked, and every problem said at once: not one per start.
+  const problems: ConfigError[] = [];
+  const v = <T>(read: () => T, fallback: T): T => {
+    try {
+      return read();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(error);
+      return fallback;
+    }
+  };
   const production = env.NODE_ENV === 'production';
-  const port = integer(env, 'PORT', 3000, 0, 65535);
-  const smtpUrl = optionalUrl(env, 'SMTP_URL', ['smtp:', 'smtps:'], namesHost);
-  if (production && !smtpUrl) {
-    throw new ConfigError('SMTP_URL', 'is required when NODE_ENV=production (writing emails to ./outbox/ is for development)');
+  const port = v(() => integer(env, 'PORT', 3000, 0, 65535), 3000);
+  const smtpUrl = v(() => optionalUrl(env, 'SMTP_URL', ['smtp:', 'smtps:'], namesHost), null);
+  if (production && !smtpUrl && !problems.some((p) => p.variable === 'SMTP_URL')) {
+    problems.push(new ConfigError('SMTP_URL', 'is required when NODE_ENV=production (writing emails to ./outbox/ is for development)'));
   }
-  const publicUrl = optionalUrl(env, 'PUBLIC_URL', ['http:', 'https:'], publicBase);
-  if (production && !(publicUrl && new URL(publicUrl).protocol === 'https:')) {
-    throw new ConfigError('PUBLIC_URL', 'must be an https:// URL when NODE_ENV=production (unsubscribe links in every customer email point there)');
+  const publicUrl = v(() => optionalUrl(env, 'PUBLIC_URL', ['http:', 'https:'], publicBase), null);
+  if (production && !(publicUrl && new URL(publicUrl).protocol === 'https:') && !problems.some((p) => p.variable === 'PUBLIC_URL')) {
+    problems.push(new ConfigError('PUBLIC_URL', 'must be an https:// URL when NODE_ENV=production (unsubscribe links in every customer email point there)'));
   }
   const templatesDir = path.resolve(env.NUDGE_TEMPLATES_DIR?.trim() || 'templates');
   const queuePrefix = env.NUDGE_QUEUE_PREFIX?.trim() || 'nudge';
-  if (!PREFIX.test(queuePrefix)) throw new ConfigError('NUDGE_QUEUE_PREFIX', `must match ${PREFIX.source}, got ${JSON.stringify(queuePrefix)}`);
-  return Object.freeze({
-    databaseUrl: requiredUrl(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
-    readDatabaseUrl: optionalUrl(env, 'DATABASE_READ_URL', ['postgres:', 'postgresql:']),
-    redisUrl: optionalUrl(env, 'REDIS_URL', ['redis:', 'rediss:'], redisDatabase) ?? 'redis://127.0.0.1:6379',
-    redisCluster: redisCluster(env),
-    preparedStatements: boolean(env, 'NUDGE_PREPARED_STATEMENTS', true),
+  if (!PREFIX.test(queuePrefix)) problems.push(new ConfigError('NUDGE_QUEUE_PREFIX', `must match ${PREFIX.source}, got ${JSON.stringify(queuePrefix)}`));
+  const redisUrl = v(() => optionalUrl(env, 'REDIS_URL', ['redis:', 'rediss:'], redisDatabase), null) ?? 'redis://127.0.0.1:6379';
+  const config: Config = {
+    databaseUrl: v(() => requiredUrl(env, 'DATABASE_URL', ['postgres:', 'postgresql:']), ''),
+    readDatabaseUrl: v(() => optionalUrl(env, 'DATABASE_READ_URL', ['postgres:', 'postgresql:']), null),
+    redisUrl,
+    redisCluster: v(() => redisCluster(env, redisUrl), false),
+    preparedStatements: v(() => boolean(env, 'NUDGE_PREPARED_STATEMENTS', true), true),
     smtpUrl,
     outboxDir: path.resolve(env.NUDGE_OUTBOX_DIR?.trim() || 'outbox'),
-    mailFrom: mailFrom(env),
+    mailFrom: v(() => mailFrom(env), ''),
     templatesDir,
     journeysFile: path.resolve(env.NUDGE_JOURNEYS?.trim() || path.join(templatesDir, 'journeys.yaml')),
     queuePrefix,
     publicUrl: (publicUrl ?? `http://localhost:${port}`).replace(/\/+$/, ''),
-    secret: secret(env, production),
-    previousSecrets: previousSecrets(env, production),
+    secret: v(() => secret(env, production), ''),
+    previousSecrets: v(() => previousSecrets(env, production), []),
     port,
     httpHost: env.NUDGE_HTTP_HOST?.trim() || '0.0.0.0',
-    boardToken: boardToken(env),
+    boardToken: v(() => boardToken(env), null),
     production,
-    retryBaseMs: integer(env, 'NUDGE_RETRY_BASE_MS', 30_000, 1, 86_400_000),
-    attempts: integer(env, 'NUDGE_ATTEMPTS', 8, 1, 100),
-    concurrency: integer(env, 'NUDGE_CONCURRENCY', 8, 1, 256),
-    scanEveryMs: integer(env, 'NUDGE_SCAN_EVERY_MS', 60_000, 1_000, 86_400_000),
-    scanChains: integer(env, 'NUDGE_SCAN_CHAINS', SCAN_CHAINS, 1, 4),
-    claimLeaseMs: integer(env, 'NUDGE_CLAIM_LEASE_MS', 120_000, 1_000, 86_400_000),
-    jobLockMs: integer(env, 'NUDGE_JOB_LOCK_MS', 30_000, 1_000, 3_600_000),
-    handoverTimeoutMs: integer(env, 'NUDGE_HANDOVER_TIMEOUT_MS', 5_000, 100, 300_000),
-    redisWaitMs: integer(env, 'NUDGE_REDIS_WAIT_MS', 20_000, 100, 3_600_000),
-    logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS),
-    logFormat: oneOf(env, 'LOG_FORMAT', ['json', 'pretty'] as const),
-  });
+    retryBaseMs: v(() => integer(env, 'NUDGE_RETRY_BASE_MS', 30_000, 1, 86_400_000), 30_000),
+    attempts: v(() => integer(env, 'NUDGE_ATTEMPTS', 8, 1, 100), 8),
+    concurrency: v(() => integer(env, 'NUDGE_CONCURRENCY', 8, 1, 256), 8),
+    scanEveryMs: v(() => integer(env, 'NUDGE_SCAN_EVERY_MS', 60_000, 1_000, 86_400_000), 60_000),
+    scanChains: v(() => integer(env, 'NUDGE_SCAN_CHAINS', SCAN_CHAINS, 1, 4), SCAN_CHAINS),
+    claimLeaseMs: v(() => integer(env, 'NUDGE_CLAIM_LEASE_MS', 120_000, 1_000, 86_400_000), 120_000),
+    jobLockMs: v(() => integer(env, 'NUDGE_JOB_LOCK_MS', 30_000, 1_000, 3_600_000), 30_000),
+    handoverTimeoutMs: v(() => integer(env, 'NUDGE_HANDOVER_TIMEOUT_MS', 5_000, 100, 300_000), 5_000),
+    redisWaitMs: v(() => integer(env, 'NUDGE_REDIS_WAIT_MS', 20_000, 100, 3_600_000), 20_000),
+    logLevel: v(() => oneOf(env, 'LOG_LEVEL', LOG_LEVELS), null),
+    logFormat: v(() => oneOf(env, 'LOG_FORMAT', ['json', 'pretty'] as const), null),
+  };
+  if (problems.length === 1) throw problems[0];
+  if (problems.length > 1) throw new ConfigError(problems[0]!.variable, problems.map((p) => p.message).join('\n'), problems);
+  return Object.freeze(config);
 }
 
 function requiredUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[]): string {
@@ -181,12 +200,11 @@ export function redisDatabaseOf(url: string): number {
   return Number(new URL(url).pathname.slice(1) || 0);
 }
 
-/** A Redis Cluster has database 0 alone: a REDIS_URL naming another would be ignored. */
-function redisCluster(env: NodeJS.ProcessEnv): boolean {
+/** A Redis Cluster has database 0 alone: a REDIS_URL (`redisUrl`, checked) naming another would be ignored. */
+function redisCluster(env: NodeJS.ProcessEnv, redisUrl: string): boolean {
   const cluster = boolean(env, 'NUDGE_REDIS_CLUSTER');
-  const url = env.REDIS_URL?.trim();
-  if (cluster && url && redisDatabaseOf(url) !== 0) {
-    throw new ConfigError('REDIS_URL', `names database ${redisDatabaseOf(url)}, but a Redis Cluster (NUDGE_REDIS_CLUSTER=true) has database 0 alone`);
+  if (cluster && redisDatabaseOf(redisUrl) !== 0) {
+    throw new ConfigError('REDIS_URL', `names database ${redisDatabaseOf(redisUrl)}, but a Redis Cluster (NUDGE_REDIS_CLUSTER=true) has database 0 alone`);
   }
   return cluster;
 }

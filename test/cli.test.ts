@@ -38,6 +38,9 @@ describe('configuration', () => {
     [{ NUDGE_QUEUE_PREFIX: 'bad prefix!' }, /NUDGE_QUEUE_PREFIX: must match/],
     [{ NODE_ENV: 'production', NUDGE_SECRET: undefined }, /NUDGE_SECRET: is required when NODE_ENV=production/],
     [{ NODE_ENV: 'production', SMTP_URL: undefined }, /SMTP_URL: is required when NODE_ENV=production/],
+    // Every problem at once, a line each: not one per try.
+    [{ NODE_ENV: 'production', SMTP_URL: undefined, NUDGE_SECRET: undefined, PORT: 'x' },
+      /^nudge: \d configuration errors:\n {2}PORT: must be a whole number[^\n]*\n {2}SMTP_URL: is required[^\n]*\n(?: {2}[^\n]*\n)* {2}NUDGE_SECRET: is required/m],
     [{ PORT: 'eighty' }, /PORT: must be a whole number/],
     [{ NUDGE_HANDOVER_TIMEOUT_MS: '50' }, /NUDGE_HANDOVER_TIMEOUT_MS: must be a whole number from 100 to 300000/],
     [{ NUDGE_SCAN_CHAINS: '0' }, /NUDGE_SCAN_CHAINS: must be a whole number from 1 to 4/],

@@ -4,7 +4,7 @@
  * name, and the forms that must keep working.
  */
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/config.ts';
+import { ConfigError, loadConfig } from '../src/config.ts';
 
 const BASE = { DATABASE_URL: 'postgres://root@127.0.0.1:5432/nudge' };
 const PRODUCTION = { NODE_ENV: 'production', NUDGE_SECRET: 'a-secret-of-our-own-0123', SMTP_URL: 'smtp://mail.example.com:25' };
@@ -33,6 +33,27 @@ describe('refused at start, naming the variable', () => {
     [{ PUBLIC_URL: 'https://@nudge.example.com' }, /^PUBLIC_URL: must be the address customers reach Nudge at/],
   ])('%o', (env, message) => {
     expect(() => load(env)).toThrow(message);
+  });
+});
+
+describe('several variables wrong at once', () => {
+  it('are all named in one error, not one per start', () => {
+    let error: unknown;
+    try {
+      loadConfig({ NODE_ENV: 'production', PORT: 'x', REDIS_URL: 'nope', NUDGE_REDIS_CLUSTER: 'true' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems.map((p) => p.variable)).toEqual(['PORT', 'SMTP_URL', 'PUBLIC_URL', 'REDIS_URL', 'DATABASE_URL', 'NUDGE_SECRET']);
+    expect((error as Error).message.split('\n')).toEqual([
+      'PORT: must be a whole number from 0 to 65535, got "x"',
+      'SMTP_URL: is required when NODE_ENV=production (writing emails to ./outbox/ is for development)',
+      'PUBLIC_URL: must be an https:// URL when NODE_ENV=production (unsubscribe links in every customer email point there)',
+      'REDIS_URL: is not a valid URL',
+      'DATABASE_URL: is not set (expected a postgres:// or postgresql:// URL)',
+      'NUDGE_SECRET: is required when NODE_ENV=production (it signs unsubscribe links)',
+    ]);
   });
 });
 

@@ -58,8 +58,9 @@ function previewConfig(env: NodeJS.ProcessEnv): Omit<Config, 'databaseUrl'> & { 
   try {
     return loadConfig(env);
   } catch (error) {
-    if (!(error instanceof ConfigError) || error.variable !== 'DATABASE_URL' || env.DATABASE_URL?.trim()) throw error;
-    // A stand-in that is never connected to, so the other variables are checked the same way.
+    if (!(error instanceof ConfigError) || env.DATABASE_URL?.trim()) throw error;
+    // A stand-in that is never connected to, so the other variables are checked the same way
+    // (and their problems, if any, said without DATABASE_URL's).
     return { ...loadConfig({ ...env, DATABASE_URL: 'postgres://unset.invalid/none' }), databaseUrl: null };
   }
 }

@@ -43,7 +43,8 @@ export async function withRuntime(
 
 export function report(error: unknown): number {
   if (error instanceof ConfigError) {
-    console.error(`nudge: configuration error: ${error.message}`);
+    if (error.problems.length === 0) console.error(`nudge: configuration error: ${error.message}`);
+    else console.error(`nudge: ${error.problems.length} configuration errors:\n${error.problems.map((p) => `  ${p.message}`).join('\n')}`);
     return EXIT.config;
   }
   if (error instanceof InvalidContentError) {
