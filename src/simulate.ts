@@ -5,7 +5,7 @@
 import type { Db } from './db/database.ts';
 import { loadSnapshots } from './db/snapshots.ts';
 import { simulateUnits, type SimulationEvent, type SimulationUnit } from './journey/simulate.ts';
-import { addDays, localDate, zonedTime } from './journey/time.ts';
+import { addDays, localDate, zonedTimeOrGapEnd } from './journey/time.ts';
 import type { Journey } from './journey/types.ts';
 import { snapshotNeeds } from './scan.ts';
 import { DEFAULT_PAGE_SIZE, forEachScanPage } from './scan-pages.ts';
@@ -29,7 +29,7 @@ export interface Simulation {
  */
 export async function runSimulation(db: Db, journey: Journey, from: Date, days: number, onProgress?: (read: number) => void): Promise<Simulation> {
   const zone = journey.defaults.timeZone;
-  const to = zonedTime(addDays(localDate(from, zone), days), { hour: 0, minute: 0 }, zone);
+  const to = zonedTimeOrGapEnd(addDays(localDate(from, zone), days), { hour: 0, minute: 0 }, zone);
   const units: SimulationUnit[] = [];
   await forEachScanPage(db, journey, from, { pageSize: DEFAULT_PAGE_SIZE, horizonDays: days }, async ({ rows, journey: sub }) => {
     const snapshots = await loadSnapshots(db, rows, snapshotNeeds(sub, from));

@@ -1,7 +1,7 @@
 /** When a step falls due for one recipient: pure functions of the opportunity's rows and a zone. */
 import { remember } from '../memo.ts';
 import {
-  addDays, localDate, localMinuteOfDay, weekday, zonedTime,
+  addDays, localDate, localMinuteOfDay, weekday, zonedTime, zonedTimeOrGapEnd,
 } from './time.ts';
 import type { IsoDate, Opportunity, QuietHours, Step, Timing } from './types.ts';
 
@@ -85,7 +85,7 @@ function firstAllowed(at: Date, zone: string, timing: Pick<Timing, 'quietHours' 
   for (let i = 0; i < 8; i++) {
     const day = localDate(t, zone);
     if (timing.skipWeekends && (weekday(day) === 0 || weekday(day) === 6)) {
-      t = zonedTime(addDays(day, weekday(day) === 6 ? 2 : 1), { hour: 0, minute: 0 }, zone);
+      t = zonedTimeOrGapEnd(addDays(day, weekday(day) === 6 ? 2 : 1), { hour: 0, minute: 0 }, zone);
       continue;
     }
     const end = timing.quietHours ? quietEnd(t, day, zone, timing.quietHours) : null;
@@ -100,8 +100,9 @@ function quietEnd(t: Date, day: IsoDate, zone: string, quiet: QuietHours): Date 
   const m = localMinuteOfDay(t, zone);
   const from = quiet.from.hour * 60 + quiet.from.minute;
   const to = quiet.to.hour * 60 + quiet.to.minute;
-  if (from < to) return m >= from && m < to ? zonedTime(day, quiet.to, zone) : null;
-  if (m >= from) return zonedTime(addDays(day, 1), quiet.to, zone);
-  if (m < to) return zonedTime(day, quiet.to, zone);
+  // They end when the clock shows `to`: in a spring-forward gap over it, when the clock jumps.
+  if (from < to) return m >= from && m < to ? zonedTimeOrGapEnd(day, quiet.to, zone) : null;
+  if (m >= from) return zonedTimeOrGapEnd(addDays(day, 1), quiet.to, zone);
+  if (m < to) return zonedTimeOrGapEnd(day, quiet.to, zone);
   return null;
 }

@@ -154,6 +154,31 @@ export function zonedTime(day: IsoDate, time: LocalTime, zone: string): Date {
   return new Date(remember(zonedCache, key, result, 100_000));
 }
 
+/**
+ * The first instant at which the wall clock in `zone` shows `time` on `day` or later: `zonedTime`,
+ * except inside a spring-forward gap, where it is the gap's end (the instant the clock jumps: 03:00
+ * for a 02:30 that does not exist), not the time moved forward by the gap (03:30). What ends at a
+ * wall time (quiet hours, a weekend, a local day) has ended from then on; a `sendAt` is moved
+ * forward by the gap instead, as SPEC section 3 says.
+ */
+export function zonedTimeOrGapEnd(day: IsoDate, time: LocalTime, zone: string): Date {
+  const at = zonedTime(day, time, zone);
+  const wall = dayNumber(day) * DAY + (time.hour * 60 + time.minute) * MINUTE;
+  const offsetAt = (t: number) => offsetMinutes(new Date(t), zone);
+  if (offsetAt(at.getTime()) * MINUTE === wall - at.getTime()) return at;
+  // In a gap: the clock jumped after the wall time read with the offset after the gap (an instant
+  // before the jump) and by `at` (after it). Transitions fall on whole minutes.
+  let before = wall - offsetAt(wall + DAY) * MINUTE;
+  let after = at.getTime();
+  const offsetAfter = offsetAt(after);
+  while (after - before > MINUTE) {
+    const mid = before + Math.floor((after - before) / MINUTE / 2) * MINUTE;
+    if (offsetAt(mid) === offsetAfter) after = mid;
+    else before = mid;
+  }
+  return new Date(after);
+}
+
 /** Parses `HH:MM` (24-hour). Returns null when malformed. */
 export function parseLocalTime(text: string): LocalTime | null {
   const m = /^([01]\d|2[0-3]):([0-5]\d)$/.exec(text);

@@ -215,6 +215,11 @@ describe('nextAllowed in Europe/Brussels', () => {
     ['2026-06-15T05:00:00Z', NIGHT, true, '2026-06-15T06:00:00.000Z', 'Monday 07:00 → 08:00'],
     ['2026-06-13T08:00:00Z', LUNCH, true, '2026-06-14T22:00:00.000Z', 'Saturday → Monday 00:00 (lunch quiet hours not in the way)'],
     ['2026-06-10T08:00:00Z', null, false, '2026-06-10T08:00:00.000Z', 'no rules: unchanged'],
+    // Quiet hours ending inside the spring-forward gap (02:00-02:59 of 2026-03-29 do not exist):
+    // over when the clock jumps to 03:00 CEST (01:00Z), not at 03:30 (02:30 moved by the gap).
+    ['2026-03-28T22:00:00Z', ['22:00', '02:30'], false, '2026-03-29T01:00:00.000Z', '23:00 CET → 03:00 CEST, the first minute after 02:30'],
+    ['2026-03-29T00:30:00Z', ['22:00', '02:30'], false, '2026-03-29T01:00:00.000Z', '01:30 CET → 03:00 CEST'],
+    ['2026-03-29T00:30:00Z', ['01:00', '02:00'], false, '2026-03-29T01:00:00.000Z', 'ending at 02:00, the gap\'s first minute → 03:00 CEST'],
   ];
   it.each(rows)('%s quiet %j skipWeekends %s → %s (%s)', (instant, quiet, skipWeekends, expected) => {
     const quietHours = quiet ? { from: hm(quiet[0]), to: hm(quiet[1]) } : null;

@@ -15,6 +15,7 @@ import {
   parseLocalTime,
   weekday,
   zonedTime,
+  zonedTimeOrGapEnd,
 } from '../../src/journey/time.ts';
 
 type ZonedRow = [zone: string, day: string, time: string, expected: string];
@@ -157,6 +158,21 @@ describe('zonedTime', () => {
       // The already-loaded copy (with its memo) agrees too.
       checkAll(zonedTime);
     });
+  });
+});
+
+describe('zonedTimeOrGapEnd: the first instant the wall clock shows the time or later', () => {
+  // Expected instants read off Python's zoneinfo (and the zones' rules), not this code.
+  it.each([
+    ['Europe/Brussels', '2027-03-28', '09:00', '2027-03-28T07:00:00.000Z', 'no gap: as zonedTime'],
+    ['Europe/Brussels', '2027-03-28', '02:30', '2027-03-28T01:00:00.000Z', 'in the gap: 03:00 CEST, not 03:30'],
+    ['Europe/Brussels', '2027-03-28', '02:00', '2027-03-28T01:00:00.000Z', 'the gap\'s first minute'],
+    ['Europe/Brussels', '2027-03-28', '03:00', '2027-03-28T01:00:00.000Z', 'the gap\'s end exists'],
+    ['Europe/Brussels', '2027-10-31', '02:30', '2027-10-31T00:30:00.000Z', 'fall-back overlap: the earlier, as zonedTime'],
+    ['Australia/Lord_Howe', '2027-10-03', '02:15', '2027-10-02T15:30:00.000Z', 'a 30-minute gap: 02:30 +11:00'],
+    ['America/Santiago', '2026-09-06', '00:00', '2026-09-06T04:00:00.000Z', 'midnight in the gap: the day starts at 01:00 -03:00'],
+  ])('%s %s %s → %s (%s)', (zone, day, time, expected) => {
+    expect(zonedTimeOrGapEnd(day, hm(time), zone).toISOString()).toBe(expected);
   });
 });
 
