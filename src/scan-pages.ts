@@ -82,7 +82,10 @@ export async function forEachScanPage<P = ScanPage>(
   }
   for (const [stage, steps] of stageEnteredSteps(journey)) {
     const maxDays = Math.max(...steps.map((s) => (s.trigger.kind === 'stageEntered' ? s.trigger.daysAfter : 0)));
-    const range = { from: new Date(now.getTime() - (maxDays + lookback + 1) * DAY), to: new Date(now.getTime() + DAY) };
+    // Up to a day ahead (clocks a little apart), and the horizon's days besides: a stage entered
+    // after `now` (data dated after a `--now`) may fall due inside it.
+    const ahead = (options.horizonDays ?? 0) + 1;
+    const range = { from: new Date(now.getTime() - (maxDays + lookback + 1) * DAY), to: new Date(now.getTime() + ahead * DAY) };
     const sub = { ...journey, steps };
     chains.push(() => keysetPages(pageSize, (after: StageEnteredCursor | null) => stageEnteredPage(db, stage, range, after, pageSize),
       (last) => ({ stageEnteredAt: last.cursor, id: last.id }),

@@ -3,6 +3,8 @@
  * and the same suppressions, on the same days. Tested directly: simulate first (it must write
  * nothing), then run the real thing every hour over the same span and compare.
  */
+import path from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNudge } from './helpers/cli.ts';
 import { deliveries, insertContact, insertOpportunity } from './helpers/fixtures.ts';
@@ -111,6 +113,59 @@ describe('simulate', () => {
     expect(actual).toEqual(predicted);
     expect(world.smtp.received).toHaveLength(predicted.sends.length);
   }, 180_000);
+
+  // Instants worked out by hand (Europe/Brussels: CEST, +2, in May and October 2027).
+  describe('on a journey of its own', () => {
+    const OWN = `
+defaults:
+  timeZone: Europe/Brussels
+steps:
+  - id: after-activity
+    template: t
+    skipIfRecentActivity: 2d
+    trigger: { closingDate: { daysBefore: 20 } }
+  - id: proposal-entered
+    template: t
+    trigger: { stageEntered: { stage: proposal, daysAfter: 2 } }
+`;
+    const simulate = async (now: string, days: number): Promise<Simulation> => {
+      world.write('own-journey.yaml', OWN);
+      const r = await runNudge(['simulate', '--days', String(days), '--now', now, '--json'], { ...world.env, NUDGE_JOURNEYS: path.join(world.templatesDir, 'own-journey.yaml') });
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as Simulation;
+    };
+
+    it('sends a step held by an activity once the activity stops counting, inside its window', async () => {
+      const db = world.database.db;
+      const contact = await insertContact(db, { email: 'busy@customer.test', time_zone: 'Europe/Brussels' });
+      const id = await insertOpportunity(db, { title: 'Busy', closing_date: '2027-10-25', stage: 'negotiation', primary_contact_id: contact, stage_entered_at: new Date('2027-01-01T00:00:00Z') });
+      // Due 2027-10-05 09:00 CEST (07:00Z), window until 10-06 07:00Z; the call counts until 10-06 06:30Z.
+      await sql`insert into activities (opportunity_id, kind, done_at) values (${id}, 'call', '2027-10-04T06:30:00Z')`.execute(db);
+      const simulation = await simulate('2027-10-05T06:00:00Z', 3);
+      const mine = simulation.days.map((d) => ({
+        date: d.date,
+        sends: d.sends.filter((x) => x.opportunityId === id).map((x) => [x.stepId, x.dueAt, x.at]),
+        suppressions: d.suppressions.filter((x) => x.opportunityId === id).map((x) => [x.stepId, x.reason]),
+      }));
+      expect(mine).toEqual([
+        { date: '2027-10-05', sends: [], suppressions: [['after-activity', 'recent_activity']] },
+        // Before, it looked again every hour: at 06:00Z the call still counted, at 07:00Z the window was shut.
+        { date: '2027-10-06', sends: [['after-activity', '2027-10-05T07:00:00.000Z', '2027-10-06T06:30:00.001Z']], suppressions: [] },
+        { date: '2027-10-07', sends: [], suppressions: [] },
+      ]);
+    });
+
+    it('sees a stage entered after --now that falls due within its days', async () => {
+      const db = world.database.db;
+      const contact = await insertContact(db, { email: 'later@customer.test', time_zone: 'Europe/Brussels' });
+      // Entered 2027-05-11 00:30 CEST: due on the 13th at 09:00 CEST (07:00Z). Before, simulate
+      // read stage entries up to a day after --now only.
+      const id = await insertOpportunity(db, { title: 'Later', closing_date: '2027-12-31', stage: 'proposal', primary_contact_id: contact, stage_entered_at: new Date('2027-05-10T22:30:00Z') });
+      const simulation = await simulate('2027-05-01T00:00:00Z', 20);
+      const sends = simulation.days.flatMap((d) => d.sends.filter((x) => x.opportunityId === id).map((x) => [d.date, x.stepId, x.dueAt]));
+      expect(sends).toEqual([['2027-05-13', 'proposal-entered', '2027-05-13T07:00:00.000Z']]);
+    });
+  });
 
   it('refuses a bad --days', async () => {
     const r = await runNudge(['simulate', '--days', 'ten'], world.env);

@@ -11,7 +11,7 @@
 import { evaluate, type StepEvaluation } from './decide.ts';
 import { MinHeap } from './min-heap.ts';
 import { isCustomerFacing } from './recipients.ts';
-import { addDays, zonedTime } from './time.ts';
+import { addDays, zonedTimeOrGapEnd } from './time.ts';
 import type { DecisionSnapshot, Journey, PastDecision, SuppressionReason } from './types.ts';
 
 /** One opportunity as read for part of the journey (the scan reads some twice, per kind of trigger). */
@@ -24,7 +24,7 @@ export type SimulationEvent =
   | { kind: 'send'; at: Date; opportunityId: number; stepId: string; dueAt: Date; recipient: string; contactId: number | null }
   | { kind: 'suppress'; at: Date; opportunityId: number; stepId: string; reason: SuppressionReason; recipient: string };
 
-const HOUR = 3_600_000;
+const MINUTE = 60_000;
 const DAY = 86_400_000;
 
 /**
@@ -42,7 +42,7 @@ export function simulateUnits(units: readonly SimulationUnit[], from: Date, to: 
     const unit = state[next.value]!;
     const at = new Date(next.key);
     const evaluations = decideAt(unit, at, events);
-    const later = nextInstant(evaluations, unit.journey, unit.snapshot.sentToContact, at);
+    const later = nextInstant(evaluations, unit.journey, unit.snapshot, at);
     if (later !== null && later < to.getTime()) heap.push(later, next.value);
   }
   return events;
@@ -90,7 +90,10 @@ function sharedSendLists(units: readonly SimulationUnit[]): Map<number, Date[]> 
 }
 
 /** The earliest instant after `at` at which any of these verdicts may change. */
-function nextInstant(evaluations: readonly StepEvaluation[], journey: Journey, sent: ReadonlyMap<number, Date[]>, at: Date): number | null {
+function nextInstant(
+  evaluations: readonly StepEvaluation[], journey: Journey, snapshot: Pick<MutableSnapshot, 'sentToContact' | 'activities'>, at: Date,
+): number | null {
+  const sent = snapshot.sentToContact;
   const t = at.getTime();
   let best: number | null = null;
   const consider = (x: number | undefined) => {
@@ -107,13 +110,23 @@ function nextInstant(evaluations: readonly StepEvaluation[], journey: Journey, s
     if (e.verdict.kind === 'suppress' && e.verdict.reason === 'frequency_cap' && cap && contactId !== undefined) {
       for (const s of sent.get(contactId) ?? []) consider(s.getTime() + cap.perDays * DAY);
     }
-    // Held by an activity: look again every hour while the window is open.
-    if (e.verdict.kind === 'suppress' && e.verdict.reason === 'recent_activity') {
-      consider(Math.min(t + HOUR, e.due.windowEndsAt.getTime()));
+    // Held by an activity: an activity counts from `span` before its time to `span` after it
+    // (both ends included), so the verdict may change just after either end.
+    const span = e.step.skipIfRecentActivityMinutes;
+    if (span !== null) {
+      for (const a of snapshot.activities) {
+        if (a.kind === 'note') continue;
+        for (const time of [a.doneAt, a.dueAt]) {
+          if (time) {
+            consider(time.getTime() - span * MINUTE);
+            consider(time.getTime() + span * MINUTE + 1);
+          }
+        }
+      }
     }
     const closing = e.closingDate;
     if (closing && isCustomerFacing(e.step)) {
-      consider(zonedTime(addDays(closing, 1), { hour: 0, minute: 0 }, e.recipient?.timeZone ?? journey.defaults.timeZone).getTime());
+      consider(zonedTimeOrGapEnd(addDays(closing, 1), { hour: 0, minute: 0 }, e.recipient?.timeZone ?? journey.defaults.timeZone).getTime());
     }
   }
   return best;
