@@ -99,7 +99,8 @@ interface Run {
 
 /** What one transaction did: rows to count once it committed, and the send it claimed or deferred. */
 interface Step {
-  written: { status: 'suppressed' | 'failed'; reason: string }[];
+  /** Rows written, counted and logged once the transaction committed (a line before would say what may not be). */
+  written: { status: 'suppressed' | 'failed'; reason: string; log: () => void }[];
   claimed: Claimed | null;
   /** The SMTP reply code (or `connection`) of a send deferred before the handover. */
   deferred: string | null;
@@ -166,6 +167,7 @@ async function deliverJob(run: Run): Promise<DeliverResult> {
     for (const w of step.written) {
       result[w.status] += 1;
       run.metrics.decision(w.status, w.reason);
+      w.log();
     }
     if (step.claimed) deferred = (await finishSend(run, step.claimed)) ?? deferred;
     if (step.deferred) {
@@ -195,7 +197,8 @@ async function decideAndHandOver(run: Run, trx: Db, step: Step): Promise<void> {
       run.result.skipped += 1;
       deps.logger.debug({ ...logFields(job, action), why: action.why }, 'skipped');
     } else if (await recordSuppression(run, trx, action)) {
-      step.written.push({ status: 'suppressed', reason: action.reason });
+      const fields = { ...logFields(job, action), reason: action.reason };
+      step.written.push({ status: 'suppressed', reason: action.reason, log: () => deps.logger.info(fields, 'suppressed') });
     }
   }
   const sends = actions.filter((a): a is Extract<JobAction, { kind: 'send' }> => a.kind === 'send');
@@ -234,10 +237,13 @@ async function prepare(run: Run, trx: Db, snapshot: Snapshot, action: Extract<Jo
     if (!(caught instanceof TemplateError)) throw caught;
     const error: TemplateError = caught;
     // Recorded, but it spends nothing: once the template is fixed the step fires in its window.
+    const fields = { ...log, reason: 'template_error', problem: error.message };
     if (await recordDecision(trx, { ...base, status: 'failed', reason: 'template_error', detail: error.message.slice(0, 500), template: evaluation.step.template })) {
-      step.written.push({ status: 'failed', reason: 'template_error' });
+      step.written.push({ status: 'failed', reason: 'template_error', log: () => deps.logger.error(fields, 'failed') });
+    } else {
+      // Recorded by an earlier try: the template is still broken, which is worth saying each time.
+      deps.logger.error(fields, 'failed');
     }
-    deps.logger.error({ ...log, reason: 'template_error', problem: error.message }, 'failed');
     return null;
   }
 }
@@ -279,10 +285,10 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
   const outcome = reached.outcome;
   if (outcome.kind === 'rejected') {
     // A permanent refusal of the envelope spends the step, once: written in this transaction.
+    const fields = { ...prepared.log, reason: 'smtp_rejected', code: outcome.code };
     if (await recordDecision(trx, { ...prepared.row, status: 'failed', reason: 'smtp_rejected', detail: outcome.response.slice(0, 500) })) {
-      step.written.push({ status: 'failed', reason: 'smtp_rejected' });
+      step.written.push({ status: 'failed', reason: 'smtp_rejected', log: () => run.deps.logger.warn(fields, 'failed') });
     }
-    run.deps.logger.warn({ ...prepared.log, reason: 'smtp_rejected', code: outcome.code }, 'failed');
     return;
   }
   // Deferred (4xx, refused, timeout): nothing written; the job retries.
@@ -296,7 +302,6 @@ async function recordSuppression(run: Run, trx: Db, action: Extract<JobAction, {
     recipient: action.recipient?.address ?? '', status: 'suppressed', reason: action.reason, due_at: action.dueAt,
     decided_at: run.now, closing_date: action.closingDate, occurrence: action.occurrence, detail: action.detail,
   };
-  run.deps.logger.info({ ...logFields(job, action), reason: action.reason }, 'suppressed');
   return recordDecision(trx, row);
 }
 

@@ -425,6 +425,52 @@ function keptLogger(onLine: (entry: Record<string, unknown>) => void = () => {})
   return { logger, lines };
 }
 
+describe('a decision whose transaction does not commit', () => {
+  it('is not logged: the retry that writes its row logs it, once', async () => {
+    // A role step: one recipient unsubscribed (suppressed), the other sent, in one transaction.
+    world.write('journeys.yaml', `
+defaults:
+  timeZone: UTC
+steps:
+  - id: closing-in-3-days
+    to: { role: decision-maker }
+    template: reminder
+    trigger: { closingDate: { daysBefore: 3 } }
+`);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const db = world.database.db;
+      const boss = await insertContact(db, { email: 'boss@customer.test', first_name: 'Bo', time_zone: 'Europe/Brussels' });
+      const cfo = await insertContact(db, { email: 'cfo@customer.test', time_zone: 'Europe/Brussels', unsubscribed_at: new Date('2026-01-01T00:00:00Z') });
+      const opportunityId = await insertOpportunity(db, { closing_date: '2026-12-10', stage: 'qualification', primary_contact_id: boss });
+      await db.insertInto('opportunity_contacts').values([
+        { opportunity_id: opportunityId, contact_id: boss, role: 'decision-maker' },
+        { opportunity_id: opportunityId, contact_id: cfo, role: 'decision-maker' },
+      ]).execute();
+      const { logger, lines } = keptLogger();
+      // The server never asks for the boss's message: the transaction, suppression and all, rolls back.
+      world.smtp.stall(true);
+      const first = deliver({ ...(await deps(mailer, 300)), logger }, job(opportunityId), new Date(DUE)).then(() => null, (e: Error) => e);
+      await until('the server to hold RCPT TO', () => world.smtp.stalled() > 0, 10_000);
+      await new Promise((r) => setTimeout(r, 600));
+      world.smtp.stall(false);
+      expect(await first).toBeInstanceOf(DeferredError);
+      expect(await deliveries(db)).toEqual([]);
+      // Before, "suppressed" was logged for the cfo here, a row that was never written.
+      expect(lines.filter((l) => l.msg === 'suppressed')).toEqual([]);
+
+      expect(await deliver({ ...(await deps(mailer)), logger }, job(opportunityId), new Date(DUE))).toMatchObject({ sent: 1, suppressed: 1 });
+      expect(lines.filter((l) => l.msg === 'suppressed').map((l) => [l.contactId, l.reason])).toEqual([[cfo, 'unsubscribed']]);
+      expect((await deliveries(db)).map((r) => [r.recipient, r.reason ?? r.status]).sort()).toEqual([
+        ['boss@customer.test', 'sent'], ['cfo@customer.test', 'unsubscribed'],
+      ]);
+    } finally {
+      await mailer.close();
+      world.write('journeys.yaml', JOURNEY);
+    }
+  });
+});
+
 describe('a claim whose COMMIT fails once the message is complete', () => {
   it('is recorded again after the send, trying again while that fails: one email, one row, sent', async () => {
     const { opportunityId } = await dueOpportunity();
