@@ -37,6 +37,12 @@ export interface SmtpSink {
   /** Answer each message's final dot only after this many milliseconds (0: at once). */
   slow(ms: number): void;
   /**
+   * Resolves once no client is connected and no message is still being read (or `ms` passed):
+   * a message whose final dot a killed process wrote still arrives after the kill, and must be
+   * counted by the test that killed it, not by the next one.
+   */
+  settled(ms?: number): Promise<void>;
+  /**
    * The server crashes: its connections cut without a word (a message whose final dot came in
    * is kept, unanswered), new ones refused, until `start` listens on the same port again.
    */
@@ -54,6 +60,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
   let stalling = false;
   let answerAfterMs = 0;
   const held: (() => void)[] = [];
+  let reading = 0;
   const onRcptTo: NonNullable<SMTPServerOptions['onRcptTo']> = (address, session, callback) => {
     if (stalling) {
       held.push(() => onRcptTo(address, session, callback));
@@ -79,11 +86,18 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     onRcptTo,
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
+      reading += 1;
+      let read = false;
+      const done = () => {
+        if (!read) reading -= 1;
+        read = true;
+      };
       stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('error', done);
       stream.on('end', () => {
         const at = Date.now();
         const raw = Buffer.concat(chunks).toString('utf8');
-        simpleParser(raw).then((parsed) => {
+        simpleParser(raw).finally(done).then((parsed) => {
           received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), at, raw, parsed });
           if (!drop) {
             if (answerAfterMs > 0) setTimeout(() => callback(), answerAfterMs);
@@ -131,6 +145,10 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     stalled: () => held.length,
     slow(ms) {
       answerAfterMs = ms;
+    },
+    async settled(ms = 10_000) {
+      const until = Date.now() + ms;
+      while ((connections().size > 0 || reading > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     },
     async crash() {
       running = false;
