@@ -192,12 +192,17 @@ function optionalUrl(env: NodeJS.ProcessEnv, name: string, protocols: string[], 
 const namesHost = (url: URL) => (url.hostname ? null : 'names no host');
 
 /** Redis takes a database number after the slash (`redis://host:6379/2`); anything else went unnoticed to database 0. */
-const redisDatabase = (url: URL) => namesHost(url) ?? (/^\/?(\d+)?$/.test(url.pathname) ? null
-  : `must end with a database number after the / (such as /0), got ${JSON.stringify(url.pathname)}`);
+const redisDatabase = (url: URL) => namesHost(url)
+  ?? (/^\/?(\d+)?$/.test(url.pathname) ? null : `must end with a database number after the / (such as /0), got ${JSON.stringify(url.pathname)}`)
+  ?? (/^\d*$/.test(url.searchParams.get('db') ?? '') ? null : `must give a database number as ?db=, got ${JSON.stringify(url.searchParams.get('db'))}`);
 
-/** The database number REDIS_URL names (`redis://host:6379/2`: 2), 0 when it names none. */
+/**
+ * The database number REDIS_URL names, as ioredis reads it: after the slash (`redis://host/2`),
+ * else `?db=2`; 0 when it names none.
+ */
 export function redisDatabaseOf(url: string): number {
-  return Number(new URL(url).pathname.slice(1) || 0);
+  const u = new URL(url);
+  return Number(u.pathname.slice(1) || u.searchParams.get('db') || 0);
 }
 
 /** A Redis Cluster has database 0 alone: a REDIS_URL (`redisUrl`, checked) naming another would be ignored. */

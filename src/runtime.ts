@@ -3,6 +3,7 @@
  * the mailer and the validated content. Each piece is opened only when asked for.
  */
 import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { ConfigError, redisDatabaseOf, type Config } from './config.ts';
 import { loadContent, LiveContent, type Content } from './content.ts';
 import { createDb, textTimestampParsers, type Db } from './db/database.ts';
@@ -245,22 +246,22 @@ export class Runtime {
   }
 
   /**
-   * Whether Redis put this process in REDIS_URL's database. A Redis without that database (`/99`
-   * on one with 16) refuses the SELECT, and ioredis carries on in database 0: the queues would
-   * live there, beside another installation's. Asked once, when Redis first answers (the daemon
-   * waits for that as for any command); `CLIENT INFO` needs Redis 6.2: an older one, or a proxy
-   * that refuses the command, is taken at its word.
+   * Whether Redis has REDIS_URL's database. A Redis without it (`/99` on one with 16) refuses the
+   * SELECT ioredis sends on connecting, and ioredis carries on in database 0: the queues would
+   * live there, beside another installation's. Selected again, once, when Redis first answers (the
+   * daemon waits for that as for any command), so that a refusal stops the command: any Redis
+   * version answers SELECT, and a user the server does not allow it could not have used it anyway.
    */
   checkRedisDatabase(): Promise<void> {
     this.redisDatabaseChecked ??= (async () => {
       const wanted = redisDatabaseOf(this.config.redisUrl);
       if (this.config.redisCluster || wanted === 0) return;
-      const info = await this.redisBound('Redis (CLIENT INFO)', this.redis.client('INFO') as Promise<string>)
-        .catch((error: Error) => { if (/^ERR/.test(error.message)) return null; throw error; });
-      const db = info === null ? null : Number(/\bdb=(\d+)/.exec(info)?.[1] ?? wanted);
-      if (db !== null && db !== wanted) {
-        throw new ConfigError('REDIS_URL', `names database ${wanted}, which this Redis does not have: it refused to select it (see its \`databases\` setting), and the queues would have gone to database ${db}`);
-      }
+      // Not on a Cluster (returned above): a plain connection, which SELECT is one of.
+      await this.redisBound('Redis (SELECT)', (this.redis as Redis).select(wanted)).catch((error: Error) => {
+        // A reply of the server's (not a connection lost): REDIS_URL names what it will not give.
+        if (error.name !== 'ReplyError') throw error;
+        throw new ConfigError('REDIS_URL', `names database ${wanted}, which this Redis refused (${error.message}; see its \`databases\` setting): the queues would have gone to database 0`);
+      });
     })();
     return this.redisDatabaseChecked;
   }

@@ -65,7 +65,7 @@ describe('configuration', () => {
   it.each([['tick', '--now', '2026-12-01T09:00:00Z'], ['work', '--drain'], ['start']])('%s with a REDIS_URL database Redis does not have stops, naming it', async (...args) => {
     const r = await nudge(args, { REDIS_URL: `${world.env.REDIS_URL!.replace(/\/\d*$/, '')}/99`, PORT: '0' });
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/REDIS_URL: names database 99, which this Redis does not have/);
+    expect(r.stderr).toMatch(/REDIS_URL: names database 99, which this Redis refused \(ERR DB index is out of range; see its `databases` setting\)/);
   });
 
   it('refuses a database number on a Redis Cluster, which has database 0 alone', async () => {

@@ -23,6 +23,9 @@ describe('refused at start, naming the variable', () => {
     // ioredis sent SELECT NaN and the command crashed; the queue had gone to database 0 meanwhile.
     [{ REDIS_URL: 'redis://127.0.0.1:6379/abc' }, /^REDIS_URL: must end with a database number after the \/ \(such as \/0\), got "\/abc"$/],
     [{ REDIS_URL: 'redis://' }, /^REDIS_URL: names no host$/],
+    // ioredis takes ?db= too, and would send SELECT x.
+    [{ REDIS_URL: 'redis://127.0.0.1:6379?db=x' }, /^REDIS_URL: must give a database number as \?db=, got "x"$/],
+    [{ REDIS_URL: 'redis://127.0.0.1:6379?db=2', NUDGE_REDIS_CLUSTER: 'true' }, /^REDIS_URL: names database 2, but a Redis Cluster/],
     [{ SMTP_URL: 'smtp://' }, /^SMTP_URL: names no host$/],
     // The fragment swallowed the /unsubscribe/… every link adds.
     [{ PUBLIC_URL: 'https://nudge.example.com/path?q=1#frag' }, /^PUBLIC_URL: must be the address customers reach Nudge at, without a query/],
