@@ -12,6 +12,9 @@ import { addDays, localDate } from './journey/time.ts';
 /** Opportunities (and contacts) per statement. */
 export const SEED_BATCH = 10_000;
 
+/** Stages entered over the 60 days before `now`, to the minute: not all at the same instant. */
+const STAGE_SPREAD_MINUTES = 60 * 24 * 60;
+
 export interface ManySeeded {
   contacts: number;
   opportunities: number;
@@ -20,7 +23,7 @@ export interface ManySeeded {
 /**
  * Closing dates from 30 days ago (stale ones) to 90 days ahead of `now`'s day in UTC; amounts of
  * 200 to 50,200 in four currencies, one in seven blank; stages across the pipeline's own (its open
- * ones mostly, one in ten won or lost); contacts in several locales and time zones, one in six
+ * ones mostly, one in ten won or lost), entered over the 60 days before `now`; contacts in several locales and time zones, one in six
  * without a zone. Addresses are `customer-<n>@example.com` (a domain that receives no mail), n
  * numbered on from the contacts' largest id.
  */
@@ -50,7 +53,7 @@ export async function seedMany(db: Db, now: Date, count: number, onProgress?: (w
         returning id
       ),
       numbered as (select id, row_number() over (order by id) + ${from}::bigint - 1 as g from people)
-      insert into opportunities (title, amount, currency, closing_date, stage, primary_contact_id, owner_email)
+      insert into opportunities (title, amount, currency, closing_date, stage, primary_contact_id, owner_email, stage_entered_at)
       select (array['Trip to','Linguistic courses in','Team offsite in','Ski week in','Conference booth in','Sailing course in'])[1 + g % 6]
                || ' ' || (array['the USA','Australia','Lisbon','the Alps','Osaka','Croatia','Iceland','Kenya'])[1 + (g / 6) % 8],
              case when g % 7 = 0 then null else (200 + (g * 7919) % 50000)::numeric(14,2) end,
@@ -59,7 +62,8 @@ export async function seedMany(db: Db, now: Date, count: number, onProgress?: (w
              case when g % 10 = 0 and cardinality(${closed}::text[]) > 0
                   then (${closed}::text[])[1 + (g / 10) % cardinality(${closed}::text[])]
                   else (${open}::text[])[1 + g % cardinality(${open}::text[])] end,
-             id, 'sales@example.com'
+             id, 'sales@example.com',
+             ${now}::timestamptz - ((g * 7919) % ${STAGE_SPREAD_MINUTES}::bigint) * interval '1 minute'
       from numbered
     `.execute(db);
     written = to - offset;

@@ -74,8 +74,16 @@ it('seed --demo --opportunities N writes N more opportunities, each with a conta
       sql<string>`max(o.closing_date)::text`.as('last'),
       sql<string>`count(*) filter (where s.outcome <> 'open')`.as('closed'),
       sql<string>`string_agg(distinct o.currency, ',' order by o.currency)`.as('currencies'),
+      sql<string>`min(o.stage_entered_at)`.as('firstEntered'),
+      sql<string>`max(o.stage_entered_at)`.as('lastEntered'),
+      sql<string>`count(distinct o.stage_entered_at)`.as('entries'),
     ]).executeTakeFirstOrThrow();
   expect(generated).toMatchObject({ n: 25005, addresses: 25005, contacts: 25005, first: '2026-10-28', last: '2027-02-25', currencies: 'EUR,GBP,JPY,USD' });
+  // Stages entered over the 60 days before --now (10:30Z on 27 November), not at the clock's now.
+  expect(new Date(generated.firstEntered).getTime()).toBeGreaterThanOrEqual(Date.parse('2026-09-28T10:30:00Z'));
+  expect(new Date(generated.lastEntered).getTime()).toBeLessThanOrEqual(Date.parse(NOW));
+  expect(new Date(generated.lastEntered).getTime()).toBeGreaterThan(Date.parse(NOW) - 86_400_000);
+  expect(Number(generated.entries)).toBeGreaterThan(20_000);
   // One in seven blank, one in ten won or lost (of numbers counted on from the contacts' largest id).
   expect(Number(generated.withAmount)).toBeGreaterThan(25005 * 0.84);
   expect(Number(generated.withAmount)).toBeLessThan(25005 * 0.87);
