@@ -288,6 +288,9 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
     const fields = { ...prepared.log, reason: 'smtp_rejected', code: outcome.code };
     if (await recordDecision(trx, { ...prepared.row, status: 'failed', reason: 'smtp_rejected', detail: outcome.response.slice(0, 500) })) {
       step.written.push({ status: 'failed', reason: 'smtp_rejected', log: () => run.deps.logger.warn(fields, 'failed') });
+    } else {
+      // Recorded by an earlier try (whose commit this one could not tell of): the refusal is real all the same.
+      run.deps.logger.warn(fields, 'failed');
     }
     return;
   }

@@ -55,8 +55,9 @@ afterEach(async () => {
   for (const d of daemons) if (d.child.exitCode === null) d.child.kill('SIGKILL');
   // What a daemon killed here had sent arrives after it is gone: counted now, not by the next test.
   await Promise.all(daemons.map((d) => d.exited));
-  await world.smtp.settled();
+  const settled = await world.smtp.settled();
   daemons = [];
+  if (!settled) throw new Error('the SMTP sink still had a client or a message 10 s after the daemons were killed');
   // A test that failed in the middle of a fault leaves its Redis as it was: the next one needs it up.
   await redis.ensureRunning();
 });

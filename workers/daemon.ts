@@ -78,6 +78,9 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
     throw error;
   }
   if (scheduler === STOPPED) {
+    // Redis may answer in the meantime: a scheduler started after all is closed at once, its timer
+    // with it, so that it neither scans nor holds the exit.
+    void starting.then((late) => late?.close(), () => {});
     rt.logger.info({ signal: await stopped }, 'stopped while waiting for Redis');
     await http?.close();
     await rt.close();

@@ -20,8 +20,8 @@ export function registerSeed(program: Command): void {
         : 'demo pipeline already present; nothing written');
       if (many === 0) return;
       const progress = progressOnStderr();
-      const generated = await seedMany(rt.db, now, many, (n) => progress.update(`written ${n} of ${many} opportunities`));
-      progress.done();
+      const generated = await seedMany(rt.db, now, many, (n) => progress.update(`written ${n} of ${many} opportunities`))
+        .finally(() => progress.done());
       console.log(`generated: ${generated.contacts} contacts, ${generated.opportunities} opportunities`);
     }));
 }

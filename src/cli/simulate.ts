@@ -16,8 +16,8 @@ export function registerSimulate(program: Command): void {
       const now = clockFrom(opts.now).now();
       const { journey } = await rt.content();
       const progress = progressOnStderr();
-      const simulation = await runSimulation(rt.db, journey, now, Number(opts.days), (n) => progress.update(`read ${n} opportunities`));
-      progress.done();
+      const simulation = await runSimulation(rt.db, journey, now, Number(opts.days), (n) => progress.update(`read ${n} opportunities`))
+        .finally(() => progress.done());
       if (opts.json) console.log(JSON.stringify(simulation, null, 2));
       else printCalendar(simulation);
     }));

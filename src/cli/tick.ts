@@ -13,8 +13,7 @@ export function registerTick(program: Command): void {
       await rt.checkRedisDatabase();
       const progress = progressOnStderr();
       const onProgress = (s: { scanned: number; enqueued: number }) => progress.update(`scanned ${s.scanned}, enqueued ${s.enqueued}`);
-      const summary = await runScan(rt.scanDeps(journey), now, { waitForLock: true, onProgress });
-      progress.done();
+      const summary = await runScan(rt.scanDeps(journey), now, { waitForLock: true, onProgress }).finally(() => progress.done());
       console.log(`scanned ${summary.scanned} opportunities as of ${now.toISOString()}: ${summary.enqueued} sends enqueued, ${summary.suppressed} suppressions recorded${summary.errors ? `, ${summary.errors} opportunities could not be evaluated (see the log)` : ''}`);
       console.log(JSON.stringify({ now: now.toISOString(), scanned: summary.scanned, enqueued: summary.enqueued, suppressed: summary.suppressed, errors: summary.errors, ms: summary.ms }));
     }, { oneShot: true }));

@@ -37,11 +37,11 @@ export interface SmtpSink {
   /** Answer each message's final dot only after this many milliseconds (0: at once). */
   slow(ms: number): void;
   /**
-   * Resolves once no client is connected and no message is still being read (or `ms` passed):
+   * Resolves true once no client is connected and no message is still being read, false if `ms` passed first:
    * a message whose final dot a killed process wrote still arrives after the kill, and must be
    * counted by the test that killed it, not by the next one.
    */
-  settled(ms?: number): Promise<void>;
+  settled(ms?: number): Promise<boolean>;
   /**
    * The server crashes: its connections cut without a word (a message whose final dot came in
    * is kept, unanswered), new ones refused, until `start` listens on the same port again.
@@ -148,7 +148,9 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     },
     async settled(ms = 10_000) {
       const until = Date.now() + ms;
-      while ((connections().size > 0 || reading > 0) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      const busy = () => connections().size > 0 || reading > 0;
+      while (busy() && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      return !busy();
     },
     async crash() {
       running = false;
