@@ -2,8 +2,8 @@
  * `seed --demo --opportunities N`: N generated opportunities, each with a contact of its own, for
  * trying Nudge at scale (a scan of a big table, simulate, the forecast). Written by PostgreSQL in
  * batches (`generate_series`), each batch a statement, so that a million rows take a minute, not
- * an hour; a second run adds N more. Everything is derived from the row's number, not drawn at
- * random: the same N on the same day writes the same pipeline.
+ * an hour; a second run adds N more. Everything is derived from the contact's id, not drawn at
+ * random: the same N on the same day into the same database writes the same pipeline.
  */
 import { sql } from 'kysely';
 import type { Db } from './db/database.ts';
@@ -24,8 +24,8 @@ export interface ManySeeded {
  * Closing dates from 30 days ago (stale ones) to 90 days ahead of `now`'s day in UTC; amounts of
  * 200 to 50,200 in four currencies, one in seven blank; stages across the pipeline's own (its open
  * ones mostly, one in ten won or lost), entered over the 60 days before `now`; contacts in several locales and time zones, one in six
- * without a zone. Addresses are `customer-<n>@example.com` (a domain that receives no mail), n
- * numbered on from the contacts' largest id.
+ * without a zone. Addresses are `customer-<id>@example.com` (a domain that receives no mail), by
+ * the contact's own id.
  */
 export async function seedMany(db: Db, now: Date, count: number, onProgress?: (written: number) => void): Promise<ManySeeded> {
   const stages = await db.selectFrom('stages').select(['key', 'outcome']).orderBy('position').orderBy('key').execute();
@@ -33,26 +33,23 @@ export async function seedMany(db: Db, now: Date, count: number, onProgress?: (w
   const closed = stages.filter((s) => s.outcome !== 'open').map((s) => s.key);
   if (open.length === 0) throw new Error('the stages table has no open stage: generated opportunities need one');
   const today = localDate(now, 'UTC');
-  // Numbered on from the contacts already there: a second run writes other addresses and titles.
-  const { last } = await db.selectFrom('contacts').select(sql<string>`coalesce(max(id), 0)::text`.as('last')).executeTakeFirstOrThrow();
-  const offset = Number(last);
   let written = 0;
   while (written < count) {
-    const from = offset + written + 1;
-    const to = offset + Math.min(count, written + SEED_BATCH);
+    const batch = Math.min(SEED_BATCH, count - written);
+    // Each contact is numbered by its own id, drawn from its identity sequence: addresses never
+    // repeat, whatever ran before or runs beside, and each opportunity is derived from its contact.
     await sql`
-      with numbers as (select g from generate_series(${from}::bigint, ${to}::bigint) g),
+      with numbers as (select nextval(pg_get_serial_sequence('contacts', 'id')) as g from generate_series(1, ${batch}::int)),
       people as (
-        insert into contacts (email, first_name, last_name, locale, time_zone)
-        select 'customer-' || g || '@example.com',
+        insert into contacts (id, email, first_name, last_name, locale, time_zone)
+        select g, 'customer-' || g || '@example.com',
                (array['Alice','Bernd','Carla','Daichi','Emma','Farid','Gita','Hugo'])[1 + g % 8],
                (array['Martin','Schulz','Diaz','Sato','Dubois','Haddad','Rao','Jansen'])[1 + (g / 8) % 8],
                (array['en','de','fr','en-US','nl'])[1 + g % 5],
                (array['Europe/Brussels','Europe/Berlin','America/New_York','Asia/Tokyo','Australia/Sydney',null])[1 + (g / 5) % 6]
         from numbers
-        returning id
-      ),
-      numbered as (select id, row_number() over (order by id) + ${from}::bigint - 1 as g from people)
+        returning id as g
+      )
       insert into opportunities (title, amount, currency, closing_date, stage, primary_contact_id, owner_email, stage_entered_at)
       select (array['Trip to','Linguistic courses in','Team offsite in','Ski week in','Conference booth in','Sailing course in'])[1 + g % 6]
                || ' ' || (array['the USA','Australia','Lisbon','the Alps','Osaka','Croatia','Iceland','Kenya'])[1 + (g / 6) % 8],
@@ -62,11 +59,11 @@ export async function seedMany(db: Db, now: Date, count: number, onProgress?: (w
              case when g % 10 = 0 and cardinality(${closed}::text[]) > 0
                   then (${closed}::text[])[1 + (g / 10) % cardinality(${closed}::text[])]
                   else (${open}::text[])[1 + g % cardinality(${open}::text[])] end,
-             id, 'sales@example.com',
+             g, 'sales@example.com',
              ${now}::timestamptz - ((g * 7919) % ${STAGE_SPREAD_MINUTES}::bigint) * interval '1 minute'
-      from numbered
+      from people
     `.execute(db);
-    written = to - offset;
+    written += batch;
     onProgress?.(written);
   }
   return { contacts: count, opportunities: count };

@@ -84,11 +84,19 @@ it('seed --demo --opportunities N writes N more opportunities, each with a conta
   expect(new Date(generated.lastEntered).getTime()).toBeLessThanOrEqual(Date.parse(NOW));
   expect(new Date(generated.lastEntered).getTime()).toBeGreaterThan(Date.parse(NOW) - 86_400_000);
   expect(Number(generated.entries)).toBeGreaterThan(20_000);
-  // One in seven blank, one in ten won or lost (of numbers counted on from the contacts' largest id).
+  // One in seven blank, one in ten won or lost (derived from the contacts' ids).
   expect(Number(generated.withAmount)).toBeGreaterThan(25005 * 0.84);
   expect(Number(generated.withAmount)).toBeLessThan(25005 * 0.87);
   expect(Number(generated.closed)).toBeGreaterThan(25005 * 0.09);
   expect(Number(generated.closed)).toBeLessThan(25005 * 0.11);
+});
+
+it('two seed --opportunities at once write addresses of their own', async () => {
+  const runs = await Promise.all([1, 2].map(() => runNudge(['seed', '--demo', '--opportunities', '40000', '--now', NOW], world.env)));
+  expect(runs.map((r) => r.code)).toEqual([0, 0]);
+  const { n, addresses } = await world.database.db.selectFrom('contacts').where('email', 'like', 'customer-%@example.com')
+    .select([sql<number>`count(*)::int`.as('n'), sql<number>`count(distinct email)::int`.as('addresses')]).executeTakeFirstOrThrow();
+  expect(addresses).toBe(n);
 });
 
 it('seed --opportunities refuses what is not a count', async () => {
