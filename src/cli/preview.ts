@@ -4,7 +4,7 @@ import { ConfigError, loadConfig, type Config } from '../config.ts';
 import { createDb, type Db } from '../db/database.ts';
 import { listStages } from '../db/opportunities.ts';
 import { createLogger } from '../logger.ts';
-import { EXIT, report, UsageError } from './shared.ts';
+import { EXIT, report, UsageError, wholeNumber } from './shared.ts';
 import { takeOverSignals } from '../early-signals.ts';
 
 export function registerPreview(program: Command): void {
@@ -23,7 +23,7 @@ export function registerPreview(program: Command): void {
 
 async function preview(opts: { port?: string; host: string }): Promise<number> {
   const config = previewConfig(process.env);
-  const port = opts.port === undefined ? config.port : parsePort(opts.port);
+  const port = opts.port === undefined ? config.port : wholeNumber(opts.port, '--port', 0, 65535);
   // Loaded here, not at the top: the other commands need not load fastify and chokidar.
   const { startPreviewServer } = await import('../preview/server.ts');
   const { watchContent } = await import('../preview/watch.ts');
@@ -63,11 +63,6 @@ function previewConfig(env: NodeJS.ProcessEnv): Omit<Config, 'databaseUrl'> & { 
     // (and their problems, if any, said without DATABASE_URL's).
     return { ...loadConfig({ ...env, DATABASE_URL: 'postgres://unset.invalid/none' }), databaseUrl: null };
   }
-}
-
-function parsePort(text: string): number {
-  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) throw new UsageError(`--port must be a whole number from 0 to 65535, got ${JSON.stringify(text)}`);
-  return Number(text);
 }
 
 function stopSignal(): Promise<void> {

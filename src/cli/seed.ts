@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { seedDemo } from '../seed.ts';
 import { seedMany } from '../seed-many.ts';
 import { progressOnStderr } from './progress.ts';
-import { clockFrom, UsageError, withRuntime } from './shared.ts';
+import { clockFrom, UsageError, wholeNumber, withRuntime } from './shared.ts';
 
 export function registerSeed(program: Command): void {
   program.command('seed')
@@ -12,7 +12,7 @@ export function registerSeed(program: Command): void {
     .option('--now <iso>', 'date the demo from this instant instead of the clock')
     .action((opts: { demo?: boolean; opportunities?: string; now?: string }) => withRuntime(async (rt) => {
       if (!opts.demo) throw new UsageError('seed needs --demo');
-      const many = opts.opportunities === undefined ? 0 : count(opts.opportunities);
+      const many = opts.opportunities === undefined ? 0 : wholeNumber(opts.opportunities, '--opportunities', 1, 10_000_000);
       const now = clockFrom(opts.now).now();
       const result = await seedDemo(rt.db, now);
       console.log(result.created
@@ -24,11 +24,4 @@ export function registerSeed(program: Command): void {
         .finally(() => progress.done());
       console.log(`generated: ${generated.contacts} contacts, ${generated.opportunities} opportunities`);
     }));
-}
-
-function count(text: string): number {
-  if (!/^\d{1,8}$/.test(text) || Number(text) < 1 || Number(text) > 10_000_000) {
-    throw new UsageError(`--opportunities must be a whole number from 1 to 10000000, got ${JSON.stringify(text)}`);
-  }
-  return Number(text);
 }

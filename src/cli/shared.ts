@@ -86,6 +86,18 @@ function infrastructureHint(e: { code?: string; message?: string }): string {
   return '';
 }
 
+/**
+ * `text` as a whole number from `min` to `max`, in at most as many digits as `max` has; else a
+ * UsageError naming `what` (an option such as `--days`).
+ */
+export function wholeNumber(text: string, what: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!new RegExp(`^\\d{1,${String(max).length}}$`).test(text) || n < min || n > max) {
+    throw new UsageError(`${what} must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  }
+  return n;
+}
+
 export function parseId(text: string, what: string): number {
   if (!/^\d+$/.test(text)) throw new UsageError(`${what} must be a whole number, got ${JSON.stringify(text)}`);
   // Ids are bigint in PostgreSQL: one beyond 2^53 stays its exact decimal text, as ids read from

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { runSimulation, type Simulation } from '../simulate.ts';
 import { progressOnStderr } from './progress.ts';
-import { clockFrom, UsageError, withRuntime } from './shared.ts';
+import { clockFrom, wholeNumber, withRuntime } from './shared.ts';
 
 export function registerSimulate(program: Command): void {
   program.command('simulate')
@@ -10,13 +10,11 @@ export function registerSimulate(program: Command): void {
     .option('--now <iso>', 'start from this instant instead of the clock')
     .option('--json', 'print JSON instead of a calendar')
     .action((opts: { days: string; now?: string; json?: boolean }) => withRuntime(async (rt) => {
-      if (!/^\d{1,3}$/.test(opts.days) || Number(opts.days) < 1 || Number(opts.days) > 366) {
-        throw new UsageError(`--days must be a whole number from 1 to 366, got ${JSON.stringify(opts.days)}`);
-      }
+      const days = wholeNumber(opts.days, '--days', 1, 366);
       const now = clockFrom(opts.now).now();
       const { journey } = await rt.content();
       const progress = progressOnStderr();
-      const simulation = await runSimulation(rt.db, journey, now, Number(opts.days), (n) => progress.update(`read ${n} opportunities`))
+      const simulation = await runSimulation(rt.db, journey, now, days, (n) => progress.update(`read ${n} opportunities`))
         .finally(() => progress.done());
       if (opts.json) console.log(JSON.stringify(simulation, null, 2));
       else printCalendar(simulation);
