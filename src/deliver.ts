@@ -30,7 +30,7 @@ import { composeEmail, templateContext, type ComposeSettings } from './email/com
 import type { Mailer, OutgoingEmail } from './email/mailer.ts';
 import { TemplateError, type Templates } from './email/templates.ts';
 import { decideJob, type JobAction } from './journey/decide-job.ts';
-import type { Journey, Snapshot } from './journey/types.ts';
+import type { FailureReason, Journey, Snapshot } from './journey/types.ts';
 import type { Logger } from './logger.ts';
 import type { RepeatLimitedLog } from './log-repeats.ts';
 import { noMetrics, type Metrics } from './metrics.ts';
@@ -238,12 +238,8 @@ async function prepare(run: Run, trx: Db, snapshot: Snapshot, action: Extract<Jo
     const error: TemplateError = caught;
     // Recorded, but it spends nothing: once the template is fixed the step fires in its window.
     const fields = { ...log, reason: 'template_error', problem: error.message };
-    if (await recordDecision(trx, { ...base, status: 'failed', reason: 'template_error', detail: error.message.slice(0, 500), template: evaluation.step.template })) {
-      step.written.push({ status: 'failed', reason: 'template_error', log: () => deps.logger.error(fields, 'failed') });
-    } else {
-      // Recorded by an earlier try: the template is still broken, which is worth saying each time.
-      deps.logger.error(fields, 'failed');
-    }
+    await recordFailure(trx, step, { ...base, status: 'failed', reason: 'template_error', detail: error.message.slice(0, 500), template: evaluation.step.template },
+      () => deps.logger.error(fields, 'failed'));
     return null;
   }
 }
@@ -286,16 +282,22 @@ async function handOver(run: Run, trx: Db, prepared: Prepared, step: Step): Prom
   if (outcome.kind === 'rejected') {
     // A permanent refusal of the envelope spends the step, once: written in this transaction.
     const fields = { ...prepared.log, reason: 'smtp_rejected', code: outcome.code };
-    if (await recordDecision(trx, { ...prepared.row, status: 'failed', reason: 'smtp_rejected', detail: outcome.response.slice(0, 500) })) {
-      step.written.push({ status: 'failed', reason: 'smtp_rejected', log: () => run.deps.logger.warn(fields, 'failed') });
-    } else {
-      // Recorded by an earlier try (whose commit this one could not tell of): the refusal is real all the same.
-      run.deps.logger.warn(fields, 'failed');
-    }
+    await recordFailure(trx, step, { ...prepared.row, status: 'failed', reason: 'smtp_rejected', detail: outcome.response.slice(0, 500) },
+      () => run.deps.logger.warn(fields, 'failed'));
     return;
   }
   // Deferred (4xx, refused, timeout): nothing written; the job retries.
   step.deferred = logDeferral(run.deps, prepared.log, outcome);
+}
+
+/**
+ * Records a failure (`template_error`, `smtp_rejected`) in the step's transaction; `log` says so
+ * once it committed. One an earlier try recorded is logged at once: what failed, failed again
+ * (the template is still broken, the server refused once more).
+ */
+async function recordFailure(trx: Db, step: Step, row: NewDelivery & { reason: FailureReason }, log: () => void): Promise<void> {
+  if (await recordDecision(trx, row)) step.written.push({ status: 'failed', reason: row.reason, log });
+  else log();
 }
 
 async function recordSuppression(run: Run, trx: Db, action: Extract<JobAction, { kind: 'suppress' }>): Promise<boolean> {
