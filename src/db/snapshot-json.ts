@@ -16,6 +16,9 @@ export function instantFromJson(value: MsJson): Date {
   return boundedInstant(typeof value === 'number' ? value : value === 'Infinity' ? Infinity : -Infinity);
 }
 
+/** `instantFromJson` of a column that may be null. */
+const instantOrNull = (value: MsJson | null): Date | null => (value === null ? null : instantFromJson(value));
+
 /** `contactJson('c')`: the columns of `ContactJson`, for `json_build_array`. */
 export const contactJson = (c: string) => `${c}.id::text, ${c}.email, ${c}.first_name, ${c}.last_name, ${c}.locale, ${c}.time_zone,
      ${ms(`${c}.unsubscribed_at`)}, ${ms(`${c}.bounced_at`)}`;
@@ -26,7 +29,7 @@ export type ContactJson = [id: string, email: string | null, firstName: string |
 export function contactFromJson([id, email, firstName, lastName, locale, timeZone, unsubscribedAt, bouncedAt]: ContactJson): Contact {
   return {
     id: parseInt8(id), email, firstName, lastName, locale, timeZone,
-    unsubscribedAt: unsubscribedAt === null ? null : instantFromJson(unsubscribedAt), bouncedAt: bouncedAt === null ? null : instantFromJson(bouncedAt),
+    unsubscribedAt: instantOrNull(unsubscribedAt), bouncedAt: instantOrNull(bouncedAt),
   };
 }
 
@@ -50,7 +53,7 @@ export const activityJson = (a: string) => `${a}.id::text, ${a}.kind, ${ms(`${a}
 export type ActivityJson = [id: string, kind: ActivityKind, dueAt: MsJson | null, doneAt: MsJson | null];
 
 export function activityFromJson([id, kind, dueAt, doneAt]: ActivityJson): Activity {
-  return { id: parseInt8(id), kind, dueAt: dueAt === null ? null : instantFromJson(dueAt), doneAt: doneAt === null ? null : instantFromJson(doneAt) };
+  return { id: parseInt8(id), kind, dueAt: instantOrNull(dueAt), doneAt: instantOrNull(doneAt) };
 }
 
 /** Sends to a contact: [contact id, when]. */
