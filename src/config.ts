@@ -208,8 +208,9 @@ export function redisDatabaseOf(url: string): number {
 /** A Redis Cluster has database 0 alone: a REDIS_URL (`redisUrl`, checked) naming another would be ignored. */
 function redisCluster(env: NodeJS.ProcessEnv, redisUrl: string): boolean {
   const cluster = boolean(env, 'NUDGE_REDIS_CLUSTER');
-  if (cluster && redisDatabaseOf(redisUrl) !== 0) {
-    throw new ConfigError('REDIS_URL', `names database ${redisDatabaseOf(redisUrl)}, but a Redis Cluster (NUDGE_REDIS_CLUSTER=true) has database 0 alone`);
+  const database = redisDatabaseOf(redisUrl);
+  if (cluster && database !== 0) {
+    throw new ConfigError('REDIS_URL', `names database ${database}, but a Redis Cluster (NUDGE_REDIS_CLUSTER=true) has database 0 alone`);
   }
   return cluster;
 }
