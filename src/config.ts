@@ -2,6 +2,7 @@
  * The environment, read once, validated and frozen. A bad value stops the process with the
  * variable's name and what is wrong, before anything is sent.
  */
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import addressparser from 'nodemailer/lib/addressparser';
 import { SCAN_CHAINS } from './scan-pages.ts';
@@ -103,7 +104,17 @@ export class ConfigError extends Error {
 const DEV_SECRET = 'nudge-development-secret-not-for-production';
 const PREFIX = /^[A-Za-z0-9._-]{1,64}$/;
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+export interface LoadOptions {
+  /**
+   * The command sends email or signs what customers get (start, tick, work, send-test). false
+   * (migrate, seed, explain, forecast, simulate, templates check, preview): with NODE_ENV=production
+   * SMTP_URL, an https PUBLIC_URL and NUDGE_SECRET are not asked for, so a migration job needs no
+   * mail credentials; what is set is still checked. @defaultValue true
+   */
+  sends?: boolean;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, { sends = true }: LoadOptions = {}): Readonly<Config> {
   // Every variable is checked, and every problem said at once: not one per start.
   const problems: ConfigError[] = [];
   const v = <T>(read: () => T, fallback: T): T => {
@@ -116,13 +127,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     }
   };
   const production = env.NODE_ENV === 'production';
+  const strict = production && sends;
   const port = v(() => integer(env, 'PORT', 3000, 0, 65535), 3000);
   const smtpUrl = v(() => optionalUrl(env, 'SMTP_URL', ['smtp:', 'smtps:'], namesHost), null);
-  if (production && !smtpUrl && !problems.some((p) => p.variable === 'SMTP_URL')) {
+  if (strict && !smtpUrl && !problems.some((p) => p.variable === 'SMTP_URL')) {
     problems.push(new ConfigError('SMTP_URL', 'is required when NODE_ENV=production (writing emails to ./outbox/ is for development)'));
   }
   const publicUrl = v(() => optionalUrl(env, 'PUBLIC_URL', ['http:', 'https:'], publicBase), null);
-  if (production && !(publicUrl && new URL(publicUrl).protocol === 'https:') && !problems.some((p) => p.variable === 'PUBLIC_URL')) {
+  if (strict && !(publicUrl && new URL(publicUrl).protocol === 'https:') && !problems.some((p) => p.variable === 'PUBLIC_URL')) {
     problems.push(new ConfigError('PUBLIC_URL', 'must be an https:// URL when NODE_ENV=production (unsubscribe links in every customer email point there)'));
   }
   const templatesDir = path.resolve(env.NUDGE_TEMPLATES_DIR?.trim() || 'templates');
@@ -142,7 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     journeysFile: path.resolve(env.NUDGE_JOURNEYS?.trim() || path.join(templatesDir, 'journeys.yaml')),
     queuePrefix,
     publicUrl: (publicUrl ?? `http://localhost:${port}`).replace(/\/+$/, ''),
-    secret: v(() => secret(env, production), ''),
+    secret: v(() => secret(env, production, sends), ''),
     previousSecrets: v(() => previousSecrets(env, production), []),
     port,
     httpHost: env.NUDGE_HTTP_HOST?.trim() || '0.0.0.0',
@@ -270,9 +282,12 @@ function mailFrom(env: NodeJS.ProcessEnv): string {
 
 const SENDER = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+$/;
 
-function secret(env: NodeJS.ProcessEnv, production: boolean): string {
+function secret(env: NodeJS.ProcessEnv, production: boolean, sends: boolean): string {
   const raw = env.NUDGE_SECRET ?? '';
   if (!raw) {
+    // A production command that sends nothing gets a secret no one knows, never the public one:
+    // a link it renders (the preview's) opens nothing.
+    if (production && !sends) return randomBytes(32).toString('hex');
     if (production) throw new ConfigError('NUDGE_SECRET', 'is required when NODE_ENV=production (it signs unsubscribe links)');
     return DEV_SECRET;
   }

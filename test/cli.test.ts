@@ -74,6 +74,23 @@ describe('configuration', () => {
     expect(r.stderr).toMatch(/REDIS_URL: names database 3, but a Redis Cluster \(NUDGE_REDIS_CLUSTER=true\) has database 0 alone/);
   });
 
+  // A migration job, or an analyst's forecast, sends nothing: it was refused for want of the mail
+  // server's address and the secret, which it has no use for.
+  // explain of an id that is not there: it got past the configuration and asked the database.
+  it.each([
+    [['migrate'], 0], [['forecast', '--json'], 0], [['simulate', '--days', '1'], 0], [['templates', 'check'], 0], [['explain', '999999'], 1],
+  ] as const)('NODE_ENV=production %o sends nothing and needs no SMTP_URL, PUBLIC_URL or NUDGE_SECRET', async (args, code) => {
+    const r = await nudge([...args], { NODE_ENV: 'production', SMTP_URL: undefined, PUBLIC_URL: undefined, NUDGE_SECRET: undefined });
+    expect(r.stderr).not.toMatch(/configuration error/);
+    expect(r.code).toBe(code);
+  });
+
+  it.each([['work', '--drain'], ['send-test', 'proposal-follow-up', '--to', 'ops@example.com']])('NODE_ENV=production %s still asks for all three', async (...args) => {
+    const r = await nudge(args, { NODE_ENV: 'production', SMTP_URL: undefined, PUBLIC_URL: undefined, NUDGE_SECRET: undefined });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/SMTP_URL: is required[^]*PUBLIC_URL: must be an https[^]*NUDGE_SECRET: is required/);
+  });
+
   it('refuses a --now without an offset', async () => {
     const r = await nudge(['tick', '--now', '2026-12-01 09:00']);
     expect(r.code).toBe(1);

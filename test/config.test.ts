@@ -75,3 +75,21 @@ describe('still taken', () => {
     expect(load(env)[key]).toBe(value);
   });
 });
+
+describe('a command that sends nothing', () => {
+  it('takes production without SMTP_URL, PUBLIC_URL or NUDGE_SECRET, and signs with a secret no one knows', () => {
+    const env = { ...BASE, NODE_ENV: 'production' };
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    const a = loadConfig(env, { sends: false });
+    const b = loadConfig(env, { sends: false });
+    expect(a.secret).toMatch(/^[0-9a-f]{64}$/);
+    expect(a.secret).not.toBe(b.secret);
+    expect(a.smtpUrl).toBeNull();
+  });
+
+  it('still refuses what is set and wrong', () => {
+    expect(() => loadConfig({ ...BASE, NODE_ENV: 'production', NUDGE_SECRET: 'nudge-development-secret-not-for-production' }, { sends: false }))
+      .toThrow(/^NUDGE_SECRET: is the development default/);
+    expect(() => loadConfig({ ...BASE, NODE_ENV: 'production', SMTP_URL: 'smtp://' }, { sends: false })).toThrow(/^SMTP_URL: names no host$/);
+  });
+});

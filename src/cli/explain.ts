@@ -24,7 +24,7 @@ export function registerExplain(program: Command): void {
         printTable(id, snapshot === null, now, steps, deliveries);
       }
       return snapshot || deliveries.length > 0 ? EXIT.ok : EXIT.invalid;
-    }));
+    }, { sends: false }));
 }
 
 function jsonRow(row: DeliveryRow): Record<string, unknown> {

@@ -19,7 +19,7 @@ export function registerForecast(program: Command): void {
       const forecast = tally.result();
       if (opts.json) console.log(JSON.stringify(forecast, null, 2));
       else printForecast(forecast);
-    }));
+    }, { sends: false }));
 }
 
 const HEADINGS = ['window', 'currency', 'opportunities', 'without amount', 'amount', 'expected'];

@@ -51,17 +51,18 @@ async function preview(opts: { port?: string; host: string }): Promise<number> {
 }
 
 /**
- * The configuration, except that the preview needs no database: without DATABASE_URL it shows
- * the sample opportunity. Everything else is validated as for every command.
+ * The configuration of a command that sends nothing, except that the preview needs no database
+ * either: without DATABASE_URL it shows the sample opportunity. Every variable set is validated
+ * as for every command.
  */
 function previewConfig(env: NodeJS.ProcessEnv): Omit<Config, 'databaseUrl'> & { databaseUrl: string | null } {
   try {
-    return loadConfig(env);
+    return loadConfig(env, { sends: false });
   } catch (error) {
     if (!(error instanceof ConfigError) || env.DATABASE_URL?.trim()) throw error;
     // A stand-in that is never connected to, so the other variables are checked the same way
     // (and their problems, if any, said without DATABASE_URL's).
-    return { ...loadConfig({ ...env, DATABASE_URL: 'postgres://unset.invalid/none' }), databaseUrl: null };
+    return { ...loadConfig({ ...env, DATABASE_URL: 'postgres://unset.invalid/none' }, { sends: false }), databaseUrl: null };
   }
 }
 

@@ -23,5 +23,5 @@ export function registerSeed(program: Command): void {
       const generated = await seedMany(rt.db, now, many, (n) => progress.update(`written ${n} of ${many} opportunities`))
         .finally(() => progress.done());
       console.log(`generated: ${generated.contacts} contacts, ${generated.opportunities} opportunities`);
-    }));
+    }, { sends: false }));
 }

@@ -1,6 +1,6 @@
 /** What every command does the same way: configuration, the runtime, exit codes. */
 import { fixedClock, systemClock, type Clock } from '../clock.ts';
-import { ConfigError, loadConfig } from '../config.ts';
+import { ConfigError, loadConfig, type LoadOptions } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { bigintId, databaseOf, MAX_BIGINT } from '../db/database.ts';
 import { InvalidContentError, Runtime } from '../runtime.ts';
@@ -23,12 +23,12 @@ export function clockFrom(now: string | undefined): Clock {
 
 /** Runs `fn` with a Runtime, closes it, and turns known failures into a message and an exit code. */
 export async function withRuntime(
-  fn: (rt: Runtime) => Promise<number | void>, options: { logLevel?: string; oneShot?: boolean } = {},
+  fn: (rt: Runtime) => Promise<number | void>, options: { logLevel?: string; oneShot?: boolean } & LoadOptions = {},
 ): Promise<void> {
   let rt: Runtime | null = null;
   let code: number = EXIT.ok;
   try {
-    const config = loadConfig();
+    const config = loadConfig(process.env, { sends: options.sends });
     rt = new Runtime(config, createLogger({ level: config.logLevel ?? options.logLevel ?? 'warn', format: config.logFormat }));
     // A command that must end does not wait for ever on a Redis that does not answer.
     if (options.oneShot) rt.redisWaitMs = config.redisWaitMs;

@@ -18,7 +18,7 @@ export function registerSimulate(program: Command): void {
         .finally(() => progress.done());
       if (opts.json) console.log(JSON.stringify(simulation, null, 2));
       else printCalendar(simulation);
-    }));
+    }, { sends: false }));
 }
 
 function printCalendar(s: Simulation): void {

@@ -64,7 +64,7 @@ function warningsOf(source: ContentSource, content: Content | null): string[] {
  */
 async function stagesIfConfigured(): Promise<{ stages: Stage[] } | { unchecked: string }> {
   if (!process.env.DATABASE_URL?.trim()) return { unchecked: 'DATABASE_URL is not set' };
-  const { db } = createDb(loadConfig().databaseUrl, { max: 1 });
+  const { db } = createDb(loadConfig(process.env, { sends: false }).databaseUrl, { max: 1 });
   try {
     return { stages: await listStages(db) };
   } catch (error) {
