@@ -1121,6 +1121,25 @@ describe('SMTP failures', () => {
 });
 
 describe('a template that cannot render', () => {
+  it('is logged on every try, also when an earlier try recorded it', async () => {
+    const { opportunityId } = await dueOpportunity();
+    await sql`update opportunities set currency = '€€€' where id = ${opportunityId}`.execute(world.database.db);
+    const mailer = smtpMailer(world.smtp.url);
+    try {
+      const { logger, lines } = keptLogger();
+      const failedLines = () => lines.filter((l) => l.msg === 'failed').map((l) => [l.opportunityId, l.reason]);
+      expect(await deliver({ ...(await deps(mailer)), logger }, job(opportunityId), new Date(DUE))).toMatchObject({ failed: 1 });
+      expect(failedLines()).toEqual([[opportunityId, 'template_error']]);
+      // The row is there already; the template is still broken, and the operator hears it again.
+      await deliver({ ...(await deps(mailer)), logger }, job(opportunityId), new Date(DUE));
+      expect(failedLines()).toEqual([[opportunityId, 'template_error'], [opportunityId, 'template_error']]);
+      expect(await deliveries(world.database.db)).toHaveLength(1);
+      expect(world.smtp.received).toHaveLength(0);
+    } finally {
+      await mailer.close();
+    }
+  });
+
   it('is recorded as failed without spending the step; once fixed, the step fires in its window', async () => {
     const { opportunityId } = await dueOpportunity();
     // The CRM wrote a currency Intl cannot format: formatMoney throws for this row only.
