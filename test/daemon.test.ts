@@ -283,6 +283,16 @@ describe('unsubscribe', () => {
     expect([tooLarge.status, tooLarge.body]).toEqual([413, 'Payload Too Large\n']);
     expect(await unsubscribedAt()).toBeNull();
 
+    // A known path with a method it does not take says which it takes; an unknown path is not found.
+    const wrongMethod = await fetch(`${base}/unsubscribe/${token}`, { method: 'DELETE' });
+    expect([wrongMethod.status, wrongMethod.headers.get('allow'), await wrongMethod.text()]).toEqual([405, 'GET, HEAD, POST', 'method not allowed\n']);
+    const postHealth = await fetch(`${base}/healthz`, { method: 'POST', body: 'x' });
+    expect([postHealth.status, postHealth.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
+    await postHealth.text();
+    const unknown = await fetch(`${base}/unsubscribe`);
+    expect([unknown.status, await unknown.text()]).toEqual([404, 'not found\n']);
+    expect(await unsubscribedAt()).toBeNull();
+
     const post = await fetch(`${base}/unsubscribe/${token}`, { method: 'POST', body: 'List-Unsubscribe=One-Click', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     expect(post.status).toBe(200);
     // Public, one button: nobody may frame it.

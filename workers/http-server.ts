@@ -52,6 +52,7 @@ export async function startHttpServer(rt: Runtime, port: number, state: ProcessS
     rt.logger.error({ err: (err as Error).message }, 'http handler failed');
     return reply.code(500).type('text/plain').send('internal error\n');
   });
+  allowMethods(app);
   // One-click unsubscribe posts a form body; nothing here needs it parsed.
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
   // The header tells a second process on this machine that the port is taken by Nudge of the
@@ -100,6 +101,24 @@ export async function startHttpServer(rt: Runtime, port: number, state: ProcessS
       }
     },
   };
+}
+
+/**
+ * A known path asked with a method it does not take (`POST /healthz`, `DELETE /unsubscribe/…`)
+ * is answered 405 with the methods it takes in `Allow`, not 404 as if it were not there.
+ */
+function allowMethods(app: FastifyInstance): void {
+  const routes: { path: RegExp; methods: string[] }[] = [];
+  app.addHook('onRoute', (route) => {
+    const pattern = route.url.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : part === '*' ? '.*' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/');
+    routes.push({ path: new RegExp(`^${pattern}$`), methods: [route.method].flat() });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? '';
+    const allowed = [...new Set(routes.filter((r) => r.path.test(path)).flatMap((r) => r.methods))];
+    if (allowed.length === 0) return reply.code(404).type('text/plain').send('not found\n');
+    return reply.code(405).header('allow', allowed.join(', ')).type('text/plain').send('method not allowed\n');
+  });
 }
 
 /** How long the HTTP server's stop waits for responses still being sent before it cuts them. */
