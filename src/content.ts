@@ -25,17 +25,28 @@ export interface ContentSource {
 
 /** Loads and checks both; returns every problem as `file:line:column: message` lines. */
 export function loadContent(source: ContentSource, stages: readonly Stage[] | null): { content: Content | null; problems: string[] } {
-  const { templates, problems: templateProblems } = loadTemplates(source.templatesDir);
-  const { journey, problems: journeyProblems } = loadJourneysFile(source.journeysFile, journeyRules(templates, stages));
-  const problems = [
-    ...journeyProblems.map(formatJourneyProblem),
-    ...templateProblems.map((p) => formatProblem(p)),
-  ];
-  if (journey) {
-    problems.push(...journeyTemplateProblems(templates, journey));
-  }
-  const unique = [...new Set(problems)];
-  return { content: journey && unique.length === 0 ? { journey, templates } : null, problems: unique };
+  const { templates, journey, journeyProblems, templateProblems } = readContent(source, stages);
+  const problems = [...new Set([...journeyProblems, ...templateProblems])];
+  return { content: journey && problems.length === 0 ? { journey, templates } : null, problems };
+}
+
+/**
+ * The journey, for what reads it and renders nothing (explain, forecast, simulate): null when the
+ * journey file has problems (`journeyProblems`); a template that does not compile leaves it
+ * usable, and is among `templateProblems`.
+ */
+export function loadJourneyAlone(source: ContentSource, stages: readonly Stage[] | null): { journey: Journey | null; journeyProblems: string[]; templateProblems: string[] } {
+  const { journey, journeyProblems, templateProblems } = readContent(source, stages);
+  return { journey: journeyProblems.length === 0 ? journey : null, journeyProblems, templateProblems: [...new Set(templateProblems)] };
+}
+
+function readContent(source: ContentSource, stages: readonly Stage[] | null) {
+  const loaded = loadTemplates(source.templatesDir);
+  const { templates } = loaded;
+  const { journey, problems } = loadJourneysFile(source.journeysFile, journeyRules(templates, stages));
+  const templateProblems = loaded.problems.map((p) => formatProblem(p));
+  if (journey) templateProblems.push(...journeyTemplateProblems(templates, journey));
+  return { templates, journey, journeyProblems: problems.map(formatJourneyProblem), templateProblems };
 }
 
 /** Each step's template and who receives it: what the templates are checked for. */

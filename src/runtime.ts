@@ -28,8 +28,9 @@ const QUIT_WAIT_MS = 5_000;
 const CLOSE_WAIT_MS = 15_000;
 
 export class InvalidContentError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid journey or templates:\n${problems.join('\n')}`);
+  /** `journeyOnly`: the problems are the journey file's, met by a command that sends nothing. */
+  constructor(readonly problems: string[], readonly journeyOnly = false) {
+    super(`invalid journey${journeyOnly ? ' file' : ' or templates'}:\n${problems.join('\n')}`);
     this.name = 'InvalidContentError';
   }
 }

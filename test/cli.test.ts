@@ -2,7 +2,7 @@
  * The command line as users and their scripts meet it: separate processes, exit codes, the JSON
  * summary on the last line, and several processes at once on one database and Redis.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
@@ -125,7 +125,6 @@ describe('migrate', () => {
 describe('an invalid journey file', () => {
   it('stops tick with file:line before anything is sent', async () => {
     const journeys = path.join(cwd, 'broken.yaml');
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(journeys, 'steps:\n  - id: a\n    template: closing-soon\n    trigger: { closingDate: { daysBefor: 3 } }\n');
     const r = await nudge(['tick', '--now', '2026-12-01T09:00:00Z'], { NUDGE_JOURNEYS: journeys });
     expect(r.code).toBe(1);
@@ -134,6 +133,35 @@ describe('an invalid journey file', () => {
     const check = await nudge(['templates', 'check'], { NUDGE_JOURNEYS: journeys });
     expect(check.code).toBe(1);
     expect(check.stdout).toContain(`${journeys}:4:`);
+  });
+
+  it('stops explain, forecast and simulate, naming the journey file, not "nothing was sent"', async () => {
+    const journeys = path.join(cwd, 'broken-read.yaml');
+    writeFileSync(journeys, 'steps:\n  - id: a\n    template: closing-soon\n    trigger: { closingDate: { daysBefor: 3 } }\n');
+    for (const args of [['explain', '1'], ['forecast'], ['simulate', '--days', '2']]) {
+      const r = await nudge(args, { NUDGE_JOURNEYS: journeys });
+      expect([args[0], r.code]).toEqual([args[0], 1]);
+      expect(r.stderr).toMatch(new RegExp(`^nudge: 1 problem in the journey file:\\n${journeys}:4:`));
+    }
+  });
+
+  // A marketer's template typo blocked the sales forecast: these read the journey and render nothing.
+  it('a template that does not compile: explain, forecast and simulate warn of it and go on; tick stops', async () => {
+    const templates = path.join(cwd, 'templates-broken');
+    cpSync(world.templatesDir, templates, { recursive: true });
+    appendFileSync(path.join(templates, 'last-call.hbs'), '{{#if}}\n');
+    const env = { NUDGE_TEMPLATES_DIR: templates };
+    const contact = await insertContact(world.database.db, { email: 'read@customer.test' });
+    const id = await insertOpportunity(world.database.db, { closing_date: '2027-06-10', stage: 'proposal', primary_contact_id: contact });
+    for (const args of [['explain', String(id), '--json'], ['forecast', '--json'], ['simulate', '--days', '2', '--json']]) {
+      const r = await nudge([...args, '--now', '2026-12-01T09:00:00Z'], env);
+      expect([args[0], r.code]).toEqual([args[0], 0]);
+      expect(r.stderr).toMatch(/^nudge: warning: 1 problem in the templates \(see `nudge templates check`\); \w+ goes on, but a step whose template does not render fails when it is sent:\n.*last-call\.hbs:\d+/);
+      expect(() => JSON.parse(r.stdout)).not.toThrow();
+    }
+    const tick = await nudge(['tick', '--now', '2026-12-01T09:00:00Z'], env);
+    expect(tick.code).toBe(1);
+    expect(tick.stderr).toMatch(/^nudge: 1 problem in the journey file or templates; nothing was sent:/);
   });
 
   it('templates check passes on the shipped templates', async () => {
@@ -221,6 +249,9 @@ describe('tick, work --drain and explain', () => {
     const r = await nudge(['explain', '999999', '--json']);
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout)).toMatchObject({ opportunityId: 999999, steps: [], deliveries: [] });
+    expect(r.stderr).toBe('nudge: opportunity 999999 does not exist, and no decision about it is recorded\n');
+    const text = await nudge(['explain', '999999']);
+    expect([text.code, text.stderr]).toEqual([1, 'nudge: opportunity 999999 does not exist, and no decision about it is recorded\n']);
   });
 
   it('explain takes an id beyond 2^53, as the daemon sends for it (a JSON string), and refuses one beyond bigint', async () => {

@@ -153,6 +153,9 @@ steps:
         { date: '2027-10-06', sends: [['after-activity', '2027-10-05T07:00:00.000Z', '2027-10-06T06:30:00.001Z']], suppressions: [] },
         { date: '2027-10-07', sends: [], suppressions: [] },
       ]);
+      // The text says when it goes; it said the due time there.
+      const text = await runNudge(['simulate', '--days', '3', '--now', '2027-10-05T06:00:00Z'], { ...world.env, NUDGE_JOURNEYS: path.join(world.templatesDir, 'own-journey.yaml') });
+      expect(text.stdout).toContain(`  send      opportunity ${id}  after-activity  at 2027-10-06T06:30:00.001Z (due 2027-10-05T07:00:00.000Z)\n`);
     });
 
     it('sees a stage entered after --now that falls due within its days', async () => {

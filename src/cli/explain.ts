@@ -3,7 +3,7 @@ import { listDeliveries, type DeliveryRow } from '../db/deliveries.ts';
 import { loadSnapshot } from '../db/snapshots.ts';
 import { explainOpportunity, type StepExplanation } from '../explain.ts';
 import { snapshotNeeds } from '../scan.ts';
-import { clockFrom, EXIT, parseId, withRuntime } from './shared.ts';
+import { clockFrom, EXIT, journeyFor, parseId, withRuntime } from './shared.ts';
 
 export function registerExplain(program: Command): void {
   program.command('explain')
@@ -14,7 +14,7 @@ export function registerExplain(program: Command): void {
     .action((idText: string, opts: { now?: string; json?: boolean }) => withRuntime(async (rt) => {
       const id = parseId(idText, 'opportunityId');
       const now = clockFrom(opts.now).now();
-      const { journey } = await rt.content();
+      const journey = await journeyFor(rt, 'explain');
       const snapshot = await loadSnapshot(rt.db, id, snapshotNeeds(journey, now));
       const deliveries = await listDeliveries(rt.db, id);
       const steps = snapshot ? explainOpportunity(snapshot, journey, now) : [];
@@ -23,7 +23,9 @@ export function registerExplain(program: Command): void {
       } else {
         printTable(id, snapshot === null, now, steps, deliveries);
       }
-      return snapshot || deliveries.length > 0 ? EXIT.ok : EXIT.invalid;
+      if (snapshot || deliveries.length > 0) return EXIT.ok;
+      console.error(`nudge: opportunity ${id} does not exist, and no decision about it is recorded`);
+      return EXIT.invalid;
     }, { sends: false }));
 }
 

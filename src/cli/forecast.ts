@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { readForecastRows } from '../db/forecast-rows.ts';
 import { ForecastTally, namedIds, type Forecast, type ForecastFigures } from '../forecast.ts';
-import { clockFrom, withRuntime } from './shared.ts';
+import { clockFrom, journeyFor, withRuntime } from './shared.ts';
 
 export function registerForecast(program: Command): void {
   program.command('forecast')
@@ -10,7 +10,7 @@ export function registerForecast(program: Command): void {
     .option('--json', 'print JSON instead of a table')
     .action((opts: { now?: string; json?: boolean }) => withRuntime(async (rt) => {
       const now = clockFrom(opts.now).now();
-      const { journey } = await rt.content();
+      const journey = await journeyFor(rt, 'forecast');
       const tally = new ForecastTally(now, journey.defaults.timeZone);
       const { withoutClosingDate } = await readForecastRows(rt.db, tally.horizon, (rows) => {
         for (const row of rows) tally.add(row);

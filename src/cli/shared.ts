@@ -3,6 +3,9 @@ import { fixedClock, systemClock, type Clock } from '../clock.ts';
 import { ConfigError, loadConfig, type LoadOptions } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { bigintId, databaseOf, MAX_BIGINT } from '../db/database.ts';
+import { loadJourneyAlone } from '../content.ts';
+import { listStages } from '../db/opportunities.ts';
+import type { Journey } from '../journey/types.ts';
 import { InvalidContentError, Runtime } from '../runtime.ts';
 
 /** Exit codes: 0 done; 1 invalid content or input; 2 configuration; 3 PostgreSQL or Redis failed. */
@@ -41,6 +44,22 @@ export async function withRuntime(
   process.exitCode = code;
 }
 
+/**
+ * The journey, validated against the stages in the database, for a command that renders nothing
+ * (explain, forecast, simulate): an invalid journey file stops it; templates that are not valid
+ * are said on stderr, and it goes on: what it shows stands, but such a step would fail when sent.
+ */
+export async function journeyFor(rt: Runtime, command: string): Promise<Journey> {
+  const { journey, journeyProblems, templateProblems } = loadJourneyAlone(rt.config, await listStages(rt.db));
+  if (!journey) throw new InvalidContentError(journeyProblems, true);
+  if (templateProblems.length > 0) {
+    const n = templateProblems.length;
+    console.error(`nudge: warning: ${n} problem${n === 1 ? '' : 's'} in the templates (see \`nudge templates check\`); ${command} goes on, but a step whose template does not render fails when it is sent:`);
+    for (const p of templateProblems) console.error(p);
+  }
+  return journey;
+}
+
 export function report(error: unknown): number {
   if (error instanceof ConfigError) {
     if (error.problems.length === 0) console.error(`nudge: configuration error: ${error.message}`);
@@ -48,7 +67,8 @@ export function report(error: unknown): number {
     return EXIT.config;
   }
   if (error instanceof InvalidContentError) {
-    console.error(`nudge: ${error.problems.length} problem${error.problems.length === 1 ? '' : 's'} in the journey file or templates; nothing was sent:`);
+    const n = `${error.problems.length} problem${error.problems.length === 1 ? '' : 's'}`;
+    console.error(error.journeyOnly ? `nudge: ${n} in the journey file:` : `nudge: ${n} in the journey file or templates; nothing was sent:`);
     for (const p of error.problems) console.error(p);
     return EXIT.invalid;
   }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { runSimulation, type Simulation } from '../simulate.ts';
 import { progressOnStderr } from './progress.ts';
-import { clockFrom, wholeNumber, withRuntime } from './shared.ts';
+import { clockFrom, journeyFor, wholeNumber, withRuntime } from './shared.ts';
 
 export function registerSimulate(program: Command): void {
   program.command('simulate')
@@ -12,7 +12,7 @@ export function registerSimulate(program: Command): void {
     .action((opts: { days: string; now?: string; json?: boolean }) => withRuntime(async (rt) => {
       const days = wholeNumber(opts.days, '--days', 1, 366);
       const now = clockFrom(opts.now).now();
-      const { journey } = await rt.content();
+      const journey = await journeyFor(rt, 'simulate');
       const progress = progressOnStderr();
       const simulation = await runSimulation(rt.db, journey, now, days, (n) => progress.update(`read ${n} opportunities`))
         .finally(() => progress.done());
@@ -30,7 +30,8 @@ function printCalendar(s: Simulation): void {
     suppressions += day.suppressions.length;
     if (day.sends.length + day.suppressions.length === 0) continue;
     console.log(`${day.date}: ${day.sends.length} sends, ${day.suppressions.length} suppressions`);
-    for (const x of day.sends) console.log(`  send      opportunity ${x.opportunityId}  ${x.stepId}  at ${x.dueAt}`);
+    // When it goes, and when it fell due if that was earlier (a step caught up, held by quiet hours or a cap).
+    for (const x of day.sends) console.log(`  send      opportunity ${x.opportunityId}  ${x.stepId}  at ${x.at}${x.at === x.dueAt ? '' : ` (due ${x.dueAt})`}`);
     const reasons = new Map<string, number>();
     for (const x of day.suppressions) reasons.set(`${x.stepId}: ${x.reason}`, (reasons.get(`${x.stepId}: ${x.reason}`) ?? 0) + 1);
     for (const [what, n] of reasons) console.log(`  suppress  ${what} ×${n}`);
