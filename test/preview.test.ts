@@ -284,6 +284,17 @@ describe('nudge preview: picking, and what it says about the pick', () => {
     await sql`delete from opportunities where id = ${big}::bigint`.execute(world.database.db);
   });
 
+  // A marketer who tried the sample's unsubscribe link unsubscribed contact #1, a real customer.
+  it('signs the sample\'s and a stand-in recipient\'s unsubscribe link for nobody', async () => {
+    const sample = await pageText(preview.url, '/?opportunity=sample&step=closing-in-14-days');
+    expect(sample).toMatch(/X-Nudge-Opportunity 0 /);
+    expect(sample).toMatch(/List-Unsubscribe <https:\/\/nudge\.acme\.test\/unsubscribe\/c0\.[\w-]+>/);
+    const standIn = await pageText(preview.url, `/?opportunity=${ids.lostAlone}&step=closing-in-14-days`);
+    expect(standIn).toMatch(/Hello Alex/);
+    expect(standIn).toMatch(/List-Unsubscribe <https:\/\/nudge\.acme\.test\/unsubscribe\/c0\.[\w-]+>/);
+    expect(`${sample} ${standIn}`).not.toMatch(/unsubscribe\/c[1-9]/);
+  });
+
   it('says when more opportunities match than it lists', async () => {
     expect(await pageText(preview.url, '/?q=Filler')).not.toContain('more match');
     for (let i = 1; i <= 21; i++) await insertOpportunity(world.database.db, { title: `Filler ${i}`, stage: 'qualification' });

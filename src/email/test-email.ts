@@ -64,7 +64,7 @@ export function prepareTestEmail(templates: Templates, input: TestEmailInput, se
   const timeZone = zone && isValidTimeZone(zone) ? zone : input.defaults?.timeZone ?? 'UTC';
   const locale = input.locale ?? contact?.locale ?? 'en';
   const recipient: Recipient = {
-    address: input.to, contact: contact && { ...contact, id: 0 }, audience: owner ? 'owner' : input.step?.to.kind ?? 'primary',
+    address: input.to, contact: contact && { ...contact, id: SAMPLE_ID }, audience: owner ? 'owner' : input.step?.to.kind ?? 'primary',
     timeZone, unknownZone: null, locale,
   };
   const rendered = templates.render(input.template, templateContext(snapshot, recipient, settings), { locale, timeZone });
@@ -87,19 +87,25 @@ function realContact(snapshot: Snapshot, input: TestEmailInput): Contact | null 
   return id === null ? null : snapshot.contacts.get(id) ?? null;
 }
 
+/**
+ * The id of the sample opportunity and contact, here and in the preview: no row has it (ids start
+ * at 1), so a sample's unsubscribe link, signed for it, unsubscribes nobody when clicked.
+ */
+export const SAMPLE_ID = 0;
+
 /** The sample opportunity: "Trip to the USA", 12,000 EUR, proposal, closing in 14 days. */
 export function sampleSnapshot(now: Date, to: string): Snapshot {
   const closing = new Date(now.getTime() + 14 * 86_400_000).toISOString().slice(0, 10);
   return {
     opportunity: {
-      id: 0, title: 'Trip to the USA', amount: '12000.00', currency: 'EUR', closingDate: closing,
+      id: SAMPLE_ID, title: 'Trip to the USA', amount: '12000.00', currency: 'EUR', closingDate: closing,
       stage: { key: 'proposal', label: 'Proposal', probability: 50, outcome: 'open', position: 3 },
-      primaryContactId: 0, ownerEmail: 'sales@example.com', stageEnteredAt: now, createdAt: now, updatedAt: now,
+      primaryContactId: SAMPLE_ID, ownerEmail: 'sales@example.com', stageEnteredAt: now, createdAt: now, updatedAt: now,
     },
-    contacts: new Map([[0, sampleContact(to)]]), roles: [], activities: [], history: [], sentToContact: new Map(),
+    contacts: new Map([[SAMPLE_ID, sampleContact(to)]]), roles: [], activities: [], history: [], sentToContact: new Map(),
   };
 }
 
 function sampleContact(to: string): Contact {
-  return { id: 0, email: to, firstName: 'Alex', lastName: 'Sample', locale: 'en', timeZone: null, unsubscribedAt: null, bouncedAt: null };
+  return { id: SAMPLE_ID, email: to, firstName: 'Alex', lastName: 'Sample', locale: 'en', timeZone: null, unsubscribedAt: null, bouncedAt: null };
 }

@@ -7,6 +7,7 @@ import { bigintId, type Db } from '../db/database.ts';
 import { readForecastRows } from '../db/forecast-rows.ts';
 import { loadSnapshot } from '../db/snapshots.ts';
 import { ForecastTally, type Forecast } from '../forecast.ts';
+import { SAMPLE_ID } from '../email/test-email.ts';
 import { addDays, localDate } from '../journey/time.ts';
 import type { Contact, Journey, Snapshot, Stage } from '../journey/types.ts';
 import { runSimulation, type Simulation } from '../simulate.ts';
@@ -84,13 +85,13 @@ const SAMPLE_STAGE: Stage = { key: 'proposal', label: 'Proposal', probability: 5
  */
 export function sampleSnapshot(now: Date): Snapshot {
   const contact: Contact = {
-    id: 1, email: 'alex.sample@example.com', firstName: 'Alex', lastName: 'Sample', locale: 'en',
+    id: SAMPLE_ID, email: 'alex.sample@example.com', firstName: 'Alex', lastName: 'Sample', locale: 'en',
     timeZone: 'Europe/Brussels', unsubscribedAt: null, bouncedAt: null,
   };
   const today = localDate(now, 'UTC');
   return {
     opportunity: {
-      id: 1, title: 'Trip to the USA', amount: '12000.00', currency: 'EUR', closingDate: addDays(today, 14),
+      id: SAMPLE_ID, title: 'Trip to the USA', amount: '12000.00', currency: 'EUR', closingDate: addDays(today, 14),
       stage: SAMPLE_STAGE, primaryContactId: contact.id, ownerEmail: 'sales@example.com',
       stageEnteredAt: now, createdAt: now, updatedAt: now,
     },

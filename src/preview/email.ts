@@ -6,6 +6,7 @@
 import { composeEmail, templateContext, type ComposeSettings } from '../email/compose.ts';
 import type { OutgoingEmail } from '../email/mailer.ts';
 import { formatProblem, TemplateError, type RenderedEmail, type Templates } from '../email/templates.ts';
+import { SAMPLE_ID } from '../email/test-email.ts';
 import { isValidEmail, resolveRecipients, type Recipient } from '../journey/recipients.ts';
 import { stageFilter } from '../journey/rules.ts';
 import type { Journey, JourneyDefaults, Snapshot, Step } from '../journey/types.ts';
@@ -115,8 +116,9 @@ function standInStep(template: string): Step {
 function standInRecipient(step: Step, defaults: JourneyDefaults): Recipient {
   const base = { timeZone: defaults.timeZone, unknownZone: null, locale: 'en' };
   if (step.to.kind === 'owner') return { ...base, address: 'owner@example.com', contact: null, audience: 'owner' };
+  // The sample's id, like send-test's: its unsubscribe link, copied from the preview, unsubscribes nobody.
   const contact = {
-    id: 1, email: 'alex.sample@example.com', firstName: 'Alex', lastName: 'Sample', locale: 'en',
+    id: SAMPLE_ID, email: 'alex.sample@example.com', firstName: 'Alex', lastName: 'Sample', locale: 'en',
     timeZone: null, unsubscribedAt: null, bouncedAt: null,
   };
   return { ...base, address: contact.email, contact, audience: step.to.kind };
