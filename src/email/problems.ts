@@ -92,6 +92,11 @@ function describe(raw: string, ast: hbs.AST.Program | null, line: number, column
     const path = (found as hbs.AST.PathExpression | null)?.original ?? strict[1]!;
     const parent = path.split('.').slice(0, -1).join('.');
     if (strict[2] === 'null') return { message: `"${path}" cannot be read: ${parent || 'its parent'} is null here`, hint: `guard it with {{#if ${parent || path}}}...{{/if}}` };
+    // `{{shout title}}`: Handlebars says a helper it does not have is not defined, as a variable.
+    const call = ast && column !== undefined ? findNode(ast, (n) => ['MustacheStatement', 'BlockStatement', 'SubExpression'].includes(n.type)
+      && (n as hbs.AST.MustacheStatement).path.loc.start.line === line && (n as hbs.AST.MustacheStatement).path.loc.start.column === column
+      && ((n as hbs.AST.MustacheStatement).params.length > 0 || ((n as hbs.AST.MustacheStatement).hash?.pairs.length ?? 0) > 0)) : null;
+    if (call) return { message: `unknown helper "${path}"`, hint: 'use a helper listed in the README (Templates)' };
     return { message: `unknown variable "${path}"`, hint: 'use a variable listed in the README (Templates)' };
   }
   const nullRead = /Cannot read properties of (null|undefined) \(reading '(.*)'\)/.exec(raw);

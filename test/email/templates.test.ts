@@ -257,6 +257,17 @@ describe('strict rendering: problems name the file and the line', () => {
     expect(formatProblem(checked[0]!)).toBe('typo.hbs:5:8: unknown variable "oportunity.title" (fix: did you mean "opportunity"?)');
   });
 
+  // Handlebars calls a helper it does not have "not defined", as it does a variable.
+  it.each([
+    ['{{shout opportunity.title}}', 8], ['{{formatDate (shout opportunity.title)}}', 20], ['{{#shout opportunity.title}}x{{/shout}}', 9],
+  ])('an unknown helper, %s, is named as a helper when rendered', (use, column) => {
+    const dir = folder({ 'h.hbs': email(`<p>Hello</p>\n  <p>${use}</p>\n`) });
+    const { templates } = loadTemplates(dir);
+    expect(templateError(() => templates.render('h', context(), EN))).toEqual({
+      file: 'h.hbs', line: 5, column, message: 'unknown helper "shout"', hint: 'use a helper listed in the README (Templates)',
+    });
+  });
+
   it('a misspelling in a branch no sample render takes', () => {
     // `reference` is never blank, so this branch never renders: only reading the template finds it.
     const templates = load({ 'branch.hbs': email('<p>{{reference}}</p>\n{{#unless reference}}\n  {{opportunity.titel}}\n{{/unless}}\n') });
