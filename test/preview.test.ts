@@ -245,6 +245,7 @@ describe('nudge preview: picking, and what it says about the pick', () => {
   beforeAll(async () => {
     const db = world.database.db;
     const german = await insertContact(db, { email: 'greta@customer.test', locale: 'de' });
+    ids.germanContact = german;
     ids.german = await insertOpportunity(db, { title: 'Fietstocht door Nederland', stage: 'proposal', primary_contact_id: german, closing_date: '2030-02-01' });
     const bad = await insertContact(db, { email: 'not-an-email', locale: 'en' });
     ids.badAddress = await insertOpportunity(db, { title: 'Bad address deal', stage: 'proposal', primary_contact_id: bad, closing_date: '2030-02-01' });
@@ -320,6 +321,12 @@ describe('nudge preview: picking, and what it says about the pick', () => {
     const nobody = await pageText(preview.url, `/?opportunity=${ids.lostAlone}&step=closing-in-14-days`);
     expect(nobody).toContain('The opportunity is lost: no step goes out');
     expect(nobody).toContain('(it would be suppressed as no_contact)');
+    // Stale: the usual state of a deal whose date nobody moved. Its owner step still goes.
+    const stale = await insertOpportunity(world.database.db, { title: 'Stale deal', stage: 'proposal', primary_contact_id: ids.germanContact!, closing_date: '2020-03-01' });
+    const passed = 'The closing date 2020-03-01 has passed: a step to the customer is not sent until the date is moved later (suppressed as closing_date_passed).';
+    expect(await pageText(preview.url, `/?opportunity=${stale}&step=closing-in-14-days`)).toContain(passed);
+    expect(await pageText(preview.url, `/?opportunity=${stale}&step=update-closing-date`)).not.toContain('The closing date 2020-03-01 has passed');
+    expect(fine).not.toContain('has passed: a step to the customer');
   });
 
   it('says when a link names a step or template that is not there', async () => {

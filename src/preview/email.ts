@@ -7,8 +7,9 @@ import { composeEmail, templateContext, type ComposeSettings } from '../email/co
 import type { OutgoingEmail } from '../email/mailer.ts';
 import { formatProblem, TemplateError, type RenderedEmail, type Templates } from '../email/templates.ts';
 import { SAMPLE_ID } from '../email/test-email.ts';
-import { isValidEmail, resolveRecipients, type Recipient } from '../journey/recipients.ts';
+import { isCustomerFacing, isValidEmail, resolveRecipients, type Recipient } from '../journey/recipients.ts';
 import { stageFilter } from '../journey/rules.ts';
+import { localDate } from '../journey/time.ts';
 import type { Journey, JourneyDefaults, Snapshot, Step } from '../journey/types.ts';
 
 /** What the page asks for; every field may be missing or name something that no longer exists. */
@@ -50,7 +51,7 @@ export function selectEmail(templates: Templates, journey: Journey | null, choic
 
 export function previewEmail(
   templates: Templates, journey: Journey | null, snapshot: Snapshot, selection: Selection,
-  localeOverride: string | null, settings: ComposeSettings,
+  localeOverride: string | null, settings: ComposeSettings, now: Date,
 ): EmailPreview {
   const defaults: JourneyDefaults = journey?.defaults ?? { timeZone: 'UTC', frequencyCap: null };
   const { step } = selection;
@@ -68,6 +69,7 @@ export function previewEmail(
     if (recipients.length > 1) notes.push(`Step "${step.id}" goes to ${recipients.length} people here; shown for the first, each gets it in their own locale.`);
     for (const r of recipients) notes.push(...recipientNotes(r, recipients.length > 1, defaults));
   }
+  notes.push(...closingDateNotes(snapshot, step, recipient, now));
   const locale = localeOverride ?? recipient.locale;
   const ctx = templateContext(snapshot, recipient, settings);
   if (ctx.contact) ctx.contact = { ...ctx.contact, locale };
@@ -92,6 +94,13 @@ function opportunityNotes(snapshot: Snapshot, selection: Selection): string[] {
   if (outcome !== 'open') return [`The opportunity is ${outcome}: no step goes out (not eligible; opportunity_closed at send time).`];
   const filtered = selection.fromJourney ? stageFilter(snapshot, selection.step) : null;
   return filtered ? [`Step "${selection.step.id}" does not apply to this opportunity: ${filtered} (not eligible; stage_not_eligible at send time).`] : [];
+}
+
+/** A stale opportunity, the usual state of one whose date nobody moved: its customer steps wait for a new date. */
+function closingDateNotes(snapshot: Snapshot, step: Step, recipient: Recipient, now: Date): string[] {
+  const { closingDate, stage } = snapshot.opportunity;
+  if (stage.outcome !== 'open' || !isCustomerFacing(step) || closingDate === null || localDate(now, recipient.timeZone) <= closingDate) return [];
+  return [`The closing date ${closingDate} has passed: a step to the customer is not sent until the date is moved later (suppressed as closing_date_passed).`];
 }
 
 function recipientNotes(recipient: Recipient, several: boolean, defaults: JourneyDefaults): string[] {

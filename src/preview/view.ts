@@ -96,7 +96,7 @@ async function buildView(deps: PreviewDeps, query: ViewQuery, cached: Cached): P
   else if (query.q?.trim() && db && search.choices.length === 0) picked.notes.push(`No opportunity matches "${query.q.trim()}".`);
   const selection = selectEmail(content.templates, content.journey, { stepId: query.step, template: query.template });
   // The empty choice of the locale menu is "the recipient's".
-  const email = selection && previewEmail(content.templates, content.journey, picked.snapshot, selection, query.locale || null, deps.settings);
+  const email = selection && previewEmail(content.templates, content.journey, picked.snapshot, selection, query.locale || null, deps.settings, now);
   if (email) email.notes.unshift(...selectionNotes(query, email.selection, content.journey));
   const journey = content.journey;
   const missing = (what: string) => ({ missing: db === null ? `${what} needs a reachable database (DATABASE_URL).` : `${what} needs a valid journeys.yaml: see the problems above.` });
