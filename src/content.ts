@@ -40,7 +40,11 @@ export function loadJourneyAlone(source: ContentSource, stages: readonly Stage[]
   return { journey: journeyProblems.length === 0 ? journey : null, journeyProblems, templateProblems: [...new Set(templateProblems)] };
 }
 
-function readContent(source: ContentSource, stages: readonly Stage[] | null) {
+/**
+ * Both files read, nothing refused: the templates, the journey when it parsed (it loads while a
+ * template it names does not compile, so the others are checked too), and each side's problems.
+ */
+export function readContent(source: ContentSource, stages: readonly Stage[] | null) {
   const loaded = loadTemplates(source.templatesDir);
   const { templates } = loaded;
   const { journey, problems } = loadJourneysFile(source.journeysFile, journeyRules(templates, stages));

@@ -188,6 +188,17 @@ describe('nudge preview in a browser', () => {
     expect(await page.locator('#problems').count()).toBe(0);
   });
 
+  // The page said every template was valid while templates check warned.
+  it('shows what templates check warns of, beside a valid journey', async () => {
+    expect(await page.locator('#warnings').count()).toBe(0);
+    world.write('closing-soon.hbs', template.replace('<p style="margin:0;">Kind regards', '<img src="https://acme.test/logo.png"><p style="margin:0;">Kind regards'));
+    await page.locator('#warnings').waitFor(PAGE_UPDATE);
+    expect(await page.locator('#warnings').innerText()).toMatch(/1 warning \(emails still go out\)\s+closing-soon\.hbs:\d+:\d+: warning: <img> without alt text/);
+    expect(await page.locator('#problems-none').count()).toBe(1);
+    world.write('closing-soon.hbs', template);
+    await page.locator('#warnings').waitFor({ ...PAGE_UPDATE, state: 'detached' });
+  });
+
   it('shows a hostile title as text: no element is injected, no script runs', async () => {
     await page.fill('#search input[name=q]', 'onerror');
     await page.click('#search button[type=submit]');

@@ -21,6 +21,8 @@ h2 { font-size: 16px; margin: 20px 0 8px; }
 h3 { font-size: 14px; margin: 16px 0 6px; }
 section { background: #fff; border: 1px solid #e5e7eb; border-radius: 6px; padding: 12px 16px; margin: 0 0 16px; }
 .problems { margin: 16px 20px 0; border-color: #f5c2c7; background: #fff5f5; }
+.warnings { margin: 16px 20px 0; border-color: #f5e3a3; background: #fffbea; }
+.warnings code { white-space: pre-wrap; color: #7a5b00; }
 .problems code, .render-error code { white-space: pre-wrap; color: #9b1c1c; }
 .ok { margin: 16px 20px 0; color: #276749; }
 .notes li { color: #92400e; }

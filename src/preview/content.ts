@@ -5,9 +5,8 @@
  * broken template shows its problem while the others still render.
  */
 import { readdirSync } from 'node:fs';
-import { journeyRules, journeyTemplateProblems, type ContentSource } from '../content.ts';
-import { formatProblem, loadTemplates, type Templates } from '../email/templates.ts';
-import { formatJourneyProblem, loadJourneysFile } from '../journey/load-journeys.ts';
+import { readContent, templateUsages, type ContentSource } from '../content.ts';
+import { formatProblem, templateWarnings, type Templates } from '../email/templates.ts';
 import type { Journey, Stage } from '../journey/types.ts';
 
 export interface PreviewContent {
@@ -18,19 +17,17 @@ export interface PreviewContent {
   journey: Journey | null;
   /** `file:line:column: message`, as `nudge templates check` prints them. */
   problems: string[];
+  /** Its warnings (an image without alt text, a locale variant missing), printed the same way. */
+  warnings: string[];
   /** Whether stage names in journeys.yaml were checked against the database. */
   stagesChecked: boolean;
 }
 
 export function loadPreviewContent(source: ContentSource, stages: readonly Stage[] | null, version: number): PreviewContent {
-  const { templates, problems: templateProblems } = loadTemplates(source.templatesDir);
   // A template that exists but does not compile is its own problem; the steps stay listed meanwhile.
-  const { journey, problems: journeyProblems } = loadJourneysFile(source.journeysFile, journeyRules(templates, stages));
-  const problems = [...journeyProblems.map(formatJourneyProblem), ...templateProblems.map((p) => formatProblem(p))];
-  if (journey) {
-    problems.push(...journeyTemplateProblems(templates, journey));
-  }
-  return { version, templates, journey, problems: [...new Set(problems)], stagesChecked: stages !== null };
+  const { templates, journey, journeyProblems, templateProblems } = readContent(source, stages);
+  const warnings = journey ? templateWarnings(templates, templateUsages(journey)).map((p) => formatProblem(p)) : [];
+  return { version, templates, journey, problems: [...new Set([...journeyProblems, ...templateProblems])], warnings, stagesChecked: stages !== null };
 }
 
 // The same file names `loadTemplates` reads as locale variants: `<name>.<locale>.hbs`.

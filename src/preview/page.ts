@@ -33,6 +33,7 @@ ${liveHtml(view)}
 export function liveHtml(view: View): Html {
   return html`<div id="live" data-version="${view.content.version}">
 ${problemsHtml(view.content.problems)}
+${warningsHtml(view.content.warnings)}
 <div class="layout">
   <nav>${stepsHtml(view)}${templatesHtml(view)}</nav>
   <main>
@@ -61,6 +62,15 @@ function problemsHtml(problems: string[]): Html {
   <h2>${problems.length} problem${problems.length === 1 ? '' : 's'} in the journey file or templates</h2>
   <ul>${problems.map((p) => html`<li><code>${p}</code></li>`)}</ul>
   <p class="muted">The daemon keeps sending with the last good version until these are fixed; this page updates when you save.</p>
+</section>`;
+}
+
+/** What `nudge templates check` warns of, which sends anyway. */
+function warningsHtml(warnings: string[]): Html {
+  if (warnings.length === 0) return html``;
+  return html`<section class="warnings" id="warnings">
+  <h2>${warnings.length} warning${warnings.length === 1 ? '' : 's'} (emails still go out)</h2>
+  <ul>${warnings.map((w) => html`<li><code>${w}</code></li>`)}</ul>
 </section>`;
 }
 
