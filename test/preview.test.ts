@@ -272,6 +272,13 @@ describe('nudge preview: picking, and what it says about the pick', () => {
     expect(own).toMatch(/Rendered for locale de,/);
     const picked = await pageText(preview.url, `/?opportunity=${ids.german}&step=closing-in-14-days&locale=en`);
     expect(picked).toMatch(/Template file closing-soon\.hbs/);
+    expect(`${own} ${picked}`).not.toMatch(/There is no closing-soon/);
+    // No French variant: English words, French formats, as the real email has them; said so.
+    const french = await insertContact(world.database.db, { email: 'fr@customer.test', locale: 'fr-FR' });
+    const frenchDeal = await insertOpportunity(world.database.db, { title: 'Voyage', stage: 'proposal', primary_contact_id: french, closing_date: '2030-02-01', amount: '1234.50' });
+    const mixed = await pageText(preview.url, `/?opportunity=${frenchDeal}&step=closing-in-14-days`);
+    expect(mixed).toContain('There is no closing-soon.fr-FR.hbs: the email has the base file\'s text, with dates and amounts formatted for fr-FR.');
+    expect(mixed).toMatch(/decide by 1 février 2030/);
   });
 
   it('a search picks its first match, keeps an opportunity that matches, and says when nothing does', async () => {

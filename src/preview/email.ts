@@ -76,6 +76,10 @@ export function previewEmail(
   const base = { selection, recipient, locale, notes };
   try {
     const rendered = templates.render(selection.template, ctx, { locale, timeZone: recipient.timeZone });
+    // As sent: the base file's words with the recipient's formats, a mix a marketer should see named.
+    if (rendered.file === `${selection.template}.hbs` && !/^en\b/i.test(locale)) {
+      notes.push(`There is no ${selection.template}.${locale}.hbs: the email has the base file's text, with dates and amounts formatted for ${locale}.`);
+    }
     const occurrence = step.repeat === 'onNewClosingDate' ? snapshot.opportunity.closingDate ?? '' : '';
     return { ...base, result: { rendered, email: composeEmail(rendered, snapshot, step, recipient, occurrence, settings) } };
   } catch (error) {
