@@ -73,11 +73,13 @@ export function parseJourneys(text: string, file: string, rules: JourneyRules): 
   const r: Context = { doc, lines, problems: [], rules, stages };
   let journey: Journey | null = null;
   if (doc.errors.length > 0) {
-    // The tree after a syntax error is a guess; checking it would add noise, not news.
-    for (const error of doc.errors) {
-      const { line, col } = lines.linePos(Math.max(0, error.pos[0]));
-      r.problems.push({ line, column: col, message: `invalid YAML: ${error.message}` });
-    }
+    // The tree after a syntax error is a guess; checking it would add noise, not news. So are the
+    // errors after the first, mostly: one missing brace made 29 of them.
+    const [first] = doc.errors;
+    const { line, col } = lines.linePos(Math.max(0, first!.pos[0]));
+    const more = doc.errors.length - 1;
+    const after = more ? ` (and ${more} more YAML error${more === 1 ? '' : 's'} after it, often caused by this one: fix it first)` : '';
+    r.problems.push({ line, column: col, message: `invalid YAML: ${first!.message}${after}` });
   } else {
     journey = readJourney(r, doc.contents, file);
   }

@@ -193,6 +193,17 @@ describe('parseJourneys: one problem, where it is', () => {
   });
 });
 
+describe('parseJourneys: a YAML error that makes others', () => {
+  it('is reported once, with a count of the errors after it (one missing brace made 29 lines)', () => {
+    const result = parse(yaml('steps:', '  - id: a', '    template: closing-soon', '    trigger: { closingDate: { daysBefore: 3 }',
+      '  - id: b', '    template: closing-soon', '    trigger: { closingDate: { daysBefore: 7 } }'));
+    expect(result.journey).toBeNull();
+    expect(result.problems.map(formatJourneyProblem)).toEqual([
+      expect.stringMatching(new RegExp(`^${escape(FILE)}:\\d+:\\d+: invalid YAML: .* \\(and \\d+ more YAML errors? after it, often caused by this one: fix it first\\)$`)),
+    ]);
+  });
+});
+
 describe('parseJourneys: features the engine does not implement yet', () => {
   const cases: Array<[UnsupportedFeature, string[], string, string]> = [
     ['quietHours', ['defaults:', '  quietHours: { from: "20:00", to: "08:00" }', ...HEAD], '2:3',
