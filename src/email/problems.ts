@@ -139,3 +139,27 @@ export function findNode(node: hbs.AST.Node, match: (n: hbs.AST.Node) => boolean
   }
   return null;
 }
+
+/**
+ * A template that ends inside a block: Handlebars says so at the end of the file, which is
+ * rarely where the mistake is. The `{{#name}}` left open, found by pairing the block tags (comments
+ * skipped), is: the problem is put there. Null when no block is left open (an unclosed `{{`).
+ */
+export function unclosedBlockProblem(error: unknown, source: string, place: SourcePlace): TemplateProblem | null {
+  if (!/got 'EOF'/.test(String((error as { message?: unknown })?.message ?? ''))) return null;
+  const open: { name: string; index: number }[] = [];
+  for (const m of source.matchAll(BLOCK_TAG)) {
+    if (m[1] === undefined) continue; // a comment
+    if (m[1] !== '/') open.push({ name: m[2]!, index: m.index });
+    else if (open.at(-1)?.name === m[2]) open.pop();
+  }
+  const last = open.at(-1);
+  if (!last) return null;
+  const before = source.slice(0, last.index);
+  const line = before.split('\n').length;
+  const column = last.index - (before.lastIndexOf('\n') + 1);
+  return problemAt(place, line, column, `syntax error: {{#${last.name}}} is not closed before the template ends`, `close it with {{/${last.name}}}`);
+}
+
+/** `{{#if …}}`, `{{^unless}}`, `{{#> partial}}`, `{{#*inline …}}` and `{{/name}}`; comments, to skip them. */
+const BLOCK_TAG = /\{\{!--[\s\S]*?--\}\}|\{\{![\s\S]*?\}\}|\{\{~?\s*([#^/])\s*[>*]?\s*([\w.-]+)/g;

@@ -9,7 +9,7 @@ import type Juice from 'juice/client';
 import { LineCounter, parseDocument, Scalar, isMap, isScalar } from 'yaml';
 import { checkHtmlSize, DEFAULT_LIMITS, withBudget, type RenderLimits } from './budget.ts';
 import { plainHeaderText, type HandlebarsEnv, type RenderData } from './helpers.ts';
-import { problemFrom, TemplateError, type SourcePlace, type TemplateProblem } from './problems.ts';
+import { problemFrom, TemplateError, unclosedBlockProblem, type SourcePlace, type TemplateProblem } from './problems.ts';
 
 export { formatProblem, TemplateError, type SourcePlace, type TemplateProblem } from './problems.ts';
 
@@ -73,7 +73,7 @@ export function compilePart(hb: HandlebarsEnv, source: string, place: SourcePlac
     const ast = hb.parse(source);
     return { place, source, ast, render: hb.compile(source, { strict: true, noEscape: plain }) };
   } catch (error) {
-    return problemFrom(error, { place, ast: null });
+    return unclosedBlockProblem(error, source, place) ?? problemFrom(error, { place, ast: null });
   }
 }
 

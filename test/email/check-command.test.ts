@@ -93,7 +93,7 @@ describe('nudge templates check', () => {
       'owner-note.hbs': '---\nsubject: Update the closing date\n---\n<p>#{{opportunity.id}} <a href="http://crm.example.com">CRM</a></p>\n',
     });
     expect(r.stdout.split('\n')).toEqual([
-      'reminder.hbs:7: syntax error: the template ends inside a block or a {{ }} (fix: close it: is a {{/if}}, {{/each}} or }} missing?)',
+      'reminder.hbs:5:1: syntax error: {{#each}} is not closed before the template ends (fix: close it with {{/each}})',
       'follow-up.hbs:5:1: unknown partial "footr" (fix: create partials/footr.hbs or correct the name)',
       'owner-note.hbs:4:27: link "http://crm.example.com" is not https (fix: write https://crm.example.com)',
       '',

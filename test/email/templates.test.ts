@@ -359,6 +359,18 @@ describe('strict rendering: problems name the file and the line', () => {
     expect(problems.map(formatProblem)).toEqual(['open.hbs:4:4: syntax error: {{#if}} is closed by {{/each}} (fix: close it with {{/if}})']);
   });
 
+  // Handlebars says the template ended inside a block, at its last line: the block left open is named, where it opens.
+  it.each([
+    ['{{#if reference}}\n<p>x</p>\n{{#each items}}{{/each}}\n<p>y</p>\n', 'e.hbs:4:1: syntax error: {{#if}} is not closed before the template ends (fix: close it with {{/if}})'],
+    ['<p>{{#each a}}{{#with b}}x{{/with}}\n{{!-- {{#if c}} --}}\n', 'e.hbs:4:4: syntax error: {{#each}} is not closed before the template ends (fix: close it with {{/each}})'],
+    ['{{#if a}}{{/if}}\n  {{~#unless b}}\n', 'e.hbs:5:3: syntax error: {{#unless}} is not closed before the template ends (fix: close it with {{/unless}})'],
+    // An unclosed {{ is not a block: the end of the file is where Handlebars noticed.
+    ['<p>x</p>\n{{reference\n', 'e.hbs:5: syntax error: the template ends inside a block or a {{ }} (fix: close it: is a {{/if}}, {{/each}} or }} missing?)'],
+  ])('an unclosed block is named where it opens: %j', (body, expected) => {
+    const { problems } = loadTemplates(folder({ 'e.hbs': email(body) }));
+    expect(problems.map(formatProblem)).toEqual([expected]);
+  });
+
   it('a syntax error in the subject points into the front-matter', () => {
     const { problems } = loadTemplates(folder({ 's.hbs': '---\nlayout: main\nsubject: Hello {{reference}\n---\nbody', 'layouts/main.hbs': '{{{body}}}' }));
     expect(problems).toHaveLength(1);
