@@ -137,6 +137,13 @@ describe('nudge preview in a browser', () => {
     // Side by side: the phone to the right of the desktop, at the same height.
     expect(phone!.x).toBeGreaterThan(desktop!.x + desktop!.width);
     expect(phone!.y).toBe(desktop!.y);
+    // On a laptop's screen, too narrow for both, the phone goes under the desktop rather than
+    // being cut off at the right (it had to be scrolled to).
+    await page.setViewportSize({ width: 1366, height: 1000 });
+    const under = await page.locator('iframe#phone').boundingBox();
+    expect(under!.y).toBeGreaterThan(desktop!.y + desktop!.height);
+    expect(under!.x + under!.width).toBeLessThanOrEqual(1366);
+    await page.setViewportSize({ width: 1600, height: 1000 });
     for (const id of ['desktop', 'phone']) {
       expect(await page.locator(`iframe#${id}`).getAttribute('sandbox')).toBe('');
       expect(await page.frameLocator(`iframe#${id}`).locator('body').innerText()).toContain('Trip to the USA');

@@ -29,7 +29,7 @@ section { background: #fff; border: 1px solid #e5e7eb; border-radius: 6px; paddi
 dl.fields { display: grid; grid-template-columns: max-content 1fr; gap: 4px 12px; margin: 0; }
 dl.fields dt { color: #6b7280; }
 dl.fields dd { margin: 0; }
-.frames { display: flex; gap: 16px; align-items: flex-start; overflow-x: auto; }
+.frames { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 .frames figure { margin: 0; flex: none; }
 .frames figcaption { font-size: 13px; color: #6b7280; margin-bottom: 4px; }
 iframe { border: 1px solid #d1d5db; background: #fff; height: 640px; }
