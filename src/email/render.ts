@@ -152,6 +152,22 @@ function valuePlace(file: string, value: Scalar, at: (offset: number) => { line:
   return { file, line: start.line, column: start.col - 1 + (quoted ? 1 : 0) };
 }
 
+/**
+ * The context's texts without control characters (tab, line feed and carriage return kept): a
+ * title typed with a BEL or a NUL is data from the CRM, and HTML and plain text have no place for
+ * them. The subject's stricter cleaning (`plainHeaderText`) comes after.
+ */
+function printable<T>(value: T): T {
+  if (typeof value === 'string') return value.replace(CONTROL, '') as T;
+  if (Array.isArray(value)) return value.map(printable) as T;
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, printable(v)])) as T;
+  }
+  return value;
+}
+
+const CONTROL = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/g;
+
 /** Runtime options of every render: prototype access stays off whatever Handlebars' defaults. */
 function runtimeOptions(target: RenderTarget): Handlebars.RuntimeOptions {
   const data: RenderData = { locale: target.locale, timeZone: target.timeZone };
@@ -182,6 +198,7 @@ export function renderEmail(
   t: CompiledTemplate, layout: CompiledPart | null, ctx: TemplateContext, target: RenderTarget, limits: RenderLimits = DEFAULT_LIMITS,
 ): RenderedEmail {
   const options = runtimeOptions(target);
+  ctx = printable(ctx);
   const { subject, preheader, html } = withBudget(limits, () => {
     const subject = plainHeaderText(runPart(t.subject, ctx, options));
     if (!subject) throw new TemplateError({ file: t.file, line: t.subject.place.line, message: 'the subject renders empty', hint: 'put {{reference}} in the subject' });

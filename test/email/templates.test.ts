@@ -155,6 +155,10 @@ describe('what the CRM wrote', () => {
     expect(r.subject).toBe('Your request “Trip Bcc: x@evil end”');
     expect(r.subject).not.toMatch(/[\r\n\u0000-\u001F\u007F-\u009F]/);
     expect(r.preheader).toBe('Trip Bcc: x@evil end');
+    // Nor the body: HTML and plain text have no place for a BEL or a NUL typed into the CRM.
+    const body = load(files).render('echo', context({ title: 'Trip\u0007 to\u0000 the\u0085 USA\tend' }), EN);
+    expect(body.html).toContain('<p>Trip to the USA\tend</p>');
+    expect(`${body.html}${body.text}`).not.toMatch(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]/);
     // A right-to-left override would make the subject read other than it is: removed.
     expect(load(files).render('echo', context({ title: 'invoice\u202Efdp.exe' }), EN).subject).toBe('Your request “invoicefdp.exe”');
   });
