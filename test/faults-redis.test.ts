@@ -536,6 +536,48 @@ describe('a Redis Cluster of three masters', () => {
   }, 120_000);
 });
 
+describe('a Redis Cluster failed for a while', () => {
+  it('the daemon scans and sends again once the Cluster is back', async () => {
+    const cluster = await startOwnCluster(3);
+    const admin = new Redis(cluster.nodes[0]!.port, '127.0.0.1');
+    let watcher: Redis | undefined;
+    try {
+      const slots = await admin.cluster('SLOTS');
+      const slot = await admin.cluster('KEYSLOT', queuePrefix(world.prefix, DELIVER_QUEUE)) as number;
+      const port = slots.find(([from, to]) => slot >= from && slot <= to)![2]![1];
+      const deliverNode = cluster.nodes.find((n) => n.port === port)!;
+      // Asked of a node that is not frozen: a frozen one answers nothing.
+      watcher = new Redis(cluster.nodes.find((n) => n !== deliverNode)!.port, '127.0.0.1');
+      const state = async () => within(5_000, 'CLUSTER INFO', watcher!.cluster('INFO') as Promise<string>).catch(() => '');
+      await dueNow(20);
+      const daemon = startDaemon({ ...env({ LOG_FORMAT: 'json', NUDGE_SCAN_EVERY_MS: '1000' }), REDIS_URL: cluster.url, NUDGE_REDIS_CLUSTER: 'true' });
+      daemons = [daemon];
+      const sent = async () => (await deliveries(world.database.db)).filter((r) => r.status === 'sent').length;
+      await until('20 emails', async () => await sent() >= 20, 60_000);
+      // Frozen past the nodes' timeout (2 s): the others mark it failed, and the Cluster is down.
+      deliverNode.pause();
+      await until('the Cluster to say it is down', async () => /cluster_state:fail/.test(await state()), 30_000);
+      deliverNode.resume();
+      await until('the Cluster to be back', async () => /cluster_state:ok/.test(await state()), 30_000);
+      await dueNow(20);
+      // Before, the daemon's workers (BullMQ's, their blocking connection wedged) might never take
+      // a job again, while /readyz said ok, and a SIGTERM waited out the grace period. Whether they
+      // wedge depends on timing: when they do, they are replaced, and say so.
+      await until('20 more emails', async () => await sent() >= 40, 90_000);
+      expect(world.smtp.received).toHaveLength(40);
+      const replaced = daemon.logs.filter((l) => /worker took no job while \d+ waited/.test(String(l.msg)));
+      console.info(`workers replaced after the Cluster came back: ${replaced.length}`);
+      daemon.child.kill('SIGTERM');
+      expect(await exitWithin(daemon, 30_000)).toBe(0);
+    } finally {
+      for (const n of cluster.nodes) n.resume();
+      admin.disconnect();
+      watcher?.disconnect();
+      await cluster.stop();
+    }
+  }, 180_000);
+});
+
 describe('Redis gone under an idle daemon', () => {
   it('says so in a few JSON lines, not a line per reconnect, and that it is back; SIGTERM while it is gone stops the process at once; nothing is sent again', async () => {
     // An eviction policy other than noeviction: BullMQ warns of it on each connection, in plain text.

@@ -11,6 +11,11 @@ import { DUE_NOW_TEMPLATE } from './helpers/daemon.ts';
 import { deliveries, insertContact } from './helpers/fixtures.ts';
 import { PG_ADMIN_URL } from './helpers/env.ts';
 import { createWorld, type World } from './helpers/world.ts';
+import { until } from './helpers/daemon.ts';
+import { fixedClock } from '../src/clock.ts';
+import type { Runtime } from '../src/runtime.ts';
+import { startDeliverWorker } from '../workers/deliver-worker.ts';
+import { letGo, watchForStall } from '../workers/stall-watch.ts';
 
 const JOURNEY = `
 defaults:
@@ -51,6 +56,41 @@ async function dueOpportunities(n: number): Promise<void> {
 async function spendingRows() {
   return (await deliveries(world.database.db)).filter((r) => r.status === 'sent' || r.status === 'unknown');
 }
+
+// A BullMQ worker wedged after a Redis Cluster outage (test/faults-redis.test.ts) took no job
+// again, its process healthy in every other way. Stood in for here by a worker that never fetches.
+describe('a worker that takes no job while jobs wait', () => {
+  it('is replaced, and the jobs go', async () => {
+    await dueOpportunities(3);
+    expect((await world.tick(NOW)).enqueued).toBe(3);
+    const content = await world.rt.liveContent();
+    const running = { count: 0, started: 0 };
+    const options = { clock: fixedClock(NOW), content, mailer: world.rt.mailer(), running };
+    let worker = startDeliverWorker(world.rt, { ...options, autorun: false });
+    const lines: string[] = [];
+    const rt = Object.create(world.rt, { logger: { value: { warn: (_: unknown, msg: string) => lines.push(msg) } } }) as Runtime;
+    const watch = watchForStall(rt, {
+      what: 'delivery', everyMs: 300, started: () => running.started, idle: () => running.count === 0,
+      waiting: async () => (await world.rt.queue.getJobCounts('wait')).wait ?? 0,
+      replace: async () => {
+        const wedged = worker;
+        worker = startDeliverWorker(world.rt, options);
+        await letGo(wedged);
+      },
+    });
+    try {
+      await until('3 emails', async () => (await spendingRows()).length === 3, 20_000);
+      expect(lines).toEqual(['the delivery worker took no job while 3 waited (a BullMQ worker wedged after a Redis outage): replaced by a new one']);
+      expect(world.smtp.received).toHaveLength(3);
+      // Idle with nothing waiting: left alone.
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(lines).toHaveLength(1);
+    } finally {
+      watch.stop();
+      await worker.close();
+    }
+  });
+});
 
 describe('a worker killed with SIGKILL in the middle of a batch of 2,000 sends', () => {
   it('leaves nothing doubled and nothing lost that was not handed to SMTP; a restart finishes the batch', async () => {

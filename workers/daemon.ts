@@ -16,6 +16,7 @@ import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer,
 import { startScheduler } from './scheduler.ts';
 import { watchRedis } from './redis-watch.ts';
 import { watchSecret } from './secret-check.ts';
+import { letGo, STALL_CHECK_MS, watchForStall } from './stall-watch.ts';
 
 export interface DaemonOptions {
   scheduler: boolean;
@@ -87,8 +88,18 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
     return;
   }
   const clock = options.clock ?? systemClock;
-  const running = { count: 0 };
-  const worker: Worker | null = options.worker ? startDeliverWorker(rt, { clock, content, mailer: rt.mailer(), running }) : null;
+  const running = { count: 0, started: 0 };
+  const workerOptions = { clock, content, mailer: rt.mailer(), running };
+  let worker: Worker | null = options.worker ? startDeliverWorker(rt, workerOptions) : null;
+  const stallWatch = worker && watchForStall(rt, {
+    what: 'delivery', everyMs: STALL_CHECK_MS, started: () => running.started, idle: () => running.count === 0,
+    waiting: async () => (await rt.queue.getJobCounts('wait')).wait ?? 0,
+    replace: async () => {
+      const wedged = worker!;
+      worker = startDeliverWorker(rt, workerOptions);
+      await letGo(wedged);
+    },
+  });
   const secretWatch = watchSecret(rt);
   // A Redis that hangs keeps its connections open: nothing else would say so.
   const redisWatch = watchRedis(rt, { everyMs: WATCH_EVERY_MS, pingWaitMs: WATCH_PING_WAIT_MS, log: true });
@@ -101,6 +112,7 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   state.phase = 'stopping: finishing active jobs';
 
   secretWatch.stop();
+  stallWatch?.stop();
   const grace = options.graceMs ?? 20_000;
   const timer = setTimeout(() => {
     rt.logger.error({ graceMs: grace }, 'grace period over; exiting with jobs still active (another worker takes them once their lock lapses; a recorded send is not sent again)');

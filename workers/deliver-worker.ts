@@ -21,8 +21,8 @@ export interface DeliverWorkerOptions {
    * then, with the attempt's error; BullMQ emits no `failed` for it.
    */
   onHeld?: (job: Job<DeliverJob>, error: Error) => void;
-  /** Counts the jobs being delivered (their processor running), for a caller that must know when none is. */
-  running?: { count: number };
+  /** Counts the jobs being delivered (their processor running), and those started, for a caller that must know when none is. */
+  running?: { count: number; started?: number };
 }
 
 export function deliverDeps(rt: Runtime, content: LiveContent, mailer: Mailer): DeliverDeps & Required<Pick<DeliverDeps, 'repeats'>> {
@@ -94,6 +94,7 @@ export function startDeliverWorker(rt: Runtime, options: DeliverWorkerOptions): 
       throw new DelayedError();
     }
     running.count += 1;
+    running.started = (running.started ?? 0) + 1;
     try {
       return await deliverOne(job, token);
     } catch (error) {

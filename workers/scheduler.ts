@@ -10,6 +10,7 @@ import { databaseOf } from '../src/db/database.ts';
 import { runScan, type ScanSummary } from '../src/scan.ts';
 import { SCAN_QUEUE, queuePrefix, scanQueue } from '../src/queue/queues.ts';
 import type { Runtime } from '../src/runtime.ts';
+import { letGo, STALL_CHECK_MS, watchForStall } from './stall-watch.ts';
 
 /** Milliseconds between the lines a scan still running logs (`scan under way`). */
 const SCAN_PROGRESS_EVERY_MS = 10_000;
@@ -36,10 +37,19 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
     upsert().catch((err) => rt.logger.warn({ err: (err as Error).message }, 'cannot upsert the scan scheduler; retrying next interval'));
   }, rt.config.scanEveryMs);
   let scanning = 0;
-  const worker = new Worker<object, ScanSummary>(SCAN_QUEUE, async () => {
+  let started = 0;
+  const startWorker = () => {
+    const worker = new Worker<object, ScanSummary>(SCAN_QUEUE, scan, { connection: rt.redis, prefix: queuePrefix(rt.config.queuePrefix, SCAN_QUEUE), concurrency: 1 });
+    worker.on('error', rt.redisError('scan worker'));
+    // `database`: which of DATABASE_URL and DATABASE_READ_URL failed, when it was one of them.
+    worker.on('failed', (_job, err) => rt.logger.error({ err: err.message, database: databaseOf(err) }, 'scan failed; the next interval tries again'));
+    return worker;
+  };
+  const scan = async (): Promise<ScanSummary> => {
     // Redis given up (the process stops without it): a scan job handed over is left as it is.
     if (rt.redisGivenUp) throw new DelayedError();
     scanning += 1;
+    started += 1;
     try {
       await content.refresh();
       // A long scan (a big table, a slow database) says how far it got every so often.
@@ -60,16 +70,24 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
     } finally {
       scanning -= 1;
     }
-  }, { connection: rt.redis, prefix: queuePrefix(rt.config.queuePrefix, SCAN_QUEUE), concurrency: 1 });
-  worker.on('error', rt.redisError('scan worker'));
-  // `database`: which of DATABASE_URL and DATABASE_READ_URL failed, when it was one of them.
-  worker.on('failed', (_job, err) => rt.logger.error({ err: err.message, database: databaseOf(err) }, 'scan failed; the next interval tries again'));
+  };
+  let worker = startWorker();
+  const stallWatch = watchForStall(rt, {
+    what: 'scan', everyMs: STALL_CHECK_MS, started: () => started, idle: () => scanning === 0,
+    waiting: async () => (await queue.getJobCounts('wait')).wait ?? 0,
+    replace: async () => {
+      const wedged = worker;
+      worker = startWorker();
+      await letGo(wedged);
+    },
+  });
   return {
     get scanning() {
       return scanning > 0;
     },
     async close() {
       clearInterval(keepAlive);
+      stallWatch.stop();
       await worker.close();
       await queue.close();
     },
