@@ -247,7 +247,7 @@ export class Runtime {
   }
 
   /**
-   * Whether Redis has REDIS_URL's database. A Redis without it (`/99` on one with 16) refuses the
+   * Whether REDIS_URL is the kind of Redis NUDGE_REDIS_CLUSTER says, and has REDIS_URL's database. A Redis without it (`/99` on one with 16) refuses the
    * SELECT ioredis sends on connecting, and ioredis carries on in database 0: the queues would
    * live there, beside another installation's. Selected again, once, when Redis first answers (the
    * daemon waits for that as for any command), so that a refusal stops the command: any Redis
@@ -255,8 +255,20 @@ export class Runtime {
    */
   checkRedisDatabase(): Promise<void> {
     this.redisDatabaseChecked ??= (async () => {
+      // A Cluster answers in the queues' slots; a standalone Redis named by mistake never does.
+      if (this.config.redisCluster) return void await this.redisBound('Redis (the queues\' slots)', this.pingRedis());
+      // A Cluster's node taken for a plain Redis: each command redirected (MOVED) but those whose
+      // keys live on that node, so it would half work. A server that will not say (INFO refused
+      // by an ACL) is taken at its word.
+      const info = await this.redisBound('Redis (INFO cluster)', (this.redis as Redis).info('cluster')).catch((error: Error) => {
+        if (error.name !== 'ReplyError') throw error;
+        return '';
+      });
+      if (/^cluster_enabled:1\b/m.test(info)) {
+        throw new ConfigError('NUDGE_REDIS_CLUSTER', 'is not set, but REDIS_URL names a node of a Redis Cluster: set NUDGE_REDIS_CLUSTER=true');
+      }
       const wanted = redisDatabaseOf(this.config.redisUrl);
-      if (this.config.redisCluster || wanted === 0) return;
+      if (wanted === 0) return;
       // Not on a Cluster (returned above): a plain connection, which SELECT is one of.
       await this.redisBound('Redis (SELECT)', (this.redis as Redis).select(wanted)).catch((error: Error) => {
         // A reply of the server's (not a connection lost): REDIS_URL names what it will not give.

@@ -91,6 +91,12 @@ describe('configuration', () => {
     expect(r.stderr).toMatch(/SMTP_URL: is required[^]*PUBLIC_URL: must be an https[^]*NUDGE_SECRET: is required/);
   });
 
+  it('NUDGE_REDIS_CLUSTER=true on a Redis that is not a Cluster: the message asks whether REDIS_URL is one', async () => {
+    const r = await nudge(['tick'], { NUDGE_REDIS_CLUSTER: 'true', NUDGE_REDIS_WAIT_MS: '1000' });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^nudge: cannot reach Redis \(is it running\? check REDIS_URL; NUDGE_REDIS_CLUSTER=true: is REDIS_URL a node of a Redis Cluster\?, or raise NUDGE_REDIS_WAIT_MS\)/m);
+  });
+
   it('refuses a --now without an offset', async () => {
     const r = await nudge(['tick', '--now', '2026-12-01 09:00']);
     expect(r.code).toBe(1);
@@ -317,8 +323,9 @@ describe('a Redis that does not answer', () => {
     // A hang fails here: runNudge kills the command after 30 s and rejects.
     const tick = await runNudge(['tick', '--now', NOW], { ...world.env, ...env }, cwd, 30_000);
     expect(tick.code).toBe(3);
-    // Stopped at the first command Redis did not answer (the count), not after the adds waited as long.
-    expect(tick.stderr).toMatch(/cannot reach Redis .*Redis \(counting queued jobs\) did not answer within 1000 ms/);
+    // Stopped at the first command Redis did not answer (the check of what REDIS_URL names, before
+    // the scan writes anything), not after the adds waited as long.
+    expect(tick.stderr).toMatch(/cannot reach Redis .*Redis \(INFO cluster\) did not answer within 1000 ms/);
     const work = await runNudge(['work', '--drain', '--now', NOW], { ...world.env, ...env }, cwd, 30_000);
     expect(work.code).toBe(3);
     expect(work.summary).toMatchObject({ jobs: 0, unreachable: 'Redis (counting jobs) did not answer within 1000 ms' });

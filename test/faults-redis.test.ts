@@ -483,6 +483,13 @@ describe('a Redis Cluster of three masters', () => {
       await dueNow(50);
       const clusterEnv = { ...world.env, REDIS_URL: cluster.url, NUDGE_REDIS_CLUSTER: 'true' };
       const now = new Date().toISOString();
+      // Without the setting, a command whose keys live on the named node worked, the others failed
+      // (MOVED), and a daemon ran half working: each stops, naming it, before anything is written.
+      for (const args of [['tick', '--now', now], ['start']]) {
+        const plain = await runNudge(args, { ...world.env, REDIS_URL: cluster.url, PORT: '0' });
+        expect([args[0], plain.code, plain.stderr]).toEqual([args[0], 2, 'nudge: configuration error: NUDGE_REDIS_CLUSTER: is not set, but REDIS_URL names a node of a Redis Cluster: set NUDGE_REDIS_CLUSTER=true\n']);
+      }
+      expect(await deliveries(world.database.db)).toEqual([]);
       const tick = await runNudge(['tick', '--now', now], clusterEnv);
       expect(tick.stderr).toBe('');
       expect(tick.summary).toMatchObject({ enqueued: 50 });

@@ -94,7 +94,11 @@ function infrastructureHint(e: { code?: string; message?: string }): string {
   if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || /getaddrinfo/.test(message)) {
     return `cannot resolve a host name (check ${database ?? `${databases} and REDIS_URL`}): `;
   }
-  if (/^Redis .*did not answer/.test(message)) return 'cannot reach Redis (is it running? check REDIS_URL, or raise NUDGE_REDIS_WAIT_MS): ';
+  if (/^Redis .*did not answer/.test(message)) {
+    // A standalone Redis answers a Cluster's client nothing it can use: it waits as for one down.
+    const cluster = /^(true|1)$/i.test(process.env.NUDGE_REDIS_CLUSTER?.trim() ?? '') ? '; NUDGE_REDIS_CLUSTER=true: is REDIS_URL a node of a Redis Cluster?' : '';
+    return `cannot reach Redis (is it running? check REDIS_URL${cluster}, or raise NUDGE_REDIS_WAIT_MS): `;
+  }
   if (e.code === '42P01') return `the schema is missing (run \`nudge migrate\`; check ${databases}): `;
   if (e.code === '3D000') {
     return databases === 'DATABASE_URL'
