@@ -18,9 +18,11 @@ export interface Metrics {
   scan(summary: { scanned: number; enqueued: number; suppressed: number; ms: number }): void;
   /** A send SMTP deferred (4xx, refused, timeout): the job is retried. */
   deferred(): void;
+  /** A scan pass that failed (its database, Redis): the next interval tries again. */
+  scanFailed(): void;
 }
 
-export const noMetrics: Metrics = { decision() {}, dueToSent() {}, scan() {}, deferred() {} };
+export const noMetrics: Metrics = { decision() {}, dueToSent() {}, scan() {}, deferred() {}, scanFailed() {} };
 
 export interface PrometheusMetrics extends Metrics {
   registry: Registry;
@@ -41,6 +43,10 @@ export function prometheusMetrics(queueCounts: () => Promise<Record<string, numb
   const scanSeconds = new Histogram({ name: 'nudge_scan_duration_seconds', help: 'Duration of one scan pass', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry] });
   const scanned = new Counter({ name: 'nudge_scan_opportunities_total', help: 'Opportunities read by scans', registers: [registry] });
   const enqueued = new Counter({ name: 'nudge_scan_enqueued_total', help: 'Send jobs added to the queue by scans (not those already in it)', registers: [registry] });
+  // What an alert on a scan that no longer runs needs, in whichever process runs it: the failures
+  // (a replica that cannot be read, Redis refusing), and when one last ended well.
+  const scanFailures = new Counter({ name: 'nudge_scan_failures_total', help: 'Scan passes that failed (the next interval tries again)', registers: [registry] });
+  const lastScan = new Gauge({ name: 'nudge_scan_last_success_timestamp_seconds', help: 'When a scan pass of this process last ended well (Unix time); 0 before the first', registers: [registry] });
   // One read of Redis per scrape, shared by the two gauges that show it (a registry collects its
   // metrics at once): null when Redis did not answer within the scrape's wait.
   let reading: Promise<Record<string, number> | null> | null = null;
@@ -71,7 +77,9 @@ export function prometheusMetrics(queueCounts: () => Promise<Record<string, numb
       scanSeconds.observe(s.ms / 1000);
       scanned.inc(s.scanned);
       enqueued.inc(s.enqueued);
+      lastScan.set(Date.now() / 1000);
     },
     deferred: () => deferrals.inc(),
+    scanFailed: () => scanFailures.inc(),
   };
 }

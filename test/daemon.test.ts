@@ -78,6 +78,9 @@ describe('two daemons on one database and Redis', () => {
     const sentCounts = metrics.map((m) => Number(/^nudge_decisions_total\{status="sent",reason=""\} (\d+)$/m.exec(m)?.[1] ?? 0));
     expect(sentCounts.reduce((a, b) => a + b, 0)).toBe(1);
     expect(metrics.join('\n')).toMatch(/^nudge_scan_duration_seconds_count \d+$/m);
+    // A scan ended well in some process, when, and none failed.
+    expect(metrics.join('\n')).toMatch(/^nudge_scan_last_success_timestamp_seconds \d+(\.\d+)?$/m);
+    for (const m of metrics) expect(m).toMatch(/^nudge_scan_failures_total 0$/m);
     expect(metrics.join('\n')).toMatch(/^nudge_queue_jobs\{state="waiting"\} \d+$/m);
     for (const m of metrics) {
       expect(m).toMatch(/^nudge_redis_up 1$/m);

@@ -50,7 +50,7 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   });
   // A process that only serves HTTP has nothing to do without it: there, a taken port is fatal.
   // It comes first, so that /healthz answers and /readyz says why not while PostgreSQL is awaited.
-  const state: ProcessState = { phase: 'starting: waiting for PostgreSQL' };
+  const state: ProcessState = { phase: 'starting: waiting for PostgreSQL', scans: options.scheduler };
   const http: HttpServer | null = options.http === false ? null
     : options.scheduler || options.worker ? await startHttpUnlessPortTaken(rt, state) : await startHttpServer(rt, rt.config.port, state);
   let content: LiveContent | null;

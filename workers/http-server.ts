@@ -36,6 +36,8 @@ export interface ProcessState {
    * (waiting for PostgreSQL), or stopping; null while it runs.
    */
   phase: string | null;
+  /** Whether the process runs the scan, which reads DATABASE_READ_URL when set: then checked too. */
+  scans?: boolean;
 }
 
 export async function startHttpServer(rt: Runtime, port: number, state: ProcessState = { phase: null }): Promise<HttpServer> {
@@ -59,7 +61,7 @@ export async function startHttpServer(rt: Runtime, port: number, state: ProcessS
   // same installation (`startHttpUnlessPortTaken`), not by something else.
   app.get('/healthz', async (_req, reply) => reply.header(INSTALLATION_HEADER, installationTag(rt)).type('text/plain').send('ok\n'));
   app.get('/readyz', async (_req, reply) => {
-    const checks = await readiness(rt);
+    const checks = await readiness(rt, state.scans === true);
     if (state.phase) checks.process = state.phase;
     const ok = Object.values(checks).every((v) => v === 'ok');
     return reply.code(ok ? 200 : 503).send({ ok, checks });
@@ -125,7 +127,7 @@ function allowMethods(app: FastifyInstance): void {
 const HTTP_CLOSE_MS = 2_000;
 
 /** Each dependency answers within two seconds, or the process is not ready. */
-async function readiness(rt: Runtime): Promise<Record<string, string>> {
+async function readiness(rt: Runtime, scans: boolean): Promise<Record<string, string>> {
   const check = async (what: string, fn: () => Promise<unknown>) => {
     try {
       await within(READY_CHECK_MS, what, fn());
@@ -138,11 +140,13 @@ async function readiness(rt: Runtime): Promise<Record<string, string>> {
   // is up must answer a PING (a Redis that hangs keeps its connections open); on a Cluster, the
   // masters of the queues' slots must answer (`pingRedis`).
   const redisDown = rt.redisDownBecause;
-  const [postgres, redis] = await Promise.all([
+  const [postgres, redis, replica] = await Promise.all([
     check('PostgreSQL (select 1)', () => sql`select 1`.execute(rt.db)),
     redisDown ? `failing: ${redisDown}` : check(rt.config.redisCluster ? 'Redis (the queues\' slots)' : 'Redis (PING)', () => rt.pingRedis()),
+    // The scan reads there: a replica that cannot be read stops every scan, and nothing else says so.
+    scans && rt.config.readDatabaseUrl ? check('DATABASE_READ_URL (select 1)', () => sql`select 1`.execute(rt.readDb)) : null,
   ]);
-  return { postgres, redis };
+  return replica === null ? { postgres, redis } : { postgres, redis, postgresRead: replica };
 }
 
 /** How long /readyz waits for each dependency to answer. */

@@ -42,7 +42,10 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
     const worker = new Worker<object, ScanSummary>(SCAN_QUEUE, scan, { connection: rt.redis, prefix: queuePrefix(rt.config.queuePrefix, SCAN_QUEUE), concurrency: 1 });
     worker.on('error', rt.redisError('scan worker'));
     // `database`: which of DATABASE_URL and DATABASE_READ_URL failed, when it was one of them.
-    worker.on('failed', (_job, err) => rt.logger.error({ err: err.message, database: databaseOf(err) }, 'scan failed; the next interval tries again'));
+    worker.on('failed', (_job, err) => {
+      rt.metrics.scanFailed();
+      rt.logger.error({ err: err.message, database: databaseOf(err) }, 'scan failed; the next interval tries again');
+    });
     return worker;
   };
   const scan = async (): Promise<ScanSummary> => {
