@@ -229,7 +229,7 @@ describe('two daemons on one machine with the same PORT', () => {
       const port = (other.address() as AddressInfo).port;
       const r = await runNudge(['start'], { ...world.env, PORT: String(port) });
       expect(r.code).toBe(3);
-      expect(r.stderr).toContain(`EADDRINUSE: address already in use 0.0.0.0:${port}`);
+      expect(r.stderr).toContain(`nudge: the HTTP port is taken by another program (give this process another PORT, or PORT=0 for any free one): listen EADDRINUSE: address already in use 0.0.0.0:${port}`);
     } finally {
       await new Promise((resolve) => other.close(resolve));
     }

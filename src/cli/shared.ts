@@ -91,6 +91,8 @@ function infrastructureHint(e: { code?: string; message?: string }): string {
   if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(message)) {
     return database ? `cannot connect to PostgreSQL (is it running? check ${database}): ` : `cannot connect (is PostgreSQL/Redis running? check ${databases} and REDIS_URL): `;
   }
+  // Another installation's Nudge or another program: a Nudge of this installation is taken in stride.
+  if (e.code === 'EADDRINUSE') return 'the HTTP port is taken by another program (give this process another PORT, or PORT=0 for any free one): ';
   if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || /getaddrinfo/.test(message)) {
     return `cannot resolve a host name (check ${database ?? `${databases} and REDIS_URL`}): `;
   }
