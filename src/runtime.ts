@@ -93,6 +93,7 @@ export class Runtime {
   private _redis: RedisConnection | null = null;
   private _queue: Queue<DeliverJob> | null = null;
   private _readDb: Db | null = null;
+  private _readProbe: Db | null = null;
   /** The Redis connection's last error since it was last ready. */
   private lastRedisError: string | null = null;
   /** No-op until `enablePrometheus` (the daemon) turns it on. */
@@ -147,6 +148,19 @@ export class Runtime {
       this.closers.push(() => db.destroy());
     }
     return this._readDb;
+  }
+
+  /**
+   * One connection of its own to DATABASE_READ_URL, for /readyz: the scan's pool is all in use
+   * while a long scan runs, and a probe waiting behind its pages would call a good replica slow.
+   */
+  get readProbe(): Db {
+    if (!this._readProbe) {
+      const { db } = createDb(this.config.readDatabaseUrl ?? this.config.databaseUrl, { max: 1, applicationName: 'nudge-ready' });
+      this._readProbe = db;
+      this.closers.push(() => db.destroy());
+    }
+    return this._readProbe;
   }
 
   enablePrometheus(): PrometheusMetrics {
@@ -255,8 +269,7 @@ export class Runtime {
    */
   checkRedisDatabase(): Promise<void> {
     this.redisDatabaseChecked ??= (async () => {
-      // A Cluster answers in the queues' slots; a standalone Redis named by mistake never does.
-      if (this.config.redisCluster) return void await this.redisBound('Redis (the queues\' slots)', this.pingRedis());
+      if (this.config.redisCluster) return;
       // A Cluster's node taken for a plain Redis: each command redirected (MOVED) but those whose
       // keys live on that node, so it would half work. A server that will not say (INFO refused
       // by an ACL) is taken at its word.

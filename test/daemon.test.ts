@@ -229,7 +229,7 @@ describe('two daemons on one machine with the same PORT', () => {
       const port = (other.address() as AddressInfo).port;
       const r = await runNudge(['start'], { ...world.env, PORT: String(port) });
       expect(r.code).toBe(3);
-      expect(r.stderr).toContain(`nudge: the HTTP port is taken by another program (give this process another PORT, or PORT=0 for any free one): listen EADDRINUSE: address already in use 0.0.0.0:${port}`);
+      expect(r.stderr).toContain(`nudge: the HTTP port is taken by another process (give this one another PORT, or PORT=0 for any free one): listen EADDRINUSE: address already in use 0.0.0.0:${port}`);
     } finally {
       await new Promise((resolve) => other.close(resolve));
     }
@@ -427,6 +427,9 @@ describe('the queue dashboard', () => {
     const served = await fetch(url!, { headers: { authorization: `Basic ${right}` } });
     expect(served.status).toBe(200);
     expect(await served.text()).toMatch(/function|=>/);
+    // A file the board does not have is not there (404), not a method its route refuses (405).
+    const missing = await fetch(new URL('no-such-file.js', url!), { headers: { authorization: `Basic ${right}` } });
+    expect([missing.status, await missing.text()]).toEqual([404, 'not found\n']);
     const api = await fetch(`${base}/board/api/queues`, { headers: { authorization: `Bearer ${BOARD_TOKEN}` } });
     expect(api.status).toBe(200);
     expect((await fetch(`${base}/board/api/queues`, { headers: { authorization: `Bearer ${BOARD_TOKEN} extra` } })).status).toBe(401);

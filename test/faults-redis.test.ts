@@ -570,7 +570,8 @@ describe('a Redis Cluster failed for a while', () => {
       // Before, the daemon's workers (BullMQ's, their blocking connection wedged) might never take
       // a job again, while /readyz said ok, and a SIGTERM waited out the grace period. Whether they
       // wedge depends on timing: when they do, they are replaced, and say so.
-      await until('20 more emails', async () => await sent() >= 40, 90_000);
+      // Each wedged worker is found out within 40 s: the scan's first, then the delivery's.
+      await until('20 more emails', async () => await sent() >= 40, 120_000);
       expect(world.smtp.received).toHaveLength(40);
       const replaced = daemon.logs.filter((l) => /worker took no job while \d+ waited/.test(String(l.msg)));
       console.info(`workers replaced after the Cluster came back: ${replaced.length}`);
@@ -582,7 +583,7 @@ describe('a Redis Cluster failed for a while', () => {
       watcher?.disconnect();
       await cluster.stop();
     }
-  }, 180_000);
+  }, 240_000);
 });
 
 describe('Redis gone under an idle daemon', () => {

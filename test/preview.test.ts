@@ -284,7 +284,7 @@ describe('nudge preview: picking, and what it says about the pick', () => {
     const french = await insertContact(world.database.db, { email: 'fr@customer.test', locale: 'fr-FR' });
     const frenchDeal = await insertOpportunity(world.database.db, { title: 'Voyage', stage: 'proposal', primary_contact_id: french, closing_date: '2030-02-01', amount: '1234.50' });
     const mixed = await pageText(preview.url, `/?opportunity=${frenchDeal}&step=closing-in-14-days`);
-    expect(mixed).toContain('There is no closing-soon.fr-FR.hbs: the email has the base file\'s text, with dates and amounts formatted for fr-FR.');
+    expect(mixed).toContain('There is no closing-soon.fr-FR.hbs nor closing-soon.fr.hbs: the email has the base file\'s text, with dates and amounts formatted for fr-FR.');
     expect(mixed).toMatch(/decide by 1 février 2030/);
   });
 

@@ -25,8 +25,13 @@ export interface DrainTotals extends DeliverResult {
   unreachable: string | null;
 }
 
+/** A drain that has done nothing yet; with `unreachable`, one that could not start. */
+export function drainTotals(unreachable: string | null = null): DrainTotals {
+  return { jobs: 0, sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0, retrying: 0, infrastructureErrors: 0, unreachable };
+}
+
 export async function drain(rt: Runtime, options: { clock: Clock; content: LiveContent; mailer: Mailer }): Promise<DrainTotals> {
-  const totals: DrainTotals = { jobs: 0, sent: 0, suppressed: 0, failed: 0, unknown: 0, skipped: 0, retrying: 0, infrastructureErrors: 0, unreachable: null };
+  const totals = drainTotals();
   // A job moved to wait again rather than dropped (it holds a send it could not record) failed
   // this time all the same.
   const failed = (err: Error) => {

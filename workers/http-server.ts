@@ -63,7 +63,9 @@ export async function startHttpServer(rt: Runtime, port: number, state: ProcessS
   app.get('/readyz', async (_req, reply) => {
     const checks = await readiness(rt, state.scans === true);
     if (state.phase) checks.process = state.phase;
-    const ok = Object.values(checks).every((v) => v === 'ok');
+    // The replica is said, not counted: HTTP (unsubscribe links) and the workers need only the
+    // primary, and a process out of the load balancer for it would answer no link.
+    const ok = Object.entries(checks).every(([k, v]) => v === 'ok' || k === 'postgresRead');
     return reply.code(ok ? 200 : 503).send({ ok, checks });
   });
   app.get('/metrics', async (_req, reply) => {
@@ -118,7 +120,8 @@ function allowMethods(app: FastifyInstance): void {
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? '';
     const allowed = [...new Set(routes.filter((r) => r.path.test(path)).flatMap((r) => r.methods))];
-    if (allowed.length === 0) return reply.code(404).type('text/plain').send('not found\n');
+    // A route that takes this method and found nothing (a file the board does not have) is a 404.
+    if (allowed.length === 0 || allowed.includes(req.method)) return reply.code(404).type('text/plain').send('not found\n');
     return reply.code(405).header('allow', allowed.join(', ')).type('text/plain').send('method not allowed\n');
   });
 }
@@ -143,8 +146,8 @@ async function readiness(rt: Runtime, scans: boolean): Promise<Record<string, st
   const [postgres, redis, replica] = await Promise.all([
     check('PostgreSQL (select 1)', () => sql`select 1`.execute(rt.db)),
     redisDown ? `failing: ${redisDown}` : check(rt.config.redisCluster ? 'Redis (the queues\' slots)' : 'Redis (PING)', () => rt.pingRedis()),
-    // The scan reads there: a replica that cannot be read stops every scan, and nothing else says so.
-    scans && rt.config.readDatabaseUrl ? check('DATABASE_READ_URL (select 1)', () => sql`select 1`.execute(rt.readDb)) : null,
+    // The scan reads there: a replica that cannot be read stops every scan.
+    scans && rt.config.readDatabaseUrl ? check('DATABASE_READ_URL (select 1)', () => sql`select 1`.execute(rt.readProbe)) : null,
   ]);
   return replica === null ? { postgres, redis } : { postgres, redis, postgresRead: replica };
 }

@@ -2,8 +2,9 @@
  * A BullMQ Worker that stopped taking jobs while Redis answers. After a Redis Cluster was down for
  * a while, a Worker's blocking connection could stay wedged (its reconnect never settling): the
  * process looked healthy, and jobs waited for ever. Told by what a user would see: jobs waiting
- * in the queue at two checks in a row while this worker, idle all along, started none; a healthy
- * worker with a free slot takes a waiting job within milliseconds. It is then replaced.
+ * in the queue at three checks in a row (20 s and more) while this worker, idle all along, started
+ * none; a healthy worker with a free slot takes a waiting job within milliseconds, or after 15 s
+ * when its last fetch failed. It is then replaced.
  */
 import { within } from '../src/settle.ts';
 import type { Runtime } from '../src/runtime.ts';
@@ -23,37 +24,48 @@ export interface StallWatchOptions {
 }
 
 export function watchForStall(rt: Runtime, options: StallWatchOptions): { stop(): void } {
-  let previous: { waiting: number; started: number } | null = null;
+  /** Since when, and with how many started, jobs have waited at every check while the worker was idle. */
+  let since: { at: number; started: number; checks: number } | null = null;
   let checking = false;
+  let stopped = false;
   const check = async () => {
-    if (checking) return;
+    if (checking || stopped) return;
     checking = true;
     try {
       const waiting = await within(STALL_READ_MS, 'Redis (the waiting jobs)', options.waiting()).catch(() => null);
       // Redis not answering is the Redis watch's to report; jobs running, this worker is not stuck.
-      if (waiting === null || waiting === 0 || !options.idle()) {
-        previous = null;
+      if (stopped || waiting === null || waiting === 0 || !options.idle() || (since !== null && since.started !== options.started())) {
+        since = null;
         return;
       }
-      const started = options.started();
-      if (previous !== null && previous.started === started) {
-        rt.logger.warn({ waiting, idleForMs: options.everyMs },
-          `the ${options.what} worker took no job while ${waiting} waited (a BullMQ worker wedged after a Redis outage): replaced by a new one`);
-        previous = null;
-        await options.replace();
-        return;
-      }
-      previous = { waiting, started };
+      since ??= { at: Date.now(), started: options.started(), checks: 0 };
+      since.checks += 1;
+      // Past BullMQ's own pause after a failed fetch (`runRetryDelay`, 15 s), during which a
+      // healthy worker takes nothing either.
+      if (since.checks < STALL_CHECKS) return;
+      rt.logger.warn({ waiting, idleForMs: Date.now() - since.at },
+        `the ${options.what} worker took no job while ${waiting} waited (a BullMQ worker wedged after a Redis outage): replaced by a new one`);
+      since = null;
+      await options.replace();
     } finally {
       checking = false;
     }
   };
   const timer = setInterval(() => void check(), options.everyMs);
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return {
+    stop() {
+      // A check under way replaces nothing once the process stops.
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
 }
 
-/** Milliseconds between two checks: a wedged worker is replaced within two to three of them. */
+/** Checks in a row, `STALL_CHECK_MS` apart, that find the worker stalled before it is replaced. */
+const STALL_CHECKS = 3;
+
+/** Milliseconds between two checks: a wedged worker is replaced within three to four of them (20–40 s). */
 export const STALL_CHECK_MS = 10_000;
 
 /** How long a check waits for Redis to count the waiting jobs. */

@@ -54,7 +54,7 @@ export async function journeyFor(rt: Runtime, command: string): Promise<Journey>
   if (!journey) throw new InvalidContentError(journeyProblems, true);
   if (templateProblems.length > 0) {
     const n = templateProblems.length;
-    console.error(`nudge: warning: ${n} problem${n === 1 ? '' : 's'} in the templates (see \`nudge templates check\`); ${command} goes on, but a step whose template does not render fails when it is sent:`);
+    console.error(`nudge: warning: ${n} problem${n === 1 ? '' : 's'} in the templates (see \`nudge templates check\`); ${command} goes on, but start and tick refuse these files until they are fixed, and a running daemon keeps its last good version:`);
     for (const p of templateProblems) console.error(p);
   }
   return journey;
@@ -91,8 +91,8 @@ function infrastructureHint(e: { code?: string; message?: string }): string {
   if (e.code === 'ECONNREFUSED' || /ECONNREFUSED/.test(message)) {
     return database ? `cannot connect to PostgreSQL (is it running? check ${database}): ` : `cannot connect (is PostgreSQL/Redis running? check ${databases} and REDIS_URL): `;
   }
-  // Another installation's Nudge or another program: a Nudge of this installation is taken in stride.
-  if (e.code === 'EADDRINUSE') return 'the HTTP port is taken by another program (give this process another PORT, or PORT=0 for any free one): ';
+  // Another program, another installation's Nudge, or (a process that only serves HTTP) one of this installation.
+  if (e.code === 'EADDRINUSE') return 'the HTTP port is taken by another process (give this one another PORT, or PORT=0 for any free one): ';
   if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || /getaddrinfo/.test(message)) {
     return `cannot resolve a host name (check ${database ?? `${databases} and REDIS_URL`}): `;
   }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ConfigError, configWarnings } from '../config.ts';
 import { LiveContent } from '../content.ts';
 import { listStages } from '../db/opportunities.ts';
-import { drain } from '../../workers/drain.ts';
+import { drain, drainTotals } from '../../workers/drain.ts';
 import { runDaemon } from '../../workers/daemon.ts';
 import { clockFrom, EXIT, withRuntime } from './shared.ts';
 
@@ -19,12 +19,13 @@ export function registerWork(program: Command): void {
       // As the daemon says at its start: where the emails go when SMTP_URL is not set, and the secret.
       for (const w of configWarnings(rt.config)) rt.logger.warn(w);
       const content = new LiveContent(await rt.content(), rt.config, () => listStages(rt.db), rt.logger);
-      // A Redis that does not answer is the drain's to report, in its summary; what REDIS_URL
-      // wrongly names stops it here.
-      await rt.checkRedisDatabase().catch((error: unknown) => {
+      // What REDIS_URL wrongly names stops the command; a Redis that does not answer ends it with
+      // the summary saying so, as when it stops answering during the drain.
+      const unanswered = await rt.checkRedisDatabase().then(() => null, (error: unknown) => {
         if (error instanceof ConfigError) throw error;
+        return (error as Error).message;
       });
-      const t = await drain(rt, { clock, content, mailer: rt.mailer() });
+      const t = unanswered === null ? await drain(rt, { clock, content, mailer: rt.mailer() }) : drainTotals(unanswered);
       console.log(`processed ${t.jobs} jobs: ${t.sent} sent, ${t.suppressed} suppressed, ${t.failed} failed, ${t.unknown} unknown, ${t.skipped} skipped, ${t.retrying} to retry later`);
       console.log(JSON.stringify(t));
       if (t.unreachable) {

@@ -77,8 +77,11 @@ export function previewEmail(
   try {
     const rendered = templates.render(selection.template, ctx, { locale, timeZone: recipient.timeZone });
     // As sent: the base file's words with the recipient's formats, a mix a marketer should see named.
+    // English is taken for the base files' language, as the shipped ones are.
     if (rendered.file === `${selection.template}.hbs` && !/^en\b/i.test(locale)) {
-      notes.push(`There is no ${selection.template}.${locale}.hbs: the email has the base file's text, with dates and amounts formatted for ${locale}.`);
+      const language = locale.split(/[-_]/)[0]!;
+      const files = [...new Set([`${selection.template}.${locale}.hbs`, `${selection.template}.${language}.hbs`])].join(' nor ');
+      notes.push(`There is no ${files}: the email has the base file's text, with dates and amounts formatted for ${locale}.`);
     }
     const occurrence = step.repeat === 'onNewClosingDate' ? snapshot.opportunity.closingDate ?? '' : '';
     return { ...base, result: { rendered, email: composeEmail(rendered, snapshot, step, recipient, occurrence, settings) } };
