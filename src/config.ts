@@ -261,7 +261,7 @@ function boolean(env: NodeJS.ProcessEnv, name: string, unset = false): boolean {
   if (!raw) return unset;
   if (raw === 'false' || raw === '0') return false;
   if (raw === 'true' || raw === '1') return true;
-  throw new ConfigError(name, `must be true or false, got ${JSON.stringify(env[name])}`);
+  throw new ConfigError(name, `must be true or false (or 1 or 0), got ${JSON.stringify(env[name])}`);
 }
 
 /**

@@ -48,7 +48,7 @@ describe('configuration', () => {
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"/],
     [{ LOG_FORMAT: 'bogus' }, /LOG_FORMAT: must be one of json, pretty, got "bogus"/],
     [{ NUDGE_REDIS_WAIT_MS: 'soon' }, /NUDGE_REDIS_WAIT_MS: must be a whole number from 100 to 3600000/],
-    [{ NUDGE_PREPARED_STATEMENTS: 'off' }, /NUDGE_PREPARED_STATEMENTS: must be true or false, got "off"/],
+    [{ NUDGE_PREPARED_STATEMENTS: 'off' }, /NUDGE_PREPARED_STATEMENTS: must be true or false \(or 1 or 0\), got "off"/],
     [{ NUDGE_SECRET_PREVIOUS: 'old-secret-0123456789abcdef,short' }, /NUDGE_SECRET_PREVIOUS: secret 2 of 2 \(comma-separated\) is shorter than 16 characters/],
     [{ NUDGE_SECRET_PREVIOUS: 'old-secret-0123456789abcdef,' }, /NUDGE_SECRET_PREVIOUS: secret 2 of 2 \(comma-separated\) is empty: a comma too many\?/],
     [{ NODE_ENV: 'production', SMTP_URL: 'smtp://127.0.0.1:1', PUBLIC_URL: 'https://nudge.example.com', NUDGE_SECRET_PREVIOUS: 'nudge-development-secret-not-for-production' },
