@@ -7,7 +7,7 @@ import { nextAllowed } from './due-time.ts';
 import { compareDecimals } from './money.ts';
 import { isCustomerFacing, isValidEmail, type Recipient } from './recipients.ts';
 import { localDate } from './time.ts';
-import type { DecisionSnapshot, DeliveryStatus, Journey, Opportunity, PastDecision, Step, SuppressionReason } from './types.ts';
+import type { DecisionSnapshot, DeliveryStatus, IsoDate, Journey, Opportunity, PastDecision, Step, SuppressionReason } from './types.ts';
 
 export type Verdict =
   /** Due now and nothing stands in the way. */
@@ -91,11 +91,9 @@ const RULES: readonly Rule[] = [
   },
   {
     name: 'closing_date',
-    check: (ctx) => {
-      const closing = ctx.snapshot.opportunity.closingDate;
-      if (!isCustomerFacing(ctx.step) || closing === null || localDate(ctx.now, zoneOf(ctx)) <= closing) return null;
-      return suppress('closing_date_passed', `closing date ${closing} has passed in ${zoneOf(ctx)}`);
-    },
+    check: (ctx) => (closingDatePassed(ctx.snapshot.opportunity.closingDate, ctx.step, zoneOf(ctx), ctx.now)
+      ? suppress('closing_date_passed', `closing date ${ctx.snapshot.opportunity.closingDate} has passed in ${zoneOf(ctx)}`)
+      : null),
     passed: (ctx) => (isCustomerFacing(ctx.step)
       ? `closing date ${ctx.snapshot.opportunity.closingDate ?? '(none)'} not passed in ${zoneOf(ctx)}`
       : 'owner steps may fire after the closing date'),
@@ -179,6 +177,11 @@ export function judge(ctx: RuleContext, explain = false): { verdict: Verdict; ch
 function failureDetail(verdict: Verdict): string {
   if (verdict.kind === 'spent') return `already ${verdict.status} ${verdict.decidedAt.toISOString()}`;
   return 'detail' in verdict ? verdict.detail : '';
+}
+
+/** A customer-facing step of an opportunity whose closing date has passed in `zone` (the rule `closing_date`). */
+export function closingDatePassed(closing: IsoDate | null, step: Step, zone: string, now: Date): boolean {
+  return isCustomerFacing(step) && closing !== null && localDate(now, zone) > closing;
 }
 
 export function stageFilter(snapshot: { opportunity: FilteredOpportunity }, step: Step): string | null {

@@ -7,9 +7,8 @@ import { composeEmail, templateContext, type ComposeSettings } from '../email/co
 import type { OutgoingEmail } from '../email/mailer.ts';
 import { formatProblem, TemplateError, type RenderedEmail, type Templates } from '../email/templates.ts';
 import { SAMPLE_ID } from '../email/test-email.ts';
-import { isCustomerFacing, isValidEmail, resolveRecipients, type Recipient } from '../journey/recipients.ts';
-import { stageFilter } from '../journey/rules.ts';
-import { localDate } from '../journey/time.ts';
+import { isValidEmail, resolveRecipients, type Recipient } from '../journey/recipients.ts';
+import { closingDatePassed, stageFilter } from '../journey/rules.ts';
 import type { Journey, JourneyDefaults, Snapshot, Step } from '../journey/types.ts';
 
 /** What the page asks for; every field may be missing or name something that no longer exists. */
@@ -106,7 +105,7 @@ function opportunityNotes(snapshot: Snapshot, selection: Selection): string[] {
 /** A stale opportunity, the usual state of one whose date nobody moved: its customer steps wait for a new date. */
 function closingDateNotes(snapshot: Snapshot, step: Step, recipient: Recipient, now: Date): string[] {
   const { closingDate, stage } = snapshot.opportunity;
-  if (stage.outcome !== 'open' || !isCustomerFacing(step) || closingDate === null || localDate(now, recipient.timeZone) <= closingDate) return [];
+  if (stage.outcome !== 'open' || !closingDatePassed(closingDate, step, recipient.timeZone, now)) return [];
   return [`The closing date ${closingDate} has passed: a step to the customer is not sent until the date is moved later (suppressed as closing_date_passed).`];
 }
 
