@@ -5,7 +5,7 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { checkTemplates, formatProblem, loadTemplates, unusedTemplateProblems, type Templates, type TemplateUsage } from './email/templates.ts';
+import { checkTemplates, formatProblem, loadTemplates, templateWarnings, unusedTemplateProblems, type Templates, type TemplateUsage } from './email/templates.ts';
 import { formatJourneyProblem, loadJourneysFile, type JourneyRules, type UnsupportedFeature } from './journey/load-journeys.ts';
 import type { Journey, Stage } from './journey/types.ts';
 import type { Logger } from './logger.ts';
@@ -37,7 +37,7 @@ export function loadContent(source: ContentSource, stages: readonly Stage[] | nu
  */
 export function loadJourneyAlone(source: ContentSource, stages: readonly Stage[] | null): { journey: Journey | null; journeyProblems: string[]; templateProblems: string[] } {
   const { journey, journeyProblems, templateProblems } = readContent(source, stages);
-  return { journey: journeyProblems.length === 0 ? journey : null, journeyProblems, templateProblems: [...new Set(templateProblems)] };
+  return { journey: journeyProblems.length === 0 ? journey : null, journeyProblems, templateProblems };
 }
 
 /**
@@ -50,12 +50,17 @@ export function readContent(source: ContentSource, stages: readonly Stage[] | nu
   const { journey, problems } = loadJourneysFile(source.journeysFile, journeyRules(templates, stages));
   const templateProblems = loaded.problems.map((p) => formatProblem(p));
   if (journey) templateProblems.push(...journeyTemplateProblems(templates, journey));
-  return { templates, journey, journeyProblems: problems.map(formatJourneyProblem), templateProblems };
+  return { templates, journey, journeyProblems: problems.map(formatJourneyProblem), templateProblems: [...new Set(templateProblems)] };
 }
 
 /** Each step's template and who receives it: what the templates are checked for. */
 export function templateUsages(journey: Journey): TemplateUsage[] {
   return journey.steps.map((s) => ({ template: s.template, stepId: s.id, audience: s.to.kind === 'owner' ? 'owner' : 'customer' }));
+}
+
+/** What `templates check` warns of (images without alt, missing locale variants), as `file:line:column: warning: …` lines. */
+export function journeyTemplateWarnings(templates: Templates, journey: Journey): string[] {
+  return templateWarnings(templates, templateUsages(journey)).map((p) => formatProblem(p));
 }
 
 /** The templates' problems, as `file:line:column: message` lines: those the steps use, for their recipients, then the others. */

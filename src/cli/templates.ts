@@ -1,11 +1,11 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config.ts';
-import { journeyRules, loadContent, templateUsages, type Content, type ContentSource } from '../content.ts';
+import { journeyRules, journeyTemplateWarnings, loadContent, type Content, type ContentSource } from '../content.ts';
 import { createDb } from '../db/database.ts';
 import { listStages } from '../db/opportunities.ts';
 import { publicUrlWarning } from '../email/lint.ts';
-import { formatProblem, loadTemplates, templateWarnings } from '../email/templates.ts';
+import { loadTemplates } from '../email/templates.ts';
 import { loadJourneysFile } from '../journey/load-journeys.ts';
 import type { Journey, Stage } from '../journey/types.ts';
 import { EXIT, report } from './shared.ts';
@@ -53,7 +53,7 @@ function warningsOf(source: ContentSource, content: Content | null): string[] {
   const journey: Journey | null = content?.journey
     ?? loadJourneysFile(source.journeysFile, journeyRules(templates, null)).journey;
   if (!journey) return [];
-  return templateWarnings(templates, templateUsages(journey)).map((p) => formatProblem(p));
+  return journeyTemplateWarnings(templates, journey);
 }
 
 /**

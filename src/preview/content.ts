@@ -5,8 +5,8 @@
  * broken template shows its problem while the others still render.
  */
 import { readdirSync } from 'node:fs';
-import { readContent, templateUsages, type ContentSource } from '../content.ts';
-import { formatProblem, templateWarnings, type Templates } from '../email/templates.ts';
+import { journeyTemplateWarnings, readContent, type ContentSource } from '../content.ts';
+import type { Templates } from '../email/templates.ts';
 import type { Journey, Stage } from '../journey/types.ts';
 
 export interface PreviewContent {
@@ -26,7 +26,7 @@ export interface PreviewContent {
 export function loadPreviewContent(source: ContentSource, stages: readonly Stage[] | null, version: number): PreviewContent {
   // A template that exists but does not compile is its own problem; the steps stay listed meanwhile.
   const { templates, journey, journeyProblems, templateProblems } = readContent(source, stages);
-  const warnings = journey ? templateWarnings(templates, templateUsages(journey)).map((p) => formatProblem(p)) : [];
+  const warnings = journey ? journeyTemplateWarnings(templates, journey) : [];
   return { version, templates, journey, problems: [...new Set([...journeyProblems, ...templateProblems])], warnings, stagesChecked: stages !== null };
 }
 
