@@ -15,7 +15,7 @@ import { until } from './helpers/daemon.ts';
 import { fixedClock } from '../src/clock.ts';
 import type { Runtime } from '../src/runtime.ts';
 import { startDeliverWorker } from '../workers/deliver-worker.ts';
-import { letGo, watchForStall } from '../workers/stall-watch.ts';
+import { superviseWorker } from '../workers/stall-watch.ts';
 
 const JOURNEY = `
 defaults:
@@ -66,17 +66,14 @@ describe('a worker that takes no job while jobs wait', () => {
     const content = await world.rt.liveContent();
     const running = { count: 0, started: 0 };
     const options = { clock: fixedClock(NOW), content, mailer: world.rt.mailer(), running };
-    let worker = startDeliverWorker(world.rt, { ...options, autorun: false });
     const lines: string[] = [];
     const rt = Object.create(world.rt, { logger: { value: { warn: (_: unknown, msg: string) => lines.push(msg) } } }) as Runtime;
-    const watch = watchForStall(rt, {
+    // The first worker never fetches; the one started in its place does.
+    let starts = 0;
+    const worker = superviseWorker(rt, {
       what: 'delivery', everyMs: 300, started: () => running.started, idle: () => running.count === 0,
       waiting: async () => (await world.rt.queue.getJobCounts('wait')).wait ?? 0,
-      replace: async () => {
-        const wedged = worker;
-        worker = startDeliverWorker(world.rt, options);
-        await letGo(wedged);
-      },
+      start: () => startDeliverWorker(world.rt, { ...options, autorun: starts++ > 0 }),
     });
     try {
       await until('3 emails', async () => (await spendingRows()).length === 3, 20_000);
@@ -85,8 +82,8 @@ describe('a worker that takes no job while jobs wait', () => {
       // Idle with nothing waiting: left alone.
       await new Promise((r) => setTimeout(r, 1_000));
       expect(lines).toHaveLength(1);
+      expect(starts).toBe(2);
     } finally {
-      watch.stop();
       await worker.close();
     }
   });

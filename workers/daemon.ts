@@ -3,7 +3,6 @@
  * (`nudge work` without `--drain` is workers alone). SIGTERM/SIGINT stop taking jobs, let active
  * ones finish within the grace period, then close.
  */
-import type { Worker } from 'bullmq';
 import { systemClock, type Clock } from '../src/clock.ts';
 import { configWarnings } from '../src/config.ts';
 import type { LiveContent } from '../src/content.ts';
@@ -16,7 +15,7 @@ import { installationTag, INSTALLATION_HEADER, startHttpServer, type HttpServer,
 import { startScheduler } from './scheduler.ts';
 import { watchRedis } from './redis-watch.ts';
 import { watchSecret } from './secret-check.ts';
-import { letGo, STALL_CHECK_MS, watchForStall } from './stall-watch.ts';
+import { superviseWorker } from './stall-watch.ts';
 
 export interface DaemonOptions {
   scheduler: boolean;
@@ -90,16 +89,10 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   const clock = options.clock ?? systemClock;
   const running = { count: 0, started: 0 };
   const workerOptions = { clock, content, mailer: rt.mailer(), running };
-  let worker: Worker | null = options.worker ? startDeliverWorker(rt, workerOptions) : null;
-  const stallWatch = worker && watchForStall(rt, {
-    what: 'delivery', everyMs: STALL_CHECK_MS, started: () => running.started, idle: () => running.count === 0,
+  const worker = options.worker ? superviseWorker(rt, {
+    what: 'delivery', start: () => startDeliverWorker(rt, workerOptions), started: () => running.started, idle: () => running.count === 0,
     waiting: async () => (await rt.queue.getJobCounts('wait')).wait ?? 0,
-    replace: async () => {
-      const wedged = worker!;
-      worker = startDeliverWorker(rt, workerOptions);
-      await letGo(wedged);
-    },
-  });
+  }) : null;
   const secretWatch = watchSecret(rt);
   // A Redis that hangs keeps its connections open: nothing else would say so.
   const redisWatch = watchRedis(rt, { everyMs: WATCH_EVERY_MS, pingWaitMs: WATCH_PING_WAIT_MS, log: true });
@@ -112,7 +105,6 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   state.phase = 'stopping: finishing active jobs';
 
   secretWatch.stop();
-  stallWatch?.stop();
   const grace = options.graceMs ?? 20_000;
   const timer = setTimeout(() => {
     rt.logger.error({ graceMs: grace }, 'grace period over; exiting with jobs still active (another worker takes them once their lock lapses; a recorded send is not sent again)');

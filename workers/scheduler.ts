@@ -10,7 +10,7 @@ import { databaseOf } from '../src/db/database.ts';
 import { runScan, type ScanSummary } from '../src/scan.ts';
 import { SCAN_QUEUE, queuePrefix, scanQueue } from '../src/queue/queues.ts';
 import type { Runtime } from '../src/runtime.ts';
-import { letGo, STALL_CHECK_MS, watchForStall } from './stall-watch.ts';
+import { superviseWorker } from './stall-watch.ts';
 
 /** Milliseconds between the lines a scan still running logs (`scan under way`). */
 const SCAN_PROGRESS_EVERY_MS = 10_000;
@@ -74,15 +74,9 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
       scanning -= 1;
     }
   };
-  let worker = startWorker();
-  const stallWatch = watchForStall(rt, {
-    what: 'scan', everyMs: STALL_CHECK_MS, started: () => started, idle: () => scanning === 0,
+  const worker = superviseWorker(rt, {
+    what: 'scan', start: startWorker, started: () => started, idle: () => scanning === 0,
     waiting: async () => (await queue.getJobCounts('wait')).wait ?? 0,
-    replace: async () => {
-      const wedged = worker;
-      worker = startWorker();
-      await letGo(wedged);
-    },
   });
   return {
     get scanning() {
@@ -90,7 +84,6 @@ export async function startScheduler(rt: Runtime, content: LiveContent, clock: C
     },
     async close() {
       clearInterval(keepAlive);
-      stallWatch.stop();
       await worker.close();
       await queue.close();
     },

@@ -66,13 +66,49 @@ export function watchForStall(rt: Runtime, options: StallWatchOptions): { stop()
 const STALL_CHECKS = 3;
 
 /** Milliseconds between two checks: a wedged worker is replaced within three to four of them (20–40 s). */
-export const STALL_CHECK_MS = 10_000;
+const STALL_CHECK_MS = 10_000;
 
 /** How long a check waits for Redis to count the waiting jobs. */
 const STALL_READ_MS = 2_000;
 
+interface Closable {
+  close(force?: boolean): Promise<void>;
+}
+
+/** A worker started by `start`, and started again in its place when it stalls (`watchForStall`). */
+export interface SupervisedWorker<W extends Closable> {
+  /** The worker running now. */
+  readonly current: W;
+  /** Stops watching, then closes the worker running now (waiting for its jobs, as BullMQ's close does). */
+  close(): Promise<void>;
+}
+
+export function superviseWorker<W extends Closable>(
+  rt: Runtime, options: Omit<StallWatchOptions, 'replace' | 'everyMs'> & { start(): W; everyMs?: number },
+): SupervisedWorker<W> {
+  let worker = options.start();
+  const watch = watchForStall(rt, {
+    ...options,
+    everyMs: options.everyMs ?? STALL_CHECK_MS,
+    replace: async () => {
+      const wedged = worker;
+      worker = options.start();
+      await letGo(wedged);
+    },
+  });
+  return {
+    get current() {
+      return worker;
+    },
+    async close() {
+      watch.stop();
+      await worker.close();
+    },
+  };
+}
+
 /** Closes a worker being replaced without waiting on what is wedged: its close may never settle. */
-export async function letGo(worker: { close(force?: boolean): Promise<void> }): Promise<void> {
+async function letGo(worker: Closable): Promise<void> {
   await within(CLOSE_WAIT_MS, 'closing a wedged worker', worker.close(true)).catch(() => {});
 }
 
