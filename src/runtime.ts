@@ -113,7 +113,7 @@ export class Runtime {
   private readonly redisWaits = new Set<(error: Error) => void>();
   /** Set by `abandonRedis`: what `redisBound` is given after it fails at once. */
   private redisAbandoned: Error | null = null;
-  private redisDatabaseChecked: Promise<void> | null = null;
+  private redisUrlChecked: Promise<void> | null = null;
 
   constructor(readonly config: Readonly<Config>, readonly logger: Logger) {
     this.repeats = repeatLimited(logger);
@@ -261,14 +261,16 @@ export class Runtime {
   }
 
   /**
-   * Whether REDIS_URL is the kind of Redis NUDGE_REDIS_CLUSTER says, and has REDIS_URL's database. A Redis without it (`/99` on one with 16) refuses the
-   * SELECT ioredis sends on connecting, and ioredis carries on in database 0: the queues would
-   * live there, beside another installation's. Selected again, once, when Redis first answers (the
-   * daemon waits for that as for any command), so that a refusal stops the command: any Redis
-   * version answers SELECT, and a user the server does not allow it could not have used it anyway.
+   * Whether REDIS_URL names what it should, asked once, when Redis first answers (the daemon waits
+   * for that as for any command):
+   * - not a Cluster's node unless NUDGE_REDIS_CLUSTER says so (`INFO cluster`);
+   * - a database the server has. One without it (`/99` on one with 16) refuses the SELECT ioredis
+   *   sends on connecting, and ioredis carries on in database 0, where the queues would live beside
+   *   another installation's. Selected again, so that a refusal stops the command: any Redis
+   *   version answers SELECT, and a user the server does not allow it could not have used it anyway.
    */
-  checkRedisDatabase(): Promise<void> {
-    this.redisDatabaseChecked ??= (async () => {
+  checkRedisUrl(): Promise<void> {
+    this.redisUrlChecked ??= (async () => {
       if (this.config.redisCluster) return;
       // A Cluster's node taken for a plain Redis: each command redirected (MOVED) but those whose
       // keys live on that node, so it would half work. A server that will not say (INFO refused
@@ -289,7 +291,7 @@ export class Runtime {
         throw new ConfigError('REDIS_URL', `names database ${wanted}, which this Redis refused (${error.message}; see its \`databases\` setting): the queues would have gone to database 0`);
       });
     })();
-    return this.redisDatabaseChecked;
+    return this.redisUrlChecked;
   }
 
   /** Whether the Redis connection, once opened, is not ready (down, reconnecting). */

@@ -67,13 +67,13 @@ async function serve(rt: Runtime, options: DaemonOptions): Promise<void> {
   }
   // The scheduler's first command waits for Redis; a stop meanwhile does not.
   state.phase = 'starting: waiting for Redis';
-  const starting = rt.checkRedisDatabase().then(() => (options.scheduler ? startScheduler(rt, content, systemClock) : null));
+  const starting = rt.checkRedisUrl().then(() => (options.scheduler ? startScheduler(rt, content, systemClock) : null));
   starting.catch(() => {}); // left behind by a stop: fails when the connection is closed
   let scheduler: Awaited<typeof starting> | typeof STOPPED;
   try {
     scheduler = await Promise.race([starting, stopped.then((): typeof STOPPED => STOPPED)]);
   } catch (error) {
-    // REDIS_URL names a database this Redis does not have: nothing started, nothing to wait for.
+    // REDIS_URL names what it should not (a database this Redis does not have, a Cluster node): nothing started, nothing to wait for.
     await http?.close();
     throw error;
   }

@@ -36,7 +36,7 @@ export interface ProcessState {
    * (waiting for PostgreSQL), or stopping; null while it runs.
    */
   phase: string | null;
-  /** Whether the process runs the scan, which reads DATABASE_READ_URL when set: then checked too. */
+  /** Whether the process runs the scan, which reads DATABASE_READ_URL when set: then reported too (not counted). */
   scans?: boolean;
 }
 
@@ -129,7 +129,7 @@ function allowMethods(app: FastifyInstance): void {
 /** How long the HTTP server's stop waits for responses still being sent before it cuts them. */
 const HTTP_CLOSE_MS = 2_000;
 
-/** Each dependency answers within two seconds, or the process is not ready. */
+/** Each dependency answers within two seconds, or the process is not ready (the replica: said, not counted). */
 async function readiness(rt: Runtime, scans: boolean): Promise<Record<string, string>> {
   const check = async (what: string, fn: () => Promise<unknown>) => {
     try {

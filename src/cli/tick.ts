@@ -10,7 +10,7 @@ export function registerTick(program: Command): void {
     .action((opts: { now?: string }) => withRuntime(async (rt) => {
       const now = clockFrom(opts.now).now();
       const { journey } = await rt.content();
-      await rt.checkRedisDatabase();
+      await rt.checkRedisUrl();
       const progress = progressOnStderr();
       const onProgress = (s: { scanned: number; enqueued: number }) => progress.update(`scanned ${s.scanned}, enqueued ${s.enqueued}`);
       const summary = await runScan(rt.scanDeps(journey), now, { waitForLock: true, onProgress }).finally(() => progress.done());

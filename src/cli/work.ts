@@ -21,7 +21,7 @@ export function registerWork(program: Command): void {
       const content = new LiveContent(await rt.content(), rt.config, () => listStages(rt.db), rt.logger);
       // What REDIS_URL wrongly names stops the command; a Redis that does not answer ends it with
       // the summary saying so, as when it stops answering during the drain.
-      const unanswered = await rt.checkRedisDatabase().then(() => null, (error: unknown) => {
+      const unanswered = await rt.checkRedisUrl().then(() => null, (error: unknown) => {
         if (error instanceof ConfigError) throw error;
         return (error as Error).message;
       });
